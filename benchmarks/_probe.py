@@ -1,0 +1,65 @@
+"""One measurement in a fresh interpreter: ``python -m benchmarks._probe CASE IMPL MODE N``.
+
+MODE ``time``: N repeats of a calibrated loop, ns/op each.
+MODE ``count``: exactly N calls, for callgrind (run once with N=K, once with N=0).
+Prints one JSON line on stdout; exits 3 with the reason on stderr when IMPL
+cannot run in this interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import timeit
+from importlib import metadata
+
+from ._harness import core_in_use, find_case, prepare
+
+# A fixed count, not a duration: callgrind's K and 0 runs must do identical warm-up.
+WARMUP_CALLS = 2_000
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def _calibrated_ns(timer: timeit.Timer, repeat: int, min_seconds: float) -> list[float]:
+    number = 1
+    while (elapsed := timer.timeit(number)) < min_seconds:
+        # Jump towards the target, but at most 100x: one early sample is noisy.
+        number *= min(100, max(2, int(1.2 * min_seconds / max(elapsed, 1e-9))))
+    return [timer.timeit(number) / number * 1e9 for _ in range(repeat)]
+
+
+def run(case_name: str, impl: str, mode: str, n: int, min_seconds: float = 0.05) -> dict:
+    try:
+        op = prepare(find_case(case_name), impl)
+    except NotImplementedError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(3) from None
+    # timeit.Timer turns the GC off while timing, as pyperf and asv do.
+    timer = timeit.Timer(op)
+    timer.timeit(WARMUP_CALLS)
+    result: dict = {"core": core_in_use()}
+    if mode == "count":
+        timer.timeit(n)
+        return result
+    result["samples"] = _calibrated_ns(timer, n, min_seconds)
+    result["versions"] = {
+        "python": platform.python_version(),
+        "Django": _version("Django"),
+        "prometheus_client": _version("prometheus_client"),
+        "django_prometheus": _version("django-prometheus"),
+        "prefix": sys.prefix,
+    }
+    return result
+
+
+if __name__ == "__main__":
+    case_name, impl, mode, n, *rest = sys.argv[1:]
+    out = run(case_name, impl, mode, int(n), *(float(x) for x in rest))
+    print(json.dumps(out))

@@ -1,0 +1,252 @@
+"""Side-by-side runner behind ``python -m benchmarks``: probes, rounds, valgrind, table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from statistics import median
+
+from ._harness import IMPLS, Case, load_cases
+
+ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM_VENV = ROOT / ".venv-upstream"
+UPSTREAM_DISTS = ("django-prometheus", "Django", "prometheus_client")
+# Callgrind runs Python ~50-100x slower: this much native loop time keeps a run near 20 s.
+CALLGRIND_LOOP_NS = 2e8
+
+
+@dataclass
+class Result:
+    case: str
+    impl: str
+    reason: str | None = None  # why this impl is n/a
+    core: str = ""
+    samples: list[float] = field(default_factory=list)
+    instr: float | None = None
+    k: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ns(self) -> float | None:
+        return median(self.samples) if self.samples else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--case", metavar="PATTERN", help="only cases whose name matches (regex)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter loops")
+    parser.add_argument("--rounds", type=int, help="rounds over all implementations")
+    parser.add_argument("--no-valgrind", action="store_true", help="skip instruction counts")
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also dump the results")
+    args = parser.parse_args(argv)
+
+    cases = load_cases(args.case)
+    if not cases:
+        parser.error(f"no case matches {args.case!r}")
+    rounds = args.rounds or (3 if args.quick else 7)
+    repeat, min_seconds = (3, 0.02) if args.quick else (5, 0.05)
+
+    pythons, unavailable = _interpreters()
+    results = {
+        (c.name, impl): Result(c.name, impl, reason=unavailable.get(impl)) for c in cases for impl in IMPLS
+    }
+    for r in range(rounds):
+        _log(f"round {r + 1}/{rounds}")
+        # Rotate the order too, so no impl always runs right after the same neighbour.
+        order = IMPLS[r % len(IMPLS) :] + IMPLS[: r % len(IMPLS)]
+        for case in cases:
+            for impl in order:
+                res = results[case.name, impl]
+                if res.reason is None:
+                    _measure(res, pythons[impl], repeat, min_seconds)
+
+    valgrind = shutil.which("valgrind") and not args.no_valgrind
+    if valgrind:
+        _count_instructions(cases, results, pythons, CALLGRIND_LOOP_NS / (4 if args.quick else 1))
+
+    print(_report(cases, results, rounds, bool(valgrind)))
+    if args.json:
+        rows = [asdict(res) | {"ns_median": res.ns} for res in results.values()]
+        args.json.write_text(json.dumps({"rounds": rounds, "results": rows}, indent=2) + "\n")
+    return 0
+
+
+def _interpreters() -> tuple[dict[str, str], dict[str, str]]:
+    """Python per impl, and the reason for each impl that has none."""
+    pythons = dict.fromkeys(("bare", "compiled", "pure"), sys.executable)
+    unavailable: dict[str, str] = {}
+    try:
+        pythons["upstream"] = _upstream_python()
+    except RuntimeError as exc:
+        unavailable["upstream"] = str(exc)
+    return pythons, unavailable
+
+
+def _upstream_python() -> str:
+    """``.venv-upstream``'s python with django-prometheus 2.5.0 and our Django and prometheus_client."""
+    python = UPSTREAM_VENV / "bin" / "python"
+    wanted = [
+        platform.python_version(),
+        "django-prometheus==2.5.0",
+        *(f"{d}=={metadata.version(d)}" for d in UPSTREAM_DISTS[1:]),
+    ]
+    if not python.exists():
+        _log(f"creating {UPSTREAM_VENV.name} with {sys._base_executable}")
+        _run([sys._base_executable, "-m", "venv", "--clear", str(UPSTREAM_VENV)])
+    if _upstream_state(python) != wanted:
+        _log(f"installing {' '.join(wanted[1:])} into {UPSTREAM_VENV.name}")
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        _run([*pip, *wanted[2:]])
+        # --no-deps: 2.5.0 declares Django<6.1, but the comparison is only fair on our Django.
+        _run([*pip, "--no-deps", wanted[1]])
+        if (state := _upstream_state(python)) != wanted:
+            raise RuntimeError(f"{UPSTREAM_VENV.name} has {state}, wanted {wanted}")
+    return str(python)
+
+
+def _upstream_state(python: Path) -> list[str]:
+    script = (
+        "import platform, sys\nfrom importlib import metadata as m\nprint(platform.python_version())\n"
+        "for d in sys.argv[1:]:\n"
+        "    try: print(f'{d}=={m.version(d)}')\n"
+        "    except m.PackageNotFoundError: print(d)\n"
+    )
+    return _run([str(python), "-c", script, *UPSTREAM_DISTS]).split()
+
+
+def _run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed: {errors[0] if errors else _last_line(proc.stderr)}")
+    return proc.stdout
+
+
+def _probe(python: str, *args: object, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    cmd = [*prefix, python, "-m", "benchmarks._probe", *map(str, args)]
+    env = os.environ | {"PYTHONHASHSEED": "0"}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def _measure(res: Result, python: str, repeat: int, min_seconds: float) -> None:
+    proc = _probe(python, res.case, res.impl, "time", repeat, min_seconds)
+    if proc.returncode == 3:  # the probe's "cannot run here"
+        res.reason = _last_line(proc.stderr)
+    elif proc.returncode:
+        res.reason = f"probe failed: {_last_line(proc.stderr)}"
+        _log(proc.stderr)
+    else:
+        out = json.loads(proc.stdout.splitlines()[-1])
+        res.samples += out["samples"]
+        res.core, res.versions = out["core"], out["versions"]
+
+
+def _count_instructions(
+    cases: list[Case], results: dict[tuple[str, str], Result], pythons: dict[str, str], loop_ns: float
+) -> None:
+    """(instr(K) - instr(0)) / K per op, from two callgrind runs with the same warm-up."""
+    callgrind = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+    jobs = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for case in cases:
+            live = [results[case.name, impl] for impl in IMPLS if results[case.name, impl].ns]
+            if not live:
+                continue
+            # One K per case, sized by its slowest impl.
+            k = int(min(200_000, max(1_000, loop_ns / max(res.ns or 0 for res in live))))
+            _log(f"callgrind {case.name}: K={k} for {', '.join(r.impl for r in live)}")
+            for res in live:
+                res.k = k
+                runs = [
+                    pool.submit(_probe, pythons[res.impl], res.case, res.impl, "count", n, prefix=callgrind) for n in (k, 0)
+                ]
+                jobs.append((res, runs))
+        for res, (with_k, without) in jobs:
+            counts = [_collected(f.result()) for f in (with_k, without)]
+            if None in counts:
+                _log(f"callgrind failed for {res.case}/{res.impl}: {_last_line(with_k.result().stderr)}")
+            else:
+                res.instr = (counts[0] - counts[1]) / res.k
+
+
+def _collected(proc: subprocess.CompletedProcess[str]) -> int | None:
+    match = re.search(r"Collected\s*:\s*(\d+)", proc.stderr)
+    return int(match.group(1)) if proc.returncode == 0 and match else None
+
+
+def _report(cases: list[Case], results: dict[tuple[str, str], Result], rounds: int, valgrind: bool) -> str:
+    header = ("case", "impl", "core", "ns/op", "×bare", "instr/op", "×bare", "added% time", "added% instr", "note")
+    rows = [header]
+    for case in cases:
+        bare, upstream = results[case.name, "bare"], results[case.name, "upstream"]
+        for impl in IMPLS:
+            res = results[case.name, impl]
+            if res.reason:
+                rows.append((case.name, impl, "", "n/a", "", "", "", "", "", f"n/a ({res.reason})"))
+                continue
+            ns = (res.ns, bare.ns, upstream.ns)
+            instr = (res.instr, bare.instr, upstream.instr)
+            rows.append((
+                case.name, impl, res.core,
+                _fmt(res.ns, "{:,.0f}"), _ratio(*ns[:2]),
+                _fmt(res.instr, "{:,.0f}"), _ratio(*instr[:2]),
+                _added(*ns), _added(*instr), "",
+            ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    numeric = range(3, 9)
+    lines = [
+        "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+
+    env_lines = []
+    for impl in IMPLS:
+        v = next((r.versions | {"core": r.core} for r in results.values() if r.impl == impl and r.versions), None)
+        if v:
+            env_lines.append(
+                f"  {impl:<9} Python {v['python']}, Django {v['Django']}, prometheus_client {v['prometheus_client']}, "
+                f"django_prometheus {v['django_prometheus']}, core {v['core']}  [{v['prefix']}]"
+            )
+    counts = "callgrind instructions, PYTHONHASHSEED=0" if valgrind else "no instruction counts (valgrind off)"
+    return "\n".join([
+        f"{platform.platform()}, {os.cpu_count()} CPUs; median of {rounds} interleaved rounds; {counts}",
+        *env_lines,
+        "",
+        *lines,
+        "",
+        "×bare = impl / bare; added% = (impl - bare) / (upstream - bare): the share of upstream's overhead it adds.",
+    ])  # fmt: skip
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else spec.format(value)
+
+
+def _ratio(value: float | None, bare: float | None) -> str:
+    return "" if value is None or not bare else f"{value / bare:.2f}"
+
+
+def _added(value: float | None, bare: float | None, upstream: float | None) -> str:
+    if value is None or bare is None or upstream is None or upstream == bare:
+        return ""
+    return f"{100 * (value - bare) / (upstream - bare):.0f}%"
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,31 @@
+"""Build the compiled core, unless a pure build is asked for.
+
+``DJANGO_PROMETHEUS_NO_EXTENSIONS=1`` (or a non-CPython interpreter) builds the
+pure-Python package; otherwise Cython and a C compiler are required, and a
+failure to compile is an error, never a silent fallback.
+"""
+
+import os
+import platform
+
+from setuptools import find_packages, setup
+
+NO_EXTENSIONS = os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS", "") not in ("", "0")
+if platform.python_implementation() != "CPython":
+    NO_EXTENSIONS = True
+
+if NO_EXTENSIONS:
+    print("*" * 60 + "\n django-prometheus: building the PURE-PYTHON core\n" + "*" * 60)
+    ext_modules = []
+else:
+    print("*" * 60 + "\n django-prometheus: building the COMPILED (Cython) core\n" + "*" * 60)
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    ext_modules = cythonize(
+        [Extension("django_prometheus._core._cells_c", ["_core/_cells_c.pyx"])],
+        compiler_directives={"language_level": "3"},
+    )
+
+# The core lives in the top-level _core/ folder and installs as django_prometheus._core.
+setup(packages=[*find_packages("src"), "django_prometheus._core"], ext_modules=ext_modules)

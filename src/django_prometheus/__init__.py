@@ -1,0 +1,3 @@
+"""Prometheus metrics for Django: middlewares, cache and database backends, model mixins."""
+
+__version__ = "3.0.0a1"
