@@ -1,0 +1,59 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYENV_ROOT ?= $(HOME)/.pyenv
+# Django 6 needs Python >= 3.12: prefer it, fall back to whatever python3 is.
+PYTHON ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12*/bin/python) $(shell command -v python3.12) $(shell command -v python3))
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help venv build services services-stop test test-compiled test-pure demo bench lint clean
+
+help:
+	@echo "make demo   - build and run the example site on 127.0.0.1:8000 (/metrics live)"
+	@echo "make test   - venv, compiled core, real services, whole suite on both cores"
+	@echo "make bench  - side-by-side benchmarks (bare Django, ours compiled/pure, upstream 2.5.0)"
+
+$(VENV)/.deps: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "setuptools>=70" wheel "Cython>=3.1" build ruff
+	$(PY) -m pip install -q --no-build-isolation ".[test]"
+	touch $@
+
+venv: $(VENV)/.deps
+
+# A real (non-editable) install: the tests import the built package, compiled core included.
+build: venv
+	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
+
+services:
+	scripts/services.sh install
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
+
+test-compiled: build services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-pure: build services
+	DJANGO_PROMETHEUS_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+test: test-compiled test-pure
+
+demo: build
+	cd examples/demo && ../../$(PY) manage.py migrate --noinput -v0 && ../../$(PY) manage.py runserver 127.0.0.1:$${DEMO_PORT:-8000}
+
+bench: build
+	$(PY) -m benchmarks
+
+lint: venv
+	$(PY) -m ruff check src _core tests benchmarks
+	$(PY) -m ruff format --check src _core tests benchmarks
+
+clean:
+	rm -rf build dist *.egg-info src/*.egg-info _core/*.c _core/*.html

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    import django_prometheus
+    from django_prometheus._core import _cells
+
+    core = "compiled" if _cells.USE_EXTENSIONS else "pure"
+    return [f"django_prometheus from {django_prometheus.__file__} ({core} core: {_cells._impl.__file__})"]
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+SERVICES = {
+    "redis": lambda: urlparse(settings.REDIS_URL).port,
+    "memcached": lambda: int(settings.MEMCACHED_LOCATION.rsplit(":", 1)[1]),
+}
+
+
+@pytest.fixture(scope="session")
+def require_service():
+    """Fail (never skip) when a real server the test needs is down: `make test` starts them."""
+
+    def require(name: str) -> None:
+        port = SERVICES[name]()
+        if not _reachable("127.0.0.1", port):
+            pytest.fail(f"{name} is not listening on 127.0.0.1:{port}; run `scripts/services.sh start`")
+
+    return require
