@@ -199,7 +199,7 @@ def _check_bounds(bounds):
     b = [float(x) for x in bounds]
     if b != sorted(b):
         raise ValueError("Buckets not in sorted order")
-    if not b or b[-1] != _INF:
+    if not b or b[len(b) - 1] != _INF:  # (wraparound is off in this module)
         b.append(_INF)
     if len(b) < 2:
         raise ValueError("Must have at least two buckets")

@@ -1,0 +1,41 @@
+"""The installed package is the built one, and by default it runs the compiled core."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import django_prometheus
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_package_is_imported_from_the_installation_not_the_source_tree():
+    installed = Path(django_prometheus.__file__).resolve()
+    assert REPO / "src" not in installed.parents
+    assert Path(sysconfig.get_paths()["purelib"]).resolve() in installed.parents
+
+
+def test_installed_build_imports_the_compiled_core_by_default():
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_PROMETHEUS_NO_EXTENSIONS"}
+    code = (
+        "from django_prometheus._core import _cells\n"
+        "print(_cells.USE_EXTENSIONS, _cells._impl.__file__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd="/", capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "True", out
+    assert out[1].endswith(sysconfig.get_config_var("EXT_SUFFIX")), out
+
+
+def test_pure_twin_is_used_when_asked_for():
+    env = {**os.environ, "DJANGO_PROMETHEUS_NO_EXTENSIONS": "1"}
+    code = "from django_prometheus._core import _cells; print(_cells.USE_EXTENSIONS, _cells._impl.__name__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd="/", capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "django_prometheus._core._cells_py"]

@@ -1,0 +1,227 @@
+"""The core's cells, against both implementations (compiled and pure) side by side."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+import threading
+
+import pytest
+
+IMPLEMENTATIONS = ["django_prometheus._core._cells_c", "django_prometheus._core._cells_py"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS, ids=["compiled", "pure"])
+def core(request):
+    # make test always builds the extension: a missing one is a failure, not a skip.
+    return importlib.import_module(request.param)
+
+
+def test_counter_counts_and_refuses_negative(core):
+    c = core.Counter()
+    assert c.get() == 0.0
+    c.inc()
+    c.inc(2.5)
+    assert c.get() == 3.5
+    with pytest.raises(ValueError):
+        c.inc(-1)
+    assert c.get() == 3.5
+    assert c._value.get() == 3.5  # prometheus_client child compatibility
+    assert c.created > 1_600_000_000
+
+
+def test_counter_count_exceptions_counts_only_raised(core):
+    c = core.Counter()
+    with pytest.raises(KeyError), c.count_exceptions(KeyError):
+        raise KeyError("x")
+    with c.count_exceptions(KeyError):
+        pass
+    assert c.get() == 1.0
+
+
+def test_gauge_moves_both_ways(core):
+    g = core.Gauge()
+    g.inc(5)
+    g.dec(2)
+    assert g.get() == 3.0
+    g.set(-7.5)
+    assert g.get() == -7.5
+    with g.track_inprogress():
+        assert g.get() == -6.5
+    assert g.get() == -7.5
+
+
+@pytest.mark.parametrize(
+    ("value", "bucket"),
+    [(0.0, 0), (1.0, 0), (1.0000001, 1), (2.0, 1), (4.9, 2), (5.0, 2), (5.1, 3), (1e300, 3), (-3.0, 0)],
+)
+def test_histogram_puts_value_in_first_bucket_whose_bound_is_not_below_it(core, value, bucket):
+    h = core.Histogram([1.0, 2.0, 5.0])
+    h.observe(value)
+    expected = [0.0] * 4
+    for i in range(bucket, 4):
+        expected[i] = 1.0
+    assert h.buckets() == expected
+    assert h.bounds == (1.0, 2.0, 5.0, math.inf)
+    assert h.sum == value
+    assert h.count == 1.0
+
+
+def test_histogram_matches_prometheus_client_on_many_values(core):
+    from prometheus_client import CollectorRegistry
+    from prometheus_client import Histogram as PCHistogram
+
+    bounds = [0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0]
+    ours = core.Histogram(bounds)
+    theirs = PCHistogram("h", "h", buckets=bounds, registry=CollectorRegistry())
+    values = [i / 97.0 for i in range(-50, 1500)] + [0.01, 0.025, 2.5, 10.0, math.inf]
+    for v in values:
+        ours.observe(v)
+        theirs.observe(v)
+    expected = [s.value for s in theirs.collect()[0].samples if s.name == "h_bucket"]
+    assert ours.buckets() == expected
+    assert ours.sum == pytest.approx(sum(v for v in values if v != math.inf) + math.inf)
+
+
+def test_histogram_nan_lands_in_no_bucket_like_prometheus_client(core):
+    h = core.Histogram([1.0])
+    h.observe(float("nan"))
+    assert h.buckets() == [0.0, 0.0]
+    assert math.isnan(h.sum)
+
+
+def test_histogram_rejects_unsorted_bounds_and_appends_inf(core):
+    with pytest.raises(ValueError):
+        core.Histogram([2.0, 1.0])
+    with pytest.raises(ValueError):
+        core.Histogram([math.inf])
+    assert core.Histogram([1, 2]).bounds == (1.0, 2.0, math.inf)
+
+
+def test_family_returns_one_cell_per_label_tuple(core):
+    f = core.Family(core.Counter)
+    a = f.get(("x", "y"))
+    assert f.get(("x", "y")) is a
+    b = f.get(("x", "z"))
+    assert b is not a
+    a.inc()
+    assert dict(f.children()) == {("x", "y"): a, ("x", "z"): b}
+    f.remove(("x", "y"))
+    assert len(f) == 1
+    f.clear()
+    assert f.children() == []
+
+
+def test_family_creates_exactly_one_cell_under_contention(core):
+    f = core.Family(core.Counter)
+    barrier = threading.Barrier(8)
+    seen = []
+
+    def worker():
+        barrier.wait()
+        for i in range(200):
+            cell = f.get((str(i),))
+            cell.inc()
+            seen.append(cell)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(f) == 200
+    assert all(cell.get() == 8.0 for _, cell in f.children())
+
+
+class FakeStore:
+    """A dict-backed stand-in for a backend's real get(key, default, version)."""
+
+    def __init__(self):
+        self.data = {}
+        self.calls = []
+
+    def get(self, key, default=None, version=None, **kwargs):
+        self.calls.append((key, version, kwargs))
+        if key == "boom":
+            raise ConnectionError("down")
+        return self.data.get((key, version), default)
+
+
+@pytest.fixture
+def wrapped(core):
+    store = FakeStore()
+    cells = [core.Counter() for _ in range(4)]
+    get = core.instrument_get(store.get, *cells, interrupted="INTERRUPTED")
+    return store, get, cells
+
+
+@pytest.mark.parametrize("stored", [0, "", [], False, None, b"x", {"a": 1}])
+def test_instrumented_get_returns_stored_falsy_values_and_counts_hits(wrapped, stored):
+    store, get, (gets, hits, misses, fails) = wrapped
+    store.data[("k", None)] = stored
+    assert get("k", "default") == stored
+    assert get("k", default="default") is stored
+    assert (gets.get(), hits.get(), misses.get(), fails.get()) == (2, 2, 0, 0)
+
+
+def test_instrumented_get_miss_returns_callers_default(wrapped):
+    store, get, (gets, hits, misses, fails) = wrapped
+    sentinel = object()
+    assert get("absent") is None
+    assert get("absent", sentinel) is sentinel
+    assert (gets.get(), hits.get(), misses.get(), fails.get()) == (2, 0, 2, 0)
+
+
+def test_instrumented_get_passes_version_and_extra_kwargs(wrapped):
+    store, get, _ = wrapped
+    store.data[("k", 2)] = "v2"
+    assert get("k", version=2) == "v2"
+    assert get("k", None, 2, client="c") == "v2"
+    assert store.calls[-1] == ("k", 2, {"client": "c"})
+
+
+def test_instrumented_get_reraises_the_same_exception_and_counts_a_failure(wrapped):
+    _, get, (gets, hits, misses, fails) = wrapped
+    with pytest.raises(ConnectionError, match="down") as info:
+        get("boom")
+    assert info.value.__traceback__ is not None
+    assert (gets.get(), hits.get(), misses.get(), fails.get()) == (1, 0, 0, 1)
+
+
+def test_instrumented_get_counts_a_swallowed_failure_and_returns_default(wrapped):
+    store, get, (gets, hits, misses, fails) = wrapped
+    store.data[("k", None)] = "INTERRUPTED"
+    assert get("k", "dflt") == "dflt"
+    assert (gets.get(), hits.get(), misses.get(), fails.get()) == (1, 0, 0, 1)
+
+
+def test_record_get_many_counts_each_distinct_key_once(core):
+    gets, hits, misses = core.Counter(), core.Counter(), core.Counter()
+    core.record_get_many(["a", "b", "c", "a"], 2, gets, hits, misses)
+    assert (gets.get(), hits.get(), misses.get()) == (3, 2, 1)
+
+
+def test_counter_loses_no_increment_across_threads(core):
+    c = core.Counter()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # force as many thread switches as possible
+    try:
+        threads = [threading.Thread(target=lambda: [c.inc() for _ in range(50_000)]) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert c.get() == 400_000
+
+
+def test_dispatcher_honours_the_environment():
+    import os
+
+    from django_prometheus._core import _cells
+
+    pure_requested = os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS", "") not in ("", "0")
+    assert _cells.USE_EXTENSIONS is (not pure_requested)
+    assert _cells.Counter is _cells._impl.Counter
