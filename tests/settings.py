@@ -33,8 +33,8 @@ _FILE_CACHE_DIR = tempfile.mkdtemp(prefix="dp-filecache-")
 # For each backend: ours under its name, Django's own (uninstrumented) as "<name>_bare",
 # and for network backends a "<name>_dead" one pointing at a closed port.
 _BACKENDS = {
-    "locmem": ("django.core.cache.backends.locmem.LocMemCache", "locmem", None, None),
-    "filebased": ("django.core.cache.backends.filebased.FileBasedCache", "filebased", _FILE_CACHE_DIR, None),
+    "locmem": ("django.core.cache.backends.locmem.LocMemCache", "locmem.LocMemCache", None, None),
+    "filebased": ("django.core.cache.backends.filebased.FileBasedCache", "filebased.FileBasedCache", _FILE_CACHE_DIR, None),
     "pymemcache": (
         "django.core.cache.backends.memcached.PyMemcacheCache",
         "memcached.PyMemcacheCache",
