@@ -318,3 +318,25 @@ def test_django_memcached_consul_backend_names_the_missing_package():
     assert result.returncode != 0
     assert "ImportError" in result.stderr
     assert "django-memcached-consul" in result.stderr
+
+
+def test_namespace_setting_prefixes_the_cache_families():
+    result = run_isolated(
+        """
+        from django.conf import settings
+        settings.configure(
+            PROMETHEUS_METRIC_NAMESPACE="shop",
+            CACHES={"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}},
+        )
+        import django
+        django.setup()
+        from django.core.cache import cache
+        from prometheus_client import generate_latest
+        cache.get("x")
+        print(generate_latest().decode())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'shop_django_cache_get_total{backend="locmem"} 1.0' in result.stdout
+    assert 'shop_django_cache_get_misses_total{backend="locmem"} 1.0' in result.stdout
+    assert "\ndjango_cache_get_total" not in result.stdout
