@@ -21,10 +21,7 @@ def test_package_is_imported_from_the_installation_not_the_source_tree():
 
 def test_installed_build_imports_the_compiled_core_by_default():
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_PROMETHEUS_NO_EXTENSIONS"}
-    code = (
-        "from django_prometheus._core import _cells\n"
-        "print(_cells.USE_EXTENSIONS, _cells._impl.__file__)\n"
-    )
+    code = "from django_prometheus._core import _cells\nprint(_cells.USE_EXTENSIONS, _cells._impl.__file__)\n"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd="/", capture_output=True, text=True, check=True
     ).stdout.split()

@@ -56,7 +56,7 @@ class Delta:
         self.start = counts(label)
 
     def __call__(self) -> tuple[float, float, float, float]:
-        return tuple(now - then for now, then in zip(counts(self.label), self.start))  # type: ignore[return-value]
+        return tuple(now - then for now, then in zip(counts(self.label), self.start, strict=True))  # type: ignore[return-value]
 
 
 def outcome(call):
@@ -93,7 +93,9 @@ def test_backend_classes_are_ours_and_subclass_djangos(pair):
     assert isinstance(ours, type(bare))
 
 
-@pytest.mark.parametrize("value", VALUES, ids=lambda v: type(v).__name__ + ("-large" if v is LARGE else f"-{v!r}"))
+@pytest.mark.parametrize(
+    "value", VALUES, ids=lambda v: type(v).__name__ + ("-large" if v is LARGE else f"-{v!r}")
+)
 def test_get_returns_exactly_what_djangos_backend_returns(pair, value):
     name, ours, bare = pair
     ours.set("k", value)

@@ -8,11 +8,11 @@ import textwrap
 
 import prometheus_client
 import pytest
+from django_prometheus._core import _cells
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from django_prometheus import metrics
-from django_prometheus._core import _cells
 
 
 @pytest.fixture
@@ -29,7 +29,11 @@ def exposition_without_created(registry):
     [
         (metrics.Counter, prometheus_client.Counter, lambda m: m.inc(3)),
         (metrics.Gauge, prometheus_client.Gauge, lambda m: (m.inc(3), m.dec(0.5))),
-        (metrics.Histogram, prometheus_client.Histogram, lambda m: [m.observe(v) for v in (0.003, 0.2, 7, 99)]),
+        (
+            metrics.Histogram,
+            prometheus_client.Histogram,
+            lambda m: [m.observe(v) for v in (0.003, 0.2, 7, 99)],
+        ),
     ],
     ids=["counter", "gauge", "histogram"],
 )
@@ -41,7 +45,7 @@ def test_exposition_is_identical_to_prometheus_client(ours, theirs, act, labelle
         kwargs = {"labelnames": ["view", "method"]} if labelled else {}
         m = cls("django_thing_total" if cls._type == "counter" else "django_thing", "Some help.",
                 namespace="ns", registry=registry, **kwargs)  # fmt: skip
-        for target in ([m.labels("a", "GET"), m.labels(view="b", method="POST")] if labelled else [m]):
+        for target in [m.labels("a", "GET"), m.labels(view="b", method="POST")] if labelled else [m]:
             act(target)
         outputs.append(exposition_without_created(registry))
     assert outputs[0] == outputs[1]

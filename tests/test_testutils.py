@@ -48,7 +48,9 @@ def test_diffs_against_a_frozen_registry(setup):
     tu.assert_metric_diff(frozen, 2, "things_total", registry=registry, kind="a")
     tu.assert_metric_diff(frozen, 1, "things_total", registry=registry, kind="new")  # absent before: 0
     tu.assert_metric_no_diff(frozen, 5, "things_total", registry=registry, kind="a")
-    tu.assert_metric_compare(frozen, lambda before, after: before < after, "things_total", registry=registry, kind="a")
+    tu.assert_metric_compare(
+        frozen, lambda before, after: before < after, "things_total", registry=registry, kind="a"
+    )
     with pytest.raises(AssertionError, match="expected a change of 1"):
         tu.assert_metric_diff(frozen, 1, "things_total", registry=registry, kind="a")
     with pytest.raises(AssertionError):

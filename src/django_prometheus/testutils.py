@@ -63,7 +63,8 @@ def get_metric_from_frozen_registry(
 
 
 def _describe(metric_name: str, labels: Labels, registry: CollectorRegistry) -> str:
-    return f"{metric_name}{format_labels(labels)}; all samples of it:\n{format_vector(get_metrics_vector(metric_name, registry))}"
+    samples = format_vector(get_metrics_vector(metric_name, registry))
+    return f"{metric_name}{format_labels(labels)}; all samples of it:\n{samples}"
 
 
 def assert_metric_equal(
