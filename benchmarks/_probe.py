@@ -1,4 +1,4 @@
-"""One measurement in a fresh interpreter: ``python -m benchmarks._probe CASE IMPL MODE N``.
+"""One measurement in a fresh interpreter: ``python -m benchmarks._probe CASE IMPL MODE N [MIN_SECONDS]``.
 
 MODE ``time``: N repeats of a calibrated loop, ns/op each.
 MODE ``count``: exactly N calls, for callgrind (run once with N=K, once with N=0).
@@ -13,6 +13,7 @@ import platform
 import sys
 import timeit
 from importlib import metadata
+from typing import Any
 
 from ._harness import core_in_use, find_case, prepare
 
@@ -35,16 +36,16 @@ def _calibrated_ns(timer: timeit.Timer, repeat: int, min_seconds: float) -> list
     return [timer.timeit(number) / number * 1e9 for _ in range(repeat)]
 
 
-def run(case_name: str, impl: str, mode: str, n: int, min_seconds: float = 0.05) -> dict:
+def run(case_name: str, impl: str, mode: str, n: int, min_seconds: float = 0.05) -> dict[str, Any]:
     try:
         op = prepare(find_case(case_name), impl)
     except NotImplementedError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(3) from None
-    # timeit.Timer turns the GC off while timing, as pyperf and asv do.
+    # timeit.Timer turns the GC off while it times, as asv's time_* benchmarks do.
     timer = timeit.Timer(op)
     timer.timeit(WARMUP_CALLS)
-    result: dict = {"core": core_in_use()}
+    result: dict[str, Any] = {"core": core_in_use()}
     if mode == "count":
         timer.timeit(n)
         return result
@@ -60,6 +61,5 @@ def run(case_name: str, impl: str, mode: str, n: int, min_seconds: float = 0.05)
 
 
 if __name__ == "__main__":
-    case_name, impl, mode, n, *rest = sys.argv[1:]
-    out = run(case_name, impl, mode, int(n), *(float(x) for x in rest))
-    print(json.dumps(out))
+    case_name, impl, mode, n, *min_seconds = sys.argv[1:]
+    print(json.dumps(run(case_name, impl, mode, int(n), *map(float, min_seconds))))

@@ -23,6 +23,8 @@ UPSTREAM_VENV = ROOT / ".venv-upstream"
 UPSTREAM_DISTS = ("django-prometheus", "Django", "prometheus_client")
 # Callgrind runs Python ~50-100x slower: this much native loop time keeps a run near 20 s.
 CALLGRIND_LOOP_NS = 2e8
+HEADER = tuple("case|impl|core|ns/op|×bare|instr/op|×bare|added% time|added% instr|note".split("|"))
+NUMERIC = range(3, 9)  # right-aligned columns
 
 
 @dataclass
@@ -144,7 +146,7 @@ def _measure(res: Result, python: str, repeat: int, min_seconds: float) -> None:
         res.reason = _last_line(proc.stderr)
     elif proc.returncode:
         res.reason = f"probe failed: {_last_line(proc.stderr)}"
-        _log(proc.stderr)
+        _log(f"{res.case}/{res.impl} failed; for the traceback run: {' '.join(map(str, proc.args))}")
     else:
         out = json.loads(proc.stdout.splitlines()[-1])
         res.samples += out["samples"]
@@ -168,7 +170,8 @@ def _count_instructions(
             for res in live:
                 res.k = k
                 runs = [
-                    pool.submit(_probe, pythons[res.impl], res.case, res.impl, "count", n, prefix=callgrind) for n in (k, 0)
+                    pool.submit(_probe, pythons[res.impl], res.case, res.impl, "count", n, prefix=callgrind)
+                    for n in (k, 0)
                 ]
                 jobs.append((res, runs))
         for res, (with_k, without) in jobs:
@@ -185,52 +188,48 @@ def _collected(proc: subprocess.CompletedProcess[str]) -> int | None:
 
 
 def _report(cases: list[Case], results: dict[tuple[str, str], Result], rounds: int, valgrind: bool) -> str:
-    header = ("case", "impl", "core", "ns/op", "×bare", "instr/op", "×bare", "added% time", "added% instr", "note")
-    rows = [header]
-    for case in cases:
-        bare, upstream = results[case.name, "bare"], results[case.name, "upstream"]
-        for impl in IMPLS:
-            res = results[case.name, impl]
-            if res.reason:
-                rows.append((case.name, impl, "", "n/a", "", "", "", "", "", f"n/a ({res.reason})"))
-                continue
-            ns = (res.ns, bare.ns, upstream.ns)
-            instr = (res.instr, bare.instr, upstream.instr)
-            rows.append((
-                case.name, impl, res.core,
-                _fmt(res.ns, "{:,.0f}"), _ratio(*ns[:2]),
-                _fmt(res.instr, "{:,.0f}"), _ratio(*instr[:2]),
-                _added(*ns), _added(*instr), "",
-            ))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    numeric = range(3, 9)
-    lines = [
-        "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-
-    env_lines = []
+    counts = "callgrind instructions, PYTHONHASHSEED=0" if valgrind else "no instruction counts"
+    lines = [f"{platform.platform()}, {os.cpu_count()} CPUs; median of {rounds} interleaved rounds; {counts}"]
     for impl in IMPLS:
-        v = next((r.versions | {"core": r.core} for r in results.values() if r.impl == impl and r.versions), None)
-        if v:
-            env_lines.append(
-                f"  {impl:<9} Python {v['python']}, Django {v['Django']}, prometheus_client {v['prometheus_client']}, "
-                f"django_prometheus {v['django_prometheus']}, core {v['core']}  [{v['prefix']}]"
+        if res := next((r for r in results.values() if r.impl == impl and r.versions), None):
+            v = res.versions
+            lines.append(
+                f"  {impl:<9} Python {v['python']}, Django {v['Django']}, "
+                f"prometheus_client {v['prometheus_client']}, django_prometheus {v['django_prometheus']}, "
+                f"core {res.core}  [{v['prefix']}]"
             )
-    counts = "callgrind instructions, PYTHONHASHSEED=0" if valgrind else "no instruction counts (valgrind off)"
-    return "\n".join([
-        f"{platform.platform()}, {os.cpu_count()} CPUs; median of {rounds} interleaved rounds; {counts}",
-        *env_lines,
-        "",
-        *lines,
-        "",
-        "×bare = impl / bare; added% = (impl - bare) / (upstream - bare): the share of upstream's overhead it adds.",
-    ])  # fmt: skip
+    rows = [HEADER, *(_row(results, case.name, impl) for case in cases for impl in IMPLS)]
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    table = ["  ".join(_align(i, cells, widths[i]) for i, cells in enumerate(row)).rstrip() for row in rows]
+    table.insert(1, "-" * len(table[0]))
+    legend = "×bare = impl / bare; added% = (impl - bare) / (upstream - bare), i.e. % of upstream's overhead"
+    return "\n".join([*lines, "", *table, "", legend])
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else spec.format(value)
+def _align(column: int, text: str, width: int) -> str:
+    return text.rjust(width) if column in NUMERIC else text.ljust(width)
+
+
+def _row(results: dict[tuple[str, str], Result], case: str, impl: str) -> tuple[str, ...]:
+    res, bare, upstream = (results[case, i] for i in (impl, "bare", "upstream"))
+    if res.reason:
+        return (case, impl, "", "n/a", "", "", "", "", "", f"n/a ({res.reason})")
+    return (
+        case,
+        impl,
+        res.core,
+        _fmt(res.ns),
+        _ratio(res.ns, bare.ns),
+        _fmt(res.instr),
+        _ratio(res.instr, bare.instr),
+        _added(res.ns, bare.ns, upstream.ns),
+        _added(res.instr, bare.instr, upstream.instr),
+        "",
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 def _ratio(value: float | None, bare: float | None) -> str:
@@ -240,7 +239,7 @@ def _ratio(value: float | None, bare: float | None) -> str:
 def _added(value: float | None, bare: float | None, upstream: float | None) -> str:
     if value is None or bare is None or upstream is None or upstream == bare:
         return ""
-    return f"{100 * (value - bare) / (upstream - bare):.0f}%"
+    return f"{round(100 * (value - bare) / (upstream - bare))}%"
 
 
 def _last_line(text: str) -> str:
