@@ -29,6 +29,7 @@ Counter = _impl.Counter
 Gauge = _impl.Gauge
 Histogram = _impl.Histogram
 Family = _impl.Family
+MultiProcessStore = _impl.MultiProcessStore
 instrument_get = _impl.instrument_get
 record_get_many = _impl.record_get_many
 
@@ -39,6 +40,7 @@ __all__ = [
     "Family",
     "Gauge",
     "Histogram",
+    "MultiProcessStore",
     "instrument_get",
     "record_get_many",
 ]

@@ -6,13 +6,16 @@ counterpart there, and the test suite runs against both.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
+from prometheus_client.mmap_dict import MmapedDict
 
 __all__ = [
     "MISSING",
@@ -20,6 +23,7 @@ __all__ = [
     "Family",
     "Gauge",
     "Histogram",
+    "MultiProcessStore",
     "instrument_get",
     "record_get_many",
 ]
@@ -154,10 +158,13 @@ def _check_bounds(bounds: Iterable[float]) -> tuple[float, ...]:
 class Family:
     """Label-value tuple -> cell. Creating a child takes a lock; reading one never does."""
 
-    __slots__ = ("_children", "_factory", "_lock")
+    __slots__ = ("_children", "_factory", "_lock", "_pass_values")
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(self, factory: Callable[..., Any], pass_values: bool = False) -> None:
+        # ``pass_values``: call ``factory(values)`` rather than ``factory()``, for
+        # cells that need to know their labels (multiprocess files are keyed by them).
         self._factory = factory
+        self._pass_values = pass_values
         self._children: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
 
@@ -167,7 +174,8 @@ class Family:
             with self._lock:
                 cell = self._children.get(values)
                 if cell is None:
-                    cell = self._children[values] = self._factory()
+                    cell = self._factory(values) if self._pass_values else self._factory()
+                    self._children[values] = cell
         return cell
 
     def children(self) -> list[tuple[tuple[str, ...], Any]]:
@@ -229,3 +237,155 @@ def record_get_many(
     gets.inc(n)
     hits.inc(found)
     misses.inc(n - found)
+
+
+# --- Multiprocess mode ------------------------------------------------------
+#
+# Same files as the compiled core (``counter_django_<pid>.db``,
+# ``histogram_django_<pid>.db``, prometheus_client's format, written with its
+# own MmapedDict), so MultiProcessCollector sums them with everyone else's.
+# Each cell keeps its value in process and writes it through on every change.
+
+
+class _Detached:
+    """Where a closed store's cells write: nowhere."""
+
+    def write_value(self, key: str, value: float, timestamp: float) -> None:
+        pass
+
+
+_DETACHED = _Detached()
+
+
+class _MmapCounter(Counter):
+    __slots__ = ("_file", "_key")
+
+    def inc(self, amount: float = 1.0, exemplar: object = None) -> None:
+        amount = float(amount)
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        with self._lock:
+            self._v += amount
+            self._file.write_value(self._key, self._v, 0.0)
+
+    def _attach(self, file: Any) -> None:
+        self._file = file
+        if file is not _DETACHED:
+            self._v = file.read_value(self._key)[0]
+
+
+class _MmapHistogram(Histogram):
+    __slots__ = ("_bucket_keys", "_file", "_sum_key")
+
+    def observe(self, amount: float, exemplar: object = None) -> None:
+        amount = float(amount)
+        i = bisect_left(self.bounds, amount)
+        with self._lock:
+            self._sum += amount
+            self._file.write_value(self._sum_key, self._sum, 0.0)
+            if i < len(self._counts) and amount == amount:
+                self._counts[i] += 1.0
+                self._file.write_value(self._bucket_keys[i], self._counts[i], 0.0)
+
+    def _attach(self, file: Any) -> None:
+        self._file = file
+        if file is not _DETACHED:
+            self._counts = [file.read_value(k)[0] for k in self._bucket_keys]
+            self._sum = file.read_value(self._sum_key)[0]
+
+
+_STORES: weakref.WeakSet[MultiProcessStore] = weakref.WeakSet()
+
+
+class MultiProcessStore:
+    """This process' metrics files in ``directory``, and every cell that writes into them.
+
+    After a fork the child moves every cell to files of its own (an
+    ``os.register_at_fork`` hook, plus ``check_pid()`` for servers such as
+    uWSGI that fork without running Python's fork hooks; call it once per
+    request). The parent's counts stay in the parent's files.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.pid = os.getpid()
+        self._files: dict[str, MmapedDict] = {}
+        self._tracked: list[tuple[Any, str]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        _STORES.add(self)
+
+    def _file_for(self, typ: str) -> MmapedDict:
+        f = self._files.get(typ)
+        if f is None:
+            f = self._files[typ] = MmapedDict(os.path.join(self.directory, f"{typ}_django_{self.pid}.db"))
+        return f
+
+    def counter(self, key: str) -> Counter:
+        """A Counter whose value is the ``key`` entry of this process' counter file."""
+        cell = _MmapCounter()
+        cell._key = key
+        self.check_pid()
+        with self._lock:
+            self._check_open()
+            cell._attach(self._file_for("counter"))
+            self._tracked.append((cell, "counter"))
+        return cell
+
+    def histogram(self, bounds: Iterable[float], bucket_keys: Iterable[str], sum_key: str) -> Histogram:
+        """A Histogram whose buckets and sum are entries of this process' histogram file."""
+        cell = _MmapHistogram(bounds)
+        cell._bucket_keys = tuple(bucket_keys)
+        cell._sum_key = sum_key
+        if len(cell._bucket_keys) != len(cell.bounds):
+            raise ValueError("one key per bucket is needed")
+        self.check_pid()
+        with self._lock:
+            self._check_open()
+            cell._attach(self._file_for("histogram"))
+            self._tracked.append((cell, "histogram"))
+        return cell
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this multiprocess store is closed")
+
+    def check_pid(self) -> None:
+        """Move every cell to this process' own files if we are in a forked child."""
+        if os.getpid() != self.pid:
+            self._after_fork()
+
+    def _after_fork(self) -> None:
+        # The parent's threads did not come along: its lock may be held forever.
+        self._lock = threading.Lock()
+        with self._lock:
+            if self._closed or os.getpid() == self.pid:
+                return
+            old, self._files = self._files, {}
+            self.pid = os.getpid()
+            for cell, typ in self._tracked:
+                cell._attach(self._file_for(typ))
+            for f in old.values():
+                f.close()
+
+    def close(self) -> None:
+        """Detach every cell (they keep their values, in process) and close the files."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for cell, _ in self._tracked:
+                cell._attach(_DETACHED)  # they go on counting in process only
+            self._tracked = []
+            for f in self._files.values():
+                f.close()
+            self._files = {}
+
+
+def _reopen_after_fork() -> None:
+    for store in list(_STORES):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reopen_after_fork)

@@ -9,5 +9,6 @@ class DjangoPrometheusConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        # Metric families are created on import of their modules; nothing to start yet.
-        pass
+        from django_prometheus.exports import SetupPrometheusExportsFromConfig
+
+        SetupPrometheusExportsFromConfig()

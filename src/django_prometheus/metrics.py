@@ -5,22 +5,68 @@ Each class is a real prometheus_client metric (``isinstance(m, MetricWrapperBase
 unregistrable from a registry), but ``labels()`` returns a core cell instead of
 building a child metric object, and ``collect()`` reads the cells. Hot paths
 resolve cells once and then only increment them.
+
+Multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` or ``prometheus_multiproc_dir``
+set when this module is imported, the rule prometheus_client's ``values.py``
+follows): counter and histogram cells live in this process' files, in
+prometheus_client's format, which ``MultiProcessCollector`` sums with every
+other process' and with users' own metrics; gauges are prometheus_client's own
+children, so their ``multiprocess_mode`` means exactly what it means there.
 """
 
 from __future__ import annotations
 
-import functools
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import prometheus_client
+from django.core.signals import request_started
 from prometheus_client import metrics as _pc_metrics
 from prometheus_client.metrics_core import Metric
+from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.utils import floatToGoString
 
 from django_prometheus._core import _cells
 
-__all__ = ["Counter", "Gauge", "Histogram"]
+__all__ = ["MULTIPROCESS_DIR", "Counter", "Gauge", "Histogram", "multiprocess_store"]
+
+CellFactory = Callable[[tuple[str, ...]], Any]
+
+
+def _multiprocess_dir() -> str | None:
+    env = os.environ
+    if "PROMETHEUS_MULTIPROC_DIR" not in env and "prometheus_multiproc_dir" not in env:
+        return None
+    return env.get("PROMETHEUS_MULTIPROC_DIR") or env.get("prometheus_multiproc_dir") or ""
+
+
+#: The multiprocess directory, or None in single-process mode; decided once, at import.
+MULTIPROCESS_DIR: str | None = _multiprocess_dir()
+
+_store: Any = None
+_store_lock = threading.Lock()
+
+
+def _check_pid(**kwargs: Any) -> None:
+    _store.check_pid()
+
+
+def multiprocess_store() -> Any:
+    """This process' store of multiprocess cells (created on first use)."""
+    global _store
+    if _store is None:
+        with _store_lock:
+            if _store is None:
+                if MULTIPROCESS_DIR is None:
+                    raise RuntimeError("not in multiprocess mode (PROMETHEUS_MULTIPROC_DIR is not set)")
+                _store = _cells.MultiProcessStore(MULTIPROCESS_DIR)
+                # Servers that fork without Python's fork hooks (uWSGI by default):
+                # one pid check per request, never per increment.
+                request_started.connect(_check_pid, weak=False, dispatch_uid="django_prometheus.check_pid")
+    return _store
 
 
 class _CellBacked:
@@ -34,15 +80,16 @@ class _CellBacked:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         if self._is_parent():  # type: ignore[attr-defined]
-            self._family = _cells.Family(self._cell_factory())
+            self._family = _cells.Family(self._cell_factory(), pass_values=True)
 
-    def _cell_factory(self) -> Callable[[], Any]:
+    def _cell_factory(self) -> CellFactory:
+        """``factory(label_values) -> cell``."""
         raise NotImplementedError
 
     def _metric_init(self) -> None:
         # Called by prometheus_client for an unlabelled metric: one cell, no child objects.
-        self._cell = self._cell_factory()()
-        self._created = self._cell.created
+        self._cell = self._cell_factory()(())
+        self._created = getattr(self._cell, "created", None) or time.time()
 
     # prometheus_client keeps children in ``_metrics``; ours are cells in the family.
     @property
@@ -104,8 +151,16 @@ class _CellBacked:
 
 
 class Counter(_CellBacked, prometheus_client.Counter):
-    def _cell_factory(self) -> Callable[[], Any]:
-        return _cells.Counter
+    def _cell_factory(self) -> CellFactory:
+        if MULTIPROCESS_DIR is None:
+            return lambda values: _cells.Counter()
+        store, name, labelnames, doc = (
+            multiprocess_store(),
+            self._name,
+            list(self._labelnames),
+            self._documentation,
+        )
+        return lambda values: store.counter(mmap_key(name, name + "_total", labelnames, list(values), doc))
 
     def _metric_init(self) -> None:
         super()._metric_init()
@@ -120,9 +175,28 @@ class Counter(_CellBacked, prometheus_client.Counter):
             metric.add_sample(self._name + "_created", labels, cell.created)
 
 
+class _ProcessGauge(prometheus_client.Gauge):
+    """A gauge cell in multiprocess mode: prometheus_client's own child, with ``get()``."""
+
+    def get(self) -> float:
+        return self._value.get()
+
+
 class Gauge(_CellBacked, prometheus_client.Gauge):
-    def _cell_factory(self) -> Callable[[], Any]:
-        return _cells.Gauge
+    def _cell_factory(self) -> CellFactory:
+        if MULTIPROCESS_DIR is None:
+            return lambda values: _cells.Gauge()
+        # Gauges are set rarely (migrations, once per process): prometheus_client's
+        # values give every multiprocess_mode, live files and mark_process_dead for free.
+        name, labelnames, doc, mode = (
+            self._name,
+            self._labelnames,
+            self._documentation,
+            self._multiprocess_mode,
+        )
+        return lambda values: _ProcessGauge(
+            name, doc, labelnames, registry=None, _labelvalues=values, multiprocess_mode=mode
+        )
 
     def _metric_init(self) -> None:
         super()._metric_init()
@@ -147,8 +221,24 @@ class Gauge(_CellBacked, prometheus_client.Gauge):
 
 
 class Histogram(_CellBacked, prometheus_client.Histogram):
-    def _cell_factory(self) -> Callable[[], Any]:
-        return functools.partial(_cells.Histogram, tuple(self._upper_bounds))
+    def _cell_factory(self) -> CellFactory:
+        bounds = tuple(self._upper_bounds)
+        if MULTIPROCESS_DIR is None:
+            return lambda values: _cells.Histogram(bounds)
+        store, name, doc = multiprocess_store(), self._name, self._documentation
+        labelnames = list(self._labelnames)
+        bucket_labelnames = [*labelnames, "le"]
+        les = [floatToGoString(b) for b in bounds]
+
+        def factory(values: tuple[str, ...]) -> Any:
+            bucket_keys = [
+                mmap_key(name, name + "_bucket", bucket_labelnames, [*values, le], doc) for le in les
+            ]
+            return store.histogram(
+                bounds, bucket_keys, mmap_key(name, name + "_sum", labelnames, list(values), doc)
+            )
+
+        return factory
 
     def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
         self._the_cell().observe(amount)
