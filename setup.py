@@ -23,7 +23,10 @@ else:
     from setuptools import Extension
 
     ext_modules = cythonize(
-        [Extension("django_prometheus._core._cells_c", ["_core/_cells_c.pyx"])],
+        [
+            Extension("django_prometheus._core._cells_c", ["_core/_cells_c.pyx"]),
+            Extension("django_prometheus._core._db_c", ["_core/_db_c.pyx"]),
+        ],
         compiler_directives={"language_level": "3"},
     )
 

@@ -1,0 +1,122 @@
+"""Database backends: the cost that instrumentation adds to ``cursor.execute("SELECT 1")``.
+
+Two shapes, on SQLite (in memory) and on PostgreSQL (the server of
+``scripts/services.sh``, psycopg 3): a cursor reused for every query, and a new
+cursor per query (``with connection.cursor() as c: c.execute(...)``), which
+is where a backend that builds a class per cursor pays most.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import partial
+from typing import Any
+
+from ._harness import IMPLS, Case, Op, prepare
+
+SQL = "SELECT 1"
+
+ENGINES = {
+    "sqlite": ("django.db.backends.sqlite3", "django_prometheus.db.backends.sqlite3"),
+    "postgresql": ("django.db.backends.postgresql", "django_prometheus.db.backends.postgresql"),
+}
+
+
+def _database(vendor: str, impl: str) -> dict[str, Any]:
+    bare, ours = ENGINES[vendor]
+    engine = bare if impl == "bare" else ours
+    if vendor == "sqlite":
+        return {"ENGINE": engine, "NAME": ":memory:"}
+    return {
+        "ENGINE": engine,
+        "NAME": os.environ.get("DP_PG_NAME", "dp"),
+        "USER": os.environ.get("DP_PG_USER", "dp"),
+        "PASSWORD": os.environ.get("DP_PG_PASSWORD", "dp"),
+        "HOST": os.environ.get("DP_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("DP_PG_PORT", "15432"),
+    }
+
+
+def _settings_for(vendor: str):
+    def settings(impl: str) -> dict[str, Any]:
+        if vendor == "postgresql" and importlib.util.find_spec("psycopg") is None:
+            raise NotImplementedError("psycopg is not installed in this environment")
+        apps = [] if impl == "bare" else ["django_prometheus"]
+        return {"DATABASES": {"default": _database(vendor, impl)}, "INSTALLED_APPS": apps, "USE_TZ": True}
+
+    return settings
+
+
+def _connection() -> Any:
+    from django.db import connections
+
+    connection = connections["default"]
+    try:
+        connection.ensure_connection()
+    except Exception as exc:  # a server that is down is a skip with its reason, not a crash
+        raise NotImplementedError(f"cannot connect: {exc}") from exc
+    return connection
+
+
+def _build_reused(impl: str) -> Op:
+    # The DB-API level call a query goes through, without Django's per-query debug
+    # wrapper choice: Django's own CursorWrapper on one cursor, kept open.
+    cursor = _connection().cursor()
+    return partial(cursor.execute, SQL)
+
+
+def _build_new_cursor(impl: str) -> Op:
+    connection = _connection()
+
+    def op() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(SQL)
+
+    return op
+
+
+DB_SQLITE_REUSED = Case("db_sqlite_execute_reused_cursor", _settings_for("sqlite"), _build_reused)
+DB_SQLITE_NEW = Case("db_sqlite_execute_new_cursor", _settings_for("sqlite"), _build_new_cursor)
+DB_PG_REUSED = Case("db_postgresql_execute_reused_cursor", _settings_for("postgresql"), _build_reused)
+DB_PG_NEW = Case("db_postgresql_execute_new_cursor", _settings_for("postgresql"), _build_new_cursor)
+CASES = [DB_SQLITE_REUSED, DB_SQLITE_NEW, DB_PG_REUSED, DB_PG_NEW]
+
+
+class SQLiteExecute:
+    """``cursor.execute("SELECT 1")`` on in-memory SQLite per implementation (asv)."""
+
+    params = IMPLS
+    param_names = ["impl"]
+
+    def setup(self, impl: str) -> None:
+        self.reused = prepare(DB_SQLITE_REUSED, impl)
+        self.new_cursor = prepare(DB_SQLITE_NEW, impl)
+
+    def time_execute_reused_cursor(self, impl: str) -> None:
+        self.reused()
+
+    def time_execute_new_cursor(self, impl: str) -> None:
+        self.new_cursor()
+
+    def peakmem_execute_new_cursor_10k(self, impl: str) -> None:
+        # A new cursor per query must not leave anything behind (no class per cursor).
+        for _ in range(10_000):
+            self.new_cursor()
+
+
+class PostgreSQLExecute:
+    """The same on PostgreSQL (psycopg 3), when the server of scripts/services.sh runs (asv)."""
+
+    params = IMPLS
+    param_names = ["impl"]
+
+    def setup(self, impl: str) -> None:
+        self.reused = prepare(DB_PG_REUSED, impl)
+        self.new_cursor = prepare(DB_PG_NEW, impl)
+
+    def time_execute_reused_cursor(self, impl: str) -> None:
+        self.reused()
+
+    def time_execute_new_cursor(self, impl: str) -> None:
+        self.new_cursor()

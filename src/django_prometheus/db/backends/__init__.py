@@ -1,0 +1,1 @@
+"""Instrumented database backends: set ``ENGINE`` to ``django_prometheus.db.backends.<name>``."""

@@ -1,0 +1,1 @@
+"""The instrumented mysql backend: ``ENGINE = "django_prometheus.db.backends.mysql"``."""

@@ -1,0 +1,1 @@
+"""The instrumented postgis backend: ``ENGINE = "django_prometheus.db.backends.postgis"``."""

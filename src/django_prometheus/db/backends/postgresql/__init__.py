@@ -1,0 +1,1 @@
+"""The instrumented postgresql backend: ``ENGINE = "django_prometheus.db.backends.postgresql"``."""

@@ -1,0 +1,1 @@
+"""The instrumented spatialite backend: ``ENGINE = "django_prometheus.db.backends.spatialite"``."""

@@ -1,0 +1,1 @@
+"""The instrumented sqlite3 backend: ``ENGINE = "django_prometheus.db.backends.sqlite3"``."""
