@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import socket
@@ -14,7 +15,7 @@ from typing import Any
 import prometheus_client
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import multiprocess
-from prometheus_client.exposition import MetricsHandler
+from prometheus_client.exposition import MetricsHandler, choose_encoder, gzip_accepted
 
 
 def _multiproc_dir() -> str | None:
@@ -22,13 +23,30 @@ def _multiproc_dir() -> str | None:
 
 
 def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
-    """The metrics in Prometheus' text format (aggregated across processes in multiprocess mode)."""
+    """The metrics, negotiated as prometheus_client's own handlers do.
+
+    OpenMetrics when the scraper's ``Accept`` asks for it (else the text
+    format), gzip when ``Accept-Encoding`` allows it, only the families named
+    by ``?name[]=…`` when given, and the aggregate of every process in
+    multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``).
+    """
     if _multiproc_dir():
-        registry = prometheus_client.CollectorRegistry()
+        registry: Any = prometheus_client.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = prometheus_client.REGISTRY
-    return HttpResponse(prometheus_client.generate_latest(registry), content_type=prometheus_client.CONTENT_TYPE_LATEST)
+    names = request.GET.getlist("name[]")
+    if names:
+        registry = registry.restricted_registry(names)
+    encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
+    output = encoder(registry)
+    response = HttpResponse(content_type=content_type)
+    if gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):
+        output = gzip.compress(output)
+        response["Content-Encoding"] = "gzip"
+    response.content = output
+    response["Vary"] = "Accept, Accept-Encoding"
+    return response
 
 
 # --- The port exporters: /metrics on a port of its own, in a daemon thread ---

@@ -366,32 +366,23 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
 
     def _install_hooks(self, recorder: Any) -> None:
         # Instance attributes shadow the upstream-compatible methods below: Django
-        # calls the recorder directly (sync), or a native coroutine (async).
-        if not self.async_mode:
+        # calls the recorder directly (sync), or a native coroutine method (async).
+        # Django runs exception middleware synchronously in both modes.
+        self.process_exception = recorder.on_exception
+        if self.async_mode:
+            self.process_view = self._process_view_async
+            self.process_template_response = self._process_template_response_async
+        else:
             self.process_view = recorder.on_view
             self.process_template_response = recorder.on_template_response
-            self.process_exception = recorder.on_exception
-            return
-        on_view, on_template, on_exception = (
-            recorder.on_view,
-            recorder.on_template_response,
-            recorder.on_exception,
-        )
 
-        async def process_view(
-            request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any
-        ) -> None:
-            on_view(request)
+    async def _process_view_async(
+        self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any
+    ) -> None:
+        self._recorder.on_view(request)
 
-        async def process_template_response(request: HttpRequest, response: Any) -> Any:
-            return on_template(request, response)
-
-        async def process_exception(request: HttpRequest, exception: Exception) -> None:
-            on_exception(request, exception)
-
-        self.process_view = process_view
-        self.process_template_response = process_template_response
-        self.process_exception = process_exception
+    async def _process_template_response_async(self, request: HttpRequest, response: Any) -> Any:
+        return self._recorder.on_template_response(request, response)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
