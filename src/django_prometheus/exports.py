@@ -30,9 +30,11 @@ def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
     by ``?name[]=…`` when given, and the aggregate of every process in
     multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``).
     """
-    if _multiproc_dir():
+    path = _multiproc_dir()
+    if path:
         registry: Any = prometheus_client.CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        # An explicit path: the lower-case variable needs no deprecated fallback in prometheus_client.
+        multiprocess.MultiProcessCollector(registry, path=path)
     else:
         registry = prometheus_client.REGISTRY
     names = request.GET.getlist("name[]")
