@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv build services services-stop test test-compiled test-pure demo bench lint clean
+.PHONY: help venv build services services-stop test test-compiled test-pure demo bench lint clean dist-check matrix
 
 help:
 	@echo "make demo   - build and run the example site on 127.0.0.1:8000 (/metrics live)"
@@ -43,7 +43,16 @@ test-compiled: build services
 test-pure: build services
 	DJANGO_PROMETHEUS_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-test: test-compiled test-pure
+test: test-compiled test-pure dist-check matrix
+
+# sdist -> wheel built from it -> fresh venv without Cython/compiler: compiled core imported;
+# and the pure py3-none-any wheel from the same sdist installs and works.
+dist-check:
+	scripts/dist_check.sh $(PYTHON)
+
+# pyenv's 3.10-3.13 x Django 4.2/5.2/6.0/6.1 where supported: core, cache, middleware tests.
+matrix: services
+	PYENV_ROOT=$(PYENV_ROOT) scripts/matrix.sh
 
 demo: build
 	cd examples/demo && ../../$(PY) manage.py migrate --noinput -v0 && ../../$(PY) manage.py runserver 127.0.0.1:$${DEMO_PORT:-8000}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The release path, proven locally (what .github/workflows/wheels.yml does on CI):
+#   1. python -m build --sdist
+#   2. a compiled wheel built FROM that sdist (not from the work tree), and a pure
+#      py3-none-any wheel from the same sdist with DJANGO_PROMETHEUS_NO_EXTENSIONS=1
+#   3. each installed into a fresh virtualenv whose PATH has no Cython and no compiler;
+#      the compiled wheel must import its compiled core, the pure one the twin, and
+#      both must count a cache get and serve it at /metrics.
+# Usage: scripts/dist_check.sh [python]   (default: python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${1:-${PYTHON:-python3}}
+OUT=${DIST_CHECK_DIR:-build/dist-check}
+ROOT=$PWD
+
+step() { printf '\n== dist-check: %s\n' "$*"; }
+die() { echo "dist-check: FAIL: $*" >&2; exit 1; }
+
+rm -rf "$OUT" && mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+step "build tools in $OUT/tools"
+"$PYTHON" -m venv "$OUT/tools"
+"$OUT/tools/bin/python" -m pip install -q build 2>&1 | { grep -v "^WARNING: Location" || true; }
+
+step "sdist"
+"$OUT/tools/bin/python" -m build --sdist --outdir "$OUT/sdist" . >"$OUT/sdist.log" 2>&1 || {
+  tail -30 "$OUT/sdist.log"; die "sdist build"; }
+SDIST=$(ls "$OUT"/sdist/*.tar.gz)
+echo "$SDIST"
+# (listings go to files: `grep -q` on a pipe would SIGPIPE the lister under pipefail)
+tar tzf "$SDIST" >"$OUT/sdist.list"
+grep -q '/_core/_cells_c\.pyx$' "$OUT/sdist.list" || die "the sdist lacks _core/_cells_c.pyx"
+if grep -qE '\.(so|pyd)$' "$OUT/sdist.list"; then die "the sdist carries a compiled object"; fi
+
+step "compiled wheel built from the sdist"
+"$OUT/tools/bin/python" -m build --wheel --outdir "$OUT/wheel" "$SDIST" >"$OUT/wheel.log" 2>&1 || {
+  tail -30 "$OUT/wheel.log"; die "wheel build from the sdist"; }
+grep -q 'building the COMPILED' "$OUT/wheel.log" || die "setup.py did not build the compiled core"
+WHEEL=$(ls "$OUT"/wheel/*.whl)
+echo "$WHEEL"
+[[ $WHEEL != *-none-any.whl ]] || die "the compiled wheel is tagged pure"
+unzip -l "$WHEEL" >"$OUT/wheel.list"
+grep -qE 'django_prometheus/_core/_cells_c\..*(so|pyd)$' "$OUT/wheel.list" || die "no extension in the wheel"
+
+step "pure wheel built from the sdist (DJANGO_PROMETHEUS_NO_EXTENSIONS=1)"
+DJANGO_PROMETHEUS_NO_EXTENSIONS=1 "$OUT/tools/bin/python" -m build --wheel --outdir "$OUT/pure" "$SDIST" \
+  >"$OUT/pure.log" 2>&1 || { tail -30 "$OUT/pure.log"; die "pure wheel build"; }
+PURE=$(ls "$OUT"/pure/*.whl)
+echo "$PURE"
+[[ $PURE == *-py3-none-any.whl ]] || die "the pure wheel is not py3-none-any"
+unzip -l "$PURE" >"$OUT/pure.list"
+if grep -qE '\.(so|pyd)$' "$OUT/pure.list"; then die "the pure wheel carries a compiled object"; fi
+
+# A fresh venv, a PATH with nothing but the venv, and compilers that refuse: installing a
+# wheel must need none of it (and --only-binary forbids building any dependency).
+install_fresh() { # venv wheel
+  "$PYTHON" -m venv "$1"
+  env PATH="$1/bin" CC=/bin/false CXX=/bin/false \
+    "$1/bin/python" -m pip install -q --only-binary :all: "$2" 'pytest>=8' 'pytest-django>=4.8' \
+    2>&1 | { grep -v "^WARNING: Location" || true; }
+  env PATH="$1/bin" "$BASH" -c 'for t in cc gcc clang cython cythonize; do
+    if command -v "$t" >/dev/null; then echo "$t is on PATH"; exit 1; fi; done' || die "tool on PATH"
+  if "$1/bin/python" -c 'import Cython' 2>/dev/null; then die "Cython is importable in $1"; fi
+}
+
+# Run from an empty directory so nothing in the work tree can shadow the installed package.
+SMOKE=$(cat <<'PY'
+import sys
+import django
+from django.conf import settings
+
+settings.configure(
+    INSTALLED_APPS=["django_prometheus"],
+    CACHES={"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}},
+    ROOT_URLCONF="django_prometheus.urls",
+    ALLOWED_HOSTS=["*"],
+)
+django.setup()
+import django_prometheus
+from django.core.cache import cache
+from django.test import Client
+from django_prometheus._core import _cells
+
+cache.set("k", 0)
+assert cache.get("k") == 0 and cache.get("absent", "d") == "d"
+body = Client().get("/metrics").content.decode()
+assert 'django_cache_get_hits_total{backend="locmem"} 1.0' in body, body
+assert 'django_cache_get_misses_total{backend="locmem"} 1.0' in body, body
+print(f"django_prometheus {django_prometheus.__version__} from {django_prometheus.__file__}")
+print(f"core: {'compiled' if _cells.USE_EXTENSIONS else 'pure'} -> {_cells._impl.__file__}")
+print(f"Django {django.__version__}, Python {sys.version.split()[0]}")
+want = sys.argv[1]
+assert _cells.USE_EXTENSIONS is (want == "compiled"), f"expected the {want} core"
+PY
+)
+
+step "fresh venv + compiled wheel (no Cython, no compiler)"
+install_fresh "$OUT/venv-compiled" "$WHEEL"
+mkdir -p "$OUT/empty"
+(cd "$OUT/empty" && env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -c "$SMOKE" compiled)
+"$OUT/venv-compiled/bin/python" -c 'import django_prometheus._core._cells as c, sys
+f = c._impl.__file__
+sys.exit(0 if c.USE_EXTENSIONS and f.endswith((".so", ".pyd")) and "site-packages" in f else f"not the wheel core: {f}")'
+step "the core's tests, against the installed wheel"
+(cd "$ROOT" && env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pytest -q tests/test_core.py \
+  2>&1 | tail -3)
+
+step "fresh venv + pure wheel"
+install_fresh "$OUT/venv-pure" "$PURE"
+(cd "$OUT/empty" && env PATH="$OUT/venv-pure/bin" "$OUT/venv-pure/bin/python" -c "$SMOKE" pure)
+
+step "OK: sdist -> compiled wheel (compiled core imported) and pure wheel, both working"
