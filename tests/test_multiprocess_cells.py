@@ -117,18 +117,27 @@ def test_cells_created_before_the_file_grows_keep_counting(store, tmp_path):
         (s.name, s.labels.get("i")): s.value for m in collected(tmp_path).collect() for s in m.samples
     }  # one collection: get_sample_value() would re-read the files per call
     assert samples[("django_first_total", None)] == 3.0
-    assert [samples["django_" + "m" * 60 + "_total", str(i)] for i in range(1500)] == list(map(float, range(1500)))
+    assert [samples["django_" + "m" * 60 + "_total", str(i)] for i in range(1500)] == list(
+        map(float, range(1500))
+    )
 
 
 def test_instrumented_get_counts_into_the_files(core, store, tmp_path):
-    gets, hits, misses, fails = (store.counter(counter_key(f"django_cache_{n}")) for n in ("g", "h", "m", "f"))
+    gets, hits, misses, fails = (
+        store.counter(counter_key(f"django_cache_{n}")) for n in ("g", "h", "m", "f")
+    )
     data = {"k": 0}
     get = core.instrument_get(lambda key, default, version: data.get(key, default), gets, hits, misses, fails)
     assert get("k") == 0
     assert get("absent", "dflt") == "dflt"
     core.record_get_many(["k", "x", "k"], 1, gets, hits, misses)
     r = collected(tmp_path)
-    assert [r.get_sample_value(f"django_cache_{n}_total") for n in ("g", "h", "m", "f")] == [4.0, 2.0, 2.0, 0.0]
+    assert [r.get_sample_value(f"django_cache_{n}_total") for n in ("g", "h", "m", "f")] == [
+        4.0,
+        2.0,
+        2.0,
+        0.0,
+    ]
 
 
 def test_a_forked_child_counts_in_its_own_file_and_the_sum_is_exact(store, tmp_path):
@@ -173,7 +182,9 @@ def test_check_pid_moves_cells_when_no_fork_hook_ran(core, store, tmp_path):
     finally:
         core._STORES.add(store)
     c.inc(1)
-    assert sorted(os.listdir(tmp_path)) == sorted(f"counter_django_{p}.db" for p in (parent, pid_of_other(tmp_path)))
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        f"counter_django_{p}.db" for p in (parent, pid_of_other(tmp_path))
+    )
     assert collected(tmp_path).get_sample_value("django_req_total") == 13.0
 
 

@@ -1,0 +1,11 @@
+from django.urls import include, path
+
+from tests.mp_project import views
+
+urlpatterns = [
+    path("ok", views.ok, name="ok"),
+    path("create", views.create, name="create"),
+    path("missing", views.missing, name="missing"),
+    path("boom", views.boom, name="boom"),
+    path("", include("django_prometheus.urls")),
+]

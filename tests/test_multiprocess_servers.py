@@ -1,0 +1,305 @@
+"""Real servers over loopback in multiprocess mode: every counter sums exactly to what was sent.
+
+gunicorn runs 4 sync workers recycled every ~100 requests, uvicorn 2 ASGI workers;
+the project (tests/mp_project) does known cache gets, queries and model writes
+per view, and counts a user's own prometheus_client metric too.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+# (method, path) -> (view name, status); the plan cycles through it.
+ROUTES = {
+    ("GET", "/ok"): ("ok", 200),
+    ("POST", "/ok"): ("ok", 200),
+    ("PUT", "/ok"): ("ok", 200),
+    ("DELETE", "/ok"): ("ok", 200),
+    ("POST", "/create"): ("create", 201),
+    ("GET", "/missing"): ("missing", 404),
+    ("PATCH", "/missing"): ("missing", 404),
+    ("GET", "/boom"): ("boom", 500),
+}
+PLAN_CYCLE = [("GET", "/ok")] * 4 + list(ROUTES)
+
+
+def free_port_range(n: int) -> list[int]:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            base = s.getsockname()[1]
+        ports = list(range(base, base + n))
+        try:
+            for p in ports:
+                with socket.socket() as s:
+                    s.bind((HOST, p))
+        except OSError:
+            continue
+        return ports
+    raise RuntimeError("no free ports")  # pragma: no cover
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited early"
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+def request(port: int, method: str, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        conn.request(method, path, body=b"x" * 10 if method in ("POST", "PUT", "PATCH") else None)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def send_all(port: int, plan: list[tuple[str, str]], threads: int = 4) -> None:
+    """Send every request of ``plan``, each on a new connection; fail on any unexpected status."""
+    it = iter(list(plan))
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker() -> None:
+        while True:
+            with lock:
+                item = next(it, None)
+            if item is None or errors:
+                return
+            try:
+                status, _ = request(port, *item)
+            except Exception as exc:  # every request must get through: counts are compared exactly
+                errors.append(f"{item}: {exc!r}")
+                return
+            if status != ROUTES[item][1]:
+                errors.append(f"{item}: {status}")
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors, errors[:5]
+
+
+def scrape_text(text: str) -> dict[tuple[str, frozenset], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def scrape_port(port: int) -> dict[tuple[str, frozenset], float]:
+    status, body = request(port, "GET", "/metrics")
+    assert status == 200
+    return scrape_text(body.decode())
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def expected_counts(plan):
+    per_route = collections.Counter(plan)
+    by_view_method = collections.Counter()
+    by_status = collections.Counter()
+    by_method = collections.Counter()
+    for (method, path), n in per_route.items():
+        view, status = ROUTES[method, path]
+        by_view_method[view, method] += n
+        by_status[str(status)] += n
+        by_method[method] += n
+    return per_route, by_view_method, by_status, by_method
+
+
+def assert_exact(samples, plan, *, startup_queries: float = 0.0) -> None:
+    per_route, by_view_method, by_status, by_method = expected_counts(plan)
+    n_ok = sum(n for (m, p), n in per_route.items() if p == "/ok")
+    n_create = per_route["POST", "/create"]
+    n_boom = per_route["GET", "/boom"]
+    assert value(samples, "django_http_requests_before_middlewares_total") == len(plan)
+    assert value(samples, "django_http_responses_before_middlewares_total") == len(plan)
+    for (view, method), n in by_view_method.items():
+        assert value(samples, "django_http_requests_total_by_view_transport_method_total",
+                     view=view, transport="http", method=method) == n, (view, method)  # fmt: skip
+        assert value(samples, "django_http_requests_latency_seconds_by_view_method_count",
+                     view=view, method=method) == n, (view, method)  # fmt: skip
+    for method, n in by_method.items():
+        assert value(samples, "django_http_requests_total_by_method_total", method=method) == n, method
+    for status, n in by_status.items():
+        if status != "500":  # the exception path: counted below, by type and by view
+            assert value(samples, "django_http_responses_total_by_status_total", status=status) == n, status
+    assert value(samples, "django_http_exceptions_total_by_type_total", type="ValueError") == n_boom
+    assert value(samples, "django_http_exceptions_total_by_view_total", view="boom") == n_boom
+    # Cache: each /ok does one hit and one miss on the real Redis.
+    assert value(samples, "django_cache_get_total", backend="native_redis") == 2 * n_ok
+    assert value(samples, "django_cache_get_hits_total", backend="native_redis") == n_ok
+    assert value(samples, "django_cache_get_misses_total", backend="native_redis") == n_ok
+    assert value(samples, "django_cache_get_fail_total", backend="native_redis") == 0
+    # Database: one query per /ok and per insert, on a new connection each request.
+    db = {"alias": "default", "vendor": "sqlite"}
+    assert value(samples, "django_db_execute_total", **db) == n_ok + n_create + startup_queries
+    assert value(samples, "django_db_query_duration_seconds_count", **db) == n_ok + n_create + startup_queries
+    assert value(samples, "django_model_inserts_total", model="item") == n_create
+    # The user's own prometheus_client counter, aggregated next to ours.
+    assert value(samples, "mp_user_hits_total", view="ok") == n_ok
+    assert value(samples, "mp_user_hits_total", view="create") == n_create
+
+
+@pytest.fixture
+def project(tmp_path, require_service):
+    require_service("redis")
+    mp_dir = tmp_path / "multiproc"
+    mp_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k.upper() != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        DJANGO_SETTINGS_MODULE="tests.mp_project.settings",
+        MP_DB=str(tmp_path / "db.sqlite3"),
+        MP_CACHE_PREFIX=f"mp{os.getpid()}-{tmp_path.name}",
+    )
+    # The schema, made outside multiprocess mode so its queries stay out of the files.
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "-v0"], env=env, cwd=ROOT, check=True, timeout=120
+    )
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
+    return env, mp_dir
+
+
+def start(cmd: list[str], env: dict, port: int, log: Path) -> subprocess.Popen:
+    # The server's output goes to a file: an unread pipe fills up and blocks the workers.
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    proc.log = log  # type: ignore[attr-defined]
+    try:
+        wait_listening(port, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return proc.log.read_text(errors="replace")  # type: ignore[attr-defined]
+
+
+def processes_that_wrote(mp_dir: Path) -> set[str]:
+    return {name.rsplit("_", 1)[1][:-3] for name in os.listdir(mp_dir) if name.startswith("counter_django_")}
+
+
+@pytest.mark.services
+@pytest.mark.skipif(
+    shutil.which("gunicorn", path=os.path.dirname(sys.executable)) is None, reason="no gunicorn"
+)
+def test_gunicorn_recycled_workers_every_counter_exact(project):
+    env, mp_dir = project
+    port, *exporter_ports = free_port_range(13)
+    env["MP_PORT_RANGE"] = f"{exporter_ports[0]}-{exporter_ports[-1]}"
+    cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",
+           "-w", "4", "--max-requests", "100", "--max-requests-jitter", "30", "--graceful-timeout", "5"]  # fmt: skip
+    proc = start(cmd, env, port, mp_dir.parent / "server.log")
+    plan = [PLAN_CYCLE[i % len(PLAN_CYCLE)] for i in range(2000)]
+    try:
+        send_all(port, plan)
+        # The port-range exporters of the live workers: each one serves the aggregate of all.
+        live = []
+        for p in exporter_ports:
+            try:
+                live.append(scrape_port(p))
+            except OSError:
+                continue
+        view = scrape_port(
+            port
+        )  # the Django view (itself one more GET request, to "prometheus-django-metrics")
+    finally:
+        err = stop(proc)
+    assert len(processes_that_wrote(mp_dir)) > 4, "workers were not recycled during the run"
+    assert live, f"no port-range exporter answered; server log:\n{err[-3000:]}"
+    for samples in live:
+        assert_exact(samples, plan)
+    assert_exact_except_scrape(view, plan, startup_queries=0)
+
+
+@pytest.mark.services
+@pytest.mark.skipif(
+    shutil.which("uvicorn", path=os.path.dirname(sys.executable)) is None, reason="no uvicorn"
+)
+def test_uvicorn_asgi_workers_every_counter_exact_and_migration_gauges_once(project):
+    env, mp_dir = project
+    env["MP_EXPORT_MIGRATIONS"] = "1"
+    startup = startup_queries(env)
+    (port,) = free_port_range(1)
+    cmd = [sys.executable, "-m", "uvicorn", "tests.mp_project.asgi:application", "--host", HOST,
+           "--port", str(port), "--workers", "2", "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    proc = start(cmd, env, port, mp_dir.parent / "server.log")
+    plan = [PLAN_CYCLE[i % len(PLAN_CYCLE)] for i in range(600)]
+    try:
+        send_all(port, plan)
+        status, body = request(port, "GET", "/metrics")
+        assert status == 200
+    finally:
+        err = stop(proc)
+    samples = scrape_text(body.decode())
+    workers = processes_that_wrote(mp_dir)
+    assert len(workers) == 2, (workers, err[-3000:])
+    assert_exact_except_scrape(samples, plan, startup_queries=2 * startup)
+    applied = [(k, v) for k, v in samples.items() if k[0] == "django_migrations_applied_total"]
+    assert applied == [(("django_migrations_applied_total", frozenset({("connection", "default")})), 1.0)]
+    assert value(samples, "django_migrations_unapplied_total", connection="default") == 0.0
+
+
+def assert_exact_except_scrape(samples, plan, startup_queries: float) -> None:
+    """assert_exact() for a sample set that also saw one GET /metrics through the middlewares."""
+    adjusted = dict(samples)
+    for name, labels in [
+        ("django_http_requests_before_middlewares_total", {}),
+        ("django_http_requests_total_by_method_total", {"method": "GET"}),
+    ]:
+        key = (name, frozenset(labels.items()))
+        adjusted[key] = adjusted.get(key, 0.0) - 1
+    assert_exact(adjusted, plan, startup_queries=startup_queries)
+
+
+def startup_queries(env: dict) -> float:
+    """Queries one process runs at start-up (the migration export), measured in single-process mode."""
+    script = (
+        "import django; django.setup()\n"
+        "from prometheus_client import REGISTRY\n"
+        "print(REGISTRY.get_sample_value('django_db_execute_total', {'alias': 'default', 'vendor': 'sqlite'}) or 0)"
+    )
+    single = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    out = subprocess.run([sys.executable, "-c", script], env=single, cwd=ROOT, check=True, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    return float(out.stdout.strip())
