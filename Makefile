@@ -54,8 +54,9 @@ dist-check:
 matrix: services
 	PYENV_ROOT=$(PYENV_ROOT) scripts/matrix.sh
 
+# DEMO_PORT (8000), DEMO_TRAFFIC=1, DEMO_DB=postgresql, DEMO_CACHE=redis: see examples/demo/demo/settings.py
 demo: build
-	cd examples/demo && ../../$(PY) manage.py migrate --noinput -v0 && ../../$(PY) manage.py runserver 127.0.0.1:$${DEMO_PORT:-8000}
+	cd examples/demo && exec ../../$(PY) manage.py demo
 
 bench: build
 	$(PY) -m benchmarks

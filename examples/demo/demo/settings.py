@@ -1,0 +1,77 @@
+"""Demo settings: SQLite + LocMem by default; Redis and PostgreSQL by environment.
+
+DEMO_CACHE=redis       cache on Redis (Django's own client, no django-redis needed):
+                       DEMO_REDIS_URL, default redis://127.0.0.1:16379 (scripts/services.sh)
+DEMO_DB=postgresql     database on PostgreSQL: DP_PG_HOST/DP_PG_PORT/DP_PG_USER/DP_PG_PASSWORD/
+                       DP_PG_NAME, defaults 127.0.0.1/15432/dp/dp/dp (scripts/services.sh)
+DEMO_SQLITE_PATH       the SQLite file (default: demo.sqlite3 in the temp directory)
+"""
+
+import os
+import tempfile
+
+SECRET_KEY = "demo-only-not-secret"
+DEBUG = os.environ.get("DEMO_DEBUG", "") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+ROOT_URLCONF = "demo.urls"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django_prometheus",
+    "shop",
+]
+
+# Before first, After last: everything in between is timed as "including middlewares".
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+
+if os.environ.get("DEMO_DB") == "postgresql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django_prometheus.db.backends.postgresql",
+            "HOST": os.environ.get("DP_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DP_PG_PORT", "15432"),
+            "USER": os.environ.get("DP_PG_USER", "dp"),
+            "PASSWORD": os.environ.get("DP_PG_PASSWORD", "dp"),
+            "NAME": os.environ.get("DP_PG_NAME", "dp"),
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django_prometheus.db.backends.sqlite3",
+            "NAME": os.environ.get("DEMO_SQLITE_PATH", os.path.join(tempfile.gettempdir(), "demo.sqlite3")),
+        }
+    }
+
+if os.environ.get("DEMO_CACHE") == "redis":
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.redis.NativeRedisCache",
+            "LOCATION": os.environ.get("DEMO_REDIS_URL", "redis://127.0.0.1:16379"),
+            "KEY_PREFIX": "dp-demo",
+        }
+    }
+else:
+    CACHES = {
+        "default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache", "LOCATION": "demo"}
+    }
+
+# The migration gauges (django_migrations_applied_total / _unapplied_total) on /metrics.
+PROMETHEUS_EXPORT_MIGRATIONS = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # The demo provokes 500s on purpose: one line each, not a traceback per request.
+    "loggers": {"django.request": {"handlers": ["console"], "level": "CRITICAL"}},
+}
