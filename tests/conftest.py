@@ -26,6 +26,8 @@ def _reachable(host: str, port: int) -> bool:
 SERVICES = {
     "redis": lambda: urlparse(settings.REDIS_URL).port,
     "memcached": lambda: int(settings.MEMCACHED_LOCATION.rsplit(":", 1)[1]),
+    "postgresql": lambda: int(settings.DATABASES["postgresql"]["PORT"]),
+    "mysql": lambda: int(settings.DATABASES["mysql"]["PORT"]),
 }
 
 

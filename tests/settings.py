@@ -22,6 +22,10 @@ MIDDLEWARE: list[str] = []
 DATABASES = {
     "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
 }
+# Ours and Django's own backend per vendor, for tests/test_db*.py (only created when a test asks).
+from tests.db_settings import DB_ALIASES  # noqa: E402
+
+DATABASES.update(DB_ALIASES)
 
 REDIS_URL = os.environ.get("DP_REDIS_URL", "redis://127.0.0.1:16379")
 MEMCACHED_LOCATION = os.environ.get("DP_MEMCACHED_LOCATION", "127.0.0.1:21211")

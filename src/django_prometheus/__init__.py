@@ -8,3 +8,4 @@ from django.conf import settings as _settings
 # importing it before settings are configured (tools, docs builds) still works.
 if _settings.configured:
     from django_prometheus import middleware  # noqa: F401
+    from django_prometheus import models  # noqa: F401

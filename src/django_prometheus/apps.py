@@ -1,6 +1,10 @@
 """The Django app: ``INSTALLED_APPS = [..., "django_prometheus"]``."""
 
 from django.apps import AppConfig
+from django.conf import settings
+
+# Imported here, as upstream does, so the migration gauges exist once the app loads.
+from django_prometheus.migrations import ExportMigrations
 
 
 class DjangoPrometheusConfig(AppConfig):
@@ -12,3 +16,6 @@ class DjangoPrometheusConfig(AppConfig):
         from django_prometheus.exports import SetupPrometheusExportsFromConfig
 
         SetupPrometheusExportsFromConfig()
+
+        if getattr(settings, "PROMETHEUS_EXPORT_MIGRATIONS", False):
+            ExportMigrations()

@@ -47,7 +47,16 @@ class ExceptionCounterByType:
 class DBCells:
     """The cells of one (alias, vendor), resolved once; ``for_labels`` shares them per pair."""
 
-    __slots__ = ("alias", "connection_errors", "connections", "duration", "errors", "execute", "many", "vendor")
+    __slots__ = (
+        "alias",
+        "connection_errors",
+        "connections",
+        "duration",
+        "errors",
+        "execute",
+        "many",
+        "vendor",
+    )
 
     _shared: dict[tuple[str, str], DBCells] = {}
     _lock = threading.Lock()

@@ -1,0 +1,91 @@
+"""Applied and unapplied migrations per database connection, as gauges (``PROMETHEUS_EXPORT_MIGRATIONS``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from django.db import connections
+from django.db.backends.dummy.base import DatabaseWrapper as DummyDatabaseWrapper
+
+from django_prometheus.conf import NAMESPACE
+from django_prometheus.metrics import Gauge
+
+__all__ = ["ExportMigrations", "ExportMigrationsForDatabase", "applied_migrations", "unapplied_migrations"]
+
+logger = logging.getLogger(__name__)
+
+# Every worker of a multiprocess server sets the same values at start-up; "max"
+# keeps one series per connection instead of one per worker process (the
+# multiprocess value store in django_prometheus.metrics honours the mode).
+unapplied_migrations = Gauge(
+    "django_migrations_unapplied_total",
+    "Count of unapplied migrations by database connection",
+    ["connection"],
+    namespace=NAMESPACE,
+    multiprocess_mode="max",
+)
+applied_migrations = Gauge(
+    "django_migrations_applied_total",
+    "Count of applied migrations by database connection",
+    ["connection"],
+    namespace=NAMESPACE,
+    multiprocess_mode="max",
+)
+
+
+def ExportMigrationsForDatabase(alias: str, executor: Any) -> None:
+    """Set both gauges of ``alias`` from a ``MigrationExecutor`` on that connection."""
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    unapplied_migrations.labels(alias).set(len(plan))
+    applied_migrations.labels(alias).set(len(executor.loader.applied_migrations))
+
+
+def ExportMigrations() -> None:
+    """Export the migration gauges of every configured database.
+
+    Skipped when there is no real database (the dummy backend). Safe to call
+    while an event loop runs (an app starting under ASGI): the database work
+    then happens in a short-lived thread, where Django allows it. A database
+    that cannot be read is logged, never raised: it must not stop the app.
+    """
+    if all(isinstance(connections[alias], DummyDatabaseWrapper) for alias in connections):
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _export_all()
+        return
+    worker = threading.Thread(target=_export_all_and_close, name="django-prometheus-migrations")
+    worker.start()
+    worker.join()
+
+
+def _export_all_and_close() -> None:
+    try:
+        _export_all()
+    finally:
+        connections.close_all()
+
+
+def _export_all() -> None:
+    from django.db.migrations.executor import MigrationExecutor
+
+    for alias in connections:
+        connection = connections[alias]
+        if isinstance(connection, DummyDatabaseWrapper):
+            continue
+        was_closed = connection.connection is None
+        try:
+            ExportMigrationsForDatabase(alias, MigrationExecutor(connection))
+        except Exception:
+            logger.warning(
+                "django_prometheus: cannot export the migrations of database %r", alias, exc_info=True
+            )
+        finally:
+            # A connection opened only for this (at start-up, maybe before a
+            # server forks its workers) is not left behind.
+            if was_closed:
+                connection.close()
