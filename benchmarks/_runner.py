@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds over all implementations")
     parser.add_argument("--no-valgrind", action="store_true", help="skip instruction counts")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also dump the results")
+    parser.add_argument("--plot", metavar="PNG", type=Path, help="also draw the results (needs matplotlib)")
     args = parser.parse_args(argv)
 
     cases = load_cases(args.case)
@@ -80,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         rows = [asdict(res) | {"ns_median": res.ns} for res in results.values()]
         args.json.write_text(json.dumps({"rounds": rounds, "results": rows}, indent=2) + "\n")
+    if args.plot:
+        from ._plot import plot
+
+        _log(f"chart: {plot([c.name for c in cases], results, args.plot)}")
     return 0
 
 
