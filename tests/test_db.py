@@ -410,3 +410,29 @@ def test_exception_counter_by_type_counts_and_propagates() -> None:
     with common.ExceptionCounterByType(errors_total, extra_labels=labels):
         pass
     assert sample("django_db_errors_total", "ecbt", "v", type="KeyError") == 1
+
+
+GIS = {
+    "postgis": "ST_AsText(ST_GeomFromText('POINT(1 2)'))",
+    "spatialite": "AsText(GeomFromText('POINT(1 2)'))",
+}
+
+
+@pytest.mark.parametrize(
+    ("alias", "vendor"),
+    [
+        pytest.param(alias, ALIASES[alias][0], marks=pytest.mark.django_db(databases=[alias]), id=alias)
+        for alias in GIS
+        if alias in ALIASES
+    ],
+)
+def test_spatial_backends_run_spatial_sql_through_the_instrumented_cursor(alias: str, vendor: str) -> None:
+    connection = connections[alias]
+    assert connection.features.gis_enabled
+    minimum = (3,) if alias == "postgis" else (4,)
+    assert connection.ops.spatial_version >= minimum
+    delta = Delta(alias, vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {GIS[alias]}")
+        assert cursor.fetchone()[0] == "POINT(1 2)"
+    assert delta() == {"execute": 1, "duration_count": 1}
