@@ -125,9 +125,10 @@ def test_users_own_prometheus_client_metrics_aggregate_next_to_ours(tmp_path):
 def test_lower_case_variable_also_selects_multiprocess_mode(tmp_path):
     script = "from django_prometheus import metrics; print(metrics.MULTIPROCESS_DIR)"
     env = {k: v for k, v in os.environ.items() if k.upper() != "PROMETHEUS_MULTIPROC_DIR"}
-    out = subprocess.run([sys.executable, "-c", script], env={**env, "prometheus_multiproc_dir": str(tmp_path)},
-                         check=True, capture_output=True, text=True, timeout=60)  # fmt: skip
+    lower = {**env, "prometheus_multiproc_dir": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], env=lower, check=True, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
     assert out.stdout.strip() == str(tmp_path)
-    out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
     assert out.stdout.strip() == "None"

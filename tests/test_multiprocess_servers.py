@@ -228,7 +228,8 @@ def test_gunicorn_recycled_workers_every_counter_exact(project):
     port, *exporter_ports = free_port_range(13)
     env["MP_PORT_RANGE"] = f"{exporter_ports[0]}-{exporter_ports[-1]}"
     cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",
-           "-w", "4", "--max-requests", "100", "--max-requests-jitter", "30", "--graceful-timeout", "5"]  # fmt: skip
+           "-w", "4", "--max-requests", "100", "--max-requests-jitter", "30",
+           "--graceful-timeout", "5"]  # fmt: skip
     proc = start(cmd, env, port, mp_dir.parent / "server.log")
     plan = [PLAN_CYCLE[i % len(PLAN_CYCLE)] for i in range(2000)]
     try:
@@ -297,9 +298,10 @@ def startup_queries(env: dict) -> float:
     script = (
         "import django; django.setup()\n"
         "from prometheus_client import REGISTRY\n"
-        "print(REGISTRY.get_sample_value('django_db_execute_total', {'alias': 'default', 'vendor': 'sqlite'}) or 0)"
+        "labels = {'alias': 'default', 'vendor': 'sqlite'}\n"
+        "print(REGISTRY.get_sample_value('django_db_execute_total', labels) or 0)"
     )
     single = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    out = subprocess.run([sys.executable, "-c", script], env=single, cwd=ROOT, check=True, capture_output=True,
-                         text=True, timeout=60)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", script], env=single, cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
     return float(out.stdout.strip())

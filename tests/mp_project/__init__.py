@@ -1,1 +1,1 @@
-"""A small project served by real gunicorn/uvicorn workers in multiprocess mode (tests/test_multiprocess_servers.py)."""
+"""A project served by real gunicorn/uvicorn workers in multiprocess mode (test_multiprocess_servers)."""
