@@ -24,7 +24,8 @@ DATABASES = {
 CACHES = {
     "default": {
         "BACKEND": "django_prometheus.cache.backends.redis.NativeRedisCache",
-        "LOCATION": os.environ.get("DP_REDIS_URL", "redis://127.0.0.1:16379"),
+        # A database of its own: other tests' cache.clear() (FLUSHDB) must not empty ours mid-run.
+        "LOCATION": os.environ.get("DP_REDIS_URL", "redis://127.0.0.1:16379").rstrip("/") + "/7",
         "KEY_PREFIX": os.environ.get("MP_CACHE_PREFIX", "mp"),
     }
 }
