@@ -38,12 +38,67 @@ def test_export_for_database_counts_applied_and_unapplied() -> None:
     assert gauges("default") == (applied - 1, 1)
 
 
-def test_gauges_keep_one_series_across_worker_processes() -> None:
-    # In multiprocess mode every worker sets the same values: the max is the value, once.
-    assert applied_migrations._multiprocess_mode == "max"
-    assert unapplied_migrations._multiprocess_mode == "max"
+def test_gauges_have_upstreams_names_and_labels() -> None:
     assert applied_migrations._name == "django_migrations_applied_total"
     assert unapplied_migrations._labelnames == ("connection",)
+
+
+WORKERS = """
+import os, sys, warnings
+import django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django_prometheus"],
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sys.argv[1]}},
+)
+django.setup()
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
+from django_prometheus.migrations import ExportMigrationsForDatabase
+
+call_command("migrate", verbosity=0)
+recorder = MigrationRecorder(connection)
+
+def worker(unapplied):
+    # One worker process of a deploy: sees the schema as it is, exports, exits.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        connection.close()
+        if unapplied:
+            recorder.record_unapplied("auth", "0012_alter_user_first_name_max_length")
+        else:
+            recorder.record_applied("auth", "0012_alter_user_first_name_max_length")
+        ExportMigrationsForDatabase("default", MigrationExecutor(connection))
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+worker(unapplied=True)   # the old release's worker, before migrate; its file stays
+worker(unapplied=False)  # the new release's worker, after migrate
+"""
+
+
+def test_multiprocess_gauges_show_the_newest_value_once_per_connection(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    subprocess.run(
+        [sys.executable, "-c", WORKERS, str(tmp_path / "db.sqlite3")], env=env, check=True, timeout=120
+    )
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir))
+    samples = [
+        s for m in registry.collect() for s in m.samples if s.name == "django_migrations_unapplied_total"
+    ]
+    # One series per connection, not one per worker; the newest value, not the dead worker's larger one.
+    assert [(s.labels, s.value) for s in samples] == [({"connection": "default"}, 0.0)]
 
 
 STARTUP = """

@@ -17,22 +17,23 @@ __all__ = ["ExportMigrations", "ExportMigrationsForDatabase", "applied_migration
 
 logger = logging.getLogger(__name__)
 
-# Every worker of a multiprocess server sets the same values at start-up; "max"
-# keeps one series per connection instead of one per worker process (the
-# multiprocess value store in django_prometheus.metrics honours the mode).
+# Every worker of a multiprocess server sets these at start-up. "mostrecent" keeps
+# one series per connection (not one per worker) holding the newest value, so a
+# deploy that applies migrations is not masked by dead workers' older files, as
+# "max" would be (the multiprocess store in django_prometheus.metrics honours the mode).
 unapplied_migrations = Gauge(
     "django_migrations_unapplied_total",
     "Count of unapplied migrations by database connection",
     ["connection"],
     namespace=NAMESPACE,
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 applied_migrations = Gauge(
     "django_migrations_applied_total",
     "Count of applied migrations by database connection",
     ["connection"],
     namespace=NAMESPACE,
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 
 

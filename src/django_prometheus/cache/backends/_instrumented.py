@@ -69,7 +69,9 @@ class InstrumentedCacheMixin:
             if callable(default):
                 default = default()
             await self.aadd(key, default, timeout=timeout, version=version)  # type: ignore[attr-defined]
-            return await sync_to_async(type(self).get, thread_sensitive=True)(self, key, default, version=version)
+            return await sync_to_async(type(self).get, thread_sensitive=True)(
+                self, key, default, version=version
+            )
         return value
 
 
