@@ -20,7 +20,8 @@ from ._harness import IMPLS, Case, load_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_VENV = ROOT / ".venv-upstream"
-UPSTREAM_DISTS = ("django-prometheus", "Django", "prometheus_client")
+# Same versions as ours on both sides; the DB drivers only where this env has them (PostgreSQL cases).
+UPSTREAM_DISTS = ("django-prometheus", "Django", "prometheus_client", "psycopg", "psycopg-binary")
 # Callgrind runs Python ~50-100x slower: this much native loop time keeps a run near 20 s.
 CALLGRIND_LOOP_NS = 2e8
 HEADER = tuple("case|impl|core|ns/op|×bare|instr/op|×bare|added% time|added% instr|note".split("|"))
@@ -105,7 +106,7 @@ def _upstream_python() -> str:
     wanted = [
         platform.python_version(),
         "django-prometheus==2.5.0",
-        *(f"{d}=={metadata.version(d)}" for d in UPSTREAM_DISTS[1:]),
+        *(f"{d}=={metadata.version(d)}" for d in UPSTREAM_DISTS[1:] if _installed(d)),
     ]
     if not python.exists():
         _log(f"creating {UPSTREAM_VENV.name} with {sys._base_executable}")
@@ -128,7 +129,17 @@ def _upstream_state(python: Path) -> list[str]:
         "    try: print(f'{d}=={m.version(d)}')\n"
         "    except m.PackageNotFoundError: print(d)\n"
     )
-    return _run([str(python), "-c", script, *UPSTREAM_DISTS]).split()
+    dists = [UPSTREAM_DISTS[0], *(d for d in UPSTREAM_DISTS[1:] if _installed(d))]
+    return _run([str(python), "-c", script, *dists]).split()
+
+
+def _installed(dist: str) -> bool:
+    """Whether this (our) environment has ``dist``."""
+    try:
+        metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _run(cmd: list[str]) -> str:
