@@ -82,6 +82,7 @@ for pyv in $PYTHONS; do
         say "python $pyv  django $djv  $core: $summary"
       else
         say "python $pyv  django $djv  $core: FAILED ($used; rc=$rc) $summary — see $log"
+        grep -E '^(FAILED|ERROR) ' "$log" | head -5 | sed 's/^/      /' | tee -a "$OUT/results.txt"
         fails=$((fails + 1))
       fi
     done
