@@ -198,7 +198,7 @@ HTTP_ASGI = Case("http_asgi", _settings, _build_asgi)
 CASES = [HTTP_WSGI, HTTP_WSGI_BROWSER, HTTP_ASGI]
 
 
-class HttpRequest:
+class HttpRequestCost:
     """One request through Django's handlers per implementation (asv)."""
 
     params = IMPLS
