@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv build services services-stop test test-compiled test-pure demo bench lint clean dist-check matrix
+.PHONY: help venv build services services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist-check matrix
 
 help:
 	@echo "make demo   - build and run the example site on 127.0.0.1:8000 (/metrics live)"
@@ -43,7 +43,21 @@ test-compiled: build services
 test-pure: build services
 	DJANGO_PROMETHEUS_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-test: test-compiled test-pure dist-check matrix
+# SpatiaLite is a loadable SQLite extension, and pyenv's Pythons are built without
+# extension loading: run the DB suite (SpatiaLite included) on Debian's Python too.
+SYSTEM_PYTHON ?= /usr/bin/python3
+SPATIALITE_VENV ?= .venv-spatialite
+test-spatialite: services
+	test -x $(SPATIALITE_VENV)/bin/python || $(SYSTEM_PYTHON) -m venv $(SPATIALITE_VENV)
+	$(SPATIALITE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SPATIALITE_VENV)/bin/python -m pip install -q "setuptools>=70" wheel "Cython>=3.1"
+	$(SPATIALITE_VENV)/bin/python -m pip install -q --no-build-isolation --force-reinstall --no-deps .
+	$(SPATIALITE_VENV)/bin/python -m pip install -q --no-build-isolation ".[test]"
+	$(SPATIALITE_VENV)/bin/python -c 'import sqlite3; c = sqlite3.connect(":memory:"); c.enable_load_extension(True); c.load_extension("mod_spatialite")'
+	$(SPATIALITE_VENV)/bin/python -m pytest tests/test_db.py
+	DJANGO_PROMETHEUS_NO_EXTENSIONS=1 $(SPATIALITE_VENV)/bin/python -m pytest tests/test_db.py
+
+test: test-compiled test-pure test-spatialite dist-check matrix
 
 # sdist -> wheel built from it -> fresh venv without Cython/compiler: compiled core imported;
 # and the pure py3-none-any wheel from the same sdist installs and works.
