@@ -278,6 +278,27 @@ class _PrometheusMiddleware:
         """The metric or child to increment for this request; override it to supply extra label values."""
         return metric.labels(**labels) if labels else metric
 
+    # The default path: the core recorder does the work of both middlewares' hooks.
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        recorder = self._recorder
+        if recorder is None:
+            return self._call_hooks(request)
+        started = recorder.on_request(request)
+        response = self.get_response(request)
+        recorder.on_response(request, response, started)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        recorder = self._recorder
+        if recorder is None:
+            return await self._acall_hooks(request)
+        started = recorder.on_request(request)
+        response = await self.get_response(request)
+        recorder.on_response(request, response, started)
+        return response
+
     def _call_hooks(self, request: HttpRequest) -> Any:
         # Upstream's MiddlewareMixin.__call__; our own hooks log their failures.
         response = self.process_request(request)  # type: ignore[attr-defined]
@@ -301,26 +322,6 @@ class PrometheusBeforeMiddleware(_PrometheusMiddleware):
 
     def _make_recorder(self) -> Any:
         return _http.BeforeRecorder(self.metrics)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.async_mode:
-            return self.__acall__(request)
-        recorder = self._recorder
-        if recorder is None:
-            return self._call_hooks(request)
-        started = recorder.on_request(request)
-        response = self.get_response(request)
-        recorder.on_response(request, response, started)
-        return response
-
-    async def __acall__(self, request: HttpRequest) -> Any:
-        recorder = self._recorder
-        if recorder is None:
-            return await self._acall_hooks(request)
-        started = recorder.on_request(request)
-        response = await self.get_response(request)
-        recorder.on_response(request, response, started)
-        return response
 
     def process_request(self, request: HttpRequest) -> None:
         try:
@@ -383,26 +384,6 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
 
     async def _process_template_response_async(self, request: HttpRequest, response: Any) -> Any:
         return self._recorder.on_template_response(request, response)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.async_mode:
-            return self.__acall__(request)
-        recorder = self._recorder
-        if recorder is None:
-            return self._call_hooks(request)
-        started = recorder.on_request(request)
-        response = self.get_response(request)
-        recorder.on_response(request, response, started)
-        return response
-
-    async def __acall__(self, request: HttpRequest) -> Any:
-        recorder = self._recorder
-        if recorder is None:
-            return await self._acall_hooks(request)
-        started = recorder.on_request(request)
-        response = await self.get_response(request)
-        recorder.on_response(request, response, started)
-        return response
 
     # -- upstream's helpers and hooks (the extension path) ---------------------------------------
 
