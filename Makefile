@@ -20,7 +20,7 @@ help:
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=70" wheel "Cython>=3.1" build ruff
+	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.1" build ruff
 	$(PY) -m pip install -q --no-build-isolation ".[test]"
 	touch $@
 
@@ -50,7 +50,7 @@ SPATIALITE_VENV ?= .venv-spatialite
 test-spatialite: services
 	test -x $(SPATIALITE_VENV)/bin/python || $(SYSTEM_PYTHON) -m venv $(SPATIALITE_VENV)
 	$(SPATIALITE_VENV)/bin/python -m pip install -q --upgrade pip
-	$(SPATIALITE_VENV)/bin/python -m pip install -q "setuptools>=70" wheel "Cython>=3.1"
+	$(SPATIALITE_VENV)/bin/python -m pip install -q "setuptools>=77" wheel "Cython>=3.1"
 	$(SPATIALITE_VENV)/bin/python -m pip install -q --no-build-isolation --force-reinstall --no-deps .
 	$(SPATIALITE_VENV)/bin/python -m pip install -q --no-build-isolation ".[test]"
 	$(SPATIALITE_VENV)/bin/python -c 'import sqlite3; c = sqlite3.connect(":memory:"); c.enable_load_extension(True); c.load_extension("mod_spatialite")'

@@ -54,7 +54,7 @@ for pyv in $PYTHONS; do
   echo "== matrix: $interp -> $venv"
   if [[ ! -x $py ]]; then "$interp" -m venv "$venv"; fi
   # Build deps once per venv; the test extra brings every client library the tests import.
-  pipq "$py" -m pip install -q "setuptools>=70" wheel "Cython>=3.1"
+  pipq "$py" -m pip install -q "setuptools>=77" wheel "Cython>=3.1"
   rm -rf "$OUT/wheel-$pyv"
   if ! pipq "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$OUT/wheel-$pyv" "$SDIST" >"$OUT/wheel-$pyv.log"; then
     say "python $pyv: wheel build from the sdist FAILED"; fails=$((fails + 1)); continue
