@@ -10,28 +10,42 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv build services services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist-check matrix
+.PHONY: help venv build build-base services services-install services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist-check matrix
 
 help:
 	@echo "make demo   - build and run the example site on 127.0.0.1:8000 (/metrics live)"
 	@echo "make test   - venv, compiled core, real services, whole suite on both cores"
 	@echo "make bench  - side-by-side benchmarks (bare Django, ours compiled/pure, upstream 2.5.0)"
 
-$(VENV)/.deps: pyproject.toml
+# Two install sets. The base (build tools + the package with its runtime dependencies:
+# Django, prometheus_client) needs nothing but Python and pip: `make demo` uses only it.
+# The test set builds DB drivers (mysqlclient needs pkg-config and libmariadb-dev), so it
+# runs only after `scripts/services.sh install` has put the Debian packages in place.
+$(VENV)/.base: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.1" build ruff
+	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.1"
+	$(PY) -m pip install -q --no-build-isolation .
+	touch $@
+
+$(VENV)/.deps: $(VENV)/.base pyproject.toml | services-install
+	$(PY) -m pip install -q build ruff
 	$(PY) -m pip install -q --no-build-isolation ".[test]"
 	touch $@
 
 venv: $(VENV)/.deps
 
 # A real (non-editable) install: the tests import the built package, compiled core included.
+build-base: $(VENV)/.base
+	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
+
 build: venv
 	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
 
-services:
+services-install:
 	scripts/services.sh install
+
+services: services-install
 	scripts/services.sh start
 
 services-stop:
@@ -69,7 +83,8 @@ matrix: services
 	PYENV_ROOT=$(PYENV_ROOT) scripts/matrix.sh
 
 # DEMO_PORT (8000), DEMO_TRAFFIC=1, DEMO_DB=postgresql, DEMO_CACHE=redis: see examples/demo/demo/settings.py
-demo: build
+# Needs nothing but Python and pip: no services, no DB drivers, no test tools, no root.
+demo: build-base
 	cd examples/demo && exec ../../$(PY) manage.py demo
 
 bench: build
