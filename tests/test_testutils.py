@@ -67,5 +67,44 @@ def test_labels_must_match_exactly(setup):
 
 
 def test_formatting():
-    assert tu.format_labels({"a": "1", "b": "x"}) == '{a="1", b="x"}'
+    # upstream's spelling: no space after the comma
+    assert tu.format_labels({"a": "1", "b": "x"}) == '{a="1",b="x"}'
     assert tu.format_vector([({"a": "1"}, 2.0), ({"a": "2"}, 3.0)]) == '{a="1"} = 2.0\n{a="2"} = 3.0'
+
+
+def test_a_series_missing_now_fails_every_diff_helper(setup):
+    # A mistyped label value must fail the test, never pass as "changed by 0" (upstream's rule).
+    registry, counter = setup
+    counter.labels("a").inc()
+    frozen = tu.save_registry(registry)
+    with pytest.raises(AssertionError, match="was None after"):
+        tu.assert_metric_diff(frozen, 0, "things_total", registry=registry, kind="typo")
+    with pytest.raises(AssertionError, match="was None after"):
+        tu.assert_metric_no_diff(frozen, 1, "things_total", registry=registry, kind="typo")
+    with pytest.raises(AssertionError, match="was None after"):
+        tu.assert_metric_compare(frozen, lambda b, a: True, "things_total", registry=registry, kind="typo")
+
+
+def test_a_mistyped_view_fails_on_the_default_registry():
+    # The exact call a user's test makes against the middleware's families.
+    frozen = tu.save_registry()
+    with pytest.raises(AssertionError, match="was None after"):
+        tu.assert_metric_diff(
+            frozen, 0, "django_http_responses_total_by_status_view_method_total",
+            status="200", view="typo", method="GET",
+        )  # fmt: skip
+
+
+def test_compare_hands_the_predicate_none_for_a_series_born_since_the_save(setup):
+    registry, counter = setup
+    frozen = tu.save_registry(registry)
+    counter.labels("late").inc(2)
+    seen = []
+    tu.assert_metric_compare(
+        frozen, lambda before, after: seen.append((before, after)) is None, "things_total",
+        registry=registry, kind="late",
+    )  # fmt: skip
+    assert seen == [(None, 2.0)]
+    # The predicate's answer must be True itself, not merely truthy.
+    with pytest.raises(AssertionError, match="predicate failed"):
+        tu.assert_metric_compare(frozen, lambda b, a: 1, "things_total", registry=registry, kind="late")

@@ -18,8 +18,8 @@ FrozenRegistry = list[Metric]
 
 
 def format_labels(labels: Labels) -> str:
-    """``{a="1", b="2"}``, as in the exposition format."""
-    return "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    """``{a="1",b="2"}``, as in the exposition format."""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
 def format_vector(vector: Vector) -> str:
@@ -89,11 +89,19 @@ def assert_metric_not_equal(
 
 def _before_after(
     frozen_registry: FrozenRegistry, metric_name: str, registry: CollectorRegistry, labels: Labels
-) -> tuple[float, float]:
-    # A sample absent from a side counts as 0: a counter that did not exist yet had counted nothing.
+) -> tuple[float | None, float]:
+    """The sample's value then (None if it did not exist yet) and now, which must exist.
+
+    As upstream: a series missing *now* fails the assertion, so a mistyped metric
+    or label name can never pass as "changed by 0".
+    """
     before = get_metric_from_frozen_registry(metric_name, frozen_registry, **labels)
     after = get_metric(metric_name, registry=registry, **labels)
-    return before or 0.0, after or 0.0
+    assert after is not None, (
+        f"{_describe(metric_name, labels, registry)}\n"
+        f"{metric_name}{format_labels(labels)} was None after (before: {before})"
+    )
+    return before, after
 
 
 def assert_metric_diff(
@@ -105,9 +113,10 @@ def assert_metric_diff(
 ) -> None:
     """``metric_name{labels}`` grew by exactly ``expected_diff`` since ``frozen_registry`` was saved."""
     before, after = _before_after(frozen_registry, metric_name, registry, labels)
-    assert after - before == expected_diff, (
+    diff = after - (before or 0.0)  # a series born since the save had counted nothing before
+    assert diff == expected_diff, (
         f"{_describe(metric_name, labels, registry)}\n"
-        f"expected a change of {expected_diff}, got {after - before} ({before} -> {after})"
+        f"expected a change of {expected_diff}, got {diff} ({before} -> {after})"
     )
 
 
@@ -120,7 +129,8 @@ def assert_metric_no_diff(
 ) -> None:
     """``metric_name{labels}`` did not grow by ``expected_diff`` since ``frozen_registry`` was saved."""
     before, after = _before_after(frozen_registry, metric_name, registry, labels)
-    assert after - before != expected_diff, (
+    diff = after - (before or 0.0)
+    assert diff != expected_diff, (
         f"{_describe(metric_name, labels, registry)}\n"
         f"expected any change but {expected_diff} ({before} -> {after})"
     )
@@ -133,9 +143,8 @@ def assert_metric_compare(
     registry: CollectorRegistry = REGISTRY,
     **labels: str,
 ) -> None:
-    """``predicate(value_then, value_now)`` holds (either may be None)."""
-    before = get_metric_from_frozen_registry(metric_name, frozen_registry, **labels)
-    after = get_metric(metric_name, registry=registry, **labels)
-    assert predicate(before, after), (
+    """``predicate(value_then, value_now) is True``; the sample must exist now (then may be None)."""
+    before, after = _before_after(frozen_registry, metric_name, registry, labels)
+    assert predicate(before, after) is True, (
         f"{_describe(metric_name, labels, registry)}\npredicate failed on ({before}, {after})"
     )
