@@ -7,6 +7,7 @@ failure to compile is an error, never a silent fallback.
 
 import os
 import platform
+import sys
 
 from setuptools import find_packages, setup
 
@@ -30,6 +31,11 @@ else:
         ],
         compiler_directives={"language_level": "3"},
     )
+    # Strip symbols and debug info at link time (Python's CFLAGS carry -g): unstripped, the
+    # modules weigh megabytes. Here rather than in a wheel step, so every build path agrees.
+    strip_args = {"darwin": ["-Wl,-x"], "win32": []}.get(sys.platform, ["-s"])
+    for ext in ext_modules:
+        ext.extra_link_args = [*ext.extra_link_args, *strip_args]
 
 # The core lives in the top-level _core/ folder and installs as django_prometheus._core.
 setup(packages=[*find_packages("src"), "django_prometheus._core"], ext_modules=ext_modules)

@@ -42,6 +42,20 @@ echo "$WHEEL"
 [[ $WHEEL != *-none-any.whl ]] || die "the compiled wheel is tagged pure"
 unzip -l "$WHEEL" >"$OUT/wheel.list"
 grep -qE 'django_prometheus/_core/_cells_c\..*(so|pyd)$' "$OUT/wheel.list" || die "no extension in the wheel"
+"$OUT/tools/bin/python" -m pip install -q auditwheel 2>&1 | { grep -v "^WARNING: Location" || true; }
+"$OUT/tools/bin/python" - "$WHEEL" <<'PY' || die "extension modules not stripped"
+import os, sys, zipfile
+wheel = sys.argv[1]
+with zipfile.ZipFile(wheel) as z:
+    mods = [(i.filename.rsplit("/", 1)[-1], i.file_size) for i in z.infolist() if i.filename.endswith((".so", ".pyd"))]
+print(f"wheel: {os.path.getsize(wheel):,} bytes compressed; extension modules:")
+for name, size in mods:
+    print(f"  {name}: {size:,} bytes")
+# Stripped modules are a few hundred KB each; an unstripped _cells_c is over 2 MB.
+big = [name for name, size in mods if size > 1_000_000]
+sys.exit(f"unstripped extension modules in the wheel: {big}" if big else 0)
+PY
+"$OUT/tools/bin/auditwheel" show "$WHEEL" | tee "$OUT/auditwheel.txt"
 
 step "pure wheel built from the sdist (DJANGO_PROMETHEUS_NO_EXTENSIONS=1)"
 DJANGO_PROMETHEUS_NO_EXTENSIONS=1 "$OUT/tools/bin/python" -m build --wheel --outdir "$OUT/pure" "$SDIST" \
