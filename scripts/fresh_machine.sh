@@ -61,7 +61,12 @@ rm -rf "$ROOT" && mkdir -p "$ROOT" && tar -C "$ROOT" -xf "$DIR/base.tar"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 cp /etc/apt/sources.list "$ROOT/etc/apt/sources.list" 2>/dev/null || true
 cp -r /etc/apt/sources.list.d/. "$ROOT/etc/apt/sources.list.d/" 2>/dev/null || true
-# This machine's pip settings (a new machine has the same): config files and PIP_* variables.
+# This machine's pip settings (a new machine has the same): config files, PIP_* variables, and
+# the CA bundle they point at (it holds this workplace's registry proxy's certificate).
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
+if [[ -d /usr/local/share/ca-certificates ]]; then
+  cp -r /usr/local/share/ca-certificates/. "$ROOT/usr/local/share/ca-certificates/"
+fi
 [[ -f /etc/pip.conf ]] && cp /etc/pip.conf "$ROOT/etc/pip.conf"
 [[ -d /etc/xdg/pip ]] && mkdir -p "$ROOT/etc/xdg" && cp -r /etc/xdg/pip "$ROOT/etc/xdg/pip"
 PIPENV=$(env | grep '^PIP_' | sed 's/^/export /;s/=\(.*\)$/="\1"/' || true)
@@ -72,8 +77,10 @@ bind "$PYENV_ROOT" "$ROOT/root/.pyenv" ro
 [[ -d /opt ]] && bind /opt "$ROOT/opt" ro  # the machine image's local package files (pip's find-links)
 bind "$REPO" "$ROOT/src" ro
 
-inside() { # command...: run in /work/repo of the root, with a new machine's root environment
-  setsid chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 CI="${CI:-}" \
+# A command in /work/repo of the root, with the environment a new machine's root user has.
+# setsid: the command (a demo server and its children) is a session of its own, killed as one.
+inside() {
+  ${INSIDE_EXEC:-} setsid chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 CI="${CI:-}" \
     PATH=/root/.pyenv/shims:/root/.pyenv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYENV_ROOT=/root/.pyenv DP_REDIS_PORT=26379 DP_MEMCACHED_PORT=31211 DP_PG_PORT=25432 DP_MYSQL_PORT=23306 \
     DP_SERVICES_DIR=/tmp/dp-services DEMO_PORT="$DEMO_PORT" \
@@ -90,7 +97,8 @@ done
 result_demo=skipped result_test=skipped
 if [[ $WHAT == demo || $WHAT == all ]]; then
   log "make demo (until http://127.0.0.1:$DEMO_PORT/metrics answers)"
-  inside make demo >"$DIR/demo.log" 2>&1 &
+  # (INSIDE_EXEC=exec: the background job becomes setsid itself, so its pid is the session to kill)
+  (INSIDE_EXEC=exec inside make demo) >"$DIR/demo.log" 2>&1 &
   DEMO_PID=$!
   result_demo=FAIL
   for ((i = 0; i < 600; i++)); do
