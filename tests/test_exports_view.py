@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 from django.test import Client
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,7 +25,7 @@ def families(body: bytes) -> dict[str, object]:
 def test_default_is_the_prometheus_text_format():
     response = Client().get("/metrics")
     assert response.status_code == 200
-    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert response["Content-Type"] == CONTENT_TYPE_LATEST  # prometheus_client's, as upstream's view
     assert "Content-Encoding" not in response
     assert 'dp_exports_view_probe_total{kind="a"} 3.0' in response.content.decode()
 
@@ -87,3 +87,50 @@ def test_view_is_the_url_named_in_the_contract():
     assert reverse("prometheus-django-metrics") == "/metrics"
     assert exports.ExportToDjangoView.__name__ == "ExportToDjangoView"
     assert isinstance(REGISTRY, CollectorRegistry)
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ['application/openmetrics-text; version="1.0.0"', "application/openmetrics-text;VERSION=1.0.0;q=1",
+     "application/openmetrics-text;version=0.0.1", "*/*;q=0.1, application/openmetrics-text;q=0.2"],
+)  # fmt: skip
+def test_openmetrics_in_every_form_rfc_9110_allows(accept):
+    response = Client().get("/metrics", headers={"accept": accept})
+    assert response.status_code == 200
+    assert response["Content-Type"] == OPENMETRICS
+    assert response.content.endswith(b"# EOF\n")
+
+
+FALLBACKS = [
+    "application/openmetrics-text; version=abc",
+    "text/plain;version=abc",
+    "application/openmetrics-text;q=0",
+    "application/openmetrics-text; version=999",
+    "application/openmetrics-text;q=0.3, text/plain;q=0.9",
+    "application/openmetrics-text;q=2",
+    "application/openmetrics-text;q=nan",
+    '"";;,=;',
+    "x" * 10000,
+    'application/openmetrics-text;version="1.0.0',
+    "image/png",
+]
+
+
+@pytest.mark.parametrize("accept", FALLBACKS)
+def test_anything_else_falls_back_to_the_text_format(accept):
+    response = Client().get("/metrics", headers={"accept": accept})
+    assert response.status_code == 200
+    assert response["Content-Type"] == CONTENT_TYPE_LATEST
+    assert "dp_exports_view_probe_total" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "gzipped"),
+    [("gzip", True), ("GZIP;q=0.1", True), ("x-gzip", True), ("*", True), ("gzip;q=0", False),
+     ("gzip;q=0.0, *;q=1", False), ("*;q=0", False), ("br", False), ("gzip;q=abc", False), ("", False)],
+)  # fmt: skip
+def test_gzip_only_when_accept_encoding_allows_it(encoding, gzipped):
+    response = Client().get("/metrics", headers={"accept-encoding": encoding})
+    assert ("Content-Encoding" in response) is gzipped
+    body = gzip.decompress(response.content) if gzipped else response.content
+    assert b"dp_exports_view_probe_total" in body
