@@ -293,9 +293,10 @@ def assert_exact_except_scrape(samples, plan, startup_queries: float) -> None:
 
 
 def startup_queries(env: dict) -> float:
-    """Queries one process runs at start-up (the migration export), measured in single-process mode."""
+    """Queries one process runs once (the migration export, on its first request), in single-process mode."""
     script = (
         "import django; django.setup()\n"
+        "from django_prometheus.migrations import export_pending; export_pending()  # a first request\n"
         "from prometheus_client import REGISTRY\n"
         "labels = {'alias': 'default', 'vendor': 'sqlite'}\n"
         "print(REGISTRY.get_sample_value('django_db_execute_total', labels) or 0)"

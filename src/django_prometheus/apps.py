@@ -4,7 +4,7 @@ from django.apps import AppConfig
 from django.conf import settings
 
 # Imported here, as upstream does, so the migration gauges exist once the app loads.
-from django_prometheus.migrations import ExportMigrations
+from django_prometheus.migrations import ExportMigrations, export_later  # noqa: F401
 
 
 class DjangoPrometheusConfig(AppConfig):
@@ -18,4 +18,5 @@ class DjangoPrometheusConfig(AppConfig):
         SetupPrometheusExportsFromConfig()
 
         if getattr(settings, "PROMETHEUS_EXPORT_MIGRATIONS", False):
-            ExportMigrations()
+            # Not read here: Django warns about queries while apps initialise.
+            export_later(self)

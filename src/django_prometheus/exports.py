@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import prometheus_client
 from django.http import HttpRequest, HttpResponse
 
-from django_prometheus import negotiation
+from django_prometheus import migrations, negotiation
 from django_prometheus.exposition import aggregate_registry, render
 
 
@@ -111,6 +111,10 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         if url.path == "/favicon.ico":
             self._send(200, [], b"")
             return
+        try:
+            migrations.export_pending()  # PROMETHEUS_EXPORT_MIGRATIONS: a first scrape reads them
+        except Exception:
+            logger.warning("django_prometheus: cannot export the migration gauges", exc_info=True)
         try:
             body, headers = _exposition(
                 self.server.registry(),
