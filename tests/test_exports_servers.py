@@ -6,8 +6,10 @@ on 127.0.0.1 in a process group of its own and stops it at the end.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -284,3 +286,59 @@ def test_runserver_noreload_port_serves_live_numbers(tmp_path):
         for _ in range(3):
             assert get(port, "/ok")[0] == 200
         assert ok_count(get(export)[2]) == before + 3
+
+
+# --- Access rules through real servers: wrong or missing credentials never get a metric byte ---
+
+AUTH = {"PROMETHEUS_METRICS_BEARER_TOKENS": ["s3cret-token"], "PROMETHEUS_METRICS_BASIC_AUTH": {"prom": "pw"}}
+GOOD = ["Bearer s3cret-token", "Basic " + base64.b64encode(b"prom:pw").decode()]
+BAD = [None, "Bearer", "Bearer s3cret-toke", "Bearer s3cret-token2", "Bearer S3CRET-TOKEN",
+       "Basic " + base64.b64encode(b"prom:pwx").decode(), "Basic " + base64.b64encode(b"prom").decode(),
+       "Basic %%%", "Digest s3cret-token", "s3cret-token", "Bearer " + "x" * 4000]  # fmt: skip
+
+
+def assert_no_metric_bytes(status: int, expected: int, body: bytes) -> None:
+    assert status == expected, (status, body[:200])
+    assert b"django_" not in body and b"# TYPE" not in body and b"# HELP" not in body, body[:200]
+    assert b"python_info" not in body
+
+
+def assert_guarded(port: int) -> None:
+    for authorization in BAD:
+        headers = {} if authorization is None else {"Authorization": authorization}
+        for extra in ({}, {"Accept": "application/openmetrics-text", "Accept-Encoding": "gzip"}):
+            status, response_headers, body = get(port, "/metrics?name[]=python_info", {**headers, **extra})
+            assert_no_metric_bytes(status, 401, body)
+            assert "Bearer" in response_headers["www-authenticate"], response_headers
+    for authorization in GOOD:
+        status, _, body = get(port, headers={"Authorization": authorization})
+        assert status == 200 and b"django_http_requests_before_middlewares_total" in body
+
+
+@pytest.mark.parametrize("server", [pytest.param(gunicorn, marks=needs_gunicorn),
+                                    pytest.param(uvicorn, marks=needs_uvicorn)])  # fmt: skip
+def test_credentials_guard_the_view_and_the_port(tmp_path, server):
+    port, export = free_ports(2)
+    env = {"EXPORTS_PORT": str(export), "EXPORTS_SETTINGS": json.dumps(AUTH)}
+    with serve(server(port), [port, export], tmp_path, **env):
+        assert_guarded(port)
+        assert_guarded(export)
+
+
+@needs_gunicorn
+def test_allowed_ips_and_trusted_proxies_guard_the_view_and_the_port_range(tmp_path):
+    port, *exporters = free_ports(3)
+    rules = {
+        "PROMETHEUS_METRICS_ALLOWED_IPS": ["10.0.0.0/8"],
+        "PROMETHEUS_METRICS_TRUSTED_PROXIES": ["127.0.0.1"],
+    }
+    env = {"EXPORTS_PORT_RANGE": f"{exporters[0]}-{exporters[-1]}", "EXPORTS_SETTINGS": json.dumps(rules)}
+    with serve(gunicorn(port, workers=2), [port, *exporters], tmp_path, **env):
+        for target in (port, *exporters):
+            for forwarded in (None, "10.0.0.5, 192.0.2.1", "garbage", "::1"):
+                headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+                status, _, body = get(target, headers=headers)
+                assert_no_metric_bytes(status, 403, body)
+            for forwarded in ("10.0.0.5", "192.0.2.1, 10.0.0.5"):
+                status, _, body = get(target, headers={"X-Forwarded-For": forwarded})
+                assert status == 200 and b"django_http_requests_before_middlewares_total" in body

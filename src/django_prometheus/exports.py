@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import prometheus_client
 from django.http import HttpRequest, HttpResponse
 
-from django_prometheus import migrations, negotiation
+from django_prometheus import access, migrations, negotiation
 from django_prometheus.exposition import aggregate_registry, render
 
 
@@ -56,8 +56,20 @@ def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
     OpenMetrics when ``Accept`` prefers it (else the text format, also for any
     header we cannot parse), gzip when ``Accept-Encoding`` allows it, only the
     families named by ``?name[]=…`` when given, and the aggregate of every
-    process in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``).
+    process in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``). When access
+    rules are set (``django_prometheus.access``), 401/403 and no metric bytes
+    for a request that fails them.
     """
+    denied = access.check(
+        request.META.get("REMOTE_ADDR"),
+        request.META.get("HTTP_X_FORWARDED_FOR"),
+        request.META.get("HTTP_AUTHORIZATION"),
+    )
+    if denied is not None:
+        response = HttpResponse(denied.body, status=denied.status)
+        for name, value in denied.headers:
+            response[name] = value
+        return response
     body, headers = _exposition(
         _view_registry(),
         request.META.get("HTTP_ACCEPT"),
@@ -69,6 +81,11 @@ def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
         response[name] = value
     response["Vary"] = "Accept, Accept-Encoding"
     return response
+
+
+# What django.contrib.auth.decorators.login_not_required does (Django 5.1+): a scraper
+# has no session, so LoginRequiredMiddleware must not redirect it to a login page.
+ExportToDjangoView.login_required = False  # type: ignore[attr-defined]
 
 
 # --- The port exporters: /metrics on a port of its own, in a daemon thread ---
@@ -107,6 +124,17 @@ class _MetricsHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.serving(self.request)
+        try:
+            denied = access.check(
+                self.client_address[0], self.headers.get("X-Forwarded-For"), self.headers.get("Authorization")
+            )
+        except Exception:  # a setting we cannot understand: closed, and said once per scrape
+            logger.exception("django_prometheus: cannot check who may read the metrics")
+            self._send(500, [], b"")
+            return
+        if denied is not None:
+            self._send(denied.status, denied.headers, denied.body)
+            return
         url = urlparse(self.path)
         if url.path == "/favicon.ico":
             self._send(200, [], b"")
