@@ -93,8 +93,9 @@ ExportToDjangoView.login_required = False  # type: ignore[attr-defined]
 logger = logging.getLogger(__name__)
 
 AUTORELOADER_MESSAGE = (
-    "django_prometheus: the port exporter does not start under Django's autoreloader (RUN_MAIN=true): "
-    "the reloader runs your code in two processes and restarts one, so the port would be taken twice. "
+    "django_prometheus: the port exporter does not start under Django's autoreloader (runserver without "
+    "--noreload): the reloader's parent process never serves a request, so its port would show numbers "
+    "frozen at start-up, and the child that serves them is restarted on every change. "
     "Serve metrics with the view instead (path('', include('django_prometheus.urls')) gives /metrics), "
     "or run the server with --noreload."
 )
