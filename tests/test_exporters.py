@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import urllib.error
 import urllib.request
 
 import pytest
@@ -215,3 +216,13 @@ def test_full_slots_drop_the_longest_idle_connection_not_the_scrape(monkeypatch,
     finally:
         for s in idle:
             s.close()
+
+
+def test_access_settings_it_cannot_enforce_answer_500_without_metrics(marker):
+    (port,) = free_ports(1)
+    exports.SetupPrometheusEndpointOnPort(port, LOOPBACK)
+    with override_settings(PROMETHEUS_METRICS_ALLOWED_IPS=["not-a-network"]):
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            scrape(port)
+    assert exc.value.code == 500
+    assert exc.value.read() == b""

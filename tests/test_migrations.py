@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,8 @@ settings.configure(
     DEFAULT_AUTO_FIELD="django.db.models.AutoField",
     ROOT_URLCONF="django_prometheus.urls",
     ALLOWED_HOSTS=["*"],
+    PROMETHEUS_METRICS_EXPORT_PORT=int(sys.argv[3]) if mode == "port" else None,
+    PROMETHEUS_METRICS_EXPORT_ADDRESS="127.0.0.1",
 )
 from prometheus_client import REGISTRY
 
@@ -138,6 +141,13 @@ if mode == "asgi":
         from django.test import AsyncClient
         return before, (await AsyncClient().get("/metrics")).status_code
     before, status = asyncio.run(main())
+elif mode == "port":
+    django.setup()
+    before = gauges()
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[3]}/metrics", timeout=30) as r:
+        status = r.status
+        assert b'django_migrations_applied_total{connection="default"}' in r.read()
 else:
     django.setup()
     before = gauges()
@@ -149,8 +159,11 @@ print(json.dumps({"before": before, "after": gauges(), "status": status}))
 
 def run_app(databases: dict[str, Any], mode: str = "sync") -> dict[str, Any]:
     """Start Django in a subprocess that turns Django's RuntimeWarnings into errors; its gauges as JSON."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     proc = subprocess.run(
-        [sys.executable, "-W", "error::RuntimeWarning", "-c", STARTUP, json.dumps(databases), mode],
+        [sys.executable, "-We::RuntimeWarning", "-c", STARTUP, json.dumps(databases), mode, str(port)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -228,3 +241,8 @@ def test_management_commands_print_no_database_warning(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         assert "during app initialization" not in proc.stderr, (command, proc.stderr)
         assert "cannot export" not in proc.stderr, (command, proc.stderr)
+
+
+def test_a_first_port_scrape_reads_the_gauges(sqlite_file: dict[str, Any]) -> None:
+    start_app(sqlite_file, "migrate contenttypes")
+    assert start_app(sqlite_file, "port") == {"default": [2, 1]}
