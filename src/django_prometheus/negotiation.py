@@ -26,6 +26,8 @@ _MAX_HEADER = 4096
 
 def _split(header: str, sep: str) -> list[str]:
     """``header`` split at ``sep`` outside quoted strings (RFC 9110's quoted-string, backslash escapes)."""
+    if '"' not in header:  # what scrapers send: no quoted string, str.split does it
+        return header.split(sep)
     parts, start, quoted, escaped = [], 0, False, False
     for i, ch in enumerate(header):
         if escaped:
