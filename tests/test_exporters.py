@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import urllib.error
 import urllib.request
 
 import pytest
 from django.test import override_settings
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from django_prometheus import exports
 from django_prometheus.metrics import Counter
@@ -72,8 +74,9 @@ def marker():
     REGISTRY.unregister(c)
 
 
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=10) as r:
+def scrape(port: int, headers: dict[str, str] | None = None) -> str:
+    request = urllib.request.Request(f"http://{LOOPBACK}:{port}/metrics", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as r:
         assert r.status == 200
         return r.read().decode()
 
@@ -177,3 +180,49 @@ def test_ipv6_loopback_is_served_when_available():
     assert server is not None
     with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=10) as r:
         assert r.status == 200
+
+
+def test_port_exporter_negotiates_as_the_view(marker):
+    (port,) = free_ports(1)
+    exports.SetupPrometheusEndpointOnPort(port, LOOPBACK)
+    for accept in ['application/openmetrics-text; version="1.0.0"', "text/plain;version=abc", "a;b;c,,="]:
+        text = scrape(port, {"Accept": accept})
+        assert "django_exporter_test_marker_total 42.0" in text
+        assert text.endswith("# EOF\n") is accept.startswith("application/openmetrics-text")
+    request = urllib.request.Request(f"http://{LOOPBACK}:{port}/", headers={"Accept-Encoding": "gzip;q=0"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
+        assert r.headers["Content-Encoding"] is None
+
+
+def test_an_idle_connection_is_closed_after_the_read_timeout(monkeypatch, marker):
+    monkeypatch.setattr(exports._MetricsHandler, "timeout", 0.3)
+    (port,) = free_ports(1)
+    exports.SetupPrometheusEndpointOnPort(port, LOOPBACK)
+    with socket.create_connection((LOOPBACK, port), timeout=30) as idle:
+        idle.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never the rest
+        assert idle.recv(100) == b""  # the server hung up (before the 30 s of our own timeout)
+
+
+def test_full_slots_drop_the_longest_idle_connection_not_the_scrape(monkeypatch, marker):
+    monkeypatch.setattr(exports._MetricsHTTPServer, "max_connections", 3)
+    (port,) = free_ports(1)
+    server = exports.SetupPrometheusEndpointOnPort(port, LOOPBACK)
+    idle = [socket.create_connection((LOOPBACK, port), timeout=30) for _ in range(3)]
+    try:
+        assert "django_exporter_test_marker_total 42.0" in scrape(port)
+        assert idle[0].recv(100) == b""  # the oldest idle one made room
+        assert len(server.httpd._slots) <= 3
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_access_settings_it_cannot_enforce_answer_500_without_metrics(marker):
+    (port,) = free_ports(1)
+    exports.SetupPrometheusEndpointOnPort(port, LOOPBACK)
+    with override_settings(PROMETHEUS_METRICS_ALLOWED_IPS=["not-a-network"]):
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            scrape(port)
+    assert exc.value.code == 500
+    assert exc.value.read() == b""

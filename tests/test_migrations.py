@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -112,37 +113,73 @@ settings.configure(
     INSTALLED_APPS=["django.contrib.contenttypes", "django_prometheus", "tests.testapp"],
     PROMETHEUS_EXPORT_MIGRATIONS=True,
     DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+    ROOT_URLCONF="django_prometheus.urls",
+    ALLOWED_HOSTS=["*"],
+    PROMETHEUS_METRICS_EXPORT_PORT=int(sys.argv[3]) if mode == "port" else None,
+    PROMETHEUS_METRICS_EXPORT_ADDRESS="127.0.0.1",
 )
-if mode == "migrate-contenttypes":
-    settings.PROMETHEUS_EXPORT_MIGRATIONS = False
+from prometheus_client import REGISTRY
+
+def gauges():
+    return {
+        alias: [REGISTRY.get_sample_value(f"django_migrations_{kind}_total", {"connection": alias})
+                for kind in ("applied", "unapplied")]
+        for alias in databases or ["default"]
+    }
+
+if mode.startswith("migrate"):
     django.setup()
     from django.core.management import call_command
-    call_command("migrate", "contenttypes", verbosity=0)
+    call_command("migrate", *mode.split()[1:], verbosity=0)  # its post_migrate reads the gauges
+    print(json.dumps({"before": gauges(), "after": gauges(), "status": 0}))
     sys.exit(0)
 if mode == "asgi":
     async def main():
-        # An ASGI server that imports the app inside its running event loop.
+        # An ASGI server that imports the app inside its running event loop, then a first request.
         django.setup()
-    asyncio.run(main())
+        before = gauges()
+        from django.test import AsyncClient
+        return before, (await AsyncClient().get("/metrics")).status_code
+    before, status = asyncio.run(main())
+elif mode == "port":
+    django.setup()
+    before = gauges()
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[3]}/metrics", timeout=30) as r:
+        status = r.status
+        assert b'django_migrations_applied_total{connection="default"}' in r.read()
 else:
     django.setup()
-from prometheus_client import REGISTRY
-print(json.dumps({
-    alias: [REGISTRY.get_sample_value(f"django_migrations_{kind}_total", {"connection": alias})
-            for kind in ("applied", "unapplied")]
-    for alias in databases or ["default"]
-}))
+    before = gauges()
+    from django.test import Client
+    status = Client().get("/metrics").status_code
+print(json.dumps({"before": before, "after": gauges(), "status": status}))
 """
 
 
-def start_app(databases: dict[str, Any], mode: str = "sync") -> dict[str, list[float | None]]:
+def run_app(databases: dict[str, Any], mode: str = "sync") -> dict[str, Any]:
+    """Start Django in a subprocess that turns Django's RuntimeWarnings into errors; its gauges as JSON."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     proc = subprocess.run(
-        [sys.executable, "-c", STARTUP, json.dumps(databases), mode],
+        [sys.executable, "-We::RuntimeWarning", "-c", STARTUP, json.dumps(databases), mode, str(port)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "SynchronousOnlyOperation" not in proc.stderr
-    return json.loads(proc.stdout.splitlines()[-1]) if mode != "migrate-contenttypes" else {}
+    assert "during app initialization" not in proc.stderr, proc.stderr
+    assert "cannot export" not in proc.stderr or "nonexistent" in json.dumps(databases), proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def start_app(databases: dict[str, Any], mode: str = "sync") -> dict[str, list[float | None]]:
+    """The gauges after the first request; nothing is read before it (not in ready())."""
+    result = run_app(databases, mode)
+    if not mode.startswith("migrate"):
+        assert result["status"] == 200
+        assert all(v == [None, None] for v in result["before"].values()), result
+    return result["after"]
 
 
 @pytest.fixture
@@ -155,12 +192,12 @@ def sqlite_file(tmp_path: Path) -> dict[str, Any]:
 def test_ready_exports_the_gauges_when_enabled(sqlite_file: dict[str, Any]) -> None:
     # contenttypes has 2 migrations, testapp 1; django_prometheus none.
     assert start_app(sqlite_file) == {"default": [0, 3]}
-    start_app(sqlite_file, "migrate-contenttypes")
+    start_app(sqlite_file, "migrate contenttypes")
     assert start_app(sqlite_file) == {"default": [2, 1]}
 
 
 def test_ready_under_a_running_event_loop_does_not_raise(sqlite_file: dict[str, Any]) -> None:
-    start_app(sqlite_file, "migrate-contenttypes")
+    start_app(sqlite_file, "migrate contenttypes")
     assert start_app(sqlite_file, "asgi") == {"default": [2, 1]}
 
 
@@ -169,7 +206,7 @@ def test_every_database_gets_its_own_series(sqlite_file: dict[str, Any], tmp_pat
         **sqlite_file,
         "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "o")},
     }
-    start_app(sqlite_file, "migrate-contenttypes")
+    start_app(sqlite_file, "migrate contenttypes")
     assert start_app(databases) == {"default": [2, 1], "other": [0, 3]}
 
 
@@ -180,3 +217,32 @@ def test_no_databases_means_no_gauges_and_no_error() -> None:
 def test_an_unreachable_database_does_not_stop_the_app() -> None:
     dead = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "/nonexistent-dir/for/dp/db.sqlite3"}}
     assert start_app(dead) == {"default": [None, None]}
+
+
+def test_migrate_reads_the_gauges_through_post_migrate(sqlite_file: dict[str, Any]) -> None:
+    assert start_app(sqlite_file, "migrate contenttypes") == {"default": [2, 1]}
+    assert start_app(sqlite_file, "migrate") == {"default": [3, 0]}
+
+
+def test_management_commands_print_no_database_warning(tmp_path: Path) -> None:
+    database = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db")}}
+    (tmp_path / "dp_check_settings.py").write_text(
+        "INSTALLED_APPS = ['django.contrib.contenttypes', 'django_prometheus']\n"
+        f"DATABASES = {database!r}\n"
+        "PROMETHEUS_EXPORT_MIGRATIONS = True\n"
+        "DEFAULT_AUTO_FIELD = 'django.db.models.AutoField'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}", "DJANGO_SETTINGS_MODULE": "dp_check_settings"}
+    for command in (["check"], ["migrate", "-v0"], ["showmigrations"]):
+        proc = subprocess.run(
+            [sys.executable, "-W", "error::RuntimeWarning", "-m", "django", *command],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "during app initialization" not in proc.stderr, (command, proc.stderr)
+        assert "cannot export" not in proc.stderr, (command, proc.stderr)
+
+
+def test_a_first_port_scrape_reads_the_gauges(sqlite_file: dict[str, Any]) -> None:
+    start_app(sqlite_file, "migrate contenttypes")
+    assert start_app(sqlite_file, "port") == {"default": [2, 1]}

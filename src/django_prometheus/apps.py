@@ -2,9 +2,11 @@
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 # Imported here, as upstream does, so the migration gauges exist once the app loads.
-from django_prometheus.migrations import ExportMigrations
+from django_prometheus.migrations import ExportMigrations, export_later  # noqa: F401
 
 
 class DjangoPrometheusConfig(AppConfig):
@@ -15,7 +17,21 @@ class DjangoPrometheusConfig(AppConfig):
     def ready(self) -> None:
         from django_prometheus.exports import SetupPrometheusExportsFromConfig
 
+        checks.register(check_access_settings)
+
         SetupPrometheusExportsFromConfig()
 
         if getattr(settings, "PROMETHEUS_EXPORT_MIGRATIONS", False):
-            ExportMigrations()
+            # Not read here: Django warns about queries while apps initialise.
+            export_later(self)
+
+
+def check_access_settings(**kwargs: object) -> list[checks.CheckMessage]:
+    """``manage.py check`` reports access settings that /metrics could not enforce (it answers 500)."""
+    from django_prometheus import access
+
+    try:
+        access.rules()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="django_prometheus.E001")]
+    return []

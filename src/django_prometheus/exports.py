@@ -1,4 +1,4 @@
-"""Ways to expose the metrics: a Django view (and, later, a port of their own)."""
+"""Ways to expose the metrics: a Django view, a port of their own, or one port per process of a range."""
 
 from __future__ import annotations
 
@@ -7,48 +7,85 @@ import logging
 import os
 import socket
 import socketserver
+import sys
 import threading
-from collections.abc import Iterable
-from http.server import ThreadingHTTPServer
+import time
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import prometheus_client
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import multiprocess
-from prometheus_client.exposition import MetricsHandler, choose_encoder, gzip_accepted
+
+from django_prometheus import access, migrations, negotiation
+from django_prometheus.exposition import aggregate_registry, render
 
 
 def _multiproc_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
 
 
-def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
-    """The metrics, negotiated as prometheus_client's own handlers do.
-
-    OpenMetrics when the scraper's ``Accept`` asks for it (else the text
-    format), gzip when ``Accept-Encoding`` allows it, only the families named
-    by ``?name[]=…`` when given, and the aggregate of every process in
-    multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``).
-    """
+def _view_registry() -> Any:
+    """What the view serves: every process' metrics in multiprocess mode, else this process' registry."""
     path = _multiproc_dir()
-    if path:
-        registry: Any = prometheus_client.CollectorRegistry()
-        # An explicit path: the lower-case variable needs no deprecated fallback in prometheus_client.
-        multiprocess.MultiProcessCollector(registry, path=path)
-    else:
-        registry = prometheus_client.REGISTRY
-    names = request.GET.getlist("name[]")
-    if names:
-        registry = registry.restricted_registry(names)
-    encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
-    output = encoder(registry)
-    response = HttpResponse(content_type=content_type)
-    if gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):
-        output = gzip.compress(output)
-        response["Content-Encoding"] = "gzip"
-    response.content = output
+    return aggregate_registry(path) if path else prometheus_client.REGISTRY
+
+
+def _exposition(
+    registry: Any, accept: str | None, accept_encoding: str | None, names: list[str]
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """The body and headers of a scrape, negotiated from the scraper's two headers."""
+    openmetrics = negotiation.wants_openmetrics(accept)
+    body = render(registry, openmetrics, names or None)
+    headers = [
+        (
+            "Content-Type",
+            negotiation.OPENMETRICS_CONTENT_TYPE if openmetrics else negotiation.TEXT_CONTENT_TYPE,
+        )
+    ]
+    if negotiation.gzip_accepted(accept_encoding):
+        body = gzip.compress(body)
+        headers.append(("Content-Encoding", "gzip"))
+    return body, headers
+
+
+def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
+    """The metrics, in the format and encoding the scraper asked for.
+
+    OpenMetrics when ``Accept`` prefers it (else the text format, also for any
+    header we cannot parse), gzip when ``Accept-Encoding`` allows it, only the
+    families named by ``?name[]=…`` when given, and the aggregate of every
+    process in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``). When access
+    rules are set (``django_prometheus.access``), 401/403 and no metric bytes
+    for a request that fails them.
+    """
+    denied = access.check(
+        request.META.get("REMOTE_ADDR"),
+        request.META.get("HTTP_X_FORWARDED_FOR"),
+        request.META.get("HTTP_AUTHORIZATION"),
+    )
+    if denied is not None:
+        response = HttpResponse(denied.body, status=denied.status)
+        for name, value in denied.headers:
+            response[name] = value
+        return response
+    body, headers = _exposition(
+        _view_registry(),
+        request.META.get("HTTP_ACCEPT"),
+        request.META.get("HTTP_ACCEPT_ENCODING"),
+        request.GET.getlist("name[]"),
+    )
+    response = HttpResponse(body)
+    for name, value in headers:
+        response[name] = value
     response["Vary"] = "Accept, Accept-Encoding"
     return response
+
+
+# What django.contrib.auth.decorators.login_not_required does (Django 5.1+): a scraper
+# has no session, so LoginRequiredMiddleware must not redirect it to a login page.
+ExportToDjangoView.login_required = False  # type: ignore[attr-defined]
 
 
 # --- The port exporters: /metrics on a port of its own, in a daemon thread ---
@@ -56,34 +93,143 @@ def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
 logger = logging.getLogger(__name__)
 
 AUTORELOADER_MESSAGE = (
-    "django_prometheus: the port exporter does not start under Django's autoreloader (RUN_MAIN=true): "
-    "the reloader runs your code in two processes and restarts one, so the port would be taken twice. "
+    "django_prometheus: the port exporter does not start under Django's autoreloader (runserver without "
+    "--noreload): the reloader's parent process never serves a request, so its port would show numbers "
+    "frozen at start-up, and the child that serves them is restarted on every change. "
     "Serve metrics with the view instead (path('', include('django_prometheus.urls')) gives /metrics), "
     "or run the server with --noreload."
 )
 
 
-def _exporter_registry() -> prometheus_client.CollectorRegistry:
-    """What a port exporter serves: every process' metrics in multiprocess mode, else this one's."""
-    if _multiproc_dir():
-        registry = prometheus_client.CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return registry
+def _aggregate_or_own() -> Any:
+    """A single port: every process' metrics in multiprocess mode, else this one's."""
+    path = _multiproc_dir()
+    return aggregate_registry(path) if path else prometheus_client.REGISTRY
+
+
+def _own() -> Any:
+    """A port of a range: this process' metrics only, as upstream (Prometheus sums the ports)."""
     return prometheus_client.REGISTRY
 
 
-class _QuietMetricsHandler(MetricsHandler):
+class _MetricsHandler(BaseHTTPRequestHandler):
+    """prometheus_client's MetricsHandler's paths and methods, with our negotiation and time limits.
+
+    GET on any path serves the metrics (``/favicon.ico`` an empty body), as
+    prometheus_client's handler does; one request per connection (HTTP/1.0).
+    """
+
+    server: _MetricsHTTPServer
+    #: Seconds a connection may wait for each read and for the whole response write.
+    timeout = 10
+
+    def do_GET(self) -> None:
+        self.server.serving(self.request)
+        try:
+            denied = access.check(
+                self.client_address[0], self.headers.get("X-Forwarded-For"), self.headers.get("Authorization")
+            )
+        except Exception:  # a setting we cannot understand: closed, and said once per scrape
+            logger.exception("django_prometheus: cannot check who may read the metrics")
+            self._send(500, [], b"")
+            return
+        if denied is not None:
+            self._send(denied.status, denied.headers, denied.body)
+            return
+        url = urlparse(self.path)
+        if url.path == "/favicon.ico":
+            self._send(200, [], b"")
+            return
+        try:
+            migrations.export_pending()  # PROMETHEUS_EXPORT_MIGRATIONS: a first scrape reads them
+        except Exception:
+            logger.warning("django_prometheus: cannot export the migration gauges", exc_info=True)
+        try:
+            body, headers = _exposition(
+                self.server.registry(),
+                self.headers.get("Accept"),
+                self.headers.get("Accept-Encoding"),
+                parse_qs(url.query).get("name[]", []),
+            )
+        except Exception:
+            logger.exception("django_prometheus: cannot render the metrics for %s", self.client_address[0])
+            self._send(500, [], b"")
+            return
+        self._send(200, headers, body)
+
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, format: str, *args: Any) -> None:  # one line per scrape is noise
         pass
 
 
 class _MetricsHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` of them.
+
+    When every slot is taken, the connection that has waited longest without
+    sending a complete request is dropped to make room, so idle or dripping
+    clients cannot lock scrapes out; when every slot is writing a response, the
+    new connection is closed at once.
+    """
+
     daemon_threads = True
+    request_queue_size = 64
+    max_connections = 16
+
+    def __init__(self, server_address: Any, registry: Callable[[], Any]) -> None:
+        super().__init__(server_address, _MetricsHandler)
+        self.registry = registry
+        self._lock = threading.Lock()
+        self._slots: set[Any] = set()  # connections holding a slot
+        self._waiting: dict[Any, float] = {}  # those yet to send a complete request, since when
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind() would also look up the host's FQDN, which can hang on DNS.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if len(self._slots) >= self.max_connections:
+                if not self._waiting:
+                    self.shutdown_request(request)
+                    return
+                oldest = min(self._waiting, key=self._waiting.__getitem__)
+                del self._waiting[oldest]
+                self._slots.discard(oldest)
+                try:
+                    oldest.shutdown(socket.SHUT_RDWR)  # its thread reads EOF and ends
+                except OSError:
+                    pass
+            self._slots.add(request)
+            self._waiting[request] = time.monotonic()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: give the slot back
+            self._release(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release(request)
+
+    def serving(self, request: Any) -> None:
+        """``request`` has sent a complete request: no longer a candidate for eviction."""
+        with self._lock:
+            self._waiting.pop(request, None)
+
+    def _release(self, request: Any) -> None:
+        with self._lock:
+            self._waiting.pop(request, None)
+            self._slots.discard(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("django_prometheus: error while serving metrics to %s", client_address, exc_info=True)
@@ -110,15 +256,28 @@ class PrometheusEndpointServer(threading.Thread):
 _servers: list[PrometheusEndpointServer] = []
 
 
-def _refuse_under_autoreloader() -> None:
+def _under_autoreloader() -> bool:
+    """True in both processes of ``runserver`` with its autoreloader.
+
+    The child (``RUN_MAIN=true``) serves requests but is restarted on every
+    change; the parent only watches it and never serves a request, so a port
+    there would answer with numbers frozen at start-up. Django decides to use
+    the reloader with this same test of ``sys.argv`` (``ManagementUtility.execute``).
+    """
     if os.environ.get("RUN_MAIN") == "true":
+        return True
+    return sys.argv[1:2] == ["runserver"] and "--noreload" not in sys.argv
+
+
+def _refuse_under_autoreloader() -> None:
+    if _under_autoreloader():
         raise RuntimeError(AUTORELOADER_MESSAGE)
 
 
-def _bind(port: int, addr: str) -> _MetricsHTTPServer:
-    """An HTTP server listening on (addr, port); raises OSError if it cannot."""
+def _bind(port: int, addr: str, registry: Callable[[], Any]) -> _MetricsHTTPServer:
+    """An HTTP server listening on (addr, port), serving ``registry()``; raises OSError if it cannot."""
     server_class = _MetricsHTTPServer6 if ":" in addr else _MetricsHTTPServer  # an IPv6 literal: "::", "::1"
-    return server_class((addr, int(port)), _QuietMetricsHandler.factory(_exporter_registry()))
+    return server_class((addr, int(port)), registry)
 
 
 def _start(httpd: _MetricsHTTPServer) -> PrometheusEndpointServer:
@@ -131,13 +290,15 @@ def _start(httpd: _MetricsHTTPServer) -> PrometheusEndpointServer:
 def SetupPrometheusEndpointOnPort(port: int, addr: str = "") -> PrometheusEndpointServer | None:
     """Serve /metrics on ``addr:port`` from a daemon thread, independently of Django's own server.
 
+    In multiprocess mode the port serves the aggregate of every process.
+
     Returns the server thread, or None (with an error logged) when the port
     cannot be bound, e.g. because it is in use. Refuses (RuntimeError) under
     Django's autoreloader.
     """
     _refuse_under_autoreloader()
     try:
-        httpd = _bind(port, addr)
+        httpd = _bind(port, addr, _aggregate_or_own)
     except OSError as exc:
         logger.error(
             "django_prometheus: cannot export metrics on %s:%s (%s); is the port already in use? "
@@ -151,13 +312,15 @@ def SetupPrometheusEndpointOnPortRange(port_range: Iterable[int], addr: str = ""
     """Serve /metrics on the first port of ``port_range`` that can be bound; return it, or None.
 
     Meant for several worker processes on one host: each takes the next free
-    port. In multiprocess mode every one of them serves the aggregate of all.
+    port and serves its own process' values, as upstream, also in multiprocess
+    mode (a Prometheus scraping every port sums them; the aggregate is what the
+    single port and the view serve).
     """
     _refuse_under_autoreloader()
     tried = []
     for port in port_range:
         try:
-            httpd = _bind(port, addr)
+            httpd = _bind(port, addr, _own)
         except OSError:
             tried.append(port)
             continue

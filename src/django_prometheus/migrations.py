@@ -7,13 +7,22 @@ import logging
 import threading
 from typing import Any
 
+from django.core.signals import request_started
 from django.db import connections
 from django.db.backends.dummy.base import DatabaseWrapper as DummyDatabaseWrapper
+from django.db.models.signals import post_migrate
 
 from django_prometheus.conf import NAMESPACE
 from django_prometheus.metrics import Gauge
 
-__all__ = ["ExportMigrations", "ExportMigrationsForDatabase", "applied_migrations", "unapplied_migrations"]
+__all__ = [
+    "ExportMigrations",
+    "ExportMigrationsForDatabase",
+    "applied_migrations",
+    "export_later",
+    "export_pending",
+    "unapplied_migrations",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +71,52 @@ def ExportMigrations() -> None:
     worker = threading.Thread(target=_export_all_and_close, name="django-prometheus-migrations")
     worker.start()
     worker.join()
+
+
+_pending = False
+_pending_lock = threading.Lock()
+_UID = "django_prometheus.migrations"
+
+
+def export_later(app_config: Any) -> None:
+    """Have the gauges read where Django allows database access, instead of in ``ready()``.
+
+    Django warns about queries during app initialization (every management
+    command would print it). The gauges are read after each ``migrate`` (its
+    ``post_migrate`` signal), and, if that has not happened, on this process'
+    first request or first port-exporter scrape, whichever comes first.
+    """
+    global _pending
+    _pending = True
+    request_started.connect(_on_request_started, weak=False, dispatch_uid=_UID)
+    post_migrate.connect(_on_post_migrate, sender=app_config, weak=False, dispatch_uid=_UID)
+
+
+def export_pending() -> None:
+    """Read the gauges now if ``export_later()`` asked for it and they have not been read yet."""
+    global _pending
+    if not _pending:
+        return
+    with _pending_lock:  # a concurrent first scrape waits for the values instead of missing them
+        if not _pending:
+            return
+        request_started.disconnect(dispatch_uid=_UID)  # from now on a request pays nothing
+        try:
+            ExportMigrations()
+        finally:
+            _pending = False
+
+
+def _on_request_started(**kwargs: Any) -> None:
+    export_pending()
+
+
+def _on_post_migrate(**kwargs: Any) -> None:
+    global _pending
+    with _pending_lock:
+        _pending = False
+        request_started.disconnect(dispatch_uid=_UID)
+        ExportMigrations()
 
 
 def _export_all_and_close() -> None:
