@@ -15,6 +15,8 @@ ROOT=$PWD
 
 step() { printf '\n== dist-check: %s\n' "$*"; }
 die() { echo "dist-check: FAIL: $*" >&2; exit 1; }
+# The files in a wheel, one a line (a new machine has no unzip).
+names() { "$PYTHON" -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$1"; }
 
 rm -rf "$OUT" && mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -40,7 +42,7 @@ grep -q 'building the COMPILED' "$OUT/wheel.log" || die "setup.py did not build 
 WHEEL=$(ls "$OUT"/wheel/*.whl)
 echo "$WHEEL"
 [[ $WHEEL != *-none-any.whl ]] || die "the compiled wheel is tagged pure"
-unzip -l "$WHEEL" >"$OUT/wheel.list"
+names "$WHEEL" >"$OUT/wheel.list"
 grep -qE 'django_prometheus/_core/_cells_c\..*(so|pyd)$' "$OUT/wheel.list" || die "no extension in the wheel"
 "$OUT/tools/bin/python" -m pip install -q auditwheel 2>&1 | { grep -v "^WARNING: Location" || true; }
 "$OUT/tools/bin/python" - "$WHEEL" <<'PY' || die "extension modules not stripped"
@@ -63,7 +65,7 @@ DJANGO_PROMETHEUS_NO_EXTENSIONS=1 "$OUT/tools/bin/python" -m build --wheel --out
 PURE=$(ls "$OUT"/pure/*.whl)
 echo "$PURE"
 [[ $PURE == *-py3-none-any.whl ]] || die "the pure wheel is not py3-none-any"
-unzip -l "$PURE" >"$OUT/pure.list"
+names "$PURE" >"$OUT/pure.list"
 if grep -qE '\.(so|pyd)$' "$OUT/pure.list"; then die "the pure wheel carries a compiled object"; fi
 
 # A fresh venv, a PATH with nothing but the venv, and compilers that refuse: installing a

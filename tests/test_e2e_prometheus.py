@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -68,13 +69,15 @@ def _wait(what: str, check, proc: subprocess.Popen | None = None, log: Path | No
             break
         try:
             result = check()
-        except OSError as exc:  # not listening yet
-            result, last = None, exc
+        except OSError as exc:  # not listening yet, or not ready (an HTTPError: 503)
+            if isinstance(exc, urllib.error.HTTPError):
+                exc.close()  # it holds the response's socket: unclosed, it warns later, in another test
+            result, last = None, repr(exc)
         if result:
             return result
         time.sleep(0.25)
     tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    pytest.fail(f"timed out waiting for {what} (last error: {last!r})\n{tail}")
+    pytest.fail(f"timed out waiting for {what} (last error: {last})\n{tail}")
 
 
 def _stop(proc: subprocess.Popen) -> None:
