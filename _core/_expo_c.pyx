@@ -1,0 +1,337 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: freethreading_compatible=True
+"""Compiled exposition writer: one metric family, straight from its cells, into one C buffer.
+
+The pure-Python twin is ``_expo_py.py`` (read it for the rules); keep both in
+step. The bytes are prometheus_client's ``generate_latest`` of the same family,
+in the text format 0.0.4 or OpenMetrics 1.0. Floats go through CPython's own
+``repr`` algorithm (``PyOS_double_to_string``), integers below 1e15 through a
+shortcut that gives the same digits.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdio.h>
+    #include <string.h>
+
+    /* prometheus_client's floatToGoString into out (at least 64 bytes); -1 on failure. */
+    static Py_ssize_t dp_gofloat(double d, char *out, int exp2) {
+        char s[64];
+        Py_ssize_t n, dot = -1, i, k;
+        if (isinf(d)) { memcpy(out, d > 0 ? "+Inf" : "-Inf", 4); return 4; }
+        if (isnan(d)) { memcpy(out, "NaN", 3); return 3; }
+        if (d == floor(d) && fabs(d) < 1e15) {
+            /* repr() of an integral double below 2**53 is its digits and ".0" */
+            long long v = (long long) d;
+            char digits[24];
+            Py_ssize_t nd = 0;
+            n = 0;
+            if (v < 0 || (v == 0 && signbit(d))) { s[n++] = '-'; v = -v; }
+            do { digits[nd++] = (char) ('0' + v % 10); v /= 10; } while (v);
+            while (nd) s[n++] = digits[--nd];
+            s[n++] = '.';
+            s[n++] = '0';
+        } else {
+            char *r = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+            if (r == NULL) return -1;
+            n = (Py_ssize_t) strlen(r);
+            if (n > 40) { PyMem_Free(r); PyErr_SetString(PyExc_ValueError, "float repr too long"); return -1; }
+            memcpy(s, r, n);
+            PyMem_Free(r);
+        }
+        for (i = 0; i < n; i++) { if (s[i] == '.') { dot = i; break; } }
+        if (d > 0 && dot > 6) {  /* Go switches to exponents sooner than Python */
+            k = 0;
+            out[k++] = s[0];
+            out[k++] = '.';
+            for (i = 1; i < dot; i++) out[k++] = s[i];
+            for (i = dot + 1; i < n; i++) out[k++] = s[i];
+            while (k > 0 && (out[k - 1] == '0' || out[k - 1] == '.')) k--;
+            k += sprintf(out + k, exp2 ? "e+%02d" : "e+0%d", (int) (dot - 1));
+            return k;
+        }
+        memcpy(out, s, n);
+        return n;
+    }
+    """
+    Py_ssize_t dp_gofloat(double d, char *out, int exp2) except -1
+
+
+__all__ = [
+    "BUCKET",
+    "COUNT",
+    "COUNTER",
+    "CREATED",
+    "GAUGE",
+    "HISTOGRAM",
+    "SUM",
+    "VALUE",
+    "format_float",
+    "render_family",
+]
+
+COUNTER, GAUGE, HISTOGRAM = 0, 1, 2
+VALUE, BUCKET, COUNT, SUM, CREATED = 1, 2, 4, 8, 16
+
+cdef enum:
+    _COUNTER = 0
+    _GAUGE = 1
+    _HISTOGRAM = 2
+    _VALUE = 1
+    _BUCKET = 2
+    _COUNT = 4
+    _SUM = 8
+    _CREATED = 16
+
+
+cdef struct Buf:
+    char *data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int _reserve(Buf *b, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t cap
+    cdef char *p
+    if b.len + extra <= b.cap:
+        return 0
+    cap = b.cap * 2 if b.cap else 4096
+    while cap < b.len + extra:
+        cap *= 2
+    p = <char *> PyMem_Realloc(b.data, cap)
+    if p == NULL:
+        raise MemoryError()
+    b.data = p
+    b.cap = cap
+    return 0
+
+
+cdef inline int _put(Buf *b, const char *s, Py_ssize_t n) except -1:
+    if b.len + n > b.cap:
+        _reserve(b, n)
+    memcpy(b.data + b.len, s, n)
+    b.len += n
+    return 0
+
+
+cdef inline int _putc(Buf *b, char c) except -1:
+    if b.len + 1 > b.cap:
+        _reserve(b, 1)
+    b.data[b.len] = c
+    b.len += 1
+    return 0
+
+
+cdef inline int _puts(Buf *b, str s) except -1:
+    cdef Py_ssize_t n
+    cdef const char *p = PyUnicode_AsUTF8AndSize(s, &n)
+    return _put(b, p, n)
+
+
+cdef inline int _putf(Buf *b, double d, int exp2) except -1:
+    if b.len + 64 > b.cap:
+        _reserve(b, 64)
+    b.len += dp_gofloat(d, b.data + b.len, exp2)
+    return 0
+
+
+cdef int _put_escaped(Buf *b, str s) except -1:
+    """A label value: backslash, double quote and newline escaped."""
+    cdef Py_ssize_t n, i, start = 0
+    cdef const char *p = PyUnicode_AsUTF8AndSize(s, &n)
+    cdef char c
+    _reserve(b, n)
+    for i in range(n):
+        c = p[i]
+        if c == b'\\' or c == b'"' or c == b'\n':
+            _put(b, p + start, i - start)
+            _putc(b, b'\\')
+            _putc(b, b'n' if c == b'\n' else c)
+            start = i + 1
+    return _put(b, p + start, n - start)
+
+
+cdef int _put_help(Buf *b, str doc, bint quote) except -1:
+    cdef Py_ssize_t n, i, start = 0
+    cdef const char *p = PyUnicode_AsUTF8AndSize(doc, &n)
+    cdef char c
+    for i in range(n):
+        c = p[i]
+        if c == b'\\' or c == b'\n' or (quote and c == b'"'):
+            _put(b, p + start, i - start)
+            _putc(b, b'\\')
+            _putc(b, b'n' if c == b'\n' else c)
+            start = i + 1
+    return _put(b, p + start, n - start)
+
+
+def format_float(double d, bint exp2=True):
+    """prometheus_client's ``floatToGoString``; ``exp2``: two-digit exponents (its releases from 0.21 on)."""
+    cdef char out[64]
+    cdef Py_ssize_t n = dp_gofloat(d, out, exp2)
+    return out[:n].decode("ascii")
+
+
+def render_family(int kind, str name, str doc, str unit, labelnames, children, les,
+                  int mask, bint openmetrics, bint filtered, bint exp2=True):
+    """The exposition of one family (see ``_expo_py.render_family`` for the arguments)."""
+    cdef Buf out, created, lab
+    cdef Py_ssize_t nlabels = len(labelnames), i, j, le_pos = 0, pre_len, nsamples = 0
+    cdef Py_ssize_t nles = len(les)
+    cdef list order = sorted(range(nlabels), key=lambda k: labelnames[k])
+    cdef list heads = []  # b'name="' per sorted label, with the separating comma where needed
+    cdef list bucket_heads
+    cdef bytes sample, head
+    cdef str value
+    cdef double acc
+    cdef tuple values
+    cdef list buckets
+    cdef bytes name_b = name.encode("utf-8")
+    cdef bytes total_b = (name + "_total").encode("utf-8")
+    cdef bytes bucket_b = (name + "_bucket{").encode("utf-8")
+    cdef bytes count_b = (name + "_count").encode("utf-8")
+    cdef bytes sum_b = (name + "_sum").encode("utf-8")
+    cdef bytes created_b = (name + "_created").encode("utf-8")
+    cdef list le_b = [f'le="{le}"'.encode("utf-8") for le in les]
+    for j in range(nlabels):
+        heads.append(f'{labelnames[order[j]]}="'.encode("utf-8"))
+        if labelnames[order[j]] < "le":
+            le_pos += 1
+    out.data = NULL; out.len = 0; out.cap = 0
+    created.data = NULL; created.len = 0; created.cap = 0
+    lab.data = NULL; lab.len = 0; lab.cap = 0
+    try:
+        _reserve(&out, 4096)
+        _reserve(&lab, 256)
+        for values, cell in children:
+            # The child's labels, sorted, escaped: `a="x",b="y"`; pre_len marks where `le` goes.
+            lab.len = 0
+            pre_len = 0
+            for j in range(nlabels):
+                if j:
+                    _putc(&lab, b',')
+                if j == le_pos:
+                    pre_len = lab.len
+                head = heads[j]
+                _put(&lab, head, len(head))
+                value = values[<Py_ssize_t> order[j]]
+                _put_escaped(&lab, value if type(value) is str else str(value))
+                _putc(&lab, b'"')
+            if le_pos == nlabels:
+                pre_len = lab.len
+            if kind == _HISTOGRAM:
+                buckets = cell.buckets()
+                if mask & _BUCKET:
+                    for i in range(nles):
+                        _put(&out, bucket_b, len(bucket_b))
+                        if le_pos == nlabels:
+                            if nlabels:
+                                _put(&out, lab.data, lab.len)
+                                _putc(&out, b',')
+                        else:  # the labels sorted before `le`, with their trailing comma
+                            _put(&out, lab.data, pre_len)
+                        head = le_b[i]
+                        _put(&out, head, len(head))
+                        if le_pos < nlabels:
+                            _putc(&out, b',')
+                            _put(&out, lab.data + pre_len, lab.len - pre_len)
+                        _put(&out, b'} ', 2)
+                        _putf(&out, buckets[i], exp2)
+                        _putc(&out, b'\n')
+                    nsamples += nles
+                if mask & _COUNT:
+                    _put_sample(&out, count_b, &lab, buckets[len(buckets) - 1] if buckets else 0.0, exp2)
+                    nsamples += 1
+                if mask & _SUM:
+                    _put_sample(&out, sum_b, &lab, cell.sum, exp2)
+                    nsamples += 1
+            elif mask & _VALUE:
+                _put_sample(&out, total_b if kind == _COUNTER else name_b, &lab, cell.get(), exp2)
+                nsamples += 1
+            if mask & _CREATED and kind != _GAUGE:
+                _put_sample(&out if openmetrics else &created, created_b, &lab, cell.created, exp2)
+                nsamples += 1
+        if filtered and not nsamples:
+            return b""
+        typ = ("counter", "gauge", "histogram")[kind]
+        if openmetrics:
+            return _finish_om(name, doc, unit if not filtered else "", typ, &out)
+        return _finish_text(name, doc, typ, kind, &out, &created)
+    finally:
+        PyMem_Free(out.data)
+        PyMem_Free(created.data)
+        PyMem_Free(lab.data)
+
+
+cdef int _put_sample(Buf *b, bytes sample, Buf *lab, double v, int exp2) except -1:
+    _put(b, sample, len(sample))
+    if lab.len:
+        _putc(b, b'{')
+        _put(b, lab.data, lab.len)
+        _putc(b, b'}')
+    _putc(b, b' ')
+    _putf(b, v, exp2)
+    return _putc(b, b'\n')
+
+
+cdef bytes _finish_om(str name, str doc, str unit, str typ, Buf *body):
+    cdef Buf h
+    h.data = NULL; h.len = 0; h.cap = 0
+    try:
+        _put(&h, b"# HELP ", 7)
+        _puts(&h, name)
+        _putc(&h, b' ')
+        _put_help(&h, doc, True)
+        _put(&h, b"\n# TYPE ", 8)
+        _puts(&h, name)
+        _putc(&h, b' ')
+        _puts(&h, typ)
+        _putc(&h, b'\n')
+        if unit:
+            _put(&h, b"# UNIT ", 7)
+            _puts(&h, name)
+            _putc(&h, b' ')
+            _puts(&h, unit)
+            _putc(&h, b'\n')
+        _put(&h, body.data, body.len)
+        return PyBytes_FromStringAndSize(h.data, h.len)
+    finally:
+        PyMem_Free(h.data)
+
+
+cdef bytes _finish_text(str name, str doc, str typ, int kind, Buf *body, Buf *created):
+    cdef Buf h
+    cdef str mname = name + "_total" if kind == _COUNTER else name
+    h.data = NULL; h.len = 0; h.cap = 0
+    try:
+        _reserve(&h, body.len + created.len + 512)
+        _put(&h, b"# HELP ", 7)
+        _puts(&h, mname)
+        _putc(&h, b' ')
+        _put_help(&h, doc, False)
+        _put(&h, b"\n# TYPE ", 8)
+        _puts(&h, mname)
+        _putc(&h, b' ')
+        _puts(&h, typ)
+        _putc(&h, b'\n')
+        _put(&h, body.data, body.len)
+        if created.len:
+            _put(&h, b"# HELP ", 7)
+            _puts(&h, name)
+            _put(&h, b"_created ", 9)
+            _put_help(&h, doc, False)
+            _put(&h, b"\n# TYPE ", 8)
+            _puts(&h, name)
+            _put(&h, b"_created gauge\n", 15)
+            _put(&h, created.data, created.len)
+        return PyBytes_FromStringAndSize(h.data, h.len)
+    finally:
+        PyMem_Free(h.data)

@@ -1,0 +1,130 @@
+"""Pure-Python twin of the compiled exposition writer (``_expo_c.pyx``): same API, same bytes.
+
+One call renders one metric family straight from its cells, in the Prometheus
+text format 0.0.4 or OpenMetrics 1.0, byte for byte what prometheus_client's
+``generate_latest`` makes of the same family: label values escaped (``\\``,
+``"``, newline), labels sorted by name, floats in Go's notation, ``_created``
+samples as a gauge family of their own in the text format and inline in
+OpenMetrics. The caller decides which samples to keep (``mask``) and passes
+the family's shape; this module reads only the cells' public API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "BUCKET",
+    "COUNT",
+    "COUNTER",
+    "CREATED",
+    "GAUGE",
+    "HISTOGRAM",
+    "SUM",
+    "VALUE",
+    "format_float",
+    "render_family",
+]
+
+# Family kinds.
+COUNTER, GAUGE, HISTOGRAM = 0, 1, 2
+# Sample kinds, for ``mask``: the counter's ``_total``/the gauge's value, then the histogram's.
+VALUE, BUCKET, COUNT, SUM, CREATED = 1, 2, 4, 8, 16
+
+_INF = float("inf")
+
+
+def format_float(d: float, exp2: bool = True) -> str:
+    """prometheus_client's ``floatToGoString``; ``exp2``: two-digit exponents (its releases from 0.21 on)."""
+    d = float(d)
+    if d == _INF:
+        return "+Inf"
+    if d == -_INF:
+        return "-Inf"
+    if d != d:
+        return "NaN"
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}" if exp2 else f"{mantissa}e+0{dot - 1}"
+    return s
+
+
+def _escape(v: str) -> str:
+    if "\\" in v or "\n" in v or '"' in v:
+        return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return v
+
+
+def render_family(
+    kind: int,
+    name: str,
+    doc: str,
+    unit: str,
+    labelnames: Sequence[str],
+    children: Sequence[tuple[tuple[str, ...], Any]],
+    les: Sequence[str],
+    mask: int,
+    openmetrics: bool,
+    filtered: bool,
+    exp2: bool = True,
+) -> bytes:
+    """The exposition of one family.
+
+    ``children``: (label values, cell) pairs, label values in ``labelnames``
+    order. ``les``: a histogram's bucket bounds as ``le`` strings. ``mask``:
+    the sample kinds to write (``CREATED`` only if created series are on;
+    ``SUM`` only if the histogram has no negative bound). ``filtered``: the
+    scrape asked for names (``name[]``), so a family left without samples
+    writes nothing at all, as prometheus_client's restricted registry does.
+    """
+    order = sorted(range(len(labelnames)), key=lambda i: labelnames[i])
+    sorted_names = [labelnames[i] for i in order]
+    le_pos = sum(1 for n in sorted_names if n < "le")
+    lines: list[str] = []
+    created: list[str] = []
+    nsamples = 0
+    fmt = format_float
+    for values, cell in children:
+        parts = [f'{sorted_names[j]}="{_escape(values[i])}"' for j, i in enumerate(order)]
+        labels = "{" + ",".join(parts) + "}" if parts else ""
+        if kind == HISTOGRAM:
+            before = "".join(p + "," for p in parts[:le_pos])
+            after = "".join("," + p for p in parts[le_pos:])
+            buckets = cell.buckets()
+            if mask & BUCKET:
+                for le, acc in zip(les, buckets, strict=True):
+                    lines.append(f'{name}_bucket{{{before}le="{le}"{after}}} {fmt(acc, exp2)}\n')
+                nsamples += len(les)
+            if mask & COUNT:
+                lines.append(f"{name}_count{labels} {fmt(buckets[-1] if buckets else 0.0, exp2)}\n")
+                nsamples += 1
+            if mask & SUM:
+                lines.append(f"{name}_sum{labels} {fmt(cell.sum, exp2)}\n")
+                nsamples += 1
+        elif mask & VALUE:
+            sample = name + "_total" if kind == COUNTER else name
+            lines.append(f"{sample}{labels} {fmt(cell.get(), exp2)}\n")
+            nsamples += 1
+        if mask & CREATED and kind != GAUGE:
+            line = f"{name}_created{labels} {fmt(cell.created, exp2)}\n"
+            (lines if openmetrics else created).append(line)
+            nsamples += 1
+    if filtered and not nsamples:
+        return b""
+    typ = ("counter", "gauge", "histogram")[kind]
+    if openmetrics:
+        help_text = doc.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        head = f"# HELP {name} {help_text}\n# TYPE {name} {typ}\n"
+        if unit and not filtered:
+            head += f"# UNIT {name} {unit}\n"
+        return (head + "".join(lines)).encode()
+    help_text = doc.replace("\\", "\\\\").replace("\n", "\\n")
+    mname = name + "_total" if kind == COUNTER else name
+    out = [f"# HELP {mname} {help_text}\n# TYPE {mname} {typ}\n", *lines]
+    if created:
+        out.append(f"# HELP {name}_created {help_text}\n# TYPE {name}_created gauge\n")
+        out.extend(created)
+    return "".join(out).encode()
