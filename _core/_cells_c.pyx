@@ -16,6 +16,11 @@ import threading
 import time
 import weakref
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
@@ -476,6 +481,27 @@ _ENTRY_HEAD = struct.Struct("i")
 _STORES = weakref.WeakSet()
 
 
+def _open_locked(str filename):
+    """Open (or create) ``filename`` and hold a shared lock on it for as long as it is open.
+
+    The lock says "a live process writes here": compaction folds only files it
+    can lock exclusively (``django_prometheus.multiprocess.compact``). If a
+    compaction renamed the file away while we waited for the lock, open again.
+    """
+    while True:
+        f = open(filename, "a+b")
+        if fcntl is None:  # pragma: no cover - no flock on this platform: no compaction either
+            return f
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+        try:
+            same = os.stat(filename).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return f
+        f.close()
+
+
 cdef class _MmapFile:
     """One per-process metrics file, append-only, in prometheus_client's format."""
 
@@ -487,7 +513,7 @@ cdef class _MmapFile:
     cdef dict _positions  # key -> offset of its value double
 
     def __init__(self, str filename):
-        self._file = open(filename, "a+b")
+        self._file = _open_locked(filename)
         self._maps = []
         self._positions = {}
         capacity = os.fstat(self._file.fileno()).st_size

@@ -18,6 +18,11 @@ from typing import Any
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
 from prometheus_client.mmap_dict import MmapedDict
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "MISSING",
     "Counter",
@@ -340,6 +345,28 @@ class _MmapHistogram(Histogram):
         self._file = None
 
 
+def _open_locked(filename: str) -> MmapedDict:
+    """Open (or create) ``filename`` and hold a shared lock on it for as long as it is open.
+
+    The lock says "a live process writes here": compaction folds only files it
+    can lock exclusively (``django_prometheus.multiprocess.compact``). If a
+    compaction renamed the file away while we waited for the lock, open again.
+    """
+    while True:
+        f = MmapedDict(filename)
+        if fcntl is None:  # pragma: no cover - no flock on this platform: no compaction either
+            return f
+        fd = f._f.fileno()
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            same = os.stat(filename).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return f
+        f.close()
+
+
 _STORES: weakref.WeakSet[MultiProcessStore] = weakref.WeakSet()
 
 
@@ -369,7 +396,7 @@ class MultiProcessStore:
     def _file_for(self, typ: str) -> MmapedDict:
         f = self._files.get(typ)
         if f is None:
-            f = self._files[typ] = MmapedDict(os.path.join(self.directory, f"{typ}_django_{self.pid}.db"))
+            f = self._files[typ] = _open_locked(os.path.join(self.directory, f"{typ}_django_{self.pid}.db"))
         return f
 
     def counter(self, key: str) -> Counter:

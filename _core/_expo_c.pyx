@@ -9,6 +9,8 @@ in the text format 0.0.4 or OpenMetrics 1.0. Floats go through CPython's own
 shortcut that gives the same digits.
 """
 
+import os
+
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.string cimport memcpy
@@ -75,7 +77,9 @@ __all__ = [
     "SUM",
     "VALUE",
     "format_float",
+    "read_used",
     "render_family",
+    "scan",
 ]
 
 COUNTER, GAUGE, HISTOGRAM = 0, 1, 2
@@ -335,3 +339,134 @@ cdef bytes _finish_text(str name, str doc, str typ, int kind, Buf *body, Buf *cr
         return PyBytes_FromStringAndSize(h.data, h.len)
     finally:
         PyMem_Free(h.data)
+
+
+# --- Reading multiprocess files ---------------------------------------------------
+#
+# prometheus_client's format (``mmap_dict.py``): a 4-byte "bytes used" header,
+# 4 bytes of padding, then entries of (4-byte key length, UTF-8 key padded to
+# 8-byte alignment, value double, timestamp double). Read with plain read(2)
+# calls, only up to "used", into one reusable buffer.
+
+cdef extern from "<fcntl.h>" nogil:
+    int c_open "open"(const char *path, int flags)
+    int O_RDONLY
+cdef extern from "<unistd.h>" nogil:
+    ssize_t c_read "read"(int fd, void *buf, size_t n)
+    int c_close "close"(int fd)
+cdef extern from "<errno.h>":
+    int errno
+    int ENOENT
+    int EINTR
+
+
+cdef Py_ssize_t _read_used(bytes path, Buf *b) except -2:
+    """Read one file's used bytes into b; -1 if the file is gone."""
+    cdef int fd
+    cdef ssize_t got
+    cdef Py_ssize_t want, used
+    cdef const char *p = path
+    with nogil:
+        fd = c_open(p, O_RDONLY)
+    if fd < 0:
+        if errno == ENOENT:
+            return -1
+        raise OSError(errno, "cannot open multiprocess file", path.decode("utf-8", "replace"))
+    try:
+        b.len = 0
+        want = 4096
+        while True:
+            _reserve(b, want - b.len)
+            with nogil:
+                got = c_read(fd, b.data + b.len, want - b.len)
+            if got < 0:
+                if errno == EINTR:
+                    continue
+                raise OSError(errno, "cannot read multiprocess file", path.decode("utf-8", "replace"))
+            if got == 0:
+                break
+            b.len += got
+            if b.len >= 8:
+                used = (<int *> b.data)[0]
+                if used > want:
+                    want = used
+                elif b.len >= used:
+                    break
+        if b.len < 8:
+            return 0
+        used = (<int *> b.data)[0]
+        return used if used <= b.len else b.len
+    finally:
+        c_close(fd)
+
+
+def read_used(str path):
+    """The used part of one file, or None if it is gone."""
+    cdef Buf b
+    cdef Py_ssize_t used
+    b.data = NULL; b.len = 0; b.cap = 0
+    try:
+        used = _read_used(path.encode("utf-8"), &b)
+        if used < 0:
+            return None
+        return PyBytes_FromStringAndSize(b.data, max(used, 8) if b.len >= 8 else b.len)
+    finally:
+        PyMem_Free(b.data)
+
+
+def scan(paths, gauge, resolve):
+    """Sum every file's values per target (see ``_expo_py.scan``)."""
+    cdef Buf b
+    cdef Py_ssize_t index, used, pos, n, target, nsums = 0, cap = 0, i
+    cdef double *sums = NULL
+    cdef double *grown
+    cdef double value, timestamp
+    cdef dict cache
+    cdef dict sum_keys = {}
+    cdef dict gauge_keys = {}
+    cdef list gauges = []
+    cdef bint is_gauge
+    b.data = NULL; b.len = 0; b.cap = 0
+    try:
+        for index in range(len(paths)):
+            used = _read_used(os.fsencode(paths[index]), &b)
+            if used < 0:
+                continue
+            is_gauge = bool(gauge[index])
+            cache = gauge_keys if is_gauge else sum_keys
+            pos = 8
+            while pos < used:
+                n = (<int *> (b.data + pos))[0]
+                if n < 0 or n + pos > used:
+                    raise RuntimeError("Read beyond file size detected, file is corrupted.")
+                key = PyBytes_FromStringAndSize(b.data + pos + 4, n)
+                pos += 4 + n + (8 - (n + 4) % 8)
+                if pos + 16 > b.len:
+                    raise RuntimeError("Read beyond file size detected, file is corrupted.")
+                memcpy(&value, b.data + pos, 8)
+                memcpy(&timestamp, b.data + pos + 8, 8)
+                pos += 16
+                t = cache.get(key)
+                if t is None:
+                    t = cache[key] = resolve(key.decode("utf-8"), index)
+                target = t
+                if is_gauge:
+                    gauges.append((target, index, value, timestamp))
+                    continue
+                if target >= cap:
+                    cap = max(2 * cap, target + 64)
+                    grown = <double *> PyMem_Realloc(sums, cap * sizeof(double))
+                    if grown == NULL:
+                        raise MemoryError()
+                    sums = grown
+                    for i in range(nsums, cap):
+                        sums[i] = 0.0
+                    nsums = cap
+                sums[target] += value
+        out = [0.0] * (max(t for t in sum_keys.values()) + 1 if sum_keys else 0)
+        for i in range(len(out)):
+            out[i] = sums[i]
+        return out, gauges
+    finally:
+        PyMem_Free(b.data)
+        PyMem_Free(sums)

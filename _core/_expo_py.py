@@ -11,7 +11,8 @@ the family's shape; this module reads only the cells' public API.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import struct
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "SUM",
     "VALUE",
     "format_float",
+    "read_used",
     "render_family",
+    "scan",
 ]
 
 # Family kinds.
@@ -128,3 +131,71 @@ def render_family(
         out.append(f"# HELP {name}_created {help_text}\n# TYPE {name}_created gauge\n")
         out.extend(created)
     return "".join(out).encode()
+
+
+# --- Reading multiprocess files -----------------------------------------------
+#
+# prometheus_client's format (``mmap_dict.py``): a 4-byte "bytes used" header,
+# 4 bytes of padding, then entries of (4-byte key length, UTF-8 key padded to
+# 8-byte alignment, value double, timestamp double).
+
+_HEAD = struct.Struct("i")
+_TWO_DOUBLES = struct.Struct("dd")
+
+
+def read_used(path: str) -> bytes | None:
+    """The used part of one file, or None if it is gone."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+            if len(data) < 8:
+                return b""
+            used = _HEAD.unpack_from(data, 0)[0]
+            if used > len(data):
+                data += f.read(used - len(data))
+    except FileNotFoundError:
+        return None
+    return data[: max(used, 8)]
+
+
+def scan(
+    paths: Sequence[str], gauge: Sequence[bool], resolve: Callable[[str, int], int]
+) -> tuple[list[float], list[tuple[int, int, float, float]]]:
+    """Sum every file's values per target, in file order then entry order.
+
+    ``resolve(key, file_index)`` is called once per distinct key and kind of
+    file (gauge or not) and returns the key's target. Values in a non-gauge
+    file are added to ``sums[target]`` (the same additions, in the same order,
+    as prometheus_client's collector makes); a gauge file's entries are
+    returned as (target, file_index, value, timestamp) for the caller to
+    combine per ``multiprocess_mode``. Files that vanished are skipped.
+    """
+    sums: list[float] = []
+    gauges: list[tuple[int, int, float, float]] = []
+    known: tuple[dict[bytes, int], dict[bytes, int]] = ({}, {})
+    for index, path in enumerate(paths):
+        data = read_used(path)
+        if data is None:
+            continue
+        is_gauge = bool(gauge[index])
+        cache = known[is_gauge]
+        used = _HEAD.unpack_from(data, 0)[0] if len(data) >= 8 else 0
+        pos = 8
+        while pos < used:
+            n = _HEAD.unpack_from(data, pos)[0]
+            if n < 0 or n + pos > used:
+                raise RuntimeError("Read beyond file size detected, file is corrupted.")
+            key = data[pos + 4 : pos + 4 + n]
+            pos += 4 + n + (8 - (n + 4) % 8)
+            value, timestamp = _TWO_DOUBLES.unpack_from(data, pos)
+            pos += 16
+            target = cache.get(key)
+            if target is None:
+                target = cache[key] = resolve(key.decode("utf-8"), index)
+            if is_gauge:
+                gauges.append((target, index, value, timestamp))
+            else:
+                while target >= len(sums):
+                    sums.append(0.0)
+                sums[target] += value
+    return sums, gauges

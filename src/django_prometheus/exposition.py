@@ -155,6 +155,11 @@ def render_family(
     )  # fmt: skip
 
 
+def render_metrics(metrics: Iterable[Any], openmetrics_format: bool, wanted: frozenset[str] | None) -> bytes:
+    """prometheus_client metric families (the multiprocess merge's), restricted to ``wanted``."""
+    return _foreign(_Chunk([_Static(list(metrics))], wanted), openmetrics_format)
+
+
 def aggregate_registry(path: str) -> prometheus_client.CollectorRegistry:
     """A registry that serves every process' values from the multiprocess directory ``path``."""
     from django_prometheus import multiprocess
