@@ -119,7 +119,9 @@ class _Merge:
                 metric._multiprocess_mode = family.mode  # type: ignore[attr-defined]
                 groups = gauge_samples.get(family.name, {})
             else:
-                groups = {labels: {k: sums[t] for k, t in slots.items()} for labels, slots in family.groups.items()}
+                groups = {
+                    labels: {k: sums[t] for k, t in slots.items()} for labels, slots in family.groups.items()
+                }
                 for labels, bounds in family.buckets.items():
                     group = groups.setdefault(labels, {})
                     acc = 0.0
@@ -216,7 +218,9 @@ class AggregateCollector:
         with _dir_lock(self._path, fcntl.LOCK_SH):
             return merge(_scrape_files(self._path))
 
-    def _expo_render(self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool) -> bytes:
+    def _expo_render(
+        self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool
+    ) -> bytes:
         from django_prometheus import exposition
 
         metrics: Iterable[Metric] = self.collect()
@@ -459,5 +463,7 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
         compact(path, pid)
     except Exception:  # the hook runs in the server's master: never take it down
         logging.getLogger("django_prometheus").exception(
-            "django_prometheus: compacting %s after process %s exited failed; its files stay as they were", path, pid
+            "django_prometheus: compacting %s after process %s exited failed; its files stay as they were",
+            path,
+            pid,
         )
