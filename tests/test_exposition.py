@@ -8,6 +8,7 @@ import random
 
 import prometheus_client
 import pytest
+from django_prometheus._core import _expo
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import metrics as pc_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -16,7 +17,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from django_prometheus import exposition, metrics
-from django_prometheus._core import _expo
 
 WRITERS = ["django_prometheus._core._expo_c", "django_prometheus._core._expo_py"]
 INF, NAN = float("inf"), float("nan")
