@@ -355,6 +355,9 @@ def compact(path: str, pid: int | None = None, blocking: bool = True) -> int:
     with _dir_lock(path, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB) as locked:
         if not locked:
             return 0
+        for stale in glob.glob(os.path.join(path, "*_django_archive.db.*.tmp")):
+            with contextlib.suppress(FileNotFoundError):  # a compactor died writing it: never committed
+                os.remove(stale)
         held: list[int] = []
         try:
             candidates = _candidates(path, pid, held)
