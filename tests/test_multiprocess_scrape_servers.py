@@ -107,9 +107,9 @@ def test_gunicorn_recycling_thousands_of_workers_scraped_while_recycling_counts_
     env, mp_dir = project
     (port,) = free_port_range(1)
     cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",
-           "-w", "4", "--max-requests", "1", "--preload", "-c", CONF]  # fmt: skip
+           "-w", "8", "--max-requests", "1", "--preload", "-c", CONF]  # fmt: skip
     proc = start(cmd, env, port, mp_dir.parent / "server.log")
-    plan = [PLAN_CYCLE[i % len(PLAN_CYCLE)] for i in range(2000)]
+    plan = [PLAN_CYCLE[i % len(PLAN_CYCLE)] for i in range(int(os.environ.get("DP_RECYCLE_REQUESTS", "1200")))]
     done, errors, checks = [0], [], []
     lock = threading.Lock()
     it = iter(plan)
@@ -144,7 +144,7 @@ def test_gunicorn_recycling_thousands_of_workers_scraped_while_recycling_counts_
             checks.append(low <= seen <= high)
             time.sleep(0.2)
 
-    threads = [threading.Thread(target=load) for _ in range(4)]
+    threads = [threading.Thread(target=load) for _ in range(8)]
     watcher = threading.Thread(target=scraper)
     started = time.monotonic()
     try:
