@@ -50,7 +50,10 @@ def check_names_nul_cr(port: int) -> None:
     assert value(samples, "mp_echo_total", v="a\ufffdb\ufffdc") == 1.0
     assert value(samples, "mp_echo_total", v="plain") == 1.0
     body, filtered = scrape(port, ["mp_echo_total", "django_http_requests_before_middlewares_total"])
-    assert {name for name, _ in filtered} == {"mp_echo_total", "django_http_requests_before_middlewares_total"}
+    assert {name for name, _ in filtered} == {
+        "mp_echo_total",
+        "django_http_requests_before_middlewares_total",
+    }
     assert {k: v for k, v in samples.items() if k[0] == "mp_echo_total"} == {
         k: v for k, v in filtered.items() if k[0] == "mp_echo_total"
     }
@@ -109,7 +112,9 @@ def test_gunicorn_recycling_thousands_of_workers_scraped_while_recycling_counts_
     cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",
            "-w", "8", "--max-requests", "1", "--preload", "-c", CONF]  # fmt: skip
     proc = start(cmd, env, port, mp_dir.parent / "server.log")
-    plan = [PLAN_CYCLE[i % len(PLAN_CYCLE)] for i in range(int(os.environ.get("DP_RECYCLE_REQUESTS", "1200")))]
+    plan = [
+        PLAN_CYCLE[i % len(PLAN_CYCLE)] for i in range(int(os.environ.get("DP_RECYCLE_REQUESTS", "1200")))
+    ]
     done, errors, checks = [0], [], []
     lock = threading.Lock()
     it = iter(plan)
@@ -162,7 +167,10 @@ def test_gunicorn_recycling_thousands_of_workers_scraped_while_recycling_counts_
     assert not errors, (errors[:5], log[-3000:])
     elapsed = time.monotonic() - started
     n_scrapes = scrapes[0]
-    for name, labels in SCRAPE_COUNTS:  # the earlier scrapes are requests too; the last one counts as it renders
+    for (
+        name,
+        labels,
+    ) in SCRAPE_COUNTS:  # the earlier scrapes are requests too; the last one counts as it renders
         key = (name, frozenset(labels.items()))
         final[key] = final.get(key, 0.0) - n_scrapes - (1 if "requests" in name else 0)
     assert_exact(final, plan)
