@@ -61,7 +61,7 @@ def check_names_nul_cr(port: int) -> None:
 
 @pytest.mark.services
 @pytest.mark.skipif(GUNICORN is None, reason="no gunicorn")
-def test_gunicorn_multiprocess_forks_leave_no_file_names_filter_nul_cr_replaced(project):
+def test_gunicorn_multiprocess_forks_leave_no_file_names_filter_nul_cr_replaced(project):  # noqa: F811 - the fixture imported above
     env, mp_dir = project
     (port,) = free_port_range(1)
     cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",
@@ -82,7 +82,7 @@ def test_gunicorn_multiprocess_forks_leave_no_file_names_filter_nul_cr_replaced(
 
 @pytest.mark.services
 @pytest.mark.skipif(UVICORN is None, reason="no uvicorn")
-def test_uvicorn_single_process_names_filter_nul_cr_replaced(project):
+def test_uvicorn_single_process_names_filter_nul_cr_replaced(project):  # noqa: F811 - the fixture imported above
     env, _ = project
     env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     (port,) = free_port_range(1)
@@ -105,7 +105,7 @@ SCRAPE_COUNTS = [
 
 @pytest.mark.services
 @pytest.mark.skipif(GUNICORN is None, reason="no gunicorn")
-def test_gunicorn_recycling_thousands_of_workers_scraped_while_recycling_counts_exact(project):
+def test_gunicorn_recycling_thousands_of_workers_scraped_while_recycling_counts_exact(project):  # noqa: F811 - the fixture imported above
     """Every request a new worker (--max-requests 1); mark_process_dead compacts as they go."""
     env, mp_dir = project
     (port,) = free_port_range(1)
