@@ -1,4 +1,4 @@
-"""The scrape through real servers over loopback: recycling through thousands of workers, forks, names, NUL/CR.
+"""The scrape through real servers over loopback: recycling through many workers, forks, names, NUL/CR.
 
 ``/scrape`` (tests/mp_project) calls ``exposition.render`` exactly as the
 view and the port exporters do; ``/echo`` puts a client-chosen label value on
