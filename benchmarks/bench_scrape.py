@@ -87,7 +87,7 @@ def _scrape_case(kind: str, n: int) -> Case:
         registry, render = _family(impl, kind, n), _renderer(impl)
         return lambda: render(registry)
 
-    return Case(f"scrape_{kind}_{n // 1000}k", _settings, build)
+    return Case(f"scrape_{kind}_{n // 1000}k", _settings, build, warmup=2)
 
 
 def _collector_case(kind: str, n: int) -> Case:
@@ -99,7 +99,7 @@ def _collector_case(kind: str, n: int) -> Case:
         registry = _family(impl, kind, n)
         return lambda: generate_latest(registry)
 
-    return Case(f"scrape_collector_{kind}_{n // 1000}k", _settings, build)
+    return Case(f"scrape_collector_{kind}_{n // 1000}k", _settings, build, warmup=2)
 
 
 # --- Multiprocess ---------------------------------------------------------------
@@ -172,7 +172,7 @@ def _mp_case(n: int, compacted: bool) -> Case:
 
         return op
 
-    return Case(f"mp_scrape_{'compacted' if compacted else 'dead'}_{n}", _settings, build)
+    return Case(f"mp_scrape_{'compacted' if compacted else 'dead'}_{n}", _settings, build, warmup=2)
 
 
 CASES = [

@@ -269,23 +269,6 @@ def _absorbed(archive: str) -> frozenset[str]:
         return frozenset()
 
 
-def _read_values(path: str) -> list[tuple[str, float]]:
-    data = _expo.read_used(path)
-    if not data:
-        return []
-    out = []
-    used, pos = _HEAD.unpack_from(data, 0)[0], 8
-    while pos < used:
-        n = _HEAD.unpack_from(data, pos)[0]
-        if n < 0 or n + pos > used:
-            raise RuntimeError(f"{path}: read beyond file size detected, file is corrupted")
-        key = data[pos + 4 : pos + 4 + n].decode("utf-8")
-        pos += 4 + n + (8 - (n + 4) % 8)
-        out.append((key, struct.unpack_from("d", data, pos)[0]))
-        pos += 16
-    return out
-
-
 def _write_archive(path: str, values: dict[str, float], absorbed: list[str]) -> None:
     """Write ``values`` in prometheus_client's format, then the trailer, to ``path`` + a temp name; rename."""
     body = bytearray(8)
@@ -420,13 +403,14 @@ def _fold_type(path: str, typ: str, new: list[str]) -> int:
             pending.add(name)
     if not pending:
         return 0
-    values: dict[str, float] = {}
-    for key, value in _read_values(archive):
-        values[key] = values.get(key, 0.0) + value
-    for name in sorted(pending):
-        for key, value in _read_values(os.path.join(path, name)):
-            values[key] = values.get(key, 0.0) + value
-    _write_archive(archive, values, sorted(pending))
+    keys: dict[str, int] = {}
+
+    def resolve(key: str, index: int) -> int:  # every distinct key its own sum
+        return keys.setdefault(key, len(keys))
+
+    paths = [archive, *(os.path.join(path, name) for name in sorted(pending))]
+    sums, _ = _expo.scan(paths, [False] * len(paths), resolve)
+    _write_archive(archive, {key: sums[target] for key, target in keys.items()}, sorted(pending))
     for name in pending:
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(path, name))
