@@ -339,23 +339,35 @@ def compact(path: str, pid: int | None = None, blocking: bool = True) -> int:
         for stale in glob.glob(os.path.join(path, "*_django_archive.db.*.tmp")):
             with contextlib.suppress(FileNotFoundError):  # a compactor died writing it: never committed
                 os.remove(stale)
-        held: list[int] = []
-        try:
-            candidates = _candidates(path, pid, held)
-            for typ in _FOLDABLE:
-                folded += _fold_type(path, typ, candidates.get(typ, []))
-        finally:
-            for fd in held:
-                os.close(fd)
+        while True:  # in batches: each holds one descriptor per file it folds
+            held: list[int] = []
+            try:
+                candidates, more = _candidates(path, pid, held)
+                for typ in _FOLDABLE:
+                    folded += _fold_type(path, typ, candidates.get(typ, []))
+            finally:
+                for fd in held:
+                    os.close(fd)
+            if not more:
+                return folded
+            pid = None  # prometheus_client's files of that pid went in the first batch
     return folded
 
 
-def _candidates(path: str, pid: int | None, held: list[int]) -> dict[str, list[str]]:
-    """Rename dead processes' files to ``.folding`` names; return them per type."""
+_BATCH = 256
+
+
+def _candidates(path: str, pid: int | None, held: list[int]) -> tuple[dict[str, list[str]], bool]:
+    """Rename up to _BATCH dead processes' files to ``.folding`` names; return them per type, and
+    whether more may be left."""
     token = uuid.uuid4().hex[:12]
     out: dict[str, list[str]] = {}
     theirs = []
+    more = False
     for name in sorted(os.listdir(path)):
+        if len(held) >= _BATCH:
+            more = True
+            break
         if not name.endswith(".db"):
             continue
         parts = name[:-3].split("_")
@@ -385,7 +397,7 @@ def _candidates(path: str, pid: int | None, held: list[int]) -> dict[str, list[s
         else:
             for typ, _, folding in renamed:
                 out.setdefault(typ, []).append(folding)
-    return out
+    return out, more
 
 
 def _fold_type(path: str, typ: str, new: list[str]) -> int:
