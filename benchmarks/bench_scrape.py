@@ -137,8 +137,10 @@ def _write_dead(directory: str, n: int) -> None:
     keys_h = []
     for v in range(20):
         for m in ("GET", "POST"):
-            keys_h += [mmap_key("django_h", "django_h_bucket", ["view", "method", "le"], [f"v{v}", m, le], "Latency.")
-                       for le in LES]  # fmt: skip
+            labels = ["view", "method", "le"]
+            keys_h += [
+                mmap_key("django_h", "django_h_bucket", labels, [f"v{v}", m, le], "Latency.") for le in LES
+            ]
             keys_h.append(mmap_key("django_h", "django_h_sum", ["view", "method"], [f"v{v}", m], "Latency."))
     for pid in range(100_000, 100_000 + n + 1):
         for typ, keys in (("counter", keys_c), ("histogram", keys_h)):
