@@ -8,12 +8,18 @@ cannot interrupt) and atomic compare-and-swap loops on free-threaded builds, so
 no increment ever takes a lock.
 """
 
+import logging
 import mmap
 import os
 import struct
 import threading
 import time
 import weakref
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy
@@ -81,7 +87,10 @@ cdef class Counter:
     """A monotonically increasing float.
 
     The value lives at ``_p``: the cell's own ``_v``, or, in multiprocess mode,
-    a slot of this process' metrics file (see ``MultiProcessStore``).
+    a slot of this process' metrics file (see ``MultiProcessStore``). A NULL
+    ``_p`` is a multiprocess cell this process has not written yet (a forked
+    child's): the first write gives it a slot (``_attach``), so a child that
+    never counts never creates a file.
     """
 
     cdef double _v
@@ -96,13 +105,21 @@ cdef class Counter:
     def inc(self, double amount=1.0, exemplar=None):
         if amount < 0:
             raise ValueError("Counters can only be incremented by non-negative amounts.")
+        if self._p == NULL:
+            self._attach()
         dp_add(self._p, amount)
 
     def get(self):
+        if self._p == NULL:
+            return self._v
         return self._p[0]
 
+    cdef void _attach(self) noexcept:
+        self._p = &self._v
+
     cdef void _detach(self) noexcept:
-        self._v = self._p[0]
+        if self._p != NULL:
+            self._v = self._p[0]
         self._p = &self._v
 
     def count_exceptions(self, exception=Exception):
@@ -113,6 +130,12 @@ cdef class Counter:
         # prometheus_client children expose their value as ``child._value.get()``;
         # users' tests rely on it.
         return self
+
+
+cdef inline void _add(Counter c, double amount) noexcept:
+    if c._p == NULL:
+        c._attach()
+    dp_add(c._p, amount)
 
 
 cdef class Gauge:
@@ -151,53 +174,111 @@ cdef class Gauge:
         return self
 
 
-cdef class Histogram:
-    """Fixed upper bounds, one count per bucket and a running sum."""
+cdef class _Bounds:
+    """Upper bounds shared by every histogram that has them (one C array, not one per child)."""
 
+    cdef double *values
+    cdef Py_ssize_t n
+    cdef readonly tuple bounds
+
+    def __cinit__(self, tuple bounds):
+        cdef Py_ssize_t i
+        self.bounds = bounds
+        self.n = len(bounds)
+        self.values = <double *> PyMem_Malloc(self.n * sizeof(double))
+        if self.values == NULL:
+            raise MemoryError()
+        for i in range(self.n):
+            self.values[i] = bounds[i]
+
+    def __dealloc__(self):
+        PyMem_Free(self.values)
+
+
+_SHARED_BOUNDS = {}
+
+
+cdef _Bounds _shared_bounds(bounds):
+    checked = _check_bounds(bounds)
+    b = _SHARED_BOUNDS.get(checked)
+    if b is None:
+        b = _SHARED_BOUNDS.setdefault(checked, _Bounds(checked))
+    return <_Bounds> b
+
+
+cdef class Histogram:
+    """Fixed upper bounds, one count per bucket and a running sum.
+
+    Single-process: the counts are ``_counts``. Multiprocess: each bucket's
+    count lives in a file slot, ``_slots[i]``, and the sum at ``_sum_p``; a
+    NULL ``_sum_p`` is a cell this process has not written yet (see Counter).
+    """
+
+    cdef _Bounds _b
     cdef double *_bounds
     cdef double *_counts
-    cdef double **_slots  # where each bucket's count lives: _counts, or multiprocess file slots
+    cdef double **_slots  # NULL, or where each bucket's count lives in the multiprocess file
     cdef Py_ssize_t _n
     cdef double _sum
     cdef double *_sum_p
-    cdef readonly tuple bounds
     cdef readonly double created
 
     def __cinit__(self, bounds):
         cdef Py_ssize_t i
-        self.bounds = _check_bounds(bounds)
-        self._n = len(self.bounds)
-        self._bounds = <double *> PyMem_Malloc(self._n * sizeof(double))
+        self._b = _shared_bounds(bounds)
+        self._bounds = self._b.values
+        self._n = self._b.n
         self._counts = <double *> PyMem_Malloc(self._n * sizeof(double))
-        self._slots = <double **> PyMem_Malloc(self._n * sizeof(double *))
-        if self._bounds == NULL or self._counts == NULL or self._slots == NULL:
+        if self._counts == NULL:
             raise MemoryError()
         for i in range(self._n):
-            self._bounds[i] = self.bounds[i]
             self._counts[i] = 0.0
-            self._slots[i] = &self._counts[i]
+        self._slots = NULL
         self._sum = 0.0
         self._sum_p = &self._sum
         self.created = time.time()
 
     def __dealloc__(self):
-        PyMem_Free(self._bounds)
         PyMem_Free(self._counts)
         PyMem_Free(self._slots)
 
+    @property
+    def bounds(self):
+        return self._b.bounds
+
+    cdef void _attach(self) noexcept:
+        self._sum_p = &self._sum
+
     cdef void _detach(self) noexcept:
         cdef Py_ssize_t i
-        for i in range(self._n):
-            self._counts[i] = self._slots[i][0]
-            self._slots[i] = &self._counts[i]
-        self._sum = self._sum_p[0]
+        cdef double **slots = self._slots
+        if slots != NULL:
+            for i in range(self._n):
+                self._counts[i] = slots[i][0]
+            self._slots = NULL
+            PyMem_Free(slots)
+        if self._sum_p != NULL:
+            self._sum = self._sum_p[0]
         self._sum_p = &self._sum
+
+    cdef void _reset(self) noexcept:
+        # A forked child: the parent's counts stay the parent's; ours start at 0, unwritten.
+        cdef Py_ssize_t i
+        cdef double **slots = self._slots
+        self._slots = NULL
+        PyMem_Free(slots)
+        for i in range(self._n):
+            self._counts[i] = 0.0
+        self._sum = 0.0
+        self._sum_p = NULL
 
     cdef inline void _observe(self, double amount) noexcept:
         # First bound >= amount, by bisection. The last bound is +Inf, so every
         # number finds a bucket; NaN (all comparisons false) finds none, as in
         # prometheus_client.
         cdef Py_ssize_t lo = 0, hi = self._n - 1, mid
+        if self._sum_p == NULL:
+            self._attach()
         dp_add(self._sum_p, amount)
         if amount != amount:
             return
@@ -207,7 +288,10 @@ cdef class Histogram:
                 lo = mid + 1
             else:
                 hi = mid
-        dp_add(self._slots[lo], 1.0)
+        if self._slots == NULL:
+            dp_add(&self._counts[lo], 1.0)
+        else:
+            dp_add(self._slots[lo], 1.0)
 
     def observe(self, double amount, exemplar=None):
         self._observe(amount)
@@ -217,24 +301,31 @@ cdef class Histogram:
 
     @property
     def sum(self):
+        if self._sum_p == NULL:
+            return self._sum
         return self._sum_p[0]
+
+    cdef inline double _count_at(self, Py_ssize_t i) noexcept:
+        if self._slots == NULL:
+            return self._counts[i]
+        return self._slots[i][0]
 
     @property
     def count(self):
         cdef double acc = 0.0
         cdef Py_ssize_t i
         for i in range(self._n):
-            acc += self._slots[i][0]
+            acc += self._count_at(i)
         return acc
 
     def buckets(self):
         """Cumulative bucket counts, one per bound (what ``_bucket`` samples show)."""
         cdef double acc = 0.0
         cdef Py_ssize_t i
-        out = []
+        out = [None] * self._n
         for i in range(self._n):
-            acc += self._slots[i][0]
-            out.append(acc)
+            acc += self._count_at(i)
+            out[i] = acc
         return out
 
 
@@ -249,12 +340,33 @@ def _check_bounds(bounds):
     return tuple(b)
 
 
+def _clean_values(tuple values):
+    """Label values with NUL and CR replaced by U+FFFD (see ``Family``)."""
+    cdef bint dirty = False
+    for v in values:
+        if type(v) is str and ("\0" in <str> v or "\r" in <str> v):
+            dirty = True
+            break
+    if not dirty:
+        return values
+    return tuple(
+        v.replace("\0", "\ufffd").replace("\r", "\ufffd") if type(v) is str else v for v in values
+    )
+
+
 cdef class Family:
-    """Label-value tuple -> cell. Creating a child takes a lock; reading one never does."""
+    """Label-value tuple -> cell. Creating a child takes a lock; reading one never does.
+
+    NUL and CR in a label value become U+FFFD (the Unicode replacement
+    character) when the child is created: the exposition formats have no
+    escape for them, and some consumers choke on them raw. The raw tuple stays
+    an alias of the cleaned child, so lookups stay one dict probe.
+    """
 
     cdef object _factory
     cdef bint _pass_values
     cdef dict _children
+    cdef dict _aliases
     cdef object _lock
 
     def __cinit__(self, factory, bint pass_values=False):
@@ -263,16 +375,28 @@ cdef class Family:
         self._factory = factory
         self._pass_values = pass_values
         self._children = {}
+        self._aliases = {}
         self._lock = threading.Lock()
 
     def get(self, tuple values):
         cell = self._children.get(values)
         if cell is None:
-            with self._lock:
-                cell = self._children.get(values)
+            cell = self._aliases.get(values)
+            if cell is None:
+                cell = self._create(values)
+        return cell
+
+    cdef object _create(self, tuple values):
+        with self._lock:
+            cell = self._children.get(values)
+            if cell is None:
+                clean = _clean_values(values)
+                cell = self._children.get(clean)
                 if cell is None:
-                    cell = self._factory(values) if self._pass_values else self._factory()
-                    self._children[values] = cell
+                    cell = self._factory(clean) if self._pass_values else self._factory()
+                    self._children[clean] = cell
+                if clean is not values:
+                    self._aliases[values] = cell
         return cell
 
     def children(self):
@@ -280,11 +404,14 @@ cdef class Family:
 
     def remove(self, tuple values):
         with self._lock:
-            self._children.pop(values, None)
+            cell = self._children.pop(_clean_values(values), None)
+            if cell is not None and self._aliases:
+                self._aliases = {k: c for k, c in self._aliases.items() if c is not cell}
 
     def clear(self):
         with self._lock:
             self._children.clear()
+            self._aliases.clear()
 
     def __len__(self):
         return len(self._children)
@@ -310,17 +437,17 @@ def instrument_get(real_get, Counter gets not None, Counter hits not None,
             else:
                 value = real_get(key, _MISSING, version)
         except Exception:
-            dp_add(gets._p, 1.0)
-            dp_add(fails._p, 1.0)
+            _add(gets, 1.0)
+            _add(fails, 1.0)
             raise
-        dp_add(gets._p, 1.0)
+        _add(gets, 1.0)
         if value is _MISSING:
-            dp_add(misses._p, 1.0)
+            _add(misses, 1.0)
             return default
         if value is interrupted:
-            dp_add(fails._p, 1.0)
+            _add(fails, 1.0)
             return default
-        dp_add(hits._p, 1.0)
+        _add(hits, 1.0)
         return value
 
     return get
@@ -330,9 +457,9 @@ def record_get_many(requested, Py_ssize_t found, Counter gets not None,
                     Counter hits not None, Counter misses not None):
     """Count a native ``get_many``: each distinct requested key is one get and one hit or miss."""
     cdef Py_ssize_t n = len(set(requested))
-    dp_add(gets._p, <double> n)
-    dp_add(hits._p, <double> found)
-    dp_add(misses._p, <double> (n - found))
+    _add(gets, <double> n)
+    _add(hits, <double> found)
+    _add(misses, <double> (n - found))
 
 
 # --- Multiprocess mode ------------------------------------------------------
@@ -354,6 +481,27 @@ _ENTRY_HEAD = struct.Struct("i")
 _STORES = weakref.WeakSet()
 
 
+def _open_locked(str filename):
+    """Open (or create) ``filename`` and hold a shared lock on it for as long as it is open.
+
+    The lock says "a live process writes here": compaction folds only files it
+    can lock exclusively (``django_prometheus.multiprocess.compact``). If a
+    compaction renamed the file away while we waited for the lock, open again.
+    """
+    while True:
+        f = open(filename, "a+b")
+        if fcntl is None:  # pragma: no cover - no flock on this platform: no compaction either
+            return f
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+        try:
+            same = os.stat(filename).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return f
+        f.close()
+
+
 cdef class _MmapFile:
     """One per-process metrics file, append-only, in prometheus_client's format."""
 
@@ -365,7 +513,7 @@ cdef class _MmapFile:
     cdef dict _positions  # key -> offset of its value double
 
     def __init__(self, str filename):
-        self._file = open(filename, "a+b")
+        self._file = _open_locked(filename)
         self._maps = []
         self._positions = {}
         capacity = os.fstat(self._file.fileno()).st_size
@@ -441,21 +589,57 @@ cdef class _MmapFile:
         self._file.close()
 
 
+cdef class _MpCounter(Counter):
+    """A counter whose value is an entry of this process' counter file, once written."""
+
+    cdef object _store
+    cdef str _key
+
+    cdef void _attach(self) noexcept:
+        try:
+            self._store._attach(self)
+        except BaseException:  # pragma: no cover - _attach logs its own failures
+            pass
+        if self._p == NULL:  # never leave a write without a target
+            self._p = &self._v
+
+
+cdef class _MpHistogram(Histogram):
+    """A histogram whose buckets and sum are entries of this process' histogram file, once written."""
+
+    cdef object _store
+    cdef tuple _keys
+    cdef str _sum_key
+
+    cdef void _attach(self) noexcept:
+        try:
+            self._store._attach(self)
+        except BaseException:  # pragma: no cover
+            pass
+        if self._sum_p == NULL:
+            self._sum_p = &self._sum
+
+
 cdef class MultiProcessStore:
     """This process' metrics files in ``directory``, and every cell that points into them.
 
-    After a fork the child re-points every cell at files of its own (an
-    ``os.register_at_fork`` hook, plus ``check_pid()`` for servers such as
-    uWSGI that fork without running Python's fork hooks; call it once per
-    request). The parent's counts stay in the parent's files.
+    A cell gets its entry when it is created, so its zero shows in scrapes, as
+    with prometheus_client's own values. After a fork the child's cells go
+    back to "not written yet" (an ``os.register_at_fork`` hook, plus
+    ``check_pid()`` for servers such as uWSGI that fork without running
+    Python's fork hooks; call it once per request), so only its first write
+    opens files of its own: a forked child that never counts (``subprocess``
+    with ``preexec_fn``, a ``multiprocessing`` pool) leaves no file behind.
+    The parent's counts stay in the parent's files.
     """
 
     cdef readonly str directory
     cdef readonly long pid
     cdef dict _files
-    cdef list _tracked  # (cell, file type, keys)
+    cdef list _tracked
     cdef object _lock
     cdef bint _closed
+    cdef object _failed  # the OSError that stopped this process from writing files, if any
     cdef object __weakref__
 
     def __init__(self, str directory):
@@ -465,6 +649,7 @@ cdef class MultiProcessStore:
         self._tracked = []
         self._lock = threading.Lock()
         self._closed = False
+        self._failed = None
         _STORES.add(self)
 
     cdef _MmapFile _file_for(self, str typ):
@@ -476,46 +661,102 @@ cdef class MultiProcessStore:
 
     def counter(self, str key):
         """A Counter whose value is the ``key`` entry of this process' counter file."""
-        cdef Counter cell = Counter()
+        cdef _MpCounter cell = _MpCounter()
+        cell._store = self
+        cell._key = key
+        cell._p = NULL
         self.check_pid()
         with self._lock:
             self._check_open()
-            cell._p = self._file_for("counter").slot(key)
-            self._tracked.append((cell, "counter", key))
+            self._tracked.append(cell)
+        self._attach(cell)  # its zero shows from now on, as prometheus_client's values do
         return cell
 
     def histogram(self, bounds, bucket_keys, str sum_key):
         """A Histogram whose buckets and sum are entries of this process' histogram file."""
-        cdef Histogram cell = Histogram(bounds)
-        cdef _MmapFile f
-        cdef Py_ssize_t i
+        cdef _MpHistogram cell = _MpHistogram(bounds)
         keys = tuple(bucket_keys)
         if len(keys) != cell._n:
             raise ValueError("one key per bucket is needed")
+        cell._store = self
+        cell._keys = keys
+        cell._sum_key = sum_key
+        cell._sum_p = NULL
         self.check_pid()
         with self._lock:
             self._check_open()
-            f = self._file_for("histogram")
-            for i in range(cell._n):
-                cell._slots[i] = f.slot(keys[i])
-            cell._sum_p = f.slot(sum_key)
-            self._tracked.append((cell, "histogram", (keys, sum_key)))
+            self._tracked.append(cell)
+        self._attach(cell)  # its zero shows from now on, as prometheus_client's values do
         return cell
+
+    def _attach(self, cell):
+        """Give an unwritten cell its slots in this process' file (its first write)."""
+        cdef _MpCounter counter
+        cdef _MpHistogram hist
+        cdef _MmapFile f
+        cdef double *p
+        cdef double **slots
+        cdef Py_ssize_t i
+        with self._lock:
+            if isinstance(cell, _MpCounter):
+                counter = <_MpCounter> cell
+                if counter._p != NULL:
+                    return
+                if self._closed or self._failed is not None:
+                    counter._p = &counter._v
+                    return
+                try:
+                    p = self._file_for("counter").slot(counter._key)
+                except OSError as exc:
+                    self._fail(exc)
+                    counter._p = &counter._v
+                    return
+                p[0] += counter._v  # (0 unless the cell counted in process before)
+                counter._v = 0.0
+                counter._p = p
+                return
+            hist = <_MpHistogram> cell
+            if hist._sum_p != NULL:
+                return
+            if self._closed or self._failed is not None:
+                hist._sum_p = &hist._sum
+                return
+            slots = <double **> PyMem_Malloc(hist._n * sizeof(double *))
+            if slots == NULL:
+                raise MemoryError()
+            try:
+                f = self._file_for("histogram")
+                for i in range(hist._n):
+                    slots[i] = f.slot(hist._keys[i])
+                p = f.slot(hist._sum_key)
+            except OSError as exc:
+                PyMem_Free(slots)
+                self._fail(exc)
+                hist._sum_p = &hist._sum
+                return
+            for i in range(hist._n):
+                slots[i][0] += hist._counts[i]
+            p[0] += hist._sum
+            hist._slots = slots
+            hist._sum_p = p
+
+    def _fail(self, exc):
+        self._failed = exc
+        logging.getLogger("django_prometheus").error(
+            "django_prometheus: cannot write this process' multiprocess metrics files in %s (%s); "
+            "process %s counts in memory only, and its counts are missing from every scrape",
+            self.directory, exc, self.pid)
 
     def _check_open(self):
         if self._closed:
             raise RuntimeError("this multiprocess store is closed")
 
     def check_pid(self):
-        """Re-point every cell at this process' own files if we are in a forked child."""
+        """Start over as a new process (no files yet) if we are in a forked child."""
         if os.getpid() != self.pid:
             self._after_fork()
 
     def _after_fork(self):
-        cdef Counter counter
-        cdef Histogram hist
-        cdef _MmapFile f
-        cdef Py_ssize_t i
         # The parent's threads did not come along: its lock may be held forever.
         self._lock = threading.Lock()
         with self._lock:
@@ -523,19 +764,20 @@ cdef class MultiProcessStore:
                 return
             old = self._files
             self._files = {}
+            self._failed = None
             self.pid = os.getpid()
-            for cell, typ, keys in self._tracked:
-                f = self._file_for(typ)
-                if typ == "counter":
-                    counter = <Counter> cell
-                    counter._p = f.slot(keys)
+            for cell in self._tracked:
+                if isinstance(cell, _MpCounter):
+                    (<_MpCounter> cell)._v = 0.0
+                    (<_MpCounter> cell)._p = NULL
                 else:
-                    hist = <Histogram> cell
-                    for i in range(hist._n):
-                        hist._slots[i] = f.slot(keys[0][i])
-                    hist._sum_p = f.slot(keys[1])
+                    (<_MpHistogram> cell)._reset()
             for f in old.values():
-                f.close()
+                (<_MmapFile> f).close()
+
+    def files(self):
+        """The paths of the files this process has written so far."""
+        return [os.path.join(self.directory, f"{typ}_django_{self.pid}.db") for typ in self._files]
 
     def close(self):
         """Detach every cell (they keep their values, in process) and close the files."""
@@ -543,14 +785,14 @@ cdef class MultiProcessStore:
             if self._closed:
                 return
             self._closed = True
-            for cell, typ, _ in self._tracked:
-                if typ == "counter":
-                    (<Counter> cell)._detach()
+            for cell in self._tracked:
+                if isinstance(cell, _MpCounter):
+                    (<_MpCounter> cell)._detach()
                 else:
-                    (<Histogram> cell)._detach()
+                    (<_MpHistogram> cell)._detach()
             self._tracked = []
             for f in self._files.values():
-                f.close()
+                (<_MmapFile> f).close()
             self._files = {}
 
 

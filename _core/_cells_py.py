@@ -6,6 +6,7 @@ counterpart there, and the test suite runs against both.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -16,6 +17,11 @@ from typing import Any
 
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
 from prometheus_client.mmap_dict import MmapedDict
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "MISSING",
@@ -155,10 +161,23 @@ def _check_bounds(bounds: Iterable[float]) -> tuple[float, ...]:
     return tuple(b)
 
 
-class Family:
-    """Label-value tuple -> cell. Creating a child takes a lock; reading one never does."""
+def _clean_values(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Label values with NUL and CR replaced by U+FFFD (see ``Family``)."""
+    if not any(type(v) is str and ("\0" in v or "\r" in v) for v in values):
+        return values
+    return tuple(v.replace("\0", "\ufffd").replace("\r", "\ufffd") if type(v) is str else v for v in values)
 
-    __slots__ = ("_children", "_factory", "_lock", "_pass_values")
+
+class Family:
+    """Label-value tuple -> cell. Creating a child takes a lock; reading one never does.
+
+    NUL and CR in a label value become U+FFFD (the Unicode replacement
+    character) when the child is created: the exposition formats have no
+    escape for them, and some consumers choke on them raw. The raw tuple stays
+    an alias of the cleaned child, so lookups stay one dict probe.
+    """
+
+    __slots__ = ("_aliases", "_children", "_factory", "_lock", "_pass_values")
 
     def __init__(self, factory: Callable[..., Any], pass_values: bool = False) -> None:
         # ``pass_values``: call ``factory(values)`` rather than ``factory()``, for
@@ -166,16 +185,28 @@ class Family:
         self._factory = factory
         self._pass_values = pass_values
         self._children: dict[tuple[str, ...], Any] = {}
+        self._aliases: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
 
     def get(self, values: tuple[str, ...]) -> Any:
         cell = self._children.get(values)
         if cell is None:
-            with self._lock:
-                cell = self._children.get(values)
+            cell = self._aliases.get(values)
+            if cell is None:
+                cell = self._create(values)
+        return cell
+
+    def _create(self, values: tuple[str, ...]) -> Any:
+        with self._lock:
+            cell = self._children.get(values)
+            if cell is None:
+                clean = _clean_values(values)
+                cell = self._children.get(clean)
                 if cell is None:
-                    cell = self._factory(values) if self._pass_values else self._factory()
-                    self._children[values] = cell
+                    cell = self._factory(clean) if self._pass_values else self._factory()
+                    self._children[clean] = cell
+                if clean is not values:
+                    self._aliases[values] = cell
         return cell
 
     def children(self) -> list[tuple[tuple[str, ...], Any]]:
@@ -183,11 +214,14 @@ class Family:
 
     def remove(self, values: tuple[str, ...]) -> None:
         with self._lock:
-            self._children.pop(values, None)
+            cell = self._children.pop(_clean_values(values), None)
+            if cell is not None and self._aliases:
+                self._aliases = {k: c for k, c in self._aliases.items() if c is not cell}
 
     def clear(self) -> None:
         with self._lock:
             self._children.clear()
+            self._aliases.clear()
 
     def __len__(self) -> int:
         return len(self._children)
@@ -258,28 +292,35 @@ _DETACHED = _Detached()
 
 
 class _MmapCounter(Counter):
-    __slots__ = ("_file", "_key")
+    """A counter written through to this process' file; ``_file`` None until its first write."""
+
+    __slots__ = ("_file", "_key", "_store")
 
     def inc(self, amount: float = 1.0, exemplar: object = None) -> None:
         amount = float(amount)
         if amount < 0:
             raise ValueError("Counters can only be incremented by non-negative amounts.")
+        if self._file is None:
+            self._store._attach(self)
         with self._lock:
             self._v += amount
             self._file.write_value(self._key, self._v, 0.0)
 
     def _attach(self, file: Any) -> None:
+        if file is not _DETACHED and file is not None:
+            self._v += file.read_value(self._key)[0]
+            file.write_value(self._key, self._v, 0.0)
         self._file = file
-        if file is not _DETACHED:
-            self._v = file.read_value(self._key)[0]
 
 
 class _MmapHistogram(Histogram):
-    __slots__ = ("_bucket_keys", "_file", "_sum_key")
+    __slots__ = ("_bucket_keys", "_file", "_store", "_sum_key")
 
     def observe(self, amount: float, exemplar: object = None) -> None:
         amount = float(amount)
         i = bisect_left(self.bounds, amount)
+        if self._file is None:
+            self._store._attach(self)
         with self._lock:
             self._sum += amount
             self._file.write_value(self._sum_key, self._sum, 0.0)
@@ -288,10 +329,42 @@ class _MmapHistogram(Histogram):
                 self._file.write_value(self._bucket_keys[i], self._counts[i], 0.0)
 
     def _attach(self, file: Any) -> None:
+        if file is not _DETACHED and file is not None:
+            self._counts = [
+                c + file.read_value(k)[0] for c, k in zip(self._counts, self._bucket_keys, strict=True)
+            ]
+            self._sum += file.read_value(self._sum_key)[0]
+            for k, c in zip(self._bucket_keys, self._counts, strict=True):
+                file.write_value(k, c, 0.0)
+            file.write_value(self._sum_key, self._sum, 0.0)
         self._file = file
-        if file is not _DETACHED:
-            self._counts = [file.read_value(k)[0] for k in self._bucket_keys]
-            self._sum = file.read_value(self._sum_key)[0]
+
+    def _reset(self) -> None:
+        self._counts = [0.0] * len(self.bounds)
+        self._sum = 0.0
+        self._file = None
+
+
+def _open_locked(filename: str) -> MmapedDict:
+    """Open (or create) ``filename`` and hold a shared lock on it for as long as it is open.
+
+    The lock says "a live process writes here": compaction folds only files it
+    can lock exclusively (``django_prometheus.multiprocess.compact``). If a
+    compaction renamed the file away while we waited for the lock, open again.
+    """
+    while True:
+        f = MmapedDict(filename)
+        if fcntl is None:  # pragma: no cover - no flock on this platform: no compaction either
+            return f
+        fd = f._f.fileno()
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            same = os.stat(filename).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return f
+        f.close()
 
 
 _STORES: weakref.WeakSet[MultiProcessStore] = weakref.WeakSet()
@@ -300,36 +373,43 @@ _STORES: weakref.WeakSet[MultiProcessStore] = weakref.WeakSet()
 class MultiProcessStore:
     """This process' metrics files in ``directory``, and every cell that writes into them.
 
-    After a fork the child moves every cell to files of its own (an
-    ``os.register_at_fork`` hook, plus ``check_pid()`` for servers such as
-    uWSGI that fork without running Python's fork hooks; call it once per
-    request). The parent's counts stay in the parent's files.
+    A cell gets its entry when it is created, so its zero shows in scrapes, as
+    with prometheus_client's own values. After a fork the child's cells go
+    back to "not written yet" (an ``os.register_at_fork`` hook, plus
+    ``check_pid()`` for servers such as uWSGI that fork without running
+    Python's fork hooks; call it once per request), so only its first write
+    opens files of its own: a forked child that never counts (``subprocess``
+    with ``preexec_fn``, a ``multiprocessing`` pool) leaves no file behind.
+    The parent's counts stay in the parent's files.
     """
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self.pid = os.getpid()
         self._files: dict[str, MmapedDict] = {}
-        self._tracked: list[tuple[Any, str]] = []
+        self._tracked: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._failed: OSError | None = None
         _STORES.add(self)
 
     def _file_for(self, typ: str) -> MmapedDict:
         f = self._files.get(typ)
         if f is None:
-            f = self._files[typ] = MmapedDict(os.path.join(self.directory, f"{typ}_django_{self.pid}.db"))
+            f = self._files[typ] = _open_locked(os.path.join(self.directory, f"{typ}_django_{self.pid}.db"))
         return f
 
     def counter(self, key: str) -> Counter:
         """A Counter whose value is the ``key`` entry of this process' counter file."""
         cell = _MmapCounter()
         cell._key = key
+        cell._store = self
+        cell._file = None
         self.check_pid()
         with self._lock:
             self._check_open()
-            cell._attach(self._file_for("counter"))
-            self._tracked.append((cell, "counter"))
+            self._tracked.append(cell)
+        self._attach(cell)  # its zero shows from now on, as prometheus_client's values do
         return cell
 
     def histogram(self, bounds: Iterable[float], bucket_keys: Iterable[str], sum_key: str) -> Histogram:
@@ -337,21 +417,46 @@ class MultiProcessStore:
         cell = _MmapHistogram(bounds)
         cell._bucket_keys = tuple(bucket_keys)
         cell._sum_key = sum_key
+        cell._store = self
+        cell._file = None
         if len(cell._bucket_keys) != len(cell.bounds):
             raise ValueError("one key per bucket is needed")
         self.check_pid()
         with self._lock:
             self._check_open()
-            cell._attach(self._file_for("histogram"))
-            self._tracked.append((cell, "histogram"))
+            self._tracked.append(cell)
+        self._attach(cell)  # its zero shows from now on, as prometheus_client's values do
         return cell
+
+    def _attach(self, cell: Any) -> None:
+        """Give an unwritten cell its entries in this process' file (its first write)."""
+        with self._lock:
+            if cell._file is not None:
+                return
+            if self._closed or self._failed is not None:
+                cell._attach(_DETACHED)
+                return
+            typ = "counter" if isinstance(cell, _MmapCounter) else "histogram"
+            try:
+                cell._attach(self._file_for(typ))
+            except OSError as exc:
+                self._fail(exc)
+                cell._attach(_DETACHED)
+
+    def _fail(self, exc: OSError) -> None:
+        self._failed = exc
+        logging.getLogger("django_prometheus").error(
+            "django_prometheus: cannot write this process' multiprocess metrics files in %s (%s); "
+            "process %s counts in memory only, and its counts are missing from every scrape",
+            self.directory, exc, self.pid,
+        )  # fmt: skip
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this multiprocess store is closed")
 
     def check_pid(self) -> None:
-        """Move every cell to this process' own files if we are in a forked child."""
+        """Start over as a new process (no files yet) if we are in a forked child."""
         if os.getpid() != self.pid:
             self._after_fork()
 
@@ -362,11 +467,21 @@ class MultiProcessStore:
             if self._closed or os.getpid() == self.pid:
                 return
             old, self._files = self._files, {}
+            self._failed = None
             self.pid = os.getpid()
-            for cell, typ in self._tracked:
-                cell._attach(self._file_for(typ))
+            for cell in self._tracked:
+                if isinstance(cell, _MmapCounter):
+                    cell._v = 0.0
+                    cell._file = None
+                else:
+                    cell._reset()
+                cell._lock = threading.Lock()
             for f in old.values():
                 f.close()
+
+    def files(self) -> list[str]:
+        """The paths of the files this process has written so far."""
+        return [os.path.join(self.directory, f"{typ}_django_{self.pid}.db") for typ in self._files]
 
     def close(self) -> None:
         """Detach every cell (they keep their values, in process) and close the files."""
@@ -374,7 +489,7 @@ class MultiProcessStore:
             if self._closed:
                 return
             self._closed = True
-            for cell, _ in self._tracked:
+            for cell in self._tracked:
                 cell._attach(_DETACHED)  # they go on counting in process only
             self._tracked = []
             for f in self._files.values():

@@ -78,6 +78,7 @@ class Case:
     name: str
     settings: Callable[[str], dict[str, Any]]
     build: Callable[[str], Op]
+    warmup: int = 2_000  # calls before measuring (a scrape of 10,000 children needs a handful)
 
 
 def load_cases(pattern: str | None = None) -> list[Case]:

@@ -38,13 +38,14 @@ def _calibrated_ns(timer: timeit.Timer, repeat: int, min_seconds: float) -> list
 
 def run(case_name: str, impl: str, mode: str, n: int, min_seconds: float = 0.05) -> dict[str, Any]:
     try:
-        op = prepare(find_case(case_name), impl)
+        case = find_case(case_name)
+        op = prepare(case, impl)
     except NotImplementedError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(3) from None
     # timeit.Timer turns the GC off while it times, as asv's time_* benchmarks do.
     timer = timeit.Timer(op)
-    timer.timeit(WARMUP_CALLS)
+    timer.timeit(min(WARMUP_CALLS, case.warmup))
     result: dict[str, Any] = {"core": core_in_use()}
     if mode == "count":
         timer.timeit(n)

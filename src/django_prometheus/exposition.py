@@ -1,32 +1,169 @@
 """What a scrape returns: the bytes of the exposition, for the view and the port exporters.
 
 The one seam between "which registry, which format, which names" (decided by
-``exports``) and "how the bytes are made" (here). Today prometheus_client
-renders everything; the compiled writer and the compiled multiprocess merge
-plug in behind these two functions without the exporters changing.
+``exports``) and "how the bytes are made" (here). Our own families are written
+straight from the cells by the core's writer (``_core._expo``); every other
+collector in the registry (users' metrics, process/platform/gc collectors,
+third-party collectors) is rendered by prometheus_client, in registry order,
+so the body is byte for byte ``generate_latest`` of the same registry.
+``generate_latest(REGISTRY)`` itself keeps working: our metrics stay ordinary
+collectors, this is only the exporters' fast path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import prometheus_client
-from prometheus_client import multiprocess
+from prometheus_client import metrics as _pc_metrics
 from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.utils import floatToGoString
+
+from django_prometheus._core import _expo
+
+__all__ = ["aggregate_registry", "render"]
+
+# prometheus_client 0.21 started writing two-digit exponents (1e+10, not 1e+010).
+_EXP2 = floatToGoString(1e10) == "1e+10"
+_EOF = b"# EOF\n"
+_LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+
+_SUFFIXES = {
+    _expo.COUNTER: ((_expo.VALUE, "_total"), (_expo.CREATED, "_created")),
+    _expo.GAUGE: ((_expo.VALUE, ""),),
+    _expo.HISTOGRAM: (
+        (_expo.BUCKET, "_bucket"),
+        (_expo.COUNT, "_count"),
+        (_expo.SUM, "_sum"),
+        (_expo.CREATED, "_created"),
+    ),
+}
 
 
 def render(registry: Any, openmetrics_format: bool = False, names: Sequence[str] | None = None) -> bytes:
-    """``generate_latest`` of ``registry`` (OpenMetrics' when asked), restricted to ``names`` if given."""
-    if names:
-        registry = registry.restricted_registry(names)
+    """``generate_latest`` of ``registry`` (OpenMetrics' when asked), restricted to ``names`` if given.
+
+    ``names`` selects samples by name, as ``?name[]=`` does in prometheus_client
+    (``django_http_requests_total_by_method_total``, ``…_bucket``); unlike its
+    restricted registry, collectors without ``describe()`` (the multiprocess
+    aggregate among them) are filtered too, instead of dropped.
+    """
+    wanted = frozenset(names) if names else None
+    entries = _collectors(registry)
+    if entries is None:  # not a CollectorRegistry: prometheus_client renders it all
+        if wanted is not None and hasattr(registry, "restricted_registry"):
+            registry = registry.restricted_registry(list(wanted))
+        return _foreign(registry, openmetrics_format)
+    use_created = _pc_metrics._use_created
+    chunks: list[bytes] = []
+    pending: list[Any] = []  # consecutive collectors prometheus_client renders in one go
+    for collector in entries:
+        fast = getattr(collector, "_expo_render", None)
+        out = fast(openmetrics_format, wanted, use_created) if fast is not None else None
+        if out is None:
+            pending.append(collector)
+            continue
+        if pending:
+            chunks.append(_foreign(_Chunk(pending, wanted), openmetrics_format))
+            pending = []
+        chunks.append(out)
+    if pending:
+        chunks.append(_foreign(_Chunk(pending, wanted), openmetrics_format))
     if openmetrics_format:
-        return openmetrics.generate_latest(registry)
-    return prometheus_client.generate_latest(registry)
+        chunks.append(_EOF)
+    return b"".join(chunks)
+
+
+def _collectors(registry: Any) -> list[Any] | None:
+    """The registry's collectors in its collect() order (target_info first), or None if unknown."""
+    by_collector = getattr(registry, "_collector_to_names", None)
+    lock = getattr(registry, "_lock", None)
+    if not isinstance(by_collector, dict) or lock is None:
+        return None
+    with lock:
+        collectors = list(by_collector)
+        target_info = registry._target_info_metric() if getattr(registry, "_target_info", None) else None
+    if target_info is not None:
+        collectors.insert(0, _Static([target_info]))
+    return collectors
+
+
+class _Static:
+    def __init__(self, metrics: list[Any]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> list[Any]:
+        return self._metrics
+
+
+class _Chunk:
+    """Collectors handed to prometheus_client's writer, their samples restricted to ``wanted``."""
+
+    def __init__(self, collectors: list[Any], wanted: frozenset[str] | None) -> None:
+        self._collectors = collectors
+        self._wanted = wanted
+
+    def collect(self) -> Iterable[Any]:
+        wanted = self._wanted
+        for collector in self._collectors:
+            for metric in collector.collect():
+                if wanted is None:
+                    yield metric
+                else:
+                    restricted = metric._restricted_metric(wanted)
+                    if restricted is not None:
+                        yield restricted
+
+
+def _foreign(registry: Any, openmetrics_format: bool) -> bytes:
+    if not openmetrics_format:
+        return prometheus_client.generate_latest(registry)
+    out = openmetrics.generate_latest(registry)
+    return out[: -len(_EOF)] if out.endswith(_EOF) else out
+
+
+def render_family(
+    kind: int,
+    name: str,
+    doc: str,
+    unit: str,
+    labelnames: Sequence[str],
+    children: Sequence[tuple[tuple[str, ...], Any]],
+    les: Sequence[str],
+    with_sum: bool,
+    openmetrics_format: bool,
+    wanted: frozenset[str] | None,
+    use_created: bool,
+) -> bytes | None:
+    """One of our families through the core's writer; None when only prometheus_client can write it."""
+    if not _LEGACY_NAME.match(name) or not all(_LEGACY_LABEL.match(n) for n in labelnames):
+        return None  # UTF-8 names: prometheus_client's escaping rules apply
+    mask = 0
+    for bit, suffix in _SUFFIXES[kind]:
+        if bit == _expo.CREATED and not use_created or bit == _expo.SUM and not with_sum:
+            continue
+        if wanted is None or name + suffix in wanted:
+            mask |= bit
+    if wanted is not None and not mask:
+        return b""
+    return _expo.render_family(
+        kind, name, doc, unit, tuple(labelnames), children, les, mask,
+        openmetrics_format, wanted is not None, _EXP2,
+    )  # fmt: skip
+
+
+def render_metrics(metrics: Iterable[Any], openmetrics_format: bool, wanted: frozenset[str] | None) -> bytes:
+    """prometheus_client metric families (the multiprocess merge's), restricted to ``wanted``."""
+    return _foreign(_Chunk([_Static(list(metrics))], wanted), openmetrics_format)
 
 
 def aggregate_registry(path: str) -> prometheus_client.CollectorRegistry:
     """A registry that serves every process' values from the multiprocess directory ``path``."""
+    from django_prometheus import multiprocess
+
     registry = prometheus_client.CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)
+    registry.register(multiprocess.AggregateCollector(path))
     return registry

@@ -23,13 +23,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import prometheus_client
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_started
 from prometheus_client import metrics as _pc_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.utils import floatToGoString
 
-from django_prometheus._core import _cells
+from django_prometheus import exposition
+from django_prometheus._core import _cells, _expo
 
 __all__ = ["MULTIPROCESS_DIR", "Counter", "Gauge", "Histogram", "multiprocess_store"]
 
@@ -62,11 +64,33 @@ def multiprocess_store() -> Any:
             if _store is None:
                 if MULTIPROCESS_DIR is None:
                     raise RuntimeError("not in multiprocess mode (PROMETHEUS_MULTIPROC_DIR is not set)")
+                _check_multiprocess_dir(MULTIPROCESS_DIR)
                 _store = _cells.MultiProcessStore(MULTIPROCESS_DIR)
                 # Servers that fork without Python's fork hooks (uWSGI by default):
                 # one pid check per request, never per increment.
                 request_started.connect(_check_pid, weak=False, dispatch_uid="django_prometheus.check_pid")
     return _store
+
+
+def _check_multiprocess_dir(path: str) -> None:
+    """Fail at start-up, saying what to fix, rather than with a bare OSError on a first write."""
+    variable = (
+        "PROMETHEUS_MULTIPROC_DIR" if "PROMETHEUS_MULTIPROC_DIR" in os.environ else "prometheus_multiproc_dir"
+    )
+    if not path:
+        problem = "is set but empty"
+    elif not os.path.isdir(path):
+        problem = "does not exist" if not os.path.exists(path) else "is not a directory"
+    elif not os.access(path, os.W_OK | os.X_OK):
+        problem = "is not writable by this process"
+    else:
+        return
+    raise ImproperlyConfigured(
+        f"django_prometheus: multiprocess mode is on because the environment variable {variable} is set, "
+        f"but the directory it names ({path!r}) {problem}. Create it (empty) before the server starts, "
+        f"e.g. `mkdir -p {path or '/tmp/prometheus-multiproc'}`, writable by every worker, "
+        f"or unset {variable} to count in this process only."
+    )
 
 
 class _CellBacked:
@@ -149,6 +173,34 @@ class _CellBacked:
     def _add_samples(self, metric: Metric, labels: dict[str, str], cell: Any, use_created: bool) -> None:
         raise NotImplementedError
 
+    # The exporters' fast path (``exposition.render``): the core's writer reads the
+    # cells directly, with the bytes collect() + generate_latest would give.
+    _expo_kind: int
+    _expo_base: type
+
+    def _expo_render(
+        self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool
+    ) -> bytes | None:
+        cls, base = type(self), self._expo_base
+        if cls.collect is not base.collect or cls._add_samples is not base._add_samples:
+            return None  # a subclass changed what is collected: collect() is the truth
+        if self._family is not None:
+            children: Any = self._family.children()
+        elif self._cell is not None:
+            children = [((), self._cell)]
+        else:
+            children = []
+        return exposition.render_family(
+            self._expo_kind, self._name, self._documentation, self._unit, self._labelnames, children,
+            self._expo_les(), self._expo_with_sum(), openmetrics_format, wanted, use_created,
+        )  # fmt: skip
+
+    def _expo_les(self) -> tuple[str, ...]:
+        return ()
+
+    def _expo_with_sum(self) -> bool:
+        return False
+
 
 class Counter(_CellBacked, prometheus_client.Counter):
     def _cell_factory(self) -> CellFactory:
@@ -216,6 +268,13 @@ class Gauge(_CellBacked, prometheus_client.Gauge):
             return super(_CellBacked, self).collect()
         return super().collect()
 
+    def _expo_render(
+        self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool
+    ) -> bytes | None:
+        if "_child_samples" in self.__dict__:
+            return None
+        return super()._expo_render(openmetrics_format, wanted, use_created)
+
     def _add_samples(self, metric: Metric, labels: dict[str, str], cell: Any, use_created: bool) -> None:
         metric.add_sample(self._name, labels, cell.get())
 
@@ -253,3 +312,17 @@ class Histogram(_CellBacked, prometheus_client.Histogram):
             metric.add_sample(name + "_sum", labels, cell.sum)
         if use_created:
             metric.add_sample(name + "_created", labels, cell.created)
+
+    def _expo_les(self) -> tuple[str, ...]:
+        les = self.__dict__.get("_les")
+        if les is None:
+            les = self.__dict__["_les"] = tuple(floatToGoString(b) for b in self._upper_bounds)
+        return les
+
+    def _expo_with_sum(self) -> bool:
+        return self._upper_bounds[0] >= 0
+
+
+Counter._expo_kind, Counter._expo_base = _expo.COUNTER, Counter
+Gauge._expo_kind, Gauge._expo_base = _expo.GAUGE, Gauge
+Histogram._expo_kind, Histogram._expo_base = _expo.HISTOGRAM, Histogram

@@ -7,5 +7,8 @@ urlpatterns = [
     path("create", views.create, name="create"),
     path("missing", views.missing, name="missing"),
     path("boom", views.boom, name="boom"),
+    path("echo", views.echo, name="echo"),
+    path("spawn", views.spawn, name="spawn"),
+    path("scrape", views.scrape, name="scrape"),
     path("", include("django_prometheus.urls")),
 ]

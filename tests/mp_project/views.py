@@ -1,10 +1,15 @@
 """Views with known costs: each one's cache gets, queries and model writes are fixed."""
 
+import multiprocessing
+import os
+import subprocess
+
 import prometheus_client
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse, HttpResponseNotFound
 
+from django_prometheus import exposition, metrics
 from tests.mp_project.models import Item
 
 # A user's own prometheus_client metric, next to ours.
@@ -36,3 +41,43 @@ def missing(request):
 
 def boom(request):
     raise ValueError("boom")
+
+
+# --- For the scrape tests (test_multiprocess_scrape_servers.py) ---
+
+ECHO = metrics.Counter("mp_echo", "Label values straight from the client (the user's choice).", ["v"])
+
+
+def echo(request):
+    """A client-chosen label value on one of our metric classes: NUL and CR included."""
+    ECHO.labels(request.GET.get("v", "")).inc()
+    return HttpResponse(b"ok")
+
+
+def spawn(request):
+    """Forks that never count: their pids, which must own no metrics file."""
+    pids = []
+    for _ in range(5):
+        subprocess.run(["true"], preexec_fn=lambda: None, check=True)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os._exit(0)
+    os.waitpid(pid, 0)
+    pids.append(pid)
+    pool = multiprocessing.get_context("fork").Pool(2)
+    pids.extend(set(pool.map(_pid, range(4))))
+    pool.close()  # (not terminate(): its SIGTERM meets the gunicorn worker's inherited handler)
+    pool.join()
+    return HttpResponse(" ".join(map(str, pids)).encode())
+
+
+def _pid(_):
+    return os.getpid()
+
+
+def scrape(request):
+    """The exporters' seam, as the view and the port exporters call it."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    registry = exposition.aggregate_registry(path) if path else prometheus_client.REGISTRY
+    body = exposition.render(registry, False, request.GET.getlist("name[]") or None)
+    return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,48 @@
+"""Pick the compiled exposition writer or its pure-Python twin, once, at import time.
+
+The same rule as ``_cells``: pure when ``DJANGO_PROMETHEUS_NO_EXTENSIONS`` is
+set, off CPython, or under type checking; otherwise compiled, falling back to
+the twin only if the extension is missing from this build.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+NO_EXTENSIONS = os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS", "") not in ("", "0")
+
+if TYPE_CHECKING or NO_EXTENSIONS or sys.implementation.name != "cpython":
+    from . import _expo_py as _impl
+else:
+    try:
+        from . import _expo_c as _impl  # type: ignore[no-redef]
+    except ImportError:  # pragma: no cover - a pure build, or the extension was not compiled
+        from . import _expo_py as _impl  # type: ignore[no-redef]
+
+#: True when the compiled writer is the one in use.
+USE_EXTENSIONS: bool = _impl.__name__.endswith("_expo_c")
+
+COUNTER, GAUGE, HISTOGRAM = _impl.COUNTER, _impl.GAUGE, _impl.HISTOGRAM
+VALUE, BUCKET, COUNT, SUM, CREATED = _impl.VALUE, _impl.BUCKET, _impl.COUNT, _impl.SUM, _impl.CREATED
+format_float = _impl.format_float
+render_family = _impl.render_family
+read_used = _impl.read_used
+scan = _impl.scan
+
+__all__ = [
+    "BUCKET",
+    "COUNT",
+    "COUNTER",
+    "CREATED",
+    "GAUGE",
+    "HISTOGRAM",
+    "SUM",
+    "USE_EXTENSIONS",
+    "VALUE",
+    "format_float",
+    "read_used",
+    "render_family",
+    "scan",
+]

@@ -1,0 +1,201 @@
+"""Pure-Python twin of the compiled exposition writer (``_expo_c.pyx``): same API, same bytes.
+
+One call renders one metric family straight from its cells, in the Prometheus
+text format 0.0.4 or OpenMetrics 1.0, byte for byte what prometheus_client's
+``generate_latest`` makes of the same family: label values escaped (``\\``,
+``"``, newline), labels sorted by name, floats in Go's notation, ``_created``
+samples as a gauge family of their own in the text format and inline in
+OpenMetrics. The caller decides which samples to keep (``mask``) and passes
+the family's shape; this module reads only the cells' public API.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = [
+    "BUCKET",
+    "COUNT",
+    "COUNTER",
+    "CREATED",
+    "GAUGE",
+    "HISTOGRAM",
+    "SUM",
+    "VALUE",
+    "format_float",
+    "read_used",
+    "render_family",
+    "scan",
+]
+
+# Family kinds.
+COUNTER, GAUGE, HISTOGRAM = 0, 1, 2
+# Sample kinds, for ``mask``: the counter's ``_total``/the gauge's value, then the histogram's.
+VALUE, BUCKET, COUNT, SUM, CREATED = 1, 2, 4, 8, 16
+
+_INF = float("inf")
+
+
+def format_float(d: float, exp2: bool = True) -> str:
+    """prometheus_client's ``floatToGoString``; ``exp2``: two-digit exponents (its releases from 0.21 on)."""
+    d = float(d)
+    if d == _INF:
+        return "+Inf"
+    if d == -_INF:
+        return "-Inf"
+    if d != d:
+        return "NaN"
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}" if exp2 else f"{mantissa}e+0{dot - 1}"
+    return s
+
+
+def _escape(v: str) -> str:
+    if "\\" in v or "\n" in v or '"' in v:
+        return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return v
+
+
+def render_family(
+    kind: int,
+    name: str,
+    doc: str,
+    unit: str,
+    labelnames: Sequence[str],
+    children: Sequence[tuple[tuple[str, ...], Any]],
+    les: Sequence[str],
+    mask: int,
+    openmetrics: bool,
+    filtered: bool,
+    exp2: bool = True,
+) -> bytes:
+    """The exposition of one family.
+
+    ``children``: (label values, cell) pairs, label values in ``labelnames``
+    order. ``les``: a histogram's bucket bounds as ``le`` strings. ``mask``:
+    the sample kinds to write (``CREATED`` only if created series are on;
+    ``SUM`` only if the histogram has no negative bound). ``filtered``: the
+    scrape asked for names (``name[]``), so a family left without samples
+    writes nothing at all, as prometheus_client's restricted registry does.
+    """
+    order = sorted(range(len(labelnames)), key=lambda i: labelnames[i])
+    sorted_names = [labelnames[i] for i in order]
+    le_pos = sum(1 for n in sorted_names if n < "le")
+    lines: list[str] = []
+    created: list[str] = []
+    nsamples = 0
+    fmt = format_float
+    for values, cell in children:
+        parts = [f'{sorted_names[j]}="{_escape(values[i])}"' for j, i in enumerate(order)]
+        labels = "{" + ",".join(parts) + "}" if parts else ""
+        if kind == HISTOGRAM:
+            before = "".join(p + "," for p in parts[:le_pos])
+            after = "".join("," + p for p in parts[le_pos:])
+            buckets = cell.buckets()
+            if mask & BUCKET:
+                for le, acc in zip(les, buckets, strict=True):
+                    lines.append(f'{name}_bucket{{{before}le="{le}"{after}}} {fmt(acc, exp2)}\n')
+                nsamples += len(les)
+            if mask & COUNT:
+                lines.append(f"{name}_count{labels} {fmt(buckets[-1] if buckets else 0.0, exp2)}\n")
+                nsamples += 1
+            if mask & SUM:
+                lines.append(f"{name}_sum{labels} {fmt(cell.sum, exp2)}\n")
+                nsamples += 1
+        elif mask & VALUE:
+            sample = name + "_total" if kind == COUNTER else name
+            lines.append(f"{sample}{labels} {fmt(cell.get(), exp2)}\n")
+            nsamples += 1
+        if mask & CREATED and kind != GAUGE:
+            line = f"{name}_created{labels} {fmt(cell.created, exp2)}\n"
+            (lines if openmetrics else created).append(line)
+            nsamples += 1
+    if filtered and not nsamples:
+        return b""
+    typ = ("counter", "gauge", "histogram")[kind]
+    if openmetrics:
+        help_text = doc.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        head = f"# HELP {name} {help_text}\n# TYPE {name} {typ}\n"
+        if unit and not filtered:
+            head += f"# UNIT {name} {unit}\n"
+        return (head + "".join(lines)).encode()
+    help_text = doc.replace("\\", "\\\\").replace("\n", "\\n")
+    mname = name + "_total" if kind == COUNTER else name
+    out = [f"# HELP {mname} {help_text}\n# TYPE {mname} {typ}\n", *lines]
+    if created:
+        out.append(f"# HELP {name}_created {help_text}\n# TYPE {name}_created gauge\n")
+        out.extend(created)
+    return "".join(out).encode()
+
+
+# --- Reading multiprocess files -----------------------------------------------
+#
+# prometheus_client's format (``mmap_dict.py``): a 4-byte "bytes used" header,
+# 4 bytes of padding, then entries of (4-byte key length, UTF-8 key padded to
+# 8-byte alignment, value double, timestamp double).
+
+_HEAD = struct.Struct("i")
+_TWO_DOUBLES = struct.Struct("dd")
+
+
+def read_used(path: str) -> bytes | None:
+    """The used part of one file, or None if it is gone."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+            if len(data) < 8:
+                return b""
+            used = _HEAD.unpack_from(data, 0)[0]
+            if used > len(data):
+                data += f.read(used - len(data))
+    except FileNotFoundError:
+        return None
+    return data[: max(used, 8)]
+
+
+def scan(
+    paths: Sequence[str], gauge: Sequence[bool], resolve: Callable[[str, int], int]
+) -> tuple[list[float], list[tuple[int, int, float, float]]]:
+    """Sum every file's values per target, in file order then entry order.
+
+    ``resolve(key, file_index)`` is called once per distinct key and kind of
+    file (gauge or not) and returns the key's target. Values in a non-gauge
+    file are added to ``sums[target]`` (the same additions, in the same order,
+    as prometheus_client's collector makes); a gauge file's entries are
+    returned as (target, file_index, value, timestamp) for the caller to
+    combine per ``multiprocess_mode``. Files that vanished are skipped.
+    """
+    sums: list[float] = []
+    gauges: list[tuple[int, int, float, float]] = []
+    known: tuple[dict[bytes, int], dict[bytes, int]] = ({}, {})
+    for index, path in enumerate(paths):
+        data = read_used(path)
+        if data is None:
+            continue
+        is_gauge = bool(gauge[index])
+        cache = known[is_gauge]
+        used = _HEAD.unpack_from(data, 0)[0] if len(data) >= 8 else 0
+        pos = 8
+        while pos < used:
+            n = _HEAD.unpack_from(data, pos)[0]
+            if n < 0 or n + pos > used:
+                raise RuntimeError("Read beyond file size detected, file is corrupted.")
+            key = data[pos + 4 : pos + 4 + n]
+            pos += 4 + n + (8 - (n + 4) % 8)
+            value, timestamp = _TWO_DOUBLES.unpack_from(data, pos)
+            pos += 16
+            target = cache.get(key)
+            if target is None:
+                target = cache[key] = resolve(key.decode("utf-8"), index)
+            if is_gauge:
+                gauges.append((target, index, value, timestamp))
+            else:
+                while target >= len(sums):
+                    sums.append(0.0)
+                sums[target] += value
+    return sums, gauges

@@ -1,0 +1,266 @@
+"""The scrape: rendering big families, and reading a multiprocess directory full of dead workers.
+
+Single process (``scrape_<kind>_<n>``): one labelled family of ``n`` children
+(a counter, or a 15-bucket histogram), every child written. ``compiled`` and
+``pure``: our metric classes rendered the way the view renders them
+(``exposition.render``); ``bare`` and ``upstream``: prometheus_client's own
+classes (what django-prometheus 2.5.0 uses) and ``generate_latest``. The
+``scrape_collector_*`` cases render our registry with ``generate_latest``, the
+path user code takes and the one our view took before the compiled writer:
+the same registry, the same bytes, side by side.
+
+Multiprocess (``mp_scrape_dead_<n>``): ``n`` dead workers' files (one counter
+and one histogram file each, 20 views x 2 methods, prometheus_client's
+format) plus one live worker; ours: ``aggregate_registry`` + ``render``
+(compaction at scrape time off, so every case reads every file), bare and
+upstream: ``MultiProcessCollector`` + ``generate_latest``.
+``mp_scrape_compacted_<n>``: the same history after ``compact()``.
+
+Memory per child: ``python -m benchmarks.bench_scrape --memory`` (tracemalloc,
+label strings excluded), and asv's ``track_*`` below.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+import tempfile
+import tracemalloc
+from typing import Any
+
+from ._harness import IMPLS, Case, Op, prepare
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+SIZES = (1_000, 10_000, 100_000)
+DEAD = (10, 100, 1_000, 10_000)
+LES = [*(repr(float(b)) for b in BUCKETS), "+Inf"]
+
+
+def _settings(impl: str) -> dict[str, Any]:
+    return {"INSTALLED_APPS": [], "DATABASES": {}, "USE_TZ": True}
+
+
+def _classes(impl: str) -> tuple[Any, Any]:
+    if impl in ("compiled", "pure"):
+        from django_prometheus import metrics
+
+        return metrics.Counter, metrics.Histogram
+    import prometheus_client
+
+    return prometheus_client.Counter, prometheus_client.Histogram
+
+
+def _renderer(impl: str) -> Any:
+    if impl in ("compiled", "pure"):
+        from django_prometheus import exposition
+
+        return exposition.render
+    from prometheus_client import generate_latest
+
+    return generate_latest
+
+
+def _family(impl: str, kind: str, n: int) -> Any:
+    from prometheus_client import CollectorRegistry
+
+    counter, histogram = _classes(impl)
+    registry = CollectorRegistry()
+    rnd = random.Random(n)
+    if kind == "counter":
+        m = counter("django_bench_requests_total", "Requests.", ["view", "method"], registry=registry)
+        for i in range(n):
+            m.labels(f"app.views.view_{i}", "GET").inc(rnd.randint(1, 1000))
+    else:
+        m = histogram("django_bench_latency_seconds", "Latency.", ["view", "method"], registry=registry,
+                      buckets=BUCKETS)  # fmt: skip
+        for i in range(n):
+            child = m.labels(f"app.views.view_{i}", "GET")
+            for _ in range(3):
+                child.observe(rnd.random() * 3)
+    return registry
+
+
+def _scrape_case(kind: str, n: int) -> Case:
+    def build(impl: str) -> Op:
+        registry, render = _family(impl, kind, n), _renderer(impl)
+        return lambda: render(registry)
+
+    return Case(f"scrape_{kind}_{n // 1000}k", _settings, build, warmup=2)
+
+
+def _collector_case(kind: str, n: int) -> Case:
+    def build(impl: str) -> Op:
+        if impl not in ("compiled", "pure"):
+            raise NotImplementedError("the Collector path of our metric classes")
+        from prometheus_client import generate_latest
+
+        registry = _family(impl, kind, n)
+        return lambda: generate_latest(registry)
+
+    return Case(f"scrape_collector_{kind}_{n // 1000}k", _settings, build, warmup=2)
+
+
+# --- Multiprocess ---------------------------------------------------------------
+
+
+def _dead_dir(n: int, compacted: bool) -> str:
+    """A directory with ``n`` dead workers' files (made once, kept in the temp dir between probes)."""
+    base = os.path.join(tempfile.gettempdir(), f"dp-bench-scrape-dead-{n}")
+    ready = os.path.join(base, ".ready")
+    if not os.path.exists(ready):
+        shutil.rmtree(base, ignore_errors=True)
+        os.makedirs(base)
+        _write_dead(base, n)
+        open(ready, "w").close()
+    if not compacted:
+        return base
+    target = base + "-compacted"
+    done = os.path.join(target, ".ready")
+    if not os.path.exists(done):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(base, target)
+        from django_prometheus import multiprocess
+
+        multiprocess.compact(target)
+        open(done, "w").close()
+    return target
+
+
+def _write_dead(directory: str, n: int) -> None:
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    rnd = random.Random(n)
+    keys_c = [mmap_key("django_c", "django_c_total", ["view", "method"], [f"v{v}", m], "Requests.")
+              for v in range(20) for m in ("GET", "POST")]  # fmt: skip
+    keys_h = []
+    for v in range(20):
+        for m in ("GET", "POST"):
+            labels = ["view", "method", "le"]
+            keys_h += [
+                mmap_key("django_h", "django_h_bucket", labels, [f"v{v}", m, le], "Latency.") for le in LES
+            ]
+            keys_h.append(mmap_key("django_h", "django_h_sum", ["view", "method"], [f"v{v}", m], "Latency."))
+    for pid in range(100_000, 100_000 + n + 1):
+        for typ, keys in (("counter", keys_c), ("histogram", keys_h)):
+            f = MmapedDict(os.path.join(directory, f"{typ}_django_{pid}.db"))
+            for key in keys:
+                f.write_value(key, float(rnd.randint(0, 9)), 0.0)
+            f.close()
+
+
+def _mp_case(n: int, compacted: bool) -> Case:
+    def build(impl: str) -> Op:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if impl in ("compiled", "pure"):
+            from django_prometheus import exposition, multiprocess
+
+            directory = _dead_dir(n, compacted)
+            registry = CollectorRegistry()
+            registry.register(multiprocess.AggregateCollector(directory, compact_dead=False))
+            return lambda: exposition.render(registry)
+        if compacted:
+            raise NotImplementedError("prometheus_client never compacts")
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        directory = _dead_dir(n, False)
+
+        def op() -> bytes:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=directory)
+            return generate_latest(registry)
+
+        return op
+
+    return Case(f"mp_scrape_{'compacted' if compacted else 'dead'}_{n}", _settings, build, warmup=2)
+
+
+CASES = [
+    *(_scrape_case(kind, n) for kind in ("counter", "histogram") for n in SIZES[:2]),
+    *(_collector_case(kind, 10_000) for kind in ("counter", "histogram")),
+    *(_mp_case(n, False) for n in DEAD[:3]),
+    *(_mp_case(n, True) for n in DEAD),
+]
+
+
+# --- Memory per child -------------------------------------------------------------
+
+
+def bytes_per_child(impl: str, kind: str, n: int = 5_000) -> float:
+    """tracemalloc bytes per labelled child, label strings excluded (they exist before the child)."""
+    counter, histogram = _classes(impl)
+    from prometheus_client import CollectorRegistry
+
+    values = [(f"view_{i}", "GET") for i in range(n)]
+    registry = CollectorRegistry()
+    if kind == "counter":
+        m = counter("django_mem_total", "m", ["view", "method"], registry=registry)
+    else:
+        m = histogram("django_mem_seconds", "m", ["view", "method"], registry=registry, buckets=BUCKETS)
+    m.labels("warm", "GET")
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    children = [m.labels(*v) for v in values]
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del children
+    return (after - before - 8 * n) / n  # minus our own list's slots
+
+
+def _memory_main() -> None:
+    impl = "pure" if os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS") else "compiled"
+    if "--prometheus-client" in sys.argv:
+        impl = "bare"
+    prepare(Case("memory", _settings, lambda i: lambda: None), impl)
+    for kind in ("counter", "histogram"):
+        print(f"{impl:9} {kind:9} {bytes_per_child(impl, kind):7.0f} B per labelled child")
+
+
+# --- asv ----------------------------------------------------------------------------
+
+
+class Scrape:
+    """Render one family of n labelled children, per implementation (asv)."""
+
+    params = (IMPLS, ("counter", "histogram"), SIZES)
+    param_names = ["impl", "kind", "children"]
+    timeout = 600
+
+    def setup(self, impl: str, kind: str, children: int) -> None:
+        self.op = prepare(_scrape_case(kind, children), impl)
+
+    def time_scrape(self, impl: str, kind: str, children: int) -> None:
+        self.op()
+
+
+class MultiprocessScrape:
+    """Scrape a multiprocess directory with n dead workers' files, before and after compaction (asv)."""
+
+    params = (IMPLS, DEAD, (False, True))
+    param_names = ["impl", "dead_workers", "compacted"]
+    timeout = 1200
+
+    def setup(self, impl: str, dead_workers: int, compacted: bool) -> None:
+        self.op = prepare(_mp_case(dead_workers, compacted), impl)
+
+    def time_scrape(self, impl: str, dead_workers: int, compacted: bool) -> None:
+        self.op()
+
+
+class MemoryPerChild:
+    """tracemalloc bytes per labelled child (asv)."""
+
+    params = (("compiled", "pure", "bare"), ("counter", "histogram"))
+    param_names = ["impl", "kind"]
+
+    def setup(self, impl: str, kind: str) -> None:
+        prepare(Case("memory", _settings, lambda i: lambda: None), impl)
+
+    def track_bytes_per_child(self, impl: str, kind: str) -> float:
+        return bytes_per_child(impl, kind)
+
+
+if __name__ == "__main__":
+    _memory_main()

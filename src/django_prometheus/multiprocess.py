@@ -1,0 +1,466 @@
+"""Multiprocess mode: every process' values from the multiprocess directory, and dead workers compacted.
+
+``AggregateCollector`` is what the view and the single export port serve: the
+sum (or min, max, ... per gauge ``multiprocess_mode``) of every process'
+files, the same samples in the same order as prometheus_client's
+``MultiProcessCollector``, read by the core (``_core._expo.scan``).
+
+``mark_process_dead(pid)`` (gunicorn's ``child_exit`` hook) also folds a dead
+worker's counters, histograms and summaries into one archive file per type
+and removes the worker's files, so a scrape's cost stops growing with every
+worker ever recycled. See ``compact()`` for why that is safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import glob
+import json
+import logging
+import os
+import struct
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import multiprocess as _pc_multiprocess
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+from django_prometheus._core import _expo
+
+__all__ = ["AggregateCollector", "compact", "mark_process_dead", "merge"]
+
+_LOCK_NAME = "django_prometheus.lock"
+_ARCHIVE = "{typ}_django_archive.db"
+_FOLDABLE = ("counter", "histogram", "summary")  # summed per key: folding them changes no total
+_TRAILER = b"DJPROMARCHIVE1\n"  # after the "used" bytes, where prometheus_client never reads
+_HEAD = struct.Struct("i")
+
+
+# --- Reading: the same merge as prometheus_client's MultiProcessCollector ------------
+
+
+class _Conflict(Exception):
+    """One metric name in files of different kinds: let prometheus_client decide what that means."""
+
+
+class _Family:
+    __slots__ = ("buckets", "doc", "groups", "mode", "name", "typ")
+
+    def __init__(self, name: str, doc: str, typ: str) -> None:
+        self.name, self.doc, self.typ = name, doc, typ
+        self.mode = ""
+        self.groups: dict[tuple, dict[tuple, int]] = {}  # labels -> (sample name, labels) -> target
+        self.buckets: dict[tuple, dict[float, int]] = {}  # labels without le -> bound -> target
+
+
+class _Merge:
+    """One scrape's merge: resolves each distinct key once, the core sums the values."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.kinds = []
+        for path in paths:
+            parts = os.path.basename(path).split("_")
+            typ = parts[0]
+            if typ == "gauge":
+                self.kinds.append((typ, parts[1], parts[2][:-3] if len(parts) > 2 else ""))
+            else:
+                self.kinds.append((typ, "", ""))
+        self.families: dict[str, _Family] = {}
+        self.targets = 0
+        self.gauge_keys: list[tuple[_Family, str, tuple]] = []
+        self._parsed: dict[str, tuple] = {}
+
+    def _family(self, key: str, typ: str) -> tuple[_Family, str, tuple]:
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            metric_name, name, labels, doc = json.loads(key)
+            parsed = self._parsed[key] = (metric_name, name, tuple(sorted(labels.items())), doc)
+        metric_name, name, labels_key, doc = parsed
+        family = self.families.get(metric_name)
+        if family is None:
+            family = self.families[metric_name] = _Family(metric_name, doc, typ)
+        if (family.typ == "gauge") != (typ == "gauge"):
+            raise _Conflict(metric_name)
+        return family, name, labels_key
+
+    def resolve(self, key: str, index: int) -> int:
+        typ = self.kinds[index][0]
+        family, name, labels_key = self._family(key, typ)
+        if typ == "gauge":
+            self.gauge_keys.append((family, name, labels_key))
+            return len(self.gauge_keys) - 1
+        if family.typ == "histogram":
+            for label, value in labels_key:
+                if label == "le":
+                    without_le = tuple(kv for kv in labels_key if kv[0] != "le")
+                    return self._target(family.buckets.setdefault(without_le, {}), float(value))
+        return self._target(family.groups.setdefault(labels_key, {}), (name, labels_key))
+
+    def _target(self, slots: dict, key: Any) -> int:
+        target = slots.get(key)
+        if target is None:
+            target = slots[key] = self.targets
+            self.targets += 1
+        return target
+
+    def metrics(self) -> list[Metric]:
+        sums, gauge_entries = _expo.scan(self.paths, [k[0] == "gauge" for k in self.kinds], self.resolve)
+        gauge_samples = self._gauges(gauge_entries)
+        out = []
+        for family in self.families.values():
+            metric = Metric(family.name, family.doc, family.typ)
+            if family.typ == "gauge":
+                metric._multiprocess_mode = family.mode  # type: ignore[attr-defined]
+                groups = gauge_samples.get(family.name, {})
+            else:
+                groups = {
+                    labels: {k: sums[t] for k, t in slots.items()} for labels, slots in family.groups.items()
+                }
+                for labels, bounds in family.buckets.items():
+                    group = groups.setdefault(labels, {})
+                    acc = 0.0
+                    for bound, target in sorted(bounds.items()):
+                        acc += sums[target]
+                        group[family.name + "_bucket", (*labels, ("le", floatToGoString(bound)))] = acc
+                    group[family.name + "_count", labels] = acc
+            metric.samples = [
+                Sample(name, dict(labels), value)
+                for group in groups.values()
+                for (name, labels), value in group.items()
+            ]
+            out.append(metric)
+        return out
+
+    def _gauges(self, entries: list[tuple[int, int, float, float]]) -> dict[str, dict[tuple, dict]]:
+        # The mode of a gauge family is that of the last file it was read from.
+        for target, index, _, _ in entries:
+            self.gauge_keys[target][0].mode = self.kinds[index][1]
+        out: dict[str, dict[tuple, dict]] = {}
+        stamps: dict[tuple, float] = {}
+        for target, index, value, timestamp in entries:
+            family, name, labels = self.gauge_keys[target]
+            mode = family.mode
+            if mode in ("all", "liveall") or mode not in _GAUGE_MODES:
+                labels = (*labels, ("pid", self.kinds[index][2]))
+            group = out.setdefault(family.name, {}).setdefault(labels, {})
+            key = (name, labels)
+            if mode in ("min", "livemin"):
+                if value < group.setdefault(key, value):
+                    group[key] = value
+            elif mode in ("max", "livemax"):
+                if value > group.setdefault(key, value):
+                    group[key] = value
+            elif mode in ("sum", "livesum"):
+                group[key] = group.get(key, 0.0) + value
+            elif mode in ("mostrecent", "livemostrecent"):
+                stamp = float(timestamp or 0)
+                if stamps.get((family.name, labels, name), 0.0) < stamp:
+                    group[key] = value
+                    stamps[family.name, labels, name] = stamp
+            else:
+                group[key] = value
+        return out
+
+
+_GAUGE_MODES = ("min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent", "livemostrecent")
+
+
+def merge(paths: list[str]) -> list[Metric]:
+    """``MultiProcessCollector.merge(paths)``, read by the core: the same metrics, samples and order."""
+    try:
+        return _Merge(paths).metrics()
+    except _Conflict:  # pragma: no cover - one name, two kinds of file: prometheus_client's rules
+        return list(_pc_multiprocess.MultiProcessCollector.merge(paths, accumulate=True))
+
+
+def _scrape_files(path: str) -> list[str]:
+    """The files a scrape reads: prometheus_client's glob, plus folds a crash left unfinished."""
+    paths = glob.glob(os.path.join(path, "*.db"))
+    for folding in glob.glob(os.path.join(path, "*.folding")):
+        typ = os.path.basename(folding).split("_", 1)[0]
+        if os.path.basename(folding) not in _absorbed(os.path.join(path, _ARCHIVE.format(typ=typ))):
+            paths.append(folding)
+    return paths
+
+
+class AggregateCollector:
+    """Every process' metrics from the files of ``path`` (a drop-in for ``MultiProcessCollector``).
+
+    Scrapes hold a shared lock on the directory, compactions an exclusive one,
+    so a scrape sees the files either before or after a compaction.
+    """
+
+    def __init__(self, path: str, compact_dead: bool = True) -> None:
+        if not path or not os.path.isdir(path):
+            raise ValueError(f"the multiprocess directory {path!r} is not a directory")
+        self._path = path
+        self._compact_dead = compact_dead
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        if self._compact_dead:
+            # Without a mark_process_dead hook, dead workers' files of ours are folded here;
+            # a scrape never waits for that: if another scrape or compaction runs, it skips.
+            try:
+                compact(self._path, blocking=False)
+            except Exception:  # a scrape never fails because of it: the files stay as they were
+                logging.getLogger("django_prometheus").warning(
+                    "django_prometheus: compacting %s at scrape time failed", self._path, exc_info=True
+                )
+        with _dir_lock(self._path, fcntl.LOCK_SH):
+            return merge(_scrape_files(self._path))
+
+    def _expo_render(
+        self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool
+    ) -> bytes:
+        from django_prometheus import exposition
+
+        metrics: Iterable[Metric] = self.collect()
+        return exposition.render_metrics(metrics, openmetrics_format, wanted)
+
+
+# --- Compaction ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _dir_lock(path: str, how: int) -> Iterator[bool]:
+    """Hold the directory's lock (shared: scrapes; exclusive: compactions); yields False if busy (LOCK_NB)."""
+    try:
+        fd = os.open(os.path.join(path, _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only directory: nothing can compact it either
+        yield not how & fcntl.LOCK_EX
+        return
+    try:
+        try:
+            fcntl.flock(fd, how)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _absorbed(archive: str) -> frozenset[str]:
+    """The names of the ``.folding`` files already folded into ``archive`` (its trailer)."""
+    try:
+        with open(archive, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return frozenset()
+    if len(data) < 8:
+        return frozenset()
+    used = _HEAD.unpack_from(data, 0)[0]
+    trailer = data[used:]
+    if not trailer.startswith(_TRAILER):
+        return frozenset()
+    end = trailer.find(b"\n", len(_TRAILER))
+    try:
+        return frozenset(json.loads(trailer[len(_TRAILER) : end if end >= 0 else None]))
+    except ValueError:
+        return frozenset()
+
+
+def _write_archive(path: str, values: dict[str, float], absorbed: list[str]) -> None:
+    """Write ``values`` in prometheus_client's format, then the trailer, to ``path`` + a temp name; rename."""
+    body = bytearray(8)
+    for key, value in values.items():
+        encoded = key.encode("utf-8")
+        padded = encoded + b" " * (8 - (len(encoded) + 4) % 8)
+        body += _HEAD.pack(len(encoded)) + padded + struct.pack("dd", value, 0.0)
+    _HEAD.pack_into(body, 0, len(body))
+    body += _TRAILER + json.dumps(sorted(absorbed)).encode() + b"\n"
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "wb") as f:  # (no fsync: a killed process' writes are in the page cache anyway)
+        f.write(body)
+    os.replace(tmp, path)  # the commit: the archive and what it absorbed, in one step
+
+
+def _try_lock_dead(path: str) -> int | None:
+    """An fd holding an exclusive lock on ``path``, if no live process holds it; else None."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process
+        return True
+    return True
+
+
+def compact(path: str, pid: int | None = None, blocking: bool = True) -> int:
+    """Fold dead processes' counter, histogram and summary files into one archive per type.
+
+    Ours (``*_django_<pid>.db``): a live writer holds a lock on its file for
+    its whole life, so a file we can lock exclusively belongs to no living
+    process, whatever its pid. prometheus_client's own files (users' metrics,
+    ``counter_<pid>.db``) carry no lock: they are folded only for ``pid``
+    (given by ``mark_process_dead``), only if no process has that pid any
+    more, checked after the files have been renamed out of its way (a process
+    that reuses the pid later creates a new file; one that had opened it
+    before is still alive at the check, and the files are put back).
+
+    Crash safety (kill -9 at any point): files to fold are first renamed to
+    ``<name>.<token>.folding`` (scrapes of this module still read them); the
+    new archive, written to a temporary name, records the ``.folding`` names
+    it absorbed after the bytes prometheus_client reads, and replaces the old
+    archive with one rename, the commit; only then are the ``.folding`` files
+    removed. An interrupted compaction is finished by the next one. Two
+    compactors, or a compactor and a scrape, are serialised by a lock on the
+    directory (``blocking=False``: give up at once if it is taken). Returns
+    the number of files folded.
+    """
+    folded = 0
+    with _dir_lock(path, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB) as locked:
+        if not locked:
+            return 0
+        for stale in glob.glob(os.path.join(path, "*_django_archive.db.*.tmp")):
+            with contextlib.suppress(FileNotFoundError):  # a compactor died writing it: never committed
+                os.remove(stale)
+        while True:  # in batches: each holds one descriptor per file it folds
+            held: list[int] = []
+            try:
+                candidates, more = _candidates(path, pid, held)
+                for typ in _FOLDABLE:
+                    folded += _fold_type(path, typ, candidates.get(typ, []))
+            finally:
+                for fd in held:
+                    os.close(fd)
+            if not more:
+                return folded
+            pid = None  # prometheus_client's files of that pid went in the first batch
+    return folded
+
+
+_BATCH = 256
+
+
+def _candidates(path: str, pid: int | None, held: list[int]) -> tuple[dict[str, list[str]], bool]:
+    """Rename up to _BATCH dead processes' files to ``.folding`` names; return them per type, and
+    whether more may be left."""
+    token = uuid.uuid4().hex[:12]
+    out: dict[str, list[str]] = {}
+    theirs = []
+    more = False
+    for name in sorted(os.listdir(path)):
+        if len(held) >= _BATCH:
+            more = True
+            break
+        if not name.endswith(".db"):
+            continue
+        parts = name[:-3].split("_")
+        typ = parts[0]
+        if typ not in _FOLDABLE:
+            continue
+        if len(parts) == 3 and parts[1] == "django" and parts[2].isdigit():
+            fd = _try_lock_dead(os.path.join(path, name))
+            if fd is None:
+                continue
+            held.append(fd)  # keeps a reused pid's new writer waiting until we are done
+            folding = f"{name}.{token}.folding"
+            os.rename(os.path.join(path, name), os.path.join(path, folding))
+            out.setdefault(typ, []).append(folding)
+        elif pid is not None and len(parts) == 2 and parts[1] == str(pid):
+            theirs.append((typ, name))
+    if theirs:
+        renamed = []
+        for typ, name in theirs:
+            folding = f"{name}.{token}.folding"
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(os.path.join(path, name), os.path.join(path, folding))
+                renamed.append((typ, name, folding))
+        if _pid_alive(pid):  # type: ignore[arg-type]  # reused already: put its files back
+            for _, name, folding in renamed:
+                os.rename(os.path.join(path, folding), os.path.join(path, name))
+        else:
+            for typ, _, folding in renamed:
+                out.setdefault(typ, []).append(folding)
+    return out, more
+
+
+def _fold_type(path: str, typ: str, new: list[str]) -> int:
+    archive = os.path.join(path, _ARCHIVE.format(typ=typ))
+    done = _absorbed(archive)
+    pending = set(new)
+    for folding in glob.glob(os.path.join(path, f"{typ}_*.folding")):
+        name = os.path.basename(folding)
+        if name in done:  # folded by a compaction that died before removing it
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(folding)
+        elif name not in pending and not _ours(name) and _left_by_live_pid(path, name):
+            continue  # a compaction died between renaming and its liveness check: put back
+        else:
+            pending.add(name)
+    if not pending:
+        return 0
+    keys: dict[str, int] = {}
+
+    def resolve(key: str, index: int) -> int:  # every distinct key its own sum
+        return keys.setdefault(key, len(keys))
+
+    paths = [archive, *(os.path.join(path, name) for name in sorted(pending))]
+    sums, _ = _expo.scan(paths, [False] * len(paths), resolve)
+    _write_archive(archive, {key: sums[target] for key, target in keys.items()}, sorted(pending))
+    for name in pending:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(path, name))
+    return len(pending)
+
+
+def _ours(folding: str) -> bool:
+    parts = folding.split(".", 1)[0].split("_")
+    return len(parts) == 3 and parts[1] == "django"
+
+
+def _left_by_live_pid(path: str, folding: str) -> bool:
+    original = folding.split(".", 1)[0] + ".db"
+    pid = original[:-3].split("_")[-1]
+    if not pid.isdigit() or not _pid_alive(int(pid)):
+        return False
+    with contextlib.suppress(OSError):
+        if not os.path.exists(os.path.join(path, original)):
+            os.rename(os.path.join(path, folding), os.path.join(path, original))
+    return True
+
+
+def mark_process_dead(pid: int, path: str | None = None) -> None:
+    """prometheus_client's ``mark_process_dead`` (its live gauges go), then compact dead workers' files.
+
+    For gunicorn's ``child_exit`` hook and uWSGI's equivalent; never raises
+    because of the compaction (a failure leaves the files as they were).
+    """
+    if path is None:
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", os.environ.get("prometheus_multiproc_dir"))
+    _pc_multiprocess.mark_process_dead(pid, path)
+    if not path:
+        return
+    try:
+        compact(path, pid)
+    except Exception:  # the hook runs in the server's master: never take it down
+        logging.getLogger("django_prometheus").exception(
+            "django_prometheus: compacting %s after process %s exited failed; its files stay as they were",
+            path,
+            pid,
+        )

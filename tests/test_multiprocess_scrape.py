@@ -1,0 +1,331 @@
+"""The multiprocess scrape: the core's merge equals MultiProcessCollector's, and compaction loses nothing.
+
+Files are written by both cores' stores and by prometheus_client's own
+multiprocess values (users' metrics, every gauge mode), in real processes
+where liveness matters; crashes are real ``kill -9`` of a compacting process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from django_prometheus import exposition, multiprocess
+
+ROOT = Path(__file__).resolve().parent.parent
+CORES = ["django_prometheus._core._cells_c", "django_prometheus._core._cells_py"]
+LES = ["0.1", "1.0", "+Inf"]
+MODES = [
+    "all",
+    "liveall",
+    "min",
+    "livemin",
+    "max",
+    "livemax",
+    "sum",
+    "livesum",
+    "mostrecent",
+    "livemostrecent",
+]
+
+
+@pytest.fixture(params=CORES, ids=["compiled", "pure"])
+def core(request):
+    return importlib.import_module(request.param)
+
+
+def write_worker(core, directory: Path, rnd: random.Random, views: int = 5) -> None:
+    """One dead worker's files, written through a real store of the given core, then closed."""
+    staging = directory / "staging"
+    staging.mkdir(exist_ok=True)
+    store = core.MultiProcessStore(str(staging))
+    for v in range(views):
+        for method in ("GET", "POST"):
+            c = store.counter(
+                mmap_key("django_c", "django_c_total", ["view", "method"], [f"v{v}", method], "c")
+            )
+            c.inc(rnd.randint(0, 5))
+            h = store.histogram(
+                (0.1, 1.0, math.inf),
+                [mmap_key("django_h", "django_h_bucket", ["view", "le"], [f"v{v}", le], "h") for le in LES],
+                mmap_key("django_h", "django_h_sum", ["view"], [f"v{v}"], "h"),
+            )
+            for _ in range(rnd.randint(0, 3)):
+                h.observe(rnd.choice([0.05, 0.5, 5.0]))
+    store.close()
+    fake_pid = rnd.randrange(10**6, 10**7)  # a different dead "process" each time
+    for typ in ("counter", "histogram"):
+        os.rename(staging / f"{typ}_django_{os.getpid()}.db", directory / f"{typ}_django_{fake_pid}.db")
+
+
+def write_theirs(directory: Path, pid: int, rnd: random.Random) -> None:
+    """What prometheus_client's own multiprocess values write for a user's metrics."""
+    for typ, key in [
+        ("counter", mmap_key("user_c", "user_c_total", ["x"], ["1"], "u")),
+        ("histogram", mmap_key("user_h", "user_h_bucket", ["le"], ["+Inf"], "uh")),
+        ("histogram", mmap_key("user_h", "user_h_sum", [], [], "uh")),
+        ("summary", mmap_key("user_s", "user_s_count", [], [], "us")),
+        ("summary", mmap_key("user_s", "user_s_sum", [], [], "us")),
+    ]:
+        f = MmapedDict(str(directory / f"{typ}_{pid}.db"))
+        f.write_value(key, f.read_value(key)[0] + rnd.randint(1, 3), 0.0)
+        f.close()
+
+
+def write_gauges(directory: Path) -> None:
+    for mode in MODES:
+        for pid in (11, 12, 13):
+            f = MmapedDict(str(directory / f"gauge_{mode}_{pid}.db"))
+            f.write_value(
+                mmap_key(f"g_{mode}", f"g_{mode}", ["a"], ["b"], "g"),
+                pid * 1.5 - 18,
+                0.0 if pid == 12 else pid,
+            )
+            f.close()
+
+
+def theirs(directory: Path, openmetrics_format: bool = False) -> bytes:
+    r = CollectorRegistry()
+    MultiProcessCollector(r, path=str(directory))
+    return (openmetrics.generate_latest if openmetrics_format else generate_latest)(r)
+
+
+def ours(directory: Path, openmetrics_format: bool = False, names=None, compact_dead: bool = False) -> bytes:
+    r = CollectorRegistry()
+    r.register(multiprocess.AggregateCollector(str(directory), compact_dead=compact_dead))
+    return exposition.render(r, openmetrics_format, names)
+
+
+def totals(body: bytes) -> dict:
+    """Every sample's value; sums rounded (compaction adds the same numbers in another order)."""
+    out = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            value = round(s.value, 6) if s.name.endswith("_sum") else s.value
+            out[s.name, tuple(sorted(s.labels.items()))] = value
+    return out
+
+
+@pytest.fixture
+def populated(core, tmp_path):
+    rnd = random.Random(5)
+    for _ in range(30):
+        write_worker(core, tmp_path, rnd)
+    for pid in range(100, 110):
+        write_theirs(tmp_path, pid, rnd)
+    write_gauges(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("openmetrics_format", [False, True], ids=["text", "openmetrics"])
+def test_merge_is_multiprocess_collector_byte_for_byte(populated, openmetrics_format):
+    expected = theirs(populated, openmetrics_format)
+    assert b"g_livemostrecent" in expected and b"user_s_count" in expected and b"django_h_bucket" in expected
+    assert ours(populated, openmetrics_format) == expected
+
+
+def test_merge_returns_multiprocess_collector_metrics(populated):
+    paths = sorted(str(p) for p in populated.glob("*.db"))
+    assert multiprocess.merge(paths) == list(MultiProcessCollector.merge(paths))
+
+
+def test_name_filter_works_in_multiprocess_mode(populated):
+    body = ours(populated, names=["django_c_total", "g_max"])
+    names = {name for name, _ in totals(body)}
+    assert names == {"django_c_total", "g_max"}
+    full = totals(ours(populated))
+    assert {k: v for k, v in full.items() if k[0] in names} == totals(body)
+
+
+def test_compaction_folds_dead_workers_and_keeps_every_total(populated):
+    before = totals(theirs(populated))
+    ours_files = len(list(populated.glob("*_django_*.db")))
+    assert multiprocess.compact(str(populated)) == ours_files  # all 60 of ours are dead (closed)
+    assert sorted(p.name for p in populated.glob("*_django_*.db")) == [
+        "counter_django_archive.db",
+        "histogram_django_archive.db",
+    ]
+    assert totals(theirs(populated)) == before  # prometheus_client still reads the archive
+    assert totals(ours(populated)) == before
+    for pid in range(100, 110):  # users' files go with mark_process_dead, for a pid no process has
+        multiprocess.mark_process_dead(pid, str(populated))
+    assert not list(populated.glob("counter_1??.db")) and not list(populated.glob("summary_1*.db"))
+    assert totals(ours(populated)) == before
+    assert multiprocess.compact(str(populated)) == 0
+
+
+def test_a_live_pid_is_never_folded(populated):
+    # prometheus_client's files of a pid that runs (ours) stay; our own files of a live store stay.
+    write_theirs(populated, os.getpid(), random.Random(1))
+    multiprocess.mark_process_dead(os.getpid(), str(populated))
+    assert (populated / f"counter_{os.getpid()}.db").exists()
+    before = totals(theirs(populated))
+    multiprocess.compact(str(populated))
+    assert totals(ours(populated)) == before
+
+
+def run_writer(directory: Path, core: str, script: str) -> subprocess.Popen:
+    code = textwrap.dedent(f"""
+        import importlib, sys, time
+        from prometheus_client.mmap_dict import mmap_key
+        core = importlib.import_module({core!r})
+        store = core.MultiProcessStore({str(directory)!r})
+    """) + textwrap.dedent(script)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.parametrize("core_name", CORES, ids=["compiled", "pure"])
+def test_a_live_writer_is_not_folded_until_it_exits(tmp_path, core_name):
+    proc = run_writer(
+        tmp_path,
+        core_name,
+        """
+        c = store.counter(mmap_key("django_live", "django_live_total", [], [], "l"))
+        c.inc(3)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        c.inc(4)
+    """,
+    )
+    with proc:
+        assert proc.stdout.readline().strip() == "ready"
+        assert multiprocess.compact(str(tmp_path)) == 0
+        assert (tmp_path / f"counter_django_{proc.pid}.db").exists()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0
+    assert multiprocess.compact(str(tmp_path)) == 1
+    assert totals(ours(tmp_path))[("django_live_total", ())] == 7.0
+
+
+def test_a_scrape_compacts_dead_files_without_the_hook(populated):
+    before = totals(theirs(populated))
+    assert totals(ours(populated, compact_dead=True)) == before
+    assert not [p for p in populated.glob("*_django_*.db") if "archive" not in p.name]
+
+
+COMPACTOR = "import sys; from django_prometheus import multiprocess; multiprocess.compact(sys.argv[1])"
+
+
+def big_dir(core, directory: Path, workers: int) -> dict:
+    rnd = random.Random(workers)
+    for _ in range(workers):
+        write_worker(core, directory, rnd, views=20)
+    return totals(theirs(directory))
+
+
+def test_kill_9_in_the_middle_of_compactions_never_loses_or_doubles(core, tmp_path):
+    expected = big_dir(core, tmp_path, 150)
+    rnd = random.Random(9)
+    kills = 0
+    for _ in range(12):
+        # More dead workers arrive between crashes: their counts join the expected totals.
+        for _ in range(10):
+            write_worker(core, tmp_path, rnd, views=20)
+        expected = totals(ours(tmp_path))
+        proc = subprocess.Popen([sys.executable, "-c", COMPACTOR, str(tmp_path)], cwd=ROOT)
+        time.sleep(rnd.uniform(0.05, 0.6))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        assert totals(ours(tmp_path)) == expected  # whatever state the crash left
+    assert kills, "no compaction was interrupted: give it more files"
+    multiprocess.compact(str(tmp_path))
+    assert not list(tmp_path.glob("*.folding")) and not list(tmp_path.glob("*.tmp"))
+    assert totals(ours(tmp_path)) == totals(theirs(tmp_path)) == expected
+
+
+def test_scrapes_racing_two_compactors_see_exact_totals(core, tmp_path):
+    expected = big_dir(core, tmp_path, 200)
+    seen, stop = [], threading.Event()
+
+    def scrape() -> None:
+        while not stop.is_set():
+            seen.append(totals(ours(tmp_path)) == expected)
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    try:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", COMPACTOR, str(tmp_path)], cwd=ROOT) for _ in range(2)
+        ]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    finally:
+        stop.set()
+        scraper.join()
+    assert seen and all(seen), f"{seen.count(False)} of {len(seen)} scrapes saw other totals"
+    assert totals(ours(tmp_path)) == expected
+    assert len(list(tmp_path.glob("counter_django_*.db"))) == 1
+
+
+def test_forked_children_that_do_not_count_leave_no_file(tmp_path):
+    script = textwrap.dedent("""
+        import multiprocessing, os, subprocess, sys
+        import django
+        from django.conf import settings
+        settings.configure()
+        from django_prometheus import metrics
+        c = metrics.Counter("django_fork_total", "f", ["who"])
+        c.labels("parent").inc()
+        for _ in range(20):
+            subprocess.run(["true"], preexec_fn=lambda: None, check=True)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            pool.map(abs, range(10))
+        before = sorted(os.listdir(sys.argv[1]))
+        pid = os.fork()
+        if pid == 0:
+            c.labels("child").inc(5)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        after = sorted(os.listdir(sys.argv[1]))
+        print(all(name.endswith(f"_{os.getpid()}.db") for name in before), len(before), len(after))
+    """)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    only_parent, before, after = out.stdout.split()
+    assert only_parent == "True" and int(before) >= 1  # 20 subprocesses, a fork and a pool: no file
+    assert int(after) == int(before) + 1  # the child that counted: its own counter file
+    samples = totals(ours(tmp_path))
+    assert samples[("django_fork_total", (("who", "parent"),))] == 1.0
+    assert samples[("django_fork_total", (("who", "child"),))] == 5.0
+
+
+def test_a_missing_multiprocess_directory_says_what_to_do(tmp_path):
+    missing = tmp_path / "nope"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(missing)}
+    script = "from django.conf import settings; settings.configure(); import django_prometheus.metrics"
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode != 0
+    assert "ImproperlyConfigured" in out.stderr
+    assert (
+        f"PROMETHEUS_MULTIPROC_DIR is set, but the directory it names ('{missing}') does not exist"
+        in out.stderr
+    )
+    assert f"mkdir -p {missing}" in out.stderr
+    assert "FileNotFoundError" not in out.stderr
