@@ -17,5 +17,10 @@ class DjangoPrometheusConfig(AppConfig):
 
         SetupPrometheusExportsFromConfig()
 
+        if getattr(settings, "PROMETHEUS_INSTRUMENT_DATABASES", False):  # db helper: no-swap DB metrics
+            from django_prometheus.db.instrument import instrument_databases
+
+            instrument_databases()
+
         if getattr(settings, "PROMETHEUS_EXPORT_MIGRATIONS", False):
             ExportMigrations()
