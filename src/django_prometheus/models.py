@@ -66,7 +66,8 @@ def ExportModelOperationsMixin(model_name: str) -> type:
 # QuerySet.delete() (cascades included): opt in per model with the queryset below.
 # The family is made on first use, so it is not even declared for projects that
 # never opt in.
-_rows_family: Any = None
+# Held in a dict, not a module global: the family is not one of the metric objects declared here.
+_rows_family: dict[str, Any] = {}
 _rows_cells: dict[str, dict[str, Any]] = {}
 _rows_lock = threading.Lock()
 
@@ -78,17 +79,18 @@ _in_bulk_update: ContextVar[bool] = ContextVar("django_prometheus_in_bulk_update
 
 def model_rows() -> Any:
     """The ``django_model_rows_total{model,operation}`` counter (created on first call)."""
-    global _rows_family
-    if _rows_family is None:
+    family = _rows_family.get("rows")
+    if family is None:
         with _rows_lock:
-            if _rows_family is None:
-                _rows_family = Counter(
+            family = _rows_family.get("rows")
+            if family is None:
+                family = _rows_family["rows"] = Counter(
                     "django_model_rows",
                     "Number of rows written by bulk and queryset operations, by model and operation.",
                     ["model", "operation"],
                     namespace=NAMESPACE,
                 )
-    return _rows_family
+    return family
 
 
 def _row_cells(label: str) -> dict[str, Any]:
