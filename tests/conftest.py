@@ -8,9 +8,8 @@ from django.conf import settings
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from django_prometheus._core import _cells
-
     import django_prometheus
+    from django_prometheus._core import _cells
 
     core = "compiled" if _cells.USE_EXTENSIONS else "pure"
     return [f"django_prometheus from {django_prometheus.__file__} ({core} core: {_cells._impl.__file__})"]
