@@ -28,6 +28,7 @@ CountingIterator = _impl.CountingIterator
 clock = _impl.clock
 instrument_execute = _impl.instrument_execute
 instrument_executemany = _impl.instrument_executemany
+instrument_wrapper = _impl.instrument_wrapper
 
 __all__ = [
     "NOARG",
@@ -36,4 +37,5 @@ __all__ = [
     "clock",
     "instrument_execute",
     "instrument_executemany",
+    "instrument_wrapper",
 ]

@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: freethreading_compatible=True
-"""Compiled DB cursor fast path: the ``execute``/``executemany`` put on our cursor classes.
+"""Compiled DB fast path: the ``execute``/``executemany`` of our cursor classes, and the execute wrapper.
 
 The pure-Python twin is ``_db_py.py``; keep both in step. The cells are the
 core's (``_cells``) Counter and Histogram; they are bound once per cursor
@@ -35,7 +35,14 @@ cdef extern from *:
     """
     double dp_clock() nogil
 
-__all__ = ["NOARG", "CountingIterator", "clock", "instrument_execute", "instrument_executemany"]
+__all__ = [
+    "NOARG",
+    "CountingIterator",
+    "clock",
+    "instrument_execute",
+    "instrument_executemany",
+    "instrument_wrapper",
+]
 
 #: "No params argument was passed": Django calls ``execute(sql)`` when params is None.
 NOARG = object()
@@ -139,3 +146,48 @@ def instrument_executemany(real, executes not None, many not None, duration not 
         return result
 
     return executemany
+
+
+def instrument_wrapper(executes not None, many not None, duration not None, on_error not None):
+    """A Django execute wrapper, ``wrapper(execute, sql, params, many, context)``, that records each call.
+
+    The protocol of ``connection.execute_wrappers``: ``execute`` is the next
+    wrapper or Django's executor, and is called exactly as Django would have
+    called it. ``many`` calls count one per parameter set, as ``executemany``.
+    """
+    executes_inc = executes.inc
+    many_inc = many.inc
+    observe = duration.observe
+
+    def wrapper(execute, sql, params, is_many, context):
+        cdef double t0
+        cdef Py_ssize_t n
+        cdef CountingIterator counting = None
+        if is_many:
+            try:
+                n = len(params)
+            except TypeError:
+                counting = CountingIterator(params)
+                params = counting
+            else:
+                executes_inc(n)
+                many_inc(n)
+        else:
+            executes_inc()
+        t0 = dp_clock()
+        try:
+            result = execute(sql, params, is_many, context)
+        except BaseException as exc:
+            observe(dp_clock() - t0)
+            if counting is not None:
+                executes_inc(counting.n)
+                many_inc(counting.n)
+            on_error(exc)
+            raise
+        observe(dp_clock() - t0)
+        if counting is not None:
+            executes_inc(counting.n)
+            many_inc(counting.n)
+        return result
+
+    return wrapper

@@ -1,4 +1,4 @@
-"""Pure-Python twin of the compiled DB cursor fast path (``_db_c.pyx``): same API, same behaviour."""
+"""Pure-Python twin of the compiled DB fast path (``_db_c.pyx``): same API, same behaviour."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter as clock
 from typing import Any
 
-__all__ = ["NOARG", "CountingIterator", "clock", "instrument_execute", "instrument_executemany"]
+__all__ = [
+    "NOARG",
+    "CountingIterator",
+    "clock",
+    "instrument_execute",
+    "instrument_executemany",
+    "instrument_wrapper",
+]
 
 #: "No params argument was passed": Django calls ``execute(sql)`` when params is None.
 NOARG: Any = object()
@@ -101,3 +108,46 @@ def instrument_executemany(real: Callable[..., Any], executes: Any, many: Any, d
         return result
 
     return executemany
+
+
+def instrument_wrapper(executes: Any, many: Any, duration: Any,
+                       on_error: Callable[[BaseException], None]) -> Callable[..., Any]:  # fmt: skip
+    """A Django execute wrapper, ``wrapper(execute, sql, params, many, context)``, that records each call.
+
+    The protocol of ``connection.execute_wrappers``: ``execute`` is the next
+    wrapper or Django's executor, and is called exactly as Django would have
+    called it. ``many`` calls count one per parameter set, as ``executemany``.
+    """
+    executes_inc = executes.inc
+    many_inc = many.inc
+    observe = duration.observe
+
+    def wrapper(execute: Callable[..., Any], sql: Any, params: Any, is_many: bool, context: Any) -> Any:
+        counting = None
+        if is_many:
+            try:
+                n = len(params)
+            except TypeError:
+                counting = params = CountingIterator(params)
+            else:
+                executes_inc(n)
+                many_inc(n)
+        else:
+            executes_inc()
+        t0 = clock()
+        try:
+            result = execute(sql, params, is_many, context)
+        except BaseException as exc:
+            observe(clock() - t0)
+            if counting is not None:
+                executes_inc(counting.n)
+                many_inc(counting.n)
+            on_error(exc)
+            raise
+        observe(clock() - t0)
+        if counting is not None:
+            executes_inc(counting.n)
+            many_inc(counting.n)
+        return result
+
+    return wrapper

@@ -38,12 +38,22 @@ def _database(vendor: str, impl: str) -> dict[str, Any]:
     }
 
 
-def _settings_for(vendor: str):
+def _settings_for(vendor: str, noswap: bool = False):
     def settings(impl: str) -> dict[str, Any]:
         if vendor == "postgresql" and importlib.util.find_spec("psycopg") is None:
             raise NotImplementedError("psycopg is not installed in this environment")
         apps = [] if impl == "bare" else ["django_prometheus"]
-        return {"DATABASES": {"default": _database(vendor, impl)}, "INSTALLED_APPS": apps, "USE_TZ": True}
+        if not noswap:
+            return {"DATABASES": {"default": _database(vendor, impl)}, "INSTALLED_APPS": apps, "USE_TZ": True}
+        if impl == "upstream":
+            raise NotImplementedError("upstream instruments only through ENGINE")
+        # Django's own ENGINE for every impl; ours through PROMETHEUS_INSTRUMENT_DATABASES.
+        return {
+            "DATABASES": {"default": _database(vendor, "bare")},
+            "INSTALLED_APPS": apps,
+            "USE_TZ": True,
+            "PROMETHEUS_INSTRUMENT_DATABASES": impl != "bare",
+        }
 
     return settings
 
@@ -80,7 +90,15 @@ DB_SQLITE_REUSED = Case("db_sqlite_execute_reused_cursor", _settings_for("sqlite
 DB_SQLITE_NEW = Case("db_sqlite_execute_new_cursor", _settings_for("sqlite"), _build_new_cursor)
 DB_PG_REUSED = Case("db_postgresql_execute_reused_cursor", _settings_for("postgresql"), _build_reused)
 DB_PG_NEW = Case("db_postgresql_execute_new_cursor", _settings_for("postgresql"), _build_new_cursor)
-CASES = [DB_SQLITE_REUSED, DB_SQLITE_NEW, DB_PG_REUSED, DB_PG_NEW]
+# The no-swap path (stock ENGINE, PROMETHEUS_INSTRUMENT_DATABASES = True): compare its
+# compiled/pure rows with the ENGINE cases' rows above.
+DB_SQLITE_NOSWAP = Case(
+    "db_sqlite_execute_reused_cursor_noswap", _settings_for("sqlite", True), _build_reused
+)
+DB_PG_NOSWAP = Case(
+    "db_postgresql_execute_reused_cursor_noswap", _settings_for("postgresql", True), _build_reused
+)
+CASES = [DB_SQLITE_REUSED, DB_SQLITE_NEW, DB_PG_REUSED, DB_PG_NEW, DB_SQLITE_NOSWAP, DB_PG_NOSWAP]
 
 
 class SQLiteExecute:
@@ -120,3 +138,16 @@ class PostgreSQLExecute:
 
     def time_execute_new_cursor(self, impl: str) -> None:
         self.new_cursor()
+
+
+class NoSwapExecute:
+    """``cursor.execute("SELECT 1")``, Django's own ENGINE, ``PROMETHEUS_INSTRUMENT_DATABASES`` on (asv)."""
+
+    params = IMPLS
+    param_names = ["impl"]
+
+    def setup(self, impl: str) -> None:
+        self.sqlite = prepare(DB_SQLITE_NOSWAP, impl)
+
+    def time_sqlite_execute_reused_cursor(self, impl: str) -> None:
+        self.sqlite()

@@ -46,6 +46,28 @@ def _metrics(module_name: str, holder: str | None) -> list[tuple[str, object]]:
     return [(attr, m) for attr, m in source.items() if isinstance(m, MetricWrapperBase)]
 
 
+def _collected(module_name: str) -> list[tuple[str, str, str, tuple[str, ...], str]]:
+    """Families that are not metric objects: made on first use or read at scrape time by a collector."""
+    if module_name == "django_prometheus.db.metrics":
+        from django_prometheus.db.pool import PoolCollector
+
+        return [
+            ("PoolCollector", f"`{f.name}`", f.type, tuple(_labels_of(f)), f.documentation)
+            for f in PoolCollector()._families()
+        ]
+    if module_name == "django_prometheus.models":
+        from django_prometheus.models import model_rows
+
+        m = model_rows()
+        return [("model_rows()", _exposed(m), m._type, m._labelnames, m._documentation)]
+    return []
+
+
+def _labels_of(family) -> list[str]:
+    # A GaugeMetricFamily keeps its label names only for add_metric().
+    return list(getattr(family, "_labelnames", ()))
+
+
 def _exposed(metric) -> str:
     """The sample names a scrape shows (without the _created series)."""
     name, kind = metric._name, metric._type
@@ -82,6 +104,9 @@ def render() -> str:
             labels = ", ".join(f"`{label}`" for label in metric._labelnames) or "—"
             doc = metric._documentation.replace("|", "\\|")
             out.append(f"| `{attr}` | {exposed} | {metric._type} | {labels} | {doc} |")
+        for attr, exposed, kind, labelnames, doc in _collected(module_name):
+            labels = ", ".join(f"`{label}`" for label in labelnames) or "—"
+            out.append(f"| `{attr}` | {exposed} | {kind} | {labels} | {doc} |")
         out.append("")
     out.append(END)
     return "\n".join(out)

@@ -49,6 +49,12 @@ DB_ALIASES = {
         "OPTIONS": {"pool": {"min_size": 1, "max_size": 2}},
         "TEST": {"DEPENDENCIES": [], "NAME": "test_dp_db_pg_pool"},
     },
+    "postgresql_pool_bare": {
+        "ENGINE": "django.db.backends.postgresql",
+        **PG,
+        "OPTIONS": {"pool": {"min_size": 1, "max_size": 2}},
+        "TEST": {"DEPENDENCIES": [], "NAME": "test_dp_db_pg_pool_bare"},
+    },
     "postgis": {"ENGINE": OURS + "postgis", **PG, "TEST": {"DEPENDENCIES": [], "NAME": "test_dp_db_postgis"}},
     "mysql": {"ENGINE": OURS + "mysql", **MYSQL, "TEST": {"DEPENDENCIES": [], "NAME": "test_dp_db_mysql"}},
     "mysql_bare": {

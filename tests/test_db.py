@@ -104,9 +104,11 @@ def test_execute_counts_each_statement_and_its_duration(alias: str, vendor: str)
 @each_alias()
 def test_cursor_classes_are_made_once_per_alias_not_per_cursor(alias: str, vendor: str) -> None:
     with connections[alias].cursor() as first, connections[alias].cursor() as second:
-        assert type(first.cursor) is type(second.cursor)
-        assert type(first.cursor)._prometheus_exporting
-        assert type(first.cursor)._prometheus_cells is common.DBCells.for_labels(alias, vendor)
+        assert type(first) is type(second)
+        assert type(first)._prometheus_exporting
+        assert type(first)._prometheus_cells is common.DBCells.for_labels(alias, vendor)
+        # Counting is Django's cursor wrapper's business: the driver's cursor is never touched.
+        assert not getattr(type(first.cursor), "_prometheus_exporting", False)
 
 
 @each_alias()
@@ -366,21 +368,31 @@ def test_server_side_cursors_are_counted(alias: str, vendor: str) -> None:
     assert delta() == {"execute": 1, "duration_count": 1}
     cursor = connections[alias].chunked_cursor()
     try:
-        assert type(cursor.cursor)._prometheus_exporting
+        assert type(cursor)._prometheus_exporting
+        assert not getattr(type(cursor.cursor), "_prometheus_exporting", False)
     finally:
         cursor.close()
 
 
-@pytest.mark.django_db(databases=["postgresql_pool"])
+@pytest.mark.django_db(databases=["postgresql_pool"], transaction=True)
 def test_pooled_connections_are_instrumented_without_rewrapping(require_service: Any) -> None:
+    from django.db.backends.postgresql.base import Cursor
+
     require_service("postgresql")
     connection = connections["postgresql_pool"]
-    factory = connection.pool.kwargs["cursor_factory"]
-    assert factory._prometheus_exporting
-    # The factory the pool connects with is the one shared class: nothing to redo per checkout.
-    assert factory is common.ExportingCursorWrapper(factory.__mro__[1], "postgresql_pool", "postgresql")
-    with connection.cursor() as cursor:
-        assert type(cursor.cursor) is factory
+    # The pool connects with Django's own factory: nothing of ours to redo per checkout.
+    assert connection.pool.kwargs["cursor_factory"] is Cursor
+    delta = Delta("postgresql_pool", "postgresql")
+    for _ in range(3):
+        connection.close()  # back to the pool; the next cursor checks one out again
+        with connection.cursor() as cursor:
+            assert type(cursor) is common.ExportingCursorWrapper(
+                type(cursor).__mro__[1], "postgresql_pool", "postgresql"
+            )
+            cursor.execute("SELECT 1")
+    changes = delta()
+    assert changes.pop("execute") == changes.pop("duration_count") >= 3
+    assert changes == {"connections": 3}
 
 
 def test_exporting_cursor_wrapper_returns_one_class_per_key() -> None:
@@ -436,3 +448,118 @@ def test_spatial_backends_run_spatial_sql_through_the_instrumented_cursor(alias:
         cursor.execute(f"SELECT {GIS[alias]}")
         assert cursor.fetchone()[0] == "POINT(1 2)"
     assert delta() == {"execute": 1, "duration_count": 1}
+
+
+PG_ALIASES = [alias for alias, (vendor, _b, _s) in ALIASES.items() if vendor == "postgresql"]
+
+
+def on_postgresql(test: Any) -> Any:
+    return pytest.mark.parametrize(
+        ("alias", "vendor"),
+        [pytest.param(a, "postgresql", marks=pytest.mark.django_db(databases=[a]), id=a) for a in PG_ALIASES],
+    )(test)
+
+
+def connected_with(alias: str, new_alias: str, options: dict[str, Any]) -> Any:
+    """A fresh connection of ``alias``' engine with extra ``OPTIONS`` (pool options kept)."""
+    wrapper = fresh_wrapper(
+        alias, new_alias, OPTIONS={**connections[alias].settings_dict["OPTIONS"], **options}
+    )
+    wrapper.ensure_connection()
+    return wrapper
+
+
+def close(wrapper: Any) -> None:
+    wrapper.close()
+    if wrapper.settings_dict["OPTIONS"].get("pool"):
+        wrapper.close_pool()
+
+
+@on_postgresql
+def test_server_side_binding_keeps_djangos_cursor_factory(alias: str, vendor: str) -> None:
+    # Issue 9.7: Django (and its own tests) check the configured factory by identity.
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    new_alias = f"{alias}_ssb"
+    wrapper = connected_with(alias, new_alias, {"server_side_binding": True})
+    try:
+        assert wrapper.connection.cursor_factory is ServerBindingCursor
+        if wrapper.pool is not None:
+            assert wrapper.pool.kwargs["cursor_factory"] is ServerBindingCursor
+        delta = Delta(new_alias, vendor)
+        with wrapper.cursor() as cursor:
+            assert type(cursor.cursor) is ServerBindingCursor
+            cursor.execute("SELECT %s::int", [5])
+            assert cursor.fetchone() == (5,)
+        assert delta() == {"execute": 1, "duration_count": 1}
+    finally:
+        close(wrapper)
+
+
+@on_postgresql
+def test_a_users_cursor_factory_is_the_one_the_driver_uses(alias: str, vendor: str) -> None:
+    from django.db.backends.postgresql.base import Cursor
+
+    class MyCursor(Cursor):
+        pass
+
+    new_alias = f"{alias}_factory"
+    wrapper = connected_with(alias, new_alias, {"cursor_factory": MyCursor})
+    try:
+        assert wrapper.connection.cursor_factory is MyCursor
+        delta = Delta(new_alias, vendor)
+        with wrapper.cursor() as cursor:
+            assert type(cursor.cursor) is MyCursor
+            cursor.execute("SELECT 1")
+        assert delta() == {"execute": 1, "duration_count": 1}
+    finally:
+        close(wrapper)
+
+
+@on_postgresql
+def test_the_default_cursor_factory_is_djangos(alias: str, vendor: str) -> None:
+    from django.db.backends.postgresql.base import Cursor
+
+    connection = connections[alias]
+    connection.ensure_connection()
+    assert connection.connection.cursor_factory is Cursor
+
+
+@pytest.fixture(params=[("_db_c", "_cells_c"), ("_db_py", "_cells_py")], ids=["compiled", "pure"])
+def db_core(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    import importlib
+
+    db, cells = request.param
+    return (
+        importlib.import_module(f"django_prometheus._core.{db}"),
+        importlib.import_module(f"django_prometheus._core.{cells}"),
+    )
+
+
+def test_the_execute_wrapper_calls_through_and_counts(db_core: tuple[Any, Any]) -> None:
+    db, cells = db_core
+    executes, many, duration = cells.Counter(), cells.Counter(), cells.Histogram([0.1, 1.0])
+    errors: list[BaseException] = []
+    wrapper = db.instrument_wrapper(executes, many, duration, errors.append)
+    calls: list[tuple[Any, ...]] = []
+
+    def execute(sql: str, params: Any, is_many: bool, context: Any) -> Any:
+        calls.append((sql, list(params) if is_many else params, is_many, context))
+        if sql == "boom":
+            raise ValueError(sql)
+        return "result"
+
+    context = {"connection": None}
+    assert wrapper(execute, "q", None, False, context) == "result"
+    assert wrapper(execute, "m", [(1,), (2,)], True, context) == "result"
+    assert wrapper(execute, "g", ((i,) for i in range(3)), True, context) == "result"
+    with pytest.raises(ValueError) as raised:
+        wrapper(execute, "boom", [1], False, context)
+    assert errors == [raised.value]
+    assert calls == [
+        ("q", None, False, context),
+        ("m", [(1,), (2,)], True, context),
+        ("g", [(0,), (1,), (2,)], True, context),
+        ("boom", [1], False, context),
+    ]
+    assert (executes.get(), many.get(), duration.count) == (7, 5, 4)

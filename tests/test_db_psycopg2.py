@@ -23,6 +23,7 @@ SCRIPT = r"""
 import json, sys
 sys.modules["psycopg"] = None  # Django falls back to psycopg2
 import django
+import psycopg2.extensions
 from django.conf import settings
 
 pg = json.loads(sys.argv[1])
@@ -76,7 +77,7 @@ with ours.cursor() as c:
 after_plain = counts()
 with transaction.atomic():
     named = ours.chunked_cursor()
-    out["named_class_exporting"] = bool(getattr(type(named.cursor), "_prometheus_exporting", False))
+    out["named_class_exporting"] = bool(getattr(type(named), "_prometheus_exporting", False))
     mid = counts()
     named.execute("SELECT v FROM t ORDER BY v")
     out["named_rows"] = [r[0] for r in named.fetchall()]
@@ -86,6 +87,21 @@ out["delta_plain"] = {k: after_plain[k] - before[k] for k in before}
 out["delta_named"] = {k: after_named[k] - mid[k] for k in mid}
 out["same_results"] = results["ours"] == results["bare"]
 out["cursor_class"] = type(ours.connection.cursor()).__qualname__
+out["factory_is_djangos"] = ours.connection.cursor_factory is psycopg2.extensions.cursor
+import psycopg2.extras
+custom = {**connections["default"].settings_dict}
+custom["OPTIONS"] = {"cursor_factory": psycopg2.extras.DictCursor}
+wrapper = type(ours)(custom, "custom")
+wrapper.ensure_connection()
+out["custom_factory_kept"] = wrapper.connection.cursor_factory is psycopg2.extras.DictCursor
+with wrapper.cursor() as c:
+    c.execute("SELECT 1 AS one")
+    out["custom_row"] = dict(c.fetchone())
+    out["custom_cursor_class"] = type(c.cursor).__name__
+out["custom_counted"] = REGISTRY.get_sample_value(
+    "django_db_execute_total", {"alias": "custom", "vendor": "postgresql"}
+)
+wrapper.close()
 print(json.dumps(out, default=str))
 """
 
@@ -100,7 +116,13 @@ def test_psycopg2_backend_counts_and_returns_what_django_returns(require_service
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.splitlines()[-1])
     assert out["driver"] == "psycopg2"
-    assert out["cursor_class"] == "ExportingCursorWrapper.<cursor>"
+    # Issue 9.7: the driver's cursor_factory is Django's (or the user's), by identity.
+    assert out["cursor_class"] == "cursor"
+    assert out["factory_is_djangos"] is True
+    assert out["custom_factory_kept"] is True
+    assert out["custom_cursor_class"] == "DictCursor"
+    assert out["custom_row"] == {"one": 1}
+    assert out["custom_counted"] == 1
     assert out["same_results"] is True
     assert out["error"] == "UndefinedTable"
     # SELECT 1, a 2-set generator executemany, the failing SELECT (atomic() in autocommit

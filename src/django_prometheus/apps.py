@@ -21,6 +21,11 @@ class DjangoPrometheusConfig(AppConfig):
 
         SetupPrometheusExportsFromConfig()
 
+        if getattr(settings, "PROMETHEUS_INSTRUMENT_DATABASES", False):  # DB metrics without an ENGINE swap
+            from django_prometheus.db.instrument import instrument_databases
+
+            instrument_databases()
+
         if getattr(settings, "PROMETHEUS_EXPORT_MIGRATIONS", False):
             # Not read here: Django warns about queries while apps initialise.
             export_later(self)

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from django_prometheus.models import ExportModelOperationsMixin
+from django_prometheus.models import ExportModelOperationsMixin, ExportModelRowsQuerySet
 
 
 class Dog(ExportModelOperationsMixin("dog"), models.Model):
@@ -29,3 +29,22 @@ class Row(models.Model):
     day = models.DateField(null=True)
     uid = models.UUIDField(null=True)
     blob = models.BinaryField(null=True)
+
+
+class Owner(models.Model):
+    """Bulk and queryset writes counted per model (``django_model_rows_total``); cascades to Pet, Toy."""
+
+    name = models.CharField(max_length=100)
+    objects = ExportModelRowsQuerySet.as_manager()
+
+
+class Pet(ExportModelOperationsMixin("pet"), models.Model):
+    owner = models.ForeignKey(Owner, on_delete=models.CASCADE)
+    name = models.CharField(max_length=100)
+    objects = ExportModelRowsQuerySet.as_manager()
+
+
+class Toy(models.Model):
+    """No counting queryset of its own: its rows are counted when a cascade deletes them."""
+
+    pet = models.ForeignKey(Pet, on_delete=models.CASCADE)

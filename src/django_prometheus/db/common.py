@@ -1,4 +1,12 @@
-"""What every instrumented database backend shares: cells per (alias, vendor), cursor classes, the mixin."""
+"""What every instrumented database path shares: cells per (alias, vendor), cursor wrapper classes, the mixin.
+
+Both paths count at Django's cursor-wrapper level, never in the driver: the
+ENGINE path (``DatabaseWrapperMixin``) makes Django's ``CursorWrapper`` of
+each cursor an exporting subclass, and the no-swap path (``db.instrument``)
+puts one execute wrapper in ``connection.execute_wrappers``. The driver's own
+cursor classes (``cursor_factory`` and the like) stay exactly what Django and
+the user configured.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,10 @@ import logging
 import threading
 from types import TracebackType
 from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+from django.db.utils import Error as DjangoDatabaseError
 
 from django_prometheus._core import _db
 from django_prometheus.db.metrics import (
@@ -15,9 +27,17 @@ from django_prometheus.db.metrics import (
     execute_many_total,
     execute_total,
     query_duration_seconds,
+    transaction_duration_seconds,
+    transactions_total,
 )
 
-__all__ = ["DatabaseWrapperMixin", "DBCells", "ExceptionCounterByType", "ExportingCursorWrapper"]
+__all__ = [
+    "DBCells",
+    "DatabaseWrapperMixin",
+    "ExceptionCounterByType",
+    "ExportingCursorWrapper",
+    "SQLiteTransactionMixin",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +68,18 @@ class DBCells:
     """The cells of one (alias, vendor), resolved once; ``for_labels`` shares them per pair."""
 
     __slots__ = (
+        "__weakref__",
         "alias",
+        "commits",
         "connection_errors",
         "connections",
         "duration",
         "errors",
         "execute",
+        "execute_wrapper",
         "many",
+        "rollbacks",
+        "transaction_duration",
         "vendor",
     )
 
@@ -69,8 +94,15 @@ class DBCells:
         self.execute = execute_total.labels(alias, vendor)
         self.many = execute_many_total.labels(alias, vendor)
         self.duration = query_duration_seconds.labels(alias, vendor)
+        self.commits = transactions_total.labels(alias, vendor, "commit")
+        self.rollbacks = transactions_total.labels(alias, vendor, "rollback")
+        self.transaction_duration = transaction_duration_seconds.labels(alias, vendor)
         # Exception class -> cell; filled on the (cold) error path.
         self.errors: dict[type, Any] = {}
+        #: The one ``connection.execute_wrappers`` entry of this (alias, vendor), for the no-swap path.
+        self.execute_wrapper = _db.instrument_wrapper(
+            self.execute, self.many, self.duration, self.record_error
+        )
 
     @classmethod
     def for_labels(cls, alias: str, vendor: str) -> DBCells:
@@ -84,9 +116,13 @@ class DBCells:
         return cells
 
     def record_error(self, exc: BaseException) -> None:
-        """Count ``exc`` by its class name. Never raises: the query's own exception must propagate."""
+        """Count ``exc`` by its driver's class name. Never raises: the query's exception must propagate."""
         try:
             typ = type(exc)
+            # Django re-raises a driver error as its own class ``from`` the driver's:
+            # the label stays the driver's class name, as when counting in the driver.
+            if isinstance(exc, DjangoDatabaseError) and exc.__cause__ is not None:
+                typ = type(exc.__cause__)
             cell = self.errors.get(typ)
             if cell is None:
                 cell = self.errors[typ] = errors_total.labels(self.alias, self.vendor, typ.__name__)
@@ -102,8 +138,11 @@ _cursor_classes_lock = threading.Lock()
 def ExportingCursorWrapper(cursor_class: type, alias: str, vendor: str) -> type:
     """A subclass of ``cursor_class`` whose execute/executemany record the (alias, vendor) metrics.
 
-    One class per (cursor_class, alias, vendor), created on first use and reused
-    for every cursor after that; its methods hold the cells directly.
+    ``cursor_class`` is a cursor wrapper of Django's (``CursorWrapper``,
+    ``CursorDebugWrapper`` or a backend's own) or any class with DB-API
+    ``execute``/``executemany``. One class per (cursor_class, alias, vendor),
+    created on first use and reused for every cursor after that; its methods
+    hold the cells directly.
     """
     key = (cursor_class, alias, vendor)
     cls = _cursor_classes.get(key)
@@ -123,7 +162,7 @@ def _make_cursor_class(cursor_class: type, alias: str, vendor: str) -> type:
         "__module__": __name__,
         "__qualname__": f"ExportingCursorWrapper.<{cursor_class.__qualname__}>",
         # No __dict__ of our own: instances keep the layout of cursor_class, so a
-        # cursor built by the driver or Django can be switched to this class.
+        # wrapper built by Django or a backend can be switched to this class.
         "__slots__": (),
         "_prometheus_exporting": True,
         "_prometheus_cells": cells,
@@ -139,7 +178,7 @@ def _make_cursor_class(cursor_class: type, alias: str, vendor: str) -> type:
 
 
 def export_cursor(cursor: Any, alias: str, vendor: str) -> Any:
-    """Switch a cursor that Django or the driver built itself to its exporting class, in place."""
+    """Switch a cursor (wrapper) that Django or a backend built to its exporting class, in place."""
     if not getattr(type(cursor), "_prometheus_exporting", False):
         try:
             cursor.__class__ = ExportingCursorWrapper(type(cursor), alias, vendor)
@@ -151,14 +190,11 @@ def export_cursor(cursor: Any, alias: str, vendor: str) -> Any:
 class DatabaseWrapperMixin:
     """Put first in the MRO of a Django ``DatabaseWrapper``.
 
-    Counts new connections and connection failures, and makes cursors of
-    ``CURSOR_CLASS`` (through ``ExportingCursorWrapper``) for drivers whose
-    ``connection.cursor()`` takes a ``factory`` (sqlite3). Backends of other
-    drivers override ``create_cursor`` with the same class.
+    Counts new connections and connection failures, transactions, and makes
+    the cursor wrappers Django hands out (``make_cursor``/``make_debug_cursor``)
+    exporting ones. The driver's cursors are untouched, so every vendor takes
+    the same path and pooled connections need nothing per checkout.
     """
-
-    #: The driver cursor class that ``create_cursor`` instruments (sqlite3-style ``factory=``).
-    CURSOR_CLASS: type | None = None
 
     alias: str
     vendor: str
@@ -167,10 +203,15 @@ class DatabaseWrapperMixin:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._prometheus_cells = DBCells.for_labels(self.alias, self.vendor)
-        # Resolved once per connection object: create_cursor() only passes it on.
-        self._prometheus_cursor_class = (
-            None if self.CURSOR_CLASS is None else self.prometheus_cursor_class(self.CURSOR_CLASS)
+        # Django's class -> its exporting subclass, for wrappers a backend builds itself.
+        self._prometheus_wrapper_classes: dict[type, type] = {}
+        # Django's own make_cursor builds CursorWrapper(cursor, self): build ours directly then.
+        plain = getattr(super().make_cursor, "__func__", None) is BaseDatabaseWrapper.make_cursor  # type: ignore[misc]
+        self._prometheus_cursor_wrapper = (
+            ExportingCursorWrapper(CursorWrapper, self.alias, self.vendor) if plain else None
         )
+        #: clock() when the open transaction began, 0.0 when none is open.
+        self._prometheus_transaction_start = 0.0
 
     def get_new_connection(self, *args: Any, **kwargs: Any) -> Any:
         cells = self._prometheus_cells
@@ -185,8 +226,62 @@ class DatabaseWrapperMixin:
         """``cursor_class`` instrumented with this connection's alias and vendor."""
         return ExportingCursorWrapper(cursor_class, self.alias, self.vendor)
 
-    def create_cursor(self, name: str | None = None) -> Any:
-        factory = self._prometheus_cursor_class
-        if factory is None:
-            return super().create_cursor(name)  # type: ignore[misc]
-        return self.connection.cursor(factory=factory)
+    def _prometheus_export(self, wrapper: Any) -> Any:
+        cls = self._prometheus_wrapper_classes.get(wrapper.__class__)
+        try:
+            if cls is None:
+                if getattr(wrapper.__class__, "_prometheus_exporting", False):
+                    return wrapper
+                cls = self.prometheus_cursor_class(wrapper.__class__)
+                self._prometheus_wrapper_classes[wrapper.__class__] = cls
+            wrapper.__class__ = cls
+        except TypeError:  # pragma: no cover - a wrapper class that cannot be subclassed or switched
+            logger.debug("django_prometheus: cannot instrument cursor wrapper %r", wrapper, exc_info=True)
+        return wrapper
+
+    def make_cursor(self, cursor: Any) -> Any:
+        cls = self._prometheus_cursor_wrapper
+        if cls is not None:
+            return cls(cursor, self)
+        return self._prometheus_export(super().make_cursor(cursor))  # type: ignore[misc]
+
+    def make_debug_cursor(self, cursor: Any) -> Any:
+        return self._prometheus_export(super().make_debug_cursor(cursor))  # type: ignore[misc]
+
+    # Transactions: begin when autocommit goes off (atomic()'s outermost block,
+    # set_autocommit(False)), end at the commit or rollback that reaches the driver.
+
+    def _set_autocommit(self, autocommit: bool) -> Any:
+        result = super()._set_autocommit(autocommit)  # type: ignore[misc]
+        self._prometheus_transaction_start = 0.0 if autocommit else _db.clock()
+        return result
+
+    def _commit(self) -> Any:
+        start = self._prometheus_transaction_start
+        result = super()._commit()  # type: ignore[misc]
+        if start and self.connection is not None:
+            self._prometheus_end_transaction(start, self._prometheus_cells.commits)
+        return result
+
+    def _rollback(self) -> Any:
+        start = self._prometheus_transaction_start
+        result = super()._rollback()  # type: ignore[misc]
+        if start and self.connection is not None:
+            self._prometheus_end_transaction(start, self._prometheus_cells.rollbacks)
+        return result
+
+    def _prometheus_end_transaction(self, start: float, outcome: Any) -> None:
+        now = _db.clock()
+        outcome.inc()
+        self._prometheus_cells.transaction_duration.observe(now - start)
+        # Outside autocommit, the next transaction begins right away.
+        self._prometheus_transaction_start = now
+
+
+class SQLiteTransactionMixin:
+    """SQLite begins atomic() blocks with ``BEGIN`` under autocommit, not by turning autocommit off."""
+
+    def _start_transaction_under_autocommit(self) -> Any:
+        result = super()._start_transaction_under_autocommit()  # type: ignore[misc]
+        self._prometheus_transaction_start = _db.clock()
+        return result

@@ -1,6 +1,9 @@
 """Database metrics, labelled by connection alias and vendor."""
 
+from prometheus_client import REGISTRY
+
 from django_prometheus.conf import NAMESPACE, PROMETHEUS_LATENCY_BUCKETS
+from django_prometheus.db.pool import PoolCollector
 from django_prometheus.metrics import Counter, Histogram
 
 __all__ = [
@@ -10,6 +13,8 @@ __all__ = [
     "execute_many_total",
     "execute_total",
     "query_duration_seconds",
+    "transaction_duration_seconds",
+    "transactions_total",
 ]
 
 connections_total = Counter(
@@ -49,3 +54,22 @@ query_duration_seconds = Histogram(
     buckets=PROMETHEUS_LATENCY_BUCKETS,
     namespace=NAMESPACE,
 )
+
+# Beyond upstream: transactions, as Django ends them (outermost atomic() blocks and
+# manual commits/rollbacks), on the ENGINE path.
+transactions_total = Counter(
+    "django_db_transactions",
+    "Counter of transactions ended by database, vendor and outcome (commit or rollback).",
+    ["alias", "vendor", "outcome"],
+    namespace=NAMESPACE,
+)
+transaction_duration_seconds = Histogram(
+    "django_db_transaction_duration_seconds",
+    "Histogram of transaction duration (begin to commit or rollback) by database and vendor.",
+    ["alias", "vendor"],
+    buckets=PROMETHEUS_LATENCY_BUCKETS,
+    namespace=NAMESPACE,
+)
+
+# Read from the pools themselves at scrape time; absent while no pool exists.
+REGISTRY.register(PoolCollector(NAMESPACE))

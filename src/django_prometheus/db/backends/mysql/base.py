@@ -1,6 +1,4 @@
-"""MySQL and MariaDB (mysqlclient), instrumented: Django's cursor wrapper, subclassed once per alias."""
-
-from typing import Any
+"""MySQL and MariaDB (mysqlclient), instrumented: Django's backend with the exporting cursor wrappers."""
 
 from django.db.backends.mysql import base
 
@@ -12,8 +10,4 @@ class DatabaseFeatures(base.DatabaseFeatures):
 
 
 class DatabaseWrapper(DatabaseWrapperMixin, base.DatabaseWrapper):
-    CURSOR_CLASS = base.CursorWrapper
-
-    def create_cursor(self, name: Any = None) -> Any:
-        # Django wraps the MySQLdb cursor in its CursorWrapper; ours is a subclass of it.
-        return self._prometheus_cursor_class(self.connection.cursor())
+    pass

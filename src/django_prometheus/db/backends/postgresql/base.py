@@ -1,17 +1,15 @@
 """PostgreSQL (psycopg 3 or psycopg2, pooled or not), instrumented.
 
-The exporting cursor class goes into the connection parameters as
-``cursor_factory``, so every connection, including those a Django 5.1+
-connection pool opens, makes instrumented cursors without any per-connection
-work. Server-side (named) cursors that Django builds itself are switched to
-their exporting class when created.
+Counting happens in the cursor wrappers Django makes for every cursor
+(``make_cursor``/``make_debug_cursor``), so the driver's ``cursor_factory``
+stays the one Django or ``OPTIONS["cursor_factory"]`` chose (Django checks it
+by identity, e.g. for server-side binding), and connections a Django 5.1+
+pool hands out need nothing per checkout.
 """
-
-from typing import Any
 
 from django.db.backends.postgresql import base
 
-from django_prometheus.db.common import DatabaseWrapperMixin, export_cursor
+from django_prometheus.db.common import DatabaseWrapperMixin
 
 
 class DatabaseFeatures(base.DatabaseFeatures):
@@ -19,20 +17,7 @@ class DatabaseFeatures(base.DatabaseFeatures):
 
 
 class PostgresqlWrapperMixin(DatabaseWrapperMixin):
-    """The PostgreSQL specifics, shared with the PostGIS backend."""
-
-    def get_connection_params(self) -> dict[str, Any]:
-        params = super().get_connection_params()  # type: ignore[misc]
-        factory = params.get("cursor_factory")
-        if factory is not None and not getattr(factory, "_prometheus_exporting", False):
-            params["cursor_factory"] = self.prometheus_cursor_class(factory)
-        return params
-
-    def create_cursor(self, name: Any = None) -> Any:
-        cursor = super().create_cursor(name)
-        if name:
-            export_cursor(cursor, self.alias, self.vendor)
-        return cursor
+    """The PostgreSQL instrumentation, shared with the PostGIS backend (nothing beyond the common mixin)."""
 
 
 class DatabaseWrapper(PostgresqlWrapperMixin, base.DatabaseWrapper):

@@ -1,14 +1,13 @@
-"""SpatiaLite, instrumented: Django's GIS SQLite backend with the exporting cursor class."""
+"""SpatiaLite, instrumented: Django's GIS SQLite backend with the exporting cursor wrappers."""
 
 from django.contrib.gis.db.backends.spatialite import base, features
-from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 
-from django_prometheus.db.common import DatabaseWrapperMixin
+from django_prometheus.db.common import DatabaseWrapperMixin, SQLiteTransactionMixin
 
 
 class DatabaseFeatures(features.DatabaseFeatures):
     """Django's, unchanged (kept importable from here as in django-prometheus)."""
 
 
-class DatabaseWrapper(DatabaseWrapperMixin, base.DatabaseWrapper):
-    CURSOR_CLASS = SQLiteCursorWrapper
+class DatabaseWrapper(SQLiteTransactionMixin, DatabaseWrapperMixin, base.DatabaseWrapper):
+    pass

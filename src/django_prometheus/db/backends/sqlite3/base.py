@@ -1,13 +1,13 @@
-"""SQLite, instrumented: Django's backend with the exporting cursor class."""
+"""SQLite, instrumented: Django's backend with the exporting cursor wrappers."""
 
 from django.db.backends.sqlite3 import base
 
-from django_prometheus.db.common import DatabaseWrapperMixin
+from django_prometheus.db.common import DatabaseWrapperMixin, SQLiteTransactionMixin
 
 
 class DatabaseFeatures(base.DatabaseFeatures):
     """Django's, unchanged (kept importable from here as in django-prometheus)."""
 
 
-class DatabaseWrapper(DatabaseWrapperMixin, base.DatabaseWrapper):
-    CURSOR_CLASS = base.SQLiteCursorWrapper
+class DatabaseWrapper(SQLiteTransactionMixin, DatabaseWrapperMixin, base.DatabaseWrapper):
+    pass
