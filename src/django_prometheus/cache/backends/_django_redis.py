@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 try:
@@ -18,6 +19,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from django_prometheus._core._cells import record_get_many
 from django_prometheus.cache.backends._instrumented import InstrumentedCacheMixin
 
+_INTERRUPTED = django_redis_cache.CONNECTION_INTERRUPTED
+# The interruptions seen by _get() during the overriding get() in progress, if any.
+_interruptions: ContextVar[list[bool] | None] = ContextVar("dp_redis_interruptions", default=None)
+
 
 class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
     prometheus_backend = "redis"
@@ -25,6 +30,9 @@ class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
     def _prometheus_real_get(self) -> Any:
         # django-redis' _get() applies IGNORE_EXCEPTIONS and signals a swallowed
         # failure with CONNECTION_INTERRUPTED, which the core counts as a failure.
+        cls = type(self)
+        if cls.get is not django_redis_cache.RedisCache.get:
+            return self._prometheus_overriding_get(cls.get.__get__(self, cls))
         _get = self._get
 
         def real_get(key: Any, default: Any, version: Any, client: Any = None) -> Any:
@@ -32,8 +40,40 @@ class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
 
         return real_get
 
+    def _prometheus_overriding_get(self, override: Any) -> Any:
+        """A subclass' own get() (reaching django-redis' _get() through super()), failures still told apart.
+
+        django-redis' get() turns a swallowed failure into the default it was given,
+        so this instance's _get() notes the interruption for the call in progress
+        (a context variable: right under threads, asyncio and greenlets alike).
+        """
+        class_get = type(self)._get.__get__(self, type(self))
+
+        def _get(key: Any, default: Any, version: Any, client: Any) -> Any:
+            value = class_get(key, default, version, client)
+            if value is _INTERRUPTED:
+                seen = _interruptions.get()
+                if seen is not None:
+                    seen.append(True)
+            return value
+
+        self._get = _get
+
+        def real_get(key: Any, default: Any, version: Any, **kwargs: Any) -> Any:
+            seen: list[bool] = []
+            token = _interruptions.set(seen)
+            try:
+                value = override(key, default, version, **kwargs)
+            finally:
+                _interruptions.reset(token)
+            # A failure the override passed on as a miss is a failure; a value it
+            # made up itself after one is what it returns.
+            return _INTERRUPTED if seen and value is default else value
+
+        return real_get
+
     def _prometheus_interrupted(self) -> Any:
-        return django_redis_cache.CONNECTION_INTERRUPTED
+        return _INTERRUPTED
 
     def get_many(self, keys: Iterable[Any], version: Any = None, client: Any = None) -> dict[Any, Any]:
         # django-redis' own get_many() hides an ignored failure as "all missed";
