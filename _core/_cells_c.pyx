@@ -16,6 +16,7 @@ import time
 import weakref
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
 
@@ -334,6 +335,23 @@ def record_get_many(requested, Py_ssize_t found, Counter gets not None,
     dp_add(hits._p, <double> found)
     dp_add(misses._p, <double> (n - found))
 
+
+
+# C entry points for the other compiled core modules (no .pxd can be shared from
+# this folder): they check a cell's type once, when they bind it, then add
+# through these pointers, as this module's own fast paths do.
+cdef void _capi_counter_add(object counter, double amount) noexcept:
+    dp_add((<Counter>counter)._p, amount)
+
+
+cdef void _capi_histogram_observe(object histogram, double amount) noexcept:
+    (<Histogram>histogram)._observe(amount)
+
+
+_C_API = {
+    "counter_add": PyCapsule_New(<void *>_capi_counter_add, b"dp_counter_add", NULL),
+    "histogram_observe": PyCapsule_New(<void *>_capi_histogram_observe, b"dp_histogram_observe", NULL),
+}
 
 # --- Multiprocess mode ------------------------------------------------------
 #

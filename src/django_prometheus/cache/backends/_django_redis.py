@@ -16,6 +16,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "django_prometheus.cache.backends.redis.NativeRedisCache."
     ) from exc
 
+from django_prometheus._core._cache import note_failure
 from django_prometheus._core._cells import record_get_many
 from django_prometheus.cache.backends._instrumented import InstrumentedCacheMixin
 
@@ -75,6 +76,24 @@ class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
     def _prometheus_interrupted(self) -> Any:
         return _INTERRUPTED
 
+    def _prometheus_operation(self, name: str) -> Any:
+        # django-redis' own operations swallow a failure under IGNORE_EXCEPTIONS
+        # (omit_exception): decorate the undecorated method again, so that the
+        # recorder hears of the failure before the decorator hides it.
+        method = getattr(type(self), name)
+        undecorated = getattr(method, "__wrapped__", None)
+        if undecorated is None or method is not getattr(django_redis_cache.RedisCache, name, None):
+            return super()._prometheus_operation(name)
+
+        def noting(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return undecorated(self, *args, **kwargs)
+            except ConnectionInterrupted:
+                note_failure()
+                raise
+
+        return django_redis_cache.omit_exception(noting)
+
     def get_many(self, keys: Iterable[Any], version: Any = None, client: Any = None) -> dict[Any, Any]:
         # django-redis' own get_many() hides an ignored failure as "all missed";
         # call its client directly and apply IGNORE_EXCEPTIONS as it would.
@@ -87,6 +106,7 @@ class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
             cells.gets.inc(n)
             cells.fails.inc(n)
             if self._ignore_exceptions:
+                note_failure()
                 if self._log_ignored_exceptions:
                     self.logger.exception("Exception ignored")
                 return {}
