@@ -9,6 +9,7 @@ upstream's four, are asserted.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -335,3 +336,39 @@ def test_on_the_families_are_exposed_with_the_namespace():
     assert f'shop_django_cache_operations_total{{{labels},result="miss"}} 1.0' in out
     assert f"shop_django_cache_operation_duration_seconds_count{{{labels}}} 1.0" in out
     assert 'shop_django_cache_get_misses_total{backend="locmem"} 1.0' in out
+
+
+def test_multiprocess_mode_writes_the_operation_families_where_prometheus_client_reads(tmp_path):
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from django.conf import settings
+        settings.configure(
+            PROMETHEUS_CACHE_OPERATION_METRICS=True,
+            CACHES={"main": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}},
+        )
+        import django
+        django.setup()
+        from django.core.cache import caches
+        from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+        caches["main"].set("k", 1)
+        caches["main"].get("k")
+        caches["main"].get("x")
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        print(generate_latest(registry).decode())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for line in (
+        'django_cache_operations_total{alias="main",backend="locmem",operation="get",result="hit"} 1.0',
+        'django_cache_operations_total{alias="main",backend="locmem",operation="get",result="miss"} 1.0',
+        'django_cache_operations_total{alias="main",backend="locmem",operation="set",result="ok"} 1.0',
+        'django_cache_operation_duration_seconds_count{alias="main",backend="locmem",operation="get"} 2.0',
+        'django_cache_get_total{backend="locmem"} 2.0',
+    ):
+        assert line in out, line
