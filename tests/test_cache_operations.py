@@ -372,3 +372,12 @@ def test_multiprocess_mode_writes_the_operation_families_where_prometheus_client
         'django_cache_get_total{backend="locmem"} 2.0',
     ):
         assert line in out, line
+
+
+def test_an_alias_shows_series_only_for_the_operations_it_performs():
+    lonely = {"lonely": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=lonely, PROMETHEUS_CACHE_OPERATION_METRICS=True):
+        cache = CacheHandler()["lonely"]
+    cache.set("k", 1)
+    # get's series exist from the start, the others' from their first call
+    assert {op for op, _ in op_counts("lonely", "locmem")} == {"get", "set"}

@@ -59,34 +59,19 @@ def caller_alias() -> str:
     return UNNAMED
 
 
-class OperationCells:
-    """The cells of each operation of one (alias, backend): ``(ok or hit, miss, error, duration)``."""
-
-    __slots__ = ("by_name",)
-
-    def __init__(self, alias: str, backend: str) -> None:
-        ops, duration = metrics.django_cache_operations_total, metrics.django_cache_operation_duration_seconds
-        self.by_name: dict[str, tuple[Any, Any, Any, Any]] = {}
-        for name in SYNC_OPERATIONS + ASYNC_OPERATIONS:
-            first = "hit" if name in READS else "ok"
-            miss = ops.labels(alias, backend, name, "miss") if name in READS else None
-            self.by_name[name] = (
-                ops.labels(alias, backend, name, first),
-                miss,
-                ops.labels(alias, backend, name, "error"),
-                duration.labels(alias, backend, name),
-            )
-
-
-_cells: dict[tuple[str, str], OperationCells] = {}
+_cells: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
 _lock = threading.Lock()
 _registered = False
 
 
-def operation_cells(alias: str, backend: str) -> OperationCells:
-    """The cells of ``(alias, backend)``, made (and the families registered) on first use."""
+def operation_cells(alias: str, backend: str, name: str) -> tuple[Any, Any, Any, Any]:
+    """``(ok or hit, miss or None, error, duration)`` of one operation, made on first use.
+
+    The first also registers the two families, so none is exposed while the setting is off.
+    """
     global _registered
-    found = _cells.get((alias, backend))
+    key = (alias, backend, name)
+    found = _cells.get(key)
     if found is None:
         with _lock:
             if not _registered:
@@ -95,9 +80,16 @@ def operation_cells(alias: str, backend: str) -> OperationCells:
                 REGISTRY.register(metrics.django_cache_operations_total)
                 REGISTRY.register(metrics.django_cache_operation_duration_seconds)
                 _registered = True
-            found = _cells.get((alias, backend))
+            found = _cells.get(key)
             if found is None:
-                found = _cells[(alias, backend)] = OperationCells(alias, backend)
+                ops = metrics.django_cache_operations_total
+                read = name in READS
+                found = _cells[key] = (
+                    ops.labels(alias, backend, name, "hit" if read else "ok"),
+                    ops.labels(alias, backend, name, "miss") if read else None,
+                    ops.labels(alias, backend, name, "error"),
+                    metrics.django_cache_operation_duration_seconds.labels(alias, backend, name),
+                )
     return found
 
 
@@ -113,37 +105,69 @@ def _takes_kwargs(method: Any) -> bool:
 
 
 def install(cache: Any, alias: str, upstream: Any) -> None:
-    """Shadow every operation of ``cache`` (an instrumented backend) with its recorder."""
-    cells = operation_cells(alias, cache.prometheus_backend).by_name
-    cls = type(cache)
-    hit, miss, error, duration = cells["get"]
+    """Shadow every operation of ``cache`` (an instrumented backend) with its recorder.
+
+    ``get``'s is bound now; the others on their first call, so that an alias shows
+    series for the operations it performs (async twins in a WSGI app, say) only.
+    """
+    cls, backend = type(cache), cache.prometheus_backend
+    hit, miss, error, duration = operation_cells(alias, backend, "get")
     cache.get = _cache.instrument_get(
         cache._prometheus_real_get(), upstream.gets, upstream.hits, upstream.misses, upstream.fails,
         cache._prometheus_interrupted(), hit, miss, error, duration, _takes_kwargs(cls.get),
     )  # fmt: skip
-    # The others are bound methods of their recorders: Django reads
-    # ``self.get_many.__func__`` (has_key, incr, set_many, delete_many too) to
-    # choose how an async twin runs, and both of its routes count once.
     for name in SYNC_OPERATIONS[1:]:
-        real = cache._prometheus_operation(name)
-        ok, miss, error, duration = cells[name]
-        if name == "get_many":
-            wrapper = _cache.instrument_get_many(real, ok, miss, error, duration)
-        elif name == "has_key":
-            wrapper = _cache.instrument_has_key(real, ok, miss, error, duration)
-        else:
-            wrapper = _cache.instrument_op(real, ok, error, duration)
-        setattr(cache, name, MethodType(wrapper, cache))
+        setattr(cache, name, MethodType(_sync_binder(cache, alias, name), cache))
     for name in ASYNC_OPERATIONS:
-        real = getattr(cls, name).__get__(cache, cls)
-        ok, miss, error, duration = cells[name]
-        if name == "aget":
-            wrapper = _async_get(real, ok, miss, error, duration)
-        elif name == "aget_many":
-            wrapper = _async_get_many(real, ok, miss, error, duration)
-        else:
-            wrapper = _async_op(real, ok, miss, error, duration)
-        setattr(cache, name, wrapper)
+        setattr(cache, name, _async_binder(cache, alias, name))
+
+
+def _sync_recorder(cache: Any, alias: str, name: str) -> Callable[..., Any]:
+    real = cache._prometheus_operation(name)
+    ok, miss, error, duration = operation_cells(alias, cache.prometheus_backend, name)
+    if name == "get_many":
+        return _cache.instrument_get_many(real, ok, miss, error, duration)
+    if name == "has_key":
+        return _cache.instrument_has_key(real, ok, miss, error, duration)
+    return _cache.instrument_op(real, ok, error, duration)
+
+
+def _sync_binder(cache: Any, alias: str, name: str) -> Callable[..., Any]:
+    # Bound methods, binder and recorder alike: Django reads ``self.get_many.__func__``
+    # (has_key, incr, set_many, delete_many too) to choose how an async twin runs,
+    # and both of its routes count once.
+    bound: list[Callable[..., Any]] = []
+
+    def first_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not bound:
+            bound.append(_sync_recorder(cache, alias, name))
+            setattr(cache, name, MethodType(bound[0], cache))
+        return bound[0](self, *args, **kwargs)
+
+    return first_call
+
+
+def _async_recorder(cache: Any, alias: str, name: str) -> Callable[..., Any]:
+    cls = type(cache)
+    real = getattr(cls, name).__get__(cache, cls)
+    ok, miss, error, duration = operation_cells(alias, cache.prometheus_backend, name)
+    if name == "aget":
+        return _async_get(real, ok, miss, error, duration)
+    if name == "aget_many":
+        return _async_get_many(real, ok, miss, error, duration)
+    return _async_op(real, ok, miss, error, duration)
+
+
+def _async_binder(cache: Any, alias: str, name: str) -> Callable[..., Any]:
+    bound: list[Callable[..., Any]] = []
+
+    async def first_call(*args: Any, **kwargs: Any) -> Any:
+        if not bound:
+            bound.append(_async_recorder(cache, alias, name))
+            setattr(cache, name, bound[0])
+        return await bound[0](*args, **kwargs)
+
+    return first_call
 
 
 # The async twins: Django runs them as sync_to_async of the sync operation (whose
