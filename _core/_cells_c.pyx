@@ -293,18 +293,20 @@ cdef class Family:
 
 def instrument_get(real_get, Counter gets not None, Counter hits not None,
                    Counter misses not None, Counter fails not None,
-                   interrupted=MISSING):
+                   interrupted=MISSING, bint takes_kwargs=True):
     """Wrap a cache backend's ``get`` so that each call counts get + hit/miss/fail.
 
     ``real_get(key, MISSING, version, **kwargs)`` is called; getting ``MISSING``
     back is a miss (so stored falsy values and ``None`` are hits), getting
     ``interrupted`` back is a failure the backend chose to swallow (django-redis'
     ``IGNORE_EXCEPTIONS``), and an exception is counted and re-raised unchanged.
+    Without ``takes_kwargs`` the get takes ``(key, default=None, version=None)``
+    only, as Django's own backends' do, and builds no keyword dict per call.
     """
 
     # A closure compiles to a vectorcall function with C-level access to the
     # cells: no bound-method object, no argument tuple, no attribute lookups.
-    def get(key, default=None, version=None, **kwargs):
+    def get_kw(key, default=None, version=None, **kwargs):
         try:
             if kwargs:
                 value = real_get(key, _MISSING, version, **kwargs)
@@ -314,17 +316,31 @@ def instrument_get(real_get, Counter gets not None, Counter hits not None,
             dp_add(gets._p, 1.0)
             dp_add(fails._p, 1.0)
             raise
-        dp_add(gets._p, 1.0)
-        if value is _MISSING:
-            dp_add(misses._p, 1.0)
-            return default
-        if value is interrupted:
-            dp_add(fails._p, 1.0)
-            return default
-        dp_add(hits._p, 1.0)
-        return value
+        return _counted(value, default, gets, hits, misses, fails, interrupted)
 
-    return get
+    def get(key, default=None, version=None):
+        try:
+            value = real_get(key, _MISSING, version)
+        except Exception:
+            dp_add(gets._p, 1.0)
+            dp_add(fails._p, 1.0)
+            raise
+        return _counted(value, default, gets, hits, misses, fails, interrupted)
+
+    return get_kw if takes_kwargs else get
+
+
+cdef inline object _counted(object value, object default, Counter gets, Counter hits,
+                            Counter misses, Counter fails, object interrupted):
+    dp_add(gets._p, 1.0)
+    if value is _MISSING:
+        dp_add(misses._p, 1.0)
+        return default
+    if value is interrupted:
+        dp_add(fails._p, 1.0)
+        return default
+    dp_add(hits._p, 1.0)
+    return value
 
 
 def record_get_many(requested, Py_ssize_t found, Counter gets not None,

@@ -130,6 +130,15 @@ def test_version_is_respected(pair):
     assert delta() == (3, 2, 1, 0)
 
 
+def test_get_takes_the_arguments_the_backends_get_takes(pair):
+    name, ours, bare = pair
+    for cache in (ours, bare):
+        cache.set("k", 1)
+    assert ours.get(key="k", default=None, version=None) == bare.get(key="k", default=None, version=None) == 1
+    extra = {"client": None} if name == "redis" else {"nonsense": 1}  # django-redis' get takes a client
+    assert outcome(lambda: ours.get("k", **extra)) == outcome(lambda: bare.get("k", **extra))
+
+
 def test_get_many_counts_each_requested_key_once(pair):
     name, ours, bare = pair
     for cache in (ours, bare):

@@ -93,7 +93,7 @@ def operation_cells(alias: str, backend: str, name: str) -> tuple[Any, Any, Any,
     return found
 
 
-def _takes_kwargs(method: Any) -> bool:
+def takes_kwargs(method: Any) -> bool:
     """Whether a ``get`` takes more than ``(key, default, version)`` (django-redis' ``client``, **kwargs)."""
     try:
         params = list(inspect.signature(method).parameters.values())
@@ -114,7 +114,7 @@ def install(cache: Any, alias: str, upstream: Any) -> None:
     hit, miss, error, duration = operation_cells(alias, backend, "get")
     cache.get = _cache.instrument_get(
         cache._prometheus_real_get(), upstream.gets, upstream.hits, upstream.misses, upstream.fails,
-        cache._prometheus_interrupted(), hit, miss, error, duration, _takes_kwargs(cls.get),
+        cache._prometheus_interrupted(), hit, miss, error, duration, takes_kwargs(cls.get),
     )  # fmt: skip
     for name in SYNC_OPERATIONS[1:]:
         setattr(cache, name, MethodType(_sync_binder(cache, alias, name), cache))

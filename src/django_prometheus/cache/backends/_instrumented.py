@@ -45,7 +45,7 @@ class InstrumentedCacheMixin:
             return
         self.get = instrument_get(
             self._prometheus_real_get(), cells.gets, cells.hits, cells.misses, cells.fails,
-            self._prometheus_interrupted(),
+            self._prometheus_interrupted(), operations.takes_kwargs(type(self).get),
         )  # fmt: skip
 
     def _prometheus_real_get(self) -> Any:
