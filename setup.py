@@ -29,6 +29,7 @@ else:
             Extension("django_prometheus._core._db_c", ["_core/_db_c.pyx"]),
             Extension("django_prometheus._core._expo_c", ["_core/_expo_c.pyx"]),
             Extension("django_prometheus._core._http_c", ["_core/_http_c.pyx"]),
+            Extension("django_prometheus._core._cache_c", ["_core/_cache_c.pyx"]),
         ],
         compiler_directives={"language_level": "3"},
     )

@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
 
@@ -419,18 +420,20 @@ cdef class Family:
 
 def instrument_get(real_get, Counter gets not None, Counter hits not None,
                    Counter misses not None, Counter fails not None,
-                   interrupted=MISSING):
+                   interrupted=MISSING, bint takes_kwargs=True):
     """Wrap a cache backend's ``get`` so that each call counts get + hit/miss/fail.
 
     ``real_get(key, MISSING, version, **kwargs)`` is called; getting ``MISSING``
     back is a miss (so stored falsy values and ``None`` are hits), getting
     ``interrupted`` back is a failure the backend chose to swallow (django-redis'
     ``IGNORE_EXCEPTIONS``), and an exception is counted and re-raised unchanged.
+    Without ``takes_kwargs`` the get takes ``(key, default=None, version=None)``
+    only, as Django's own backends' do, and builds no keyword dict per call.
     """
 
     # A closure compiles to a vectorcall function with C-level access to the
     # cells: no bound-method object, no argument tuple, no attribute lookups.
-    def get(key, default=None, version=None, **kwargs):
+    def get_kw(key, default=None, version=None, **kwargs):
         try:
             if kwargs:
                 value = real_get(key, _MISSING, version, **kwargs)
@@ -440,17 +443,31 @@ def instrument_get(real_get, Counter gets not None, Counter hits not None,
             _add(gets, 1.0)
             _add(fails, 1.0)
             raise
-        _add(gets, 1.0)
-        if value is _MISSING:
-            _add(misses, 1.0)
-            return default
-        if value is interrupted:
-            _add(fails, 1.0)
-            return default
-        _add(hits, 1.0)
-        return value
+        return _counted(value, default, gets, hits, misses, fails, interrupted)
 
-    return get
+    def get(key, default=None, version=None):
+        try:
+            value = real_get(key, _MISSING, version)
+        except Exception:
+            _add(gets, 1.0)
+            _add(fails, 1.0)
+            raise
+        return _counted(value, default, gets, hits, misses, fails, interrupted)
+
+    return get_kw if takes_kwargs else get
+
+
+cdef inline object _counted(object value, object default, Counter gets, Counter hits,
+                            Counter misses, Counter fails, object interrupted):
+    _add(gets, 1.0)
+    if value is _MISSING:
+        _add(misses, 1.0)
+        return default
+    if value is interrupted:
+        _add(fails, 1.0)
+        return default
+    _add(hits, 1.0)
+    return value
 
 
 def record_get_many(requested, Py_ssize_t found, Counter gets not None,
@@ -461,6 +478,23 @@ def record_get_many(requested, Py_ssize_t found, Counter gets not None,
     _add(hits, <double> found)
     _add(misses, <double> (n - found))
 
+
+
+# C entry points for the other compiled core modules (no .pxd can be shared from
+# this folder): they check a cell's type once, when they bind it, then add
+# through these pointers, as this module's own fast paths do.
+cdef void _capi_counter_add(object counter, double amount) noexcept:
+    _add(<Counter>counter, amount)
+
+
+cdef void _capi_histogram_observe(object histogram, double amount) noexcept:
+    (<Histogram>histogram)._observe(amount)
+
+
+_C_API = {
+    "counter_add": PyCapsule_New(<void *>_capi_counter_add, b"dp_counter_add", NULL),
+    "histogram_observe": PyCapsule_New(<void *>_capi_histogram_observe, b"dp_histogram_observe", NULL),
+}
 
 # --- Multiprocess mode ------------------------------------------------------
 #

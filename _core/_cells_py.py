@@ -234,6 +234,7 @@ def instrument_get(
     misses: Counter,
     fails: Counter,
     interrupted: Any = MISSING,
+    takes_kwargs: bool = True,
 ) -> Callable[..., Any]:
     """Wrap a cache backend's ``get`` so that each call counts get + hit/miss/fail.
 
@@ -241,15 +242,11 @@ def instrument_get(
     back is a miss (so stored falsy values and ``None`` are hits), getting
     ``interrupted`` back is a failure the backend chose to swallow (django-redis'
     ``IGNORE_EXCEPTIONS``), and an exception is counted and re-raised unchanged.
+    Without ``takes_kwargs`` the get takes ``(key, default=None, version=None)``
+    only, as Django's own backends' do.
     """
 
-    def get(key: Any, default: Any = None, version: Any = None, **kwargs: Any) -> Any:
-        try:
-            value = real_get(key, MISSING, version, **kwargs)
-        except Exception:
-            gets.inc()
-            fails.inc()
-            raise
+    def counted(value: Any, default: Any) -> Any:
         gets.inc()
         if value is MISSING:
             misses.inc()
@@ -260,7 +257,25 @@ def instrument_get(
         hits.inc()
         return value
 
-    return get
+    def get_kw(key: Any, default: Any = None, version: Any = None, **kwargs: Any) -> Any:
+        try:
+            value = real_get(key, MISSING, version, **kwargs)
+        except Exception:
+            gets.inc()
+            fails.inc()
+            raise
+        return counted(value, default)
+
+    def get(key: Any, default: Any = None, version: Any = None) -> Any:
+        try:
+            value = real_get(key, MISSING, version)
+        except Exception:
+            gets.inc()
+            fails.inc()
+            raise
+        return counted(value, default)
+
+    return get_kw if takes_kwargs else get
 
 
 def record_get_many(

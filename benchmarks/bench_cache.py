@@ -1,4 +1,4 @@
-"""Cache backends: the cost that instrumentation adds to ``get()``."""
+"""Cache backends: the cost that instrumentation adds to ``get()``, with operation metrics off and on."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ LOCMEM = {
 def _locmem_settings(impl: str) -> dict[str, Any]:
     backend = LOCMEM["bare" if impl == "bare" else "instrumented"]
     return {"CACHES": {"default": {"BACKEND": backend, "LOCATION": "benchmarks"}}}
+
+
+def _locmem_operations_settings(impl: str) -> dict[str, Any]:
+    # PROMETHEUS_CACHE_OPERATION_METRICS is ours: bare Django and upstream ignore it.
+    return {**_locmem_settings(impl), "PROMETHEUS_CACHE_OPERATION_METRICS": True}
 
 
 def _bound_get(key: str) -> Op:
@@ -39,7 +44,9 @@ def _build_get_miss(impl: str) -> Op:
 
 CACHE_GET_HIT = Case("cache_get_hit", _locmem_settings, _build_get_hit)
 CACHE_GET_MISS = Case("cache_get_miss", _locmem_settings, _build_get_miss)
-CASES = [CACHE_GET_HIT, CACHE_GET_MISS]
+CACHE_GET_HIT_OPS = Case("cache_get_hit_operations", _locmem_operations_settings, _build_get_hit)
+CACHE_GET_MISS_OPS = Case("cache_get_miss_operations", _locmem_operations_settings, _build_get_miss)
+CASES = [CACHE_GET_HIT, CACHE_GET_MISS, CACHE_GET_HIT_OPS, CACHE_GET_MISS_OPS]
 
 
 class LocMemGet:
@@ -62,3 +69,20 @@ class LocMemGet:
         # Steady-state calls must not grow memory (no per-call label tuples kept).
         for _ in range(10_000):
             self.get_hit()
+
+
+class LocMemGetOperations:
+    """``LocMemCache.get()`` with ``PROMETHEUS_CACHE_OPERATION_METRICS`` on (asv)."""
+
+    params = IMPLS
+    param_names = ["impl"]
+
+    def setup(self, impl: str) -> None:
+        self.get_hit = prepare(CACHE_GET_HIT_OPS, impl)
+        self.get_miss = prepare(CACHE_GET_MISS_OPS, impl)
+
+    def time_get_hit(self, impl: str) -> None:
+        self.get_hit()
+
+    def time_get_miss(self, impl: str) -> None:
+        self.get_miss()

@@ -130,6 +130,15 @@ def test_version_is_respected(pair):
     assert delta() == (3, 2, 1, 0)
 
 
+def test_get_takes_the_arguments_the_backends_get_takes(pair):
+    name, ours, bare = pair
+    for cache in (ours, bare):
+        cache.set("k", 1)
+    assert ours.get(key="k", default=None, version=None) == bare.get(key="k", default=None, version=None) == 1
+    extra = {"client": None} if name == "redis" else {"nonsense": 1}  # django-redis' get takes a client
+    assert outcome(lambda: ours.get("k", **extra)) == outcome(lambda: bare.get("k", **extra))
+
+
 def test_get_many_counts_each_requested_key_once(pair):
     name, ours, bare = pair
     for cache in (ours, bare):
@@ -280,6 +289,52 @@ def test_a_users_subclass_overriding_get_is_wrapped():
     assert cache.get("k") == "ABC"
     assert cache.get("absent", "d") == "d"
     assert delta() == (2, 1, 1, 0)
+
+
+def _subclass_overriding_get(name):
+    """A subclass of our backend ``name`` whose ``get()`` upper-cases strings, made as Django makes it."""
+    from django.conf import settings
+
+    base = type(caches[name])
+    calls = []
+
+    class Upper(base):
+        def get(self, key, default=None, version=None, **kwargs):
+            calls.append(key)
+            value = super().get(key, default, version, **kwargs)
+            return value.upper() if isinstance(value, str) else value
+
+    params = dict(settings.CACHES[name])
+    del params["BACKEND"]
+    location = params.pop("LOCATION")
+    return Upper(location, {**params, "KEY_PREFIX": f"{name}_upper"}), calls
+
+
+@pytest.mark.parametrize("name", list(LABELS))
+def test_a_users_get_override_runs_and_is_counted_once_on_every_backend(name, require_service):
+    if name in SERVICE:
+        require_service(SERVICE[name])
+    cache, calls = _subclass_overriding_get(name)
+    try:
+        cache.clear()
+        cache.set("k", "abc")
+        delta = Delta(LABELS[name])
+        assert cache.get("k") == "ABC"
+        assert cache.get("absent", "d") == "d"
+        assert cache.get_or_set("k", "other") == "ABC"
+        assert calls == ["k", "absent", "k"]
+        assert delta() == (3, 2, 1, 0)
+        cache.clear()
+    finally:
+        cache.close()
+
+
+def test_a_users_get_override_on_django_redis_counts_an_ignored_failure():
+    cache, calls = _subclass_overriding_get("redis_dead_ignored")
+    delta = Delta("redis")
+    assert cache.get("k", "d") == "d"
+    assert calls == ["k"]
+    assert delta() == (1, 0, 0, 1)
 
 
 def run_isolated(code: str) -> subprocess.CompletedProcess:

@@ -1,7 +1,13 @@
-"""Cache metrics, labelled by backend."""
+"""Cache metrics: upstream's four, labelled by backend, and the opt-in per-operation families."""
 
-from django_prometheus.conf import NAMESPACE
-from django_prometheus.metrics import Counter
+from django_prometheus.conf import NAMESPACE, setting
+from django_prometheus.metrics import Counter, Histogram
+
+#: Buckets of django_cache_operation_duration_seconds: cache calls take microseconds to milliseconds.
+DEFAULT_OPERATION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf"),
+)  # fmt: skip
+OPERATION_BUCKETS = setting("PROMETHEUS_CACHE_OPERATION_BUCKETS", DEFAULT_OPERATION_BUCKETS)
 
 django_cache_get_total = Counter(
     "django_cache_get_total", "Total get requests on cache", ["backend"], namespace=NAMESPACE
@@ -14,4 +20,22 @@ django_cache_misses_total = Counter(
 )
 django_cache_get_fail_total = Counter(
     "django_cache_get_fail_total", "Total get request failures by cache", ["backend"], namespace=NAMESPACE
+)
+
+# Opt-in (PROMETHEUS_CACHE_OPERATION_METRICS): registered by the first backend that
+# records them, so a scrape shows nothing new while the setting is off.
+django_cache_operations_total = Counter(
+    "django_cache_operations_total",
+    "Cache operations by alias, backend, operation and result (get_many: one per distinct key).",
+    ["alias", "backend", "operation", "result"],
+    namespace=NAMESPACE,
+    registry=None,
+)
+django_cache_operation_duration_seconds = Histogram(
+    "django_cache_operation_duration_seconds",
+    "Duration of cache operations by alias, backend and operation.",
+    ["alias", "backend", "operation"],
+    namespace=NAMESPACE,
+    buckets=OPERATION_BUCKETS,
+    registry=None,
 )

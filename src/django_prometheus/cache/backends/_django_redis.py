@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 try:
@@ -15,8 +16,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "django_prometheus.cache.backends.redis.NativeRedisCache."
     ) from exc
 
+from django_prometheus._core._cache import note_failure
 from django_prometheus._core._cells import record_get_many
 from django_prometheus.cache.backends._instrumented import InstrumentedCacheMixin
+
+_INTERRUPTED = django_redis_cache.CONNECTION_INTERRUPTED
+# The interruptions seen by _get() during the overriding get() in progress, if any.
+_interruptions: ContextVar[list[bool] | None] = ContextVar("dp_redis_interruptions", default=None)
 
 
 class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
@@ -25,6 +31,9 @@ class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
     def _prometheus_real_get(self) -> Any:
         # django-redis' _get() applies IGNORE_EXCEPTIONS and signals a swallowed
         # failure with CONNECTION_INTERRUPTED, which the core counts as a failure.
+        cls = type(self)
+        if cls.get is not django_redis_cache.RedisCache.get:
+            return self._prometheus_overriding_get(cls.get.__get__(self, cls))
         _get = self._get
 
         def real_get(key: Any, default: Any, version: Any, client: Any = None) -> Any:
@@ -32,8 +41,58 @@ class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
 
         return real_get
 
+    def _prometheus_overriding_get(self, override: Any) -> Any:
+        """A subclass' own get() (reaching django-redis' _get() through super()), failures still told apart.
+
+        django-redis' get() turns a swallowed failure into the default it was given,
+        so this instance's _get() notes the interruption for the call in progress
+        (a context variable: right under threads, asyncio and greenlets alike).
+        """
+        class_get = type(self)._get.__get__(self, type(self))
+
+        def _get(key: Any, default: Any, version: Any, client: Any) -> Any:
+            value = class_get(key, default, version, client)
+            if value is _INTERRUPTED:
+                seen = _interruptions.get()
+                if seen is not None:
+                    seen.append(True)
+            return value
+
+        self._get = _get
+
+        def real_get(key: Any, default: Any, version: Any, **kwargs: Any) -> Any:
+            seen: list[bool] = []
+            token = _interruptions.set(seen)
+            try:
+                value = override(key, default, version, **kwargs)
+            finally:
+                _interruptions.reset(token)
+            # A failure the override passed on as a miss is a failure; a value it
+            # made up itself after one is what it returns.
+            return _INTERRUPTED if seen and value is default else value
+
+        return real_get
+
     def _prometheus_interrupted(self) -> Any:
-        return django_redis_cache.CONNECTION_INTERRUPTED
+        return _INTERRUPTED
+
+    def _prometheus_operation(self, name: str) -> Any:
+        # django-redis' own operations swallow a failure under IGNORE_EXCEPTIONS
+        # (omit_exception): decorate the undecorated method again, so that the
+        # recorder hears of the failure before the decorator hides it.
+        method = getattr(type(self), name)
+        undecorated = getattr(method, "__wrapped__", None)
+        if undecorated is None or method is not getattr(django_redis_cache.RedisCache, name, None):
+            return super()._prometheus_operation(name)
+
+        def noting(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return undecorated(self, *args, **kwargs)
+            except ConnectionInterrupted:
+                note_failure()
+                raise
+
+        return django_redis_cache.omit_exception(noting)
 
     def get_many(self, keys: Iterable[Any], version: Any = None, client: Any = None) -> dict[Any, Any]:
         # django-redis' own get_many() hides an ignored failure as "all missed";
@@ -47,6 +106,7 @@ class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
             cells.gets.inc(n)
             cells.fails.inc(n)
             if self._ignore_exceptions:
+                note_failure()
                 if self._log_ignored_exceptions:
                     self.logger.exception("Exception ignored")
                 return {}

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from django_prometheus._core._cells import MISSING, instrument_get, record_get_many
-from django_prometheus.cache import metrics
+from django_prometheus.cache import metrics, operations
 
 
 class CacheCells:
@@ -30,6 +30,8 @@ class InstrumentedCacheMixin:
     ``__init__`` shadows the class' ``get`` with the core's instrumented get bound
     to this instance, so a get costs one C call more than the bare backend. The
     class' own ``get`` (overrides in user subclasses included) is what it wraps.
+    With ``PROMETHEUS_CACHE_OPERATION_METRICS`` every operation is shadowed so
+    (see ``operations``), ``get`` by one recorder for both sets of families.
     """
 
     #: The value of the ``backend`` label.
@@ -38,9 +40,12 @@ class InstrumentedCacheMixin:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._prometheus_cells = cells = CacheCells(self.prometheus_backend)
+        if operations.enabled():
+            operations.install(self, operations.caller_alias(), cells)
+            return
         self.get = instrument_get(
             self._prometheus_real_get(), cells.gets, cells.hits, cells.misses, cells.fails,
-            self._prometheus_interrupted(),
+            self._prometheus_interrupted(), operations.takes_kwargs(type(self).get),
         )  # fmt: skip
 
     def _prometheus_real_get(self) -> Any:
@@ -50,6 +55,10 @@ class InstrumentedCacheMixin:
     def _prometheus_interrupted(self) -> Any:
         """What the real get returns for a failure it swallowed (none by default)."""
         return MISSING
+
+    def _prometheus_operation(self, name: str) -> Any:
+        """The function ``(self, *args, **kwargs)`` the recorder of operation ``name`` (not get) calls."""
+        return getattr(type(self), name)
 
     def get_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> Any:
         # Django's get_or_set() gets the key again after add(); count the lookup once.

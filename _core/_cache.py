@@ -1,0 +1,45 @@
+"""Pick the compiled per-operation cache recording or its pure-Python twin, once, at import time.
+
+Same rule as ``_cells``, and it follows the core ``_cells`` picked, so compiled
+recorders never drive pure cells.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import _cells
+
+if TYPE_CHECKING or not _cells.USE_EXTENSIONS:
+    from . import _cache_py as _impl
+else:
+    try:
+        from . import _cache_c as _impl  # type: ignore[no-redef]
+    except ImportError:  # pragma: no cover - built before the cache operation recorders existed
+        from . import _cache_py as _impl  # type: ignore[no-redef]
+
+#: True when the compiled recorders are the ones in use.
+USE_EXTENSIONS: bool = _impl.__name__.endswith("_cache_c")
+
+CURRENT = _impl.CURRENT
+MISSING = _impl.MISSING
+Call = _impl.Call
+clock = _impl.clock
+instrument_get = _impl.instrument_get
+instrument_get_many = _impl.instrument_get_many
+instrument_has_key = _impl.instrument_has_key
+instrument_op = _impl.instrument_op
+note_failure = _impl.note_failure
+
+__all__ = [
+    "CURRENT",
+    "MISSING",
+    "USE_EXTENSIONS",
+    "Call",
+    "clock",
+    "instrument_get",
+    "instrument_get_many",
+    "instrument_has_key",
+    "instrument_op",
+    "note_failure",
+]

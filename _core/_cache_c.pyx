@@ -1,0 +1,327 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: freethreading_compatible=True
+"""Compiled per-operation cache recording: each call counted by result and timed, once.
+
+The pure-Python twin is ``_cache_py.py``; keep both in step. The cells are the
+core's (``_cells_c``) Counter and Histogram, bound once per backend instance and
+incremented through the C entry points ``_cells_c`` exports, so a recorded get
+costs two clock reads and a few C additions more than the bare backend's.
+
+Django routes some operations through others (``BaseCache.get_many`` through
+``get``, ``incr`` through ``get`` and ``set``, every async twin through
+``sync_to_async`` of the sync one). Only the outermost is recorded: it puts a
+``Call`` in a context variable (which follows ``sync_to_async`` into its thread,
+asyncio tasks and greenlets, as a thread-local would not), and calls made while
+one is there record nothing of their own but the failures they see.
+"""
+
+from contextvars import ContextVar
+
+from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.ref cimport Py_XDECREF
+from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
+
+from ._cells_c import _C_API, MISSING
+from ._cells_c import Counter as _Counter
+from ._cells_c import Histogram as _Histogram
+
+cdef extern from *:
+    """
+    #ifdef _WIN32
+    #include <windows.h>
+    static double dp_cache_clock(void) {
+        static double scale = 0.0;
+        LARGE_INTEGER c;
+        if (scale == 0.0) {
+            LARGE_INTEGER f;
+            QueryPerformanceFrequency(&f);
+            scale = 1.0 / (double)f.QuadPart;
+        }
+        QueryPerformanceCounter(&c);
+        return (double)c.QuadPart * scale;
+    }
+    #else
+    #include <time.h>
+    /* The clock time.perf_counter() reads on Linux and macOS. */
+    static double dp_cache_clock(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
+    #endif
+    """
+    double dp_cache_clock() nogil
+
+__all__ = [
+    "CURRENT",
+    "MISSING",
+    "Call",
+    "clock",
+    "instrument_get",
+    "instrument_get_many",
+    "instrument_has_key",
+    "instrument_op",
+    "note_failure",
+]
+
+ctypedef void (*_add_t)(object, double) noexcept
+
+cdef _add_t _add = <_add_t> PyCapsule_GetPointer(_C_API["counter_add"], b"dp_counter_add")
+cdef _add_t _observe = <_add_t> PyCapsule_GetPointer(_C_API["histogram_observe"], b"dp_histogram_observe")
+cdef object _MISSING = MISSING
+
+#: The outermost cache operation in progress in this context, if any.
+CURRENT = ContextVar("django_prometheus_cache_operation")
+cdef object _CURRENT = CURRENT
+
+
+cdef class Call:
+    """One outermost operation in progress; the calls it makes note their failures here."""
+
+    cdef public bint failed
+
+
+cdef inline Call _current():
+    cdef PyObject *value = NULL
+    PyContextVar_Get(_CURRENT, NULL, &value)
+    if value is NULL:
+        return None
+    current = <Call> value
+    Py_XDECREF(value)  # PyContextVar_Get returned a new reference
+    return current
+
+
+def clock():
+    """The monotonic clock durations are read from, in seconds."""
+    return dp_cache_clock()
+
+
+def note_failure():
+    """Tell the operation in progress that it failed, though nothing was raised (a swallowed error)."""
+    cdef Call current = _current()
+    if current is not None:
+        current.failed = True
+
+
+cdef object _counter(object cell):
+    if not isinstance(cell, _Counter):
+        raise TypeError(f"expected a core Counter cell, got {type(cell).__name__}")
+    return cell
+
+
+cdef object _histogram(object cell):
+    if not isinstance(cell, _Histogram):
+        raise TypeError(f"expected a core Histogram cell, got {type(cell).__name__}")
+    return cell
+
+
+cdef class _GetRecorder:
+    """The cells of one instrumented get: upstream's four and the operation's hit/miss/error/duration."""
+
+    cdef object real_get, interrupted
+    cdef object gets, hits, misses, fails, hit, miss, error, duration
+
+    cdef object call(self, key, default, version, dict kwargs):
+        cdef double t0
+        cdef Call current = _current()
+        if current is not None:
+            return self.nested(current, key, default, version, kwargs)
+        t0 = dp_cache_clock()
+        try:
+            if kwargs:
+                value = self.real_get(key, _MISSING, version, **kwargs)
+            else:
+                value = self.real_get(key, _MISSING, version)
+        except Exception:
+            _observe(self.duration, dp_cache_clock() - t0)
+            _add(self.gets, 1.0)
+            _add(self.fails, 1.0)
+            _add(self.error, 1.0)
+            raise
+        _observe(self.duration, dp_cache_clock() - t0)
+        _add(self.gets, 1.0)
+        if value is _MISSING:
+            _add(self.misses, 1.0)
+            _add(self.miss, 1.0)
+            return default
+        if value is self.interrupted:
+            _add(self.fails, 1.0)
+            _add(self.error, 1.0)
+            return default
+        _add(self.hits, 1.0)
+        _add(self.hit, 1.0)
+        return value
+
+    cdef object nested(self, Call current, key, default, version, dict kwargs):
+        # Inside another operation: upstream's families only (they count every get, as upstream does).
+        try:
+            if kwargs:
+                value = self.real_get(key, _MISSING, version, **kwargs)
+            else:
+                value = self.real_get(key, _MISSING, version)
+        except Exception:
+            _add(self.gets, 1.0)
+            _add(self.fails, 1.0)
+            current.failed = True
+            raise
+        _add(self.gets, 1.0)
+        if value is _MISSING:
+            _add(self.misses, 1.0)
+            return default
+        if value is self.interrupted:
+            _add(self.fails, 1.0)
+            current.failed = True
+            return default
+        _add(self.hits, 1.0)
+        return value
+
+
+def instrument_get(real_get, gets, hits, misses, fails, interrupted, hit, miss, error, duration,
+                   bint takes_kwargs=False):
+    """A backend's ``get`` recording upstream's four families and the ``get`` operation.
+
+    As ``_cells.instrument_get``: ``real_get(key, MISSING, version[, **kwargs])`` is
+    called, ``MISSING`` back is a miss, ``interrupted`` back a swallowed failure,
+    an exception is counted and re-raised unchanged. Without ``takes_kwargs`` the
+    get takes ``(key, default=None, version=None)`` only, as Django's backends'
+    do, and no keyword dict is built per call.
+    """
+    cdef _GetRecorder rec = _GetRecorder()
+    rec.real_get = real_get
+    rec.interrupted = interrupted
+    rec.gets, rec.hits, rec.misses, rec.fails = _counter(gets), _counter(hits), _counter(misses), _counter(fails)
+    rec.hit, rec.miss, rec.error = _counter(hit), _counter(miss), _counter(error)
+    rec.duration = _histogram(duration)
+
+    if takes_kwargs:
+        def get_kw(key, default=None, version=None, **kwargs):
+            return rec.call(key, default, version, kwargs)
+
+        return get_kw
+
+    def get(key, default=None, version=None):
+        return rec.call(key, default, version, None)
+
+    return get
+
+
+cdef enum:
+    _OK = 0
+    _HAS_KEY = 1
+
+
+cdef class _OpRecorder:
+    """The cells of one instrumented operation other than get and get_many."""
+
+    cdef object real, ok, miss, error, duration  # ok: the hit cell, for has_key
+    cdef int kind
+
+    cdef object call(self, tuple args, dict kwargs):
+        cdef double t0
+        cdef Call current = _current()
+        if current is not None:
+            return self.real(*args, **kwargs)
+        current = Call()
+        token = PyContextVar_Set(_CURRENT, current)
+        t0 = dp_cache_clock()
+        try:
+            result = self.real(*args, **kwargs)
+        except Exception:
+            _observe(self.duration, dp_cache_clock() - t0)
+            _add(self.error, 1.0)
+            raise
+        finally:
+            PyContextVar_Reset(_CURRENT, token)
+        _observe(self.duration, dp_cache_clock() - t0)
+        if current.failed:
+            _add(self.error, 1.0)
+        elif self.kind == _HAS_KEY:
+            _add(self.ok if result else self.miss, 1.0)
+        else:
+            _add(self.ok, 1.0)
+        return result
+
+
+def instrument_op(real, ok, error, duration):
+    """``real(*args, **kwargs)``, counted ``ok`` or ``error`` and timed, unless inside another operation."""
+    cdef _OpRecorder rec = _OpRecorder()
+    rec.real, rec.ok, rec.error, rec.duration = real, _counter(ok), _counter(error), _histogram(duration)
+    rec.kind = _OK
+
+    def op(*args, **kwargs):
+        return rec.call(args, kwargs)
+
+    return op
+
+
+def instrument_has_key(real, hit, miss, error, duration):
+    """``real(*args, **kwargs)`` counted ``hit`` when it returns true, else ``miss`` (or ``error``)."""
+    cdef _OpRecorder rec = _OpRecorder()
+    rec.real, rec.ok, rec.error, rec.duration = real, _counter(hit), _counter(error), _histogram(duration)
+    rec.miss = _counter(miss)
+    rec.kind = _HAS_KEY
+
+    def has_key(*args, **kwargs):
+        return rec.call(args, kwargs)
+
+    return has_key
+
+
+cdef Py_ssize_t _distinct(keys):
+    try:
+        return len(set(keys))
+    except TypeError:  # unhashable keys: the backend decides what that means
+        return len(keys)
+
+
+cdef class _ManyRecorder:
+    """The cells of one instrumented get_many: each distinct requested key is a hit or a miss."""
+
+    cdef object real, hit, miss, error, duration
+
+    cdef object call(self, owner, keys, tuple args, dict kwargs):
+        cdef double t0
+        cdef Py_ssize_t n, found
+        cdef Call current = _current()
+        if current is not None:
+            return self.real(owner, keys, *args, **kwargs)
+        if type(keys) is not list and type(keys) is not tuple:
+            keys = list(keys)  # a generator is read here once; the backend gets the same keys
+        current = Call()
+        token = PyContextVar_Set(_CURRENT, current)
+        t0 = dp_cache_clock()
+        try:
+            result = self.real(owner, keys, *args, **kwargs)
+        except Exception:
+            _observe(self.duration, dp_cache_clock() - t0)
+            _add(self.error, <double> _distinct(keys))
+            raise
+        finally:
+            PyContextVar_Reset(_CURRENT, token)
+        _observe(self.duration, dp_cache_clock() - t0)
+        n = _distinct(keys)
+        if current.failed:
+            _add(self.error, <double> n)
+            return result
+        try:
+            found = len(result)
+        except TypeError:
+            return result
+        if found > n:
+            found = n
+        _add(self.hit, <double> found)
+        _add(self.miss, <double> (n - found))
+        return result
+
+
+def instrument_get_many(real, hit, miss, error, duration):
+    """``real(self, keys, *args, **kwargs)``: each distinct key counted a ``hit`` (found) or a ``miss``."""
+    cdef _ManyRecorder rec = _ManyRecorder()
+    rec.real, rec.hit, rec.miss = real, _counter(hit), _counter(miss)
+    rec.error, rec.duration = _counter(error), _histogram(duration)
+
+    def get_many(self, keys, *args, **kwargs):
+        return rec.call(self, keys, args, kwargs)
+
+    return get_many

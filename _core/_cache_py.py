@@ -1,0 +1,225 @@
+"""Per-operation cache recording, pure Python: the twin of ``_cache_c.pyx`` (same names, same behaviour).
+
+Only the outermost of nested operations is recorded: it puts a ``Call`` in a
+context variable (which follows ``sync_to_async`` into its thread, asyncio
+tasks and greenlets); calls made while one is there record nothing of their
+own but the failures they see.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from ._cells_py import MISSING, Counter, Histogram
+
+__all__ = [
+    "CURRENT",
+    "MISSING",
+    "Call",
+    "clock",
+    "instrument_get",
+    "instrument_get_many",
+    "instrument_has_key",
+    "instrument_op",
+    "note_failure",
+]
+
+#: The outermost cache operation in progress in this context, if any.
+CURRENT: ContextVar[Call] = ContextVar("django_prometheus_cache_operation")
+
+clock = time.perf_counter
+
+
+class Call:
+    """One outermost operation in progress; the calls it makes note their failures here."""
+
+    __slots__ = ("failed",)
+
+    def __init__(self) -> None:
+        self.failed = False
+
+
+def note_failure() -> None:
+    """Tell the operation in progress that it failed, though nothing was raised (a swallowed error)."""
+    current = CURRENT.get(None)
+    if current is not None:
+        current.failed = True
+
+
+def _counter(cell: Any) -> Counter:
+    if not isinstance(cell, Counter):
+        raise TypeError(f"expected a core Counter cell, got {type(cell).__name__}")
+    return cell
+
+
+def _histogram(cell: Any) -> Histogram:
+    if not isinstance(cell, Histogram):
+        raise TypeError(f"expected a core Histogram cell, got {type(cell).__name__}")
+    return cell
+
+
+def instrument_get(
+    real_get: Callable[..., Any],
+    gets: Counter,
+    hits: Counter,
+    misses: Counter,
+    fails: Counter,
+    interrupted: Any,
+    hit: Counter,
+    miss: Counter,
+    error: Counter,
+    duration: Histogram,
+    takes_kwargs: bool = False,
+) -> Callable[..., Any]:
+    """A backend's ``get`` recording upstream's four families and the ``get`` operation.
+
+    As ``_cells.instrument_get``: ``real_get(key, MISSING, version[, **kwargs])`` is
+    called, ``MISSING`` back is a miss, ``interrupted`` back a swallowed failure,
+    an exception is counted and re-raised unchanged. Without ``takes_kwargs`` the
+    get takes ``(key, default=None, version=None)`` only, as Django's backends' do.
+    """
+    for cell in (gets, hits, misses, fails, hit, miss, error):
+        _counter(cell)
+    _histogram(duration)
+    get_current = CURRENT.get
+
+    def record(key: Any, default: Any, version: Any, kwargs: dict[str, Any]) -> Any:
+        current = get_current(None)
+        t0 = clock()
+        try:
+            value = real_get(key, MISSING, version, **kwargs)
+        except Exception:
+            gets.inc()
+            fails.inc()
+            if current is None:
+                duration.observe(clock() - t0)
+                error.inc()
+            else:
+                current.failed = True
+            raise
+        if current is None:
+            duration.observe(clock() - t0)
+        gets.inc()
+        if value is MISSING:
+            misses.inc()
+            if current is None:
+                miss.inc()
+            return default
+        if value is interrupted:
+            fails.inc()
+            if current is None:
+                error.inc()
+            else:
+                current.failed = True
+            return default
+        hits.inc()
+        if current is None:
+            hit.inc()
+        return value
+
+    if takes_kwargs:
+
+        def get_kw(key: Any, default: Any = None, version: Any = None, **kwargs: Any) -> Any:
+            return record(key, default, version, kwargs)
+
+        return get_kw
+
+    def get(key: Any, default: Any = None, version: Any = None) -> Any:
+        return record(key, default, version, {})
+
+    return get
+
+
+def _record_op(
+    real: Callable[..., Any], ok: Counter, miss: Counter | None, error: Counter, duration: Histogram
+) -> Callable[..., Any]:
+    # miss is None: an operation counted ok/error; else has_key, counted ok (a hit) or miss.
+    get_current = CURRENT.get
+
+    def op(*args: Any, **kwargs: Any) -> Any:
+        if get_current(None) is not None:
+            return real(*args, **kwargs)
+        current = Call()
+        token = CURRENT.set(current)
+        t0 = clock()
+        try:
+            result = real(*args, **kwargs)
+        except Exception:
+            duration.observe(clock() - t0)
+            error.inc()
+            raise
+        finally:
+            CURRENT.reset(token)
+        duration.observe(clock() - t0)
+        if current.failed:
+            error.inc()
+        elif miss is not None and not result:
+            miss.inc()
+        else:
+            ok.inc()
+        return result
+
+    return op
+
+
+def instrument_op(
+    real: Callable[..., Any], ok: Counter, error: Counter, duration: Histogram
+) -> Callable[..., Any]:
+    """``real(*args, **kwargs)``, counted ``ok`` or ``error`` and timed, unless inside another operation."""
+    return _record_op(real, _counter(ok), None, _counter(error), _histogram(duration))
+
+
+def instrument_has_key(
+    real: Callable[..., Any], hit: Counter, miss: Counter, error: Counter, duration: Histogram
+) -> Callable[..., Any]:
+    """``real(*args, **kwargs)`` counted ``hit`` when it returns true, else ``miss`` (or ``error``)."""
+    return _record_op(real, _counter(hit), _counter(miss), _counter(error), _histogram(duration))
+
+
+def _distinct(keys: Any) -> int:
+    try:
+        return len(set(keys))
+    except TypeError:  # unhashable keys: the backend decides what that means
+        return len(keys)
+
+
+def instrument_get_many(
+    real: Callable[..., Any], hit: Counter, miss: Counter, error: Counter, duration: Histogram
+) -> Callable[..., Any]:
+    """``real(self, keys, *args, **kwargs)``: each distinct key counted a ``hit`` (found) or a ``miss``."""
+    _counter(hit), _counter(miss), _counter(error), _histogram(duration)
+    get_current = CURRENT.get
+
+    def get_many(self: Any, keys: Any, *args: Any, **kwargs: Any) -> Any:
+        if get_current(None) is not None:
+            return real(self, keys, *args, **kwargs)
+        if type(keys) is not list and type(keys) is not tuple:
+            keys = list(keys)  # a generator is read here once; the backend gets the same keys
+        current = Call()
+        token = CURRENT.set(current)
+        t0 = clock()
+        try:
+            result = real(self, keys, *args, **kwargs)
+        except Exception:
+            duration.observe(clock() - t0)
+            error.inc(_distinct(keys))
+            raise
+        finally:
+            CURRENT.reset(token)
+        duration.observe(clock() - t0)
+        n = _distinct(keys)
+        if current.failed:
+            error.inc(n)
+            return result
+        try:
+            found = min(len(result), n)
+        except TypeError:
+            return result
+        hit.inc(found)
+        miss.inc(n - found)
+        return result
+
+    return get_many
