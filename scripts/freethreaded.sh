@@ -106,7 +106,7 @@ build_interp() {
 
 # C-extension packages with no free-threaded build: left out of the venv, and the tests that
 # need them deselected (each would re-enable the GIL on import, or does not build for 3.13t).
-SKIP_DISTS=${FT_SKIP_DISTS:-"pylibmc mysqlclient psycopg2-binary"}
+SKIP_DISTS=${FT_SKIP_DISTS:-"pylibmc mysqlclient psycopg2-binary psycopg-binary"}
 # pytest -k expression for the tests that need one of them.
 SKIP_TESTS=${FT_SKIP_TESTS:-"not pylibmc and not mysql and not psycopg2"}
 
@@ -124,7 +124,10 @@ import re, sys, tomllib
 skip = set(sys.argv[1].split())
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 for req in project["dependencies"] + project["optional-dependencies"]["test"]:
-    if re.split(r"[\[<>=!~; ]", req, maxsplit=1)[0].lower() not in skip:
+    name = re.split(r"[\[<>=!~; ]", req, maxsplit=1)[0].lower()
+    if name == "psycopg" and "psycopg-binary" in skip:
+        req = req.replace("[binary]", "")  # psycopg's pure-Python implementation, over libpq
+    if name not in skip:
         print(req)
 PY
 )
@@ -169,7 +172,8 @@ upstream_venv() {
 run_suite() {
     local rc=0 core
     local -a args=("$@")
-    ((${#args[@]})) || args=(-q -k "$SKIP_TESTS")
+    ((${#args[@]})) || args=(-q)
+    [[ " ${args[*]} " == *" -k "* ]] || args+=(-k "$SKIP_TESTS")
     for core in compiled pure; do
         log "pytest ${args[*]} ($core core, GIL not forced: PYTHON_GIL unset)"
         if [[ $core == pure ]]; then

@@ -261,10 +261,12 @@ def test_multiprocess_store_keeps_every_cell_and_increment_of_concurrent_threads
         assert shared.get() == THREADS * (per_thread + OPS // 10)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(tmp_path))
-        assert registry.get_sample_value("ft_shared_total") == THREADS * (per_thread + OPS // 10)
-        for i in range(THREADS):
-            for j in range(per_thread):
-                assert registry.get_sample_value("ft_own_total", {"t": str(i), "j": str(j)}) == 2.0
+        samples = {  # one collect: each one reads and merges every file
+            (s.name, tuple(sorted(s.labels.items()))): s.value for m in registry.collect() for s in m.samples
+        }
+        assert samples[("ft_shared_total", ())] == THREADS * (per_thread + OPS // 10)
+        own = {labels: v for (name, labels), v in samples.items() if name == "ft_own_total"}
+        assert own == {(("j", str(j)), ("t", str(i))): 2.0 for i in range(THREADS) for j in range(per_thread)}
     finally:
         store.close()
 
@@ -303,10 +305,13 @@ def test_concurrent_cache_gets_count_every_get_hit_and_miss(alias, require_servi
     before = [_cache_value(n, backend) for n in names]
 
     def work(_: int) -> None:
-        c = caches[alias]
-        for _ in range(gets):
-            assert c.get("ft-hit") == "value"
-            assert c.get("ft-miss", "default") == "default"
+        c = caches[alias]  # this thread's own backend instance (and connection)
+        try:
+            for _ in range(gets):
+                assert c.get("ft-hit") == "value"
+                assert c.get("ft-miss", "default") == "default"
+        finally:
+            c.close()  # what request_finished would do: no socket left for the GC
 
     run_threads(work)
     after = [_cache_value(n, backend) for n in names]
