@@ -6,6 +6,7 @@
 #   scripts/freethreaded.sh venv         interpreter + venv + package, no tests
 #   scripts/freethreaded.sh test [ARGS]  venv, then pytest ARGS (default: the whole suite) on both cores
 #   scripts/freethreaded.sh bench [N..]  venv, then benchmarks/bench_threads.py N.. (default 1 2)
+#   scripts/freethreaded.sh cached       exit 0 if the interpreter is already built (builds nothing)
 #
 # The CPython source is upstream's release tarball as Debian ships it (the .orig.tar.xz of the
 # python3.14 source package; python3.13 if no suite has 3.14), fetched by apt-get from the Debian
@@ -187,6 +188,10 @@ run_suite() {
 
 cmd=${1:-all}
 (($#)) && shift
+if [[ $cmd == cached ]]; then  # exit 0 if the interpreter is built already (.ci/run asks)
+    find_interp
+    exit
+fi
 PY=$(build_interp)
 log "interpreter: $PY"
 case $cmd in
@@ -204,7 +209,7 @@ bench)
     env -u PYTHON_GIL "$VENV/bin/python" -m benchmarks.bench_threads --upstream-python "$up" "$@"
     ;;
 *)
-    echo "usage: $0 [all|interp|venv|test [PYTEST ARGS]|bench [N ...]]" >&2
+    echo "usage: $0 [all|interp|venv|test [PYTEST ARGS]|bench [N ...]|cached]" >&2
     exit 2
     ;;
 esac
