@@ -193,6 +193,50 @@ def test_family_makes_one_cell_per_label_set_under_concurrent_creation(core):
             assert children[("own", str(i), str(j))].get() == 1
 
 
+RACE_SECONDS = 5.0
+
+REMOVE_RACE = """
+import importlib, sys, threading, time
+core = importlib.import_module(sys.argv[1])
+family = core.Family(core.Counter)
+stop = time.monotonic() + float(sys.argv[2])
+
+def getter():
+    while time.monotonic() < stop:
+        for _ in range(1000):
+            family.get(("k",)).inc()
+
+def remover():
+    while time.monotonic() < stop:
+        for _ in range(1000):
+            family.remove(("k",))
+
+threads = [threading.Thread(target=getter) for _ in range(3)] + [threading.Thread(target=remover)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("ok")
+"""
+
+
+def test_family_get_survives_a_concurrent_remove_of_the_same_child(core):
+    # A borrowed dict lookup then an incref lets remove() free the cell in between on a
+    # free-threaded build (a crash or a hang). In a child process: a crash must not take the suite.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", REMOVE_RACE, core.__name__, str(RACE_SECONDS)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RACE_SECONDS + 120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("get() racing remove() hung")
+    assert (out.returncode, out.stdout.strip()) == (0, "ok"), out.stderr[-2000:]
+
+
 def test_labels_children_are_shared_and_none_lost_while_scraped():
     registry = CollectorRegistry()
     counter = metrics.Counter("ft_requests", "Requests.", ["worker", "n"], registry=registry)

@@ -58,6 +58,9 @@ def _gunicorn_gthread(tmp_path: Path) -> Iterator[str]:
     env.update(DJANGO_SETTINGS_MODULE="tests.http_project.settings", PYTHONPATH=str(ROOT))
     args = [sys.executable, "-m", "gunicorn", "tests.http_project.wsgi:application", "-c", str(conf)]
     args += ["-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread", "--threads", str(THREADS)]
+    # Keep-alive past any stall of a starved client: an idle connection closed under a client
+    # that is sending its next request is a "server disconnected" error, not a count.
+    args += ["--keep-alive", "300"]
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
