@@ -248,11 +248,13 @@ def test_labels_children_are_shared_and_none_lost_while_scraped():
     scrapes: list[int] = []
 
     def work(i: int) -> None:
-        if i >= writers:  # two scrapers, until every writer is done
+        if i >= writers:  # two scrapers, at least once each and until every writer is done
             n = 0
-            while not done.is_set():
+            while True:
                 assert "ft_requests_total" in generate_latest(registry).decode()
                 n += 1
+                if done.is_set():
+                    break
             scrapes.append(n)
             return
         try:
