@@ -68,6 +68,28 @@ cdef extern from *:
     """
     void dp_store_used(char *base, int used) nogil
 
+cdef extern from *:
+    """
+    /* d[key] as a new reference, or a new reference to None when absent. dict.get compiles
+       to a borrowed lookup then an incref: on a free-threaded build a concurrent remove() can
+       free the value in between; PyDict_GetItemRef (3.13+) takes the reference atomically. */
+    static PyObject *dp_dict_get(PyObject *d, PyObject *key) {
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyObject *v;
+        int found = PyDict_GetItemRef(d, key, &v);
+        if (found < 0) return NULL;
+        if (found == 0) { Py_INCREF(Py_None); return Py_None; }
+        return v;
+    #else
+        PyObject *v = PyDict_GetItemWithError(d, key);
+        if (v == NULL) { if (PyErr_Occurred()) return NULL; v = Py_None; }
+        Py_INCREF(v);
+        return v;
+    #endif
+    }
+    """
+    object dp_dict_get(dict d, object key)
+
 __all__ = [
     "MISSING",
     "Counter",
@@ -380,7 +402,7 @@ cdef class Family:
         self._lock = threading.Lock()
 
     def get(self, tuple values):
-        cell = self._children.get(values)
+        cell = dp_dict_get(self._children, values)
         if cell is None:
             cell = self._aliases.get(values)
             if cell is None:

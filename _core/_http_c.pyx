@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
+# cython: freethreading_compatible=True
 """Compiled per-request recording of the HTTP middlewares.
 
 The pure-Python twin is ``_http_py.py``; keep both in step (same names, same

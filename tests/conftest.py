@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import socket
+import sys
+import sysconfig
 from urllib.parse import urlparse
 
 import pytest
@@ -12,7 +14,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     from django_prometheus._core import _cells
 
     core = "compiled" if _cells.USE_EXTENSIONS else "pure"
-    return [f"django_prometheus from {django_prometheus.__file__} ({core} core: {_cells._impl.__file__})"]
+    return [
+        f"django_prometheus from {django_prometheus.__file__} ({core} core: {_cells._impl.__file__})",
+        _gil_state(),
+    ]
+
+
+def _gil_state() -> str:
+    enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True
+    return f"GIL enabled: {enabled} (Py_GIL_DISABLED={sysconfig.get_config_var('Py_GIL_DISABLED')})"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # At the end too: an extension imported during the run may have re-enabled it.
+    terminalreporter.write_line(_gil_state() + " at the end of the run")
 
 
 def _reachable(host: str, port: int) -> bool:

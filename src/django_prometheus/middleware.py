@@ -12,6 +12,7 @@ in a thread, as user code may touch the database), with the deliberate fixes.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 _INVALID_METHOD = _http.INVALID_METHOD
 _UNNAMED_VIEW = _http.UNNAMED_VIEW
+# Re-entrant: a subclass' __init__ may itself ask for an instance.
+_INSTANCE_LOCK = threading.RLock()
 
 # attribute -> (class, declared name, documentation, label names); upstream's, in upstream's order.
 _SPECS: dict[str, tuple[type, str, str, tuple[str, ...]]] = {
@@ -167,7 +170,10 @@ class Metrics:
     @classmethod
     def get_instance(cls) -> Metrics:
         if not cls._instance:
-            cls._instance = cls()
+            # Threads building their first middlewares at once must not both register.
+            with _INSTANCE_LOCK:
+                if not cls._instance:
+                    cls._instance = cls()
         return cls._instance
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

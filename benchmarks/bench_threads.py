@@ -1,0 +1,181 @@
+"""Thread scaling: N threads on shared cells and on requests, ops/s per thread, ours vs prometheus_client.
+
+    python -m benchmarks.bench_threads [--seconds S] [--upstream-python PY] N [N ...]
+
+Each (workload, impl, N) runs in a fresh interpreter (the one running this
+script, so on a free-threaded build every impl is measured without the GIL):
+N threads are released at one barrier and each calls the operation in a loop
+for S seconds; the table gives ops/s per thread and in total, and the total
+relative to N=1 (the speed-up; ~N when the operation scales, ~1 when the
+threads serialise on a lock or the GIL).
+
+Workloads: ``counter`` (one shared labelled child's ``inc()``), ``histogram``
+(its ``observe()``), ``http_wsgi`` (one request through Django's WSGI handler
+and both middlewares, the ``bench_http`` case). Impls: ``compiled`` and
+``pure`` (ours), ``prometheus_client`` (its own Counter/Histogram, a lock per
+increment) for the cells; ``bare`` (no middleware), ``compiled``, ``pure`` and
+``upstream`` (django-prometheus 2.5.0, given ``--upstream-python``: a venv of
+this same interpreter with it installed) for requests.
+
+No asv cases here (``CASES`` is empty): the side-by-side runner times one
+thread; this module measures how that time holds up when threads share cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ._harness import Case
+
+CASES: list[Case] = []
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = {
+    "counter": ("compiled", "pure", "prometheus_client"),
+    "histogram": ("compiled", "pure", "prometheus_client"),
+    "http_wsgi": ("bare", "compiled", "pure", "upstream"),
+}
+# Calls between two looks at the clock, and warm-up calls (children, caches, specialised bytecode).
+CHUNK = {"counter": 500, "histogram": 500, "http_wsgi": 5}
+WARMUP = {"counter": 5000, "histogram": 5000, "http_wsgi": 100}
+
+
+def _cell_op(workload: str, impl: str) -> Any:
+    if impl == "prometheus_client":
+        import prometheus_client as pc
+    else:
+        from django_prometheus import metrics as pc  # type: ignore[no-redef]
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    if workload == "counter":
+        return pc.Counter("bench", "Bench.", ["view"], registry=registry).labels("v").inc
+    hist = pc.Histogram("bench_seconds", "Bench.", ["view"], registry=registry).labels("v")
+    return lambda: hist.observe(0.3)
+
+
+def _op(workload: str, impl: str) -> Any:
+    if workload in ("counter", "histogram"):
+        return _cell_op(workload, impl)
+    from ._harness import find_case, prepare
+
+    return prepare(find_case(workload), impl)
+
+
+def probe(workload: str, impl: str, n: int, seconds: float) -> dict[str, Any]:
+    """Run ``n`` threads for ``seconds`` in this process; total calls and elapsed time."""
+    if impl == "pure":
+        os.environ["DJANGO_PROMETHEUS_NO_EXTENSIONS"] = "1"
+    op = _op(workload, impl)
+    chunk = CHUNK[workload]
+    for _ in range(WARMUP[workload]):
+        op()
+    barrier = threading.Barrier(n + 1)
+    counts = [0] * n
+    stop = [0.0]
+
+    def run(i: int) -> None:
+        barrier.wait()
+        done = 0
+        end = stop[0]
+        while True:
+            for _ in range(chunk):
+                op()
+            done += chunk
+            if time.perf_counter() >= end:
+                break
+        counts[i] = done
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    start = time.perf_counter()
+    stop[0] = start + seconds
+    barrier.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    gil = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True
+    return {"ops": sum(counts), "elapsed": elapsed, "gil": gil}
+
+
+def _run_probe(python: str, workload: str, impl: str, n: int, seconds: float) -> dict[str, Any] | str:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON_GIL", "DJANGO_PROMETHEUS_NO_EXTENSIONS")}
+    env["PYTHONPATH"] = str(ROOT)
+    cmd = [python, "-m", "benchmarks.bench_threads", "--probe", workload, impl, str(n), str(seconds)]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if out.returncode == 3:
+        return out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "n/a"
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_threads", description=__doc__)
+    parser.add_argument("threads", nargs="*", type=int, default=[1, 2], help="thread counts (default 1 2)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement (default 3)")
+    parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="repeatable")
+    parser.add_argument("--upstream-python", help="a python with django-prometheus 2.5.0 installed")
+    parser.add_argument("--probe", nargs=4, metavar=("WORKLOAD", "IMPL", "N", "S"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        workload, impl, n, seconds = args.probe
+        try:
+            result = probe(workload, impl, int(n), float(seconds))
+        except NotImplementedError as exc:
+            print(exc, file=sys.stderr)
+            return 3
+        print(json.dumps(result))
+        return 0
+
+    import sysconfig
+
+    ft = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    print(f"# {sys.version.split()[0]} Py_GIL_DISABLED={sysconfig.get_config_var('Py_GIL_DISABLED')}", end="")
+    print(f" ({'free-threaded' if ft else 'GIL build'}), {os.cpu_count()} CPUs, {args.seconds:g} s per cell")
+    rows = []
+    for workload in args.workload or list(WORKLOADS):
+        for impl in WORKLOADS[workload]:
+            python = sys.executable
+            if impl == "upstream":
+                if not args.upstream_python:
+                    continue
+                python = args.upstream_python
+            base = None
+            for n in args.threads:
+                r = _run_probe(python, workload, impl, n, args.seconds)
+                if isinstance(r, str):
+                    rows.append((workload, impl, str(n), "n/a", "n/a", "n/a", r))
+                    break
+                total = r["ops"] / r["elapsed"]
+                base = base or (total if n == args.threads[0] else None)
+                speedup = f"{total / base:.2f}" if base else "-"
+                note = "GIL enabled" if r["gil"] else ""
+                rows.append((workload, impl, str(n), f"{total / n:,.0f}", f"{total:,.0f}", speedup, note))
+                print(".", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    speedup_col = f"× {args.threads[0]} thread(s)"
+    header = ("workload", "impl", "threads", "ops/s per thread", "ops/s total", speedup_col, "note")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        cells = [
+            c.rjust(w) if 2 <= i <= 5 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
