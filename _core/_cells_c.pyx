@@ -335,6 +335,36 @@ def record_get_many(requested, Py_ssize_t found, Counter gets not None,
     dp_add(misses._p, <double> (n - found))
 
 
+
+# --- C entry points for the other compiled modules ----------------------------
+#
+# A .pxd beside this file would be ignored (the folder installs under another
+# package path), so the other compiled modules reach the cells through this
+# capsule: ``_http_c`` increments a cell with one C call, not a method lookup.
+# ``_http_c.pyx`` declares the same struct; change both together.
+
+from cpython.pycapsule cimport PyCapsule_New
+
+ctypedef void (*dp_cell_add)(object, double) noexcept
+
+cdef struct dp_cells_api:
+    dp_cell_add counter_inc
+    dp_cell_add histogram_observe
+
+
+cdef void _api_counter_inc(object cell, double amount) noexcept:
+    dp_add((<Counter> cell)._p, amount)
+
+
+cdef void _api_histogram_observe(object cell, double amount) noexcept:
+    (<Histogram> cell)._observe(amount)
+
+
+cdef dp_cells_api _api
+_api.counter_inc = _api_counter_inc
+_api.histogram_observe = _api_histogram_observe
+C_API = PyCapsule_New(<void *> &_api, "django_prometheus._core._cells_c.C_API", NULL)
+
 # --- Multiprocess mode ------------------------------------------------------
 #
 # prometheus_client's MultiProcessCollector sums the ``<type>_*.db`` files of a

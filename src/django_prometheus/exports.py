@@ -17,9 +17,11 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import multiprocess
 from prometheus_client.exposition import MetricsHandler, choose_encoder, gzip_accepted
 
+from django_prometheus.conf import multiprocess_dir
+
 
 def _multiproc_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    return multiprocess_dir()
 
 
 def ExportToDjangoView(request: HttpRequest) -> HttpResponse:

@@ -30,6 +30,7 @@ from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.utils import floatToGoString
 
 from django_prometheus._core import _cells
+from django_prometheus.conf import multiprocess_dir
 
 __all__ = ["MULTIPROCESS_DIR", "Counter", "Gauge", "Histogram", "multiprocess_store"]
 
@@ -44,7 +45,7 @@ def _multiprocess_dir() -> str | None:
 
 
 #: The multiprocess directory, or None in single-process mode; decided once, at import.
-MULTIPROCESS_DIR: str | None = _multiprocess_dir()
+MULTIPROCESS_DIR: str | None = multiprocess_dir()
 
 _store: Any = None
 _store_lock = threading.Lock()

@@ -1,0 +1,37 @@
+"""``HttpCells``: what the core's HTTP recorders receive, resolved from a ``Metrics`` object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+
+from django_prometheus.http.metrics import SPECS
+
+__all__ = ["HttpCells"]
+
+
+def _unlabelled(metric: Any) -> Any:
+    # Our facades keep the one cell of an unlabelled metric in ``_cell``; any
+    # other prometheus_client metric is its own "cell" (the core calls its inc()).
+    cell = getattr(metric, "_cell", None)
+    return metric if cell is None else cell
+
+
+class HttpCells:
+    """Per ``Metrics`` attribute: the cell of an unlabelled family, or ``labels`` of a labelled one.
+
+    ``labels(*values)`` returns the cell of that label combination; the recorders
+    call it once per combination and keep the cell. ``settings`` and
+    ``response_types`` are the Django objects the core's fast paths compare
+    against (the core imports nothing from Django).
+    """
+
+    response_types = (HttpResponseBase, HttpResponse, StreamingHttpResponse)
+    settings = settings
+
+    def __init__(self, metrics: Any, attrs: Any = SPECS) -> None:
+        for attr in attrs:
+            metric = getattr(metrics, attr)
+            setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))
