@@ -267,8 +267,8 @@ cdef class AfterRecorder(_Recorder):
     cdef object _cells
     cdef object _ajax, _request_body, _response_body, _streaming, _unknown
     cdef object _settings, _response, _streaming_response, _base_charset, _response_content
-    cdef object _streaming_content, _response_base
-    cdef dict _http, _https, _types, _content_types, _templates, _exc_types, _exc_views
+    cdef object _streaming_content, _response_base, _scheme_sources, _secure_methods
+    cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
 
     def __init__(self, cells):
         self._cells = cells
@@ -282,6 +282,9 @@ cdef class AfterRecorder(_Recorder):
         self._base_charset = self._response_base.charset
         self._response_content = self._response.content
         self._streaming_content = self._streaming_response.content
+        self._scheme_sources = cells.scheme_sources
+        self._secure_methods = cells.secure_methods
+        self._schemes = {}  # request type -> (attribute, key) of its scheme, or None
         self._http = {}  # sanitised method -> _Kind, one dict per transport
         self._https = {}
         self._types = {}
@@ -292,9 +295,33 @@ cdef class AfterRecorder(_Recorder):
 
     # -- request ---------------------------------------------------------------------------------
 
+    cdef object _scheme_source(self, cls):
+        source = self._schemes.get(cls, _MISSING)
+        if source is _MISSING:
+            source = None
+            is_secure, scheme = self._secure_methods
+            if cls.is_secure is is_secure and cls.scheme is scheme:
+                for base, attr, key, get_scheme in self._scheme_sources:
+                    if issubclass(cls, base) and cls._get_scheme is get_scheme:
+                        source = (attr, key)
+                        break
+            source = self._schemes.setdefault(cls, source)
+        return source
+
+    cdef bint _is_secure(self, request) except -1:
+        # The transport rule is request.is_secure(); for Django's own request classes, with
+        # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly.
+        source = self._scheme_source(type(request))
+        if source is None or self._settings.SECURE_PROXY_SSL_HEADER:
+            return request.is_secure()
+        values = getattr(request, (<tuple>source)[0])
+        if type(values) is dict:
+            return (<dict>values).get((<tuple>source)[1]) == "https"
+        return values.get((<tuple>source)[1]) == "https"
+
     cdef _Kind _kind(self, request):
         cdef str method = sanitize_method(request.method)
-        cdef bint secure = request.is_secure()  # the transport rule
+        cdef bint secure = self._is_secure(request)
         cdef dict kinds = self._https if secure else self._http
         kind = kinds.get(method)
         if kind is None:
@@ -496,3 +523,10 @@ cdef class Middleware:
         response = await self.get_response(request)
         recorder._end(request, response, started)
         return response
+
+    # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.
+    async def _process_view_async(self, request, view_func, view_args, view_kwargs):
+        (<AfterRecorder>self._recorder).on_view(request)
+
+    async def _process_template_response_async(self, request, response):
+        return (<AfterRecorder>self._recorder).on_template_response(request, response)

@@ -216,6 +216,9 @@ class AfterRecorder(_Recorder):
         "_response_base",
         "_response_body",
         "_response_content",
+        "_scheme_sources",
+        "_schemes",
+        "_secure_methods",
         "_settings",
         "_streaming",
         "_streaming_content",
@@ -237,6 +240,9 @@ class AfterRecorder(_Recorder):
         self._base_charset = self._response_base.charset
         self._response_content = self._response.content
         self._streaming_content = self._streaming_response.content
+        self._scheme_sources = cells.scheme_sources
+        self._secure_methods = cells.secure_methods
+        self._schemes: dict[type, tuple[str, str] | None] = {}  # request type -> its scheme's place
         self._http: dict[str, _Kind] = {}  # sanitised method -> kind, one dict per transport
         self._https: dict[str, _Kind] = {}
         self._types: dict[type, tuple[bool, int]] = {}
@@ -247,10 +253,31 @@ class AfterRecorder(_Recorder):
 
     # -- request ---------------------------------------------------------------------------------
 
+    def _scheme_source(self, cls: type) -> tuple[str, str] | None:
+        source = self._schemes.get(cls, _MISSING)
+        if source is _MISSING:
+            source = None
+            is_secure, scheme = self._secure_methods
+            if cls.is_secure is is_secure and cls.scheme is scheme:  # type: ignore[attr-defined]
+                for base, attr, key, get_scheme in self._scheme_sources:
+                    if issubclass(cls, base) and cls._get_scheme is get_scheme:  # type: ignore[attr-defined]
+                        source = (attr, key)
+                        break
+            source = self._schemes.setdefault(cls, source)
+        return source
+
+    def _is_secure(self, request: Any) -> bool:
+        # The transport rule is request.is_secure(); for Django's own request classes, with
+        # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly.
+        source = self._scheme_source(type(request))
+        if source is None or self._settings.SECURE_PROXY_SSL_HEADER:
+            return request.is_secure()
+        return getattr(request, source[0]).get(source[1]) == "https"
+
     def _kind(self, request: Any) -> _Kind:
         method = request.method
         method = _METHODS.get(method, INVALID_METHOD) if type(method) is str else INVALID_METHOD
-        secure = request.is_secure()  # the transport rule
+        secure = self._is_secure(request)
         kinds = self._https if secure else self._http
         kind = kinds.get(method)
         if kind is None:
@@ -428,3 +455,12 @@ class Middleware:
         response = await self.get_response(request)
         recorder.on_response(request, response, started)
         return response
+
+    # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.
+    async def _process_view_async(
+        self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any
+    ) -> None:
+        self._recorder.on_view(request)  # type: ignore[union-attr]
+
+    async def _process_template_response_async(self, request: Any, response: Any) -> Any:
+        return self._recorder.on_template_response(request, response)  # type: ignore[union-attr]

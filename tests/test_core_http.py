@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.test import RequestFactory
 from django.urls import ResolverMatch
 
+from django_prometheus.http.cells import HttpCells
 from django_prometheus.http.metrics import BODY, LATENCY, SPECS
 from django_prometheus.utils import PowersOf
 
@@ -40,8 +42,10 @@ def _load(impl: str) -> tuple[Any, Any]:
 class Cells:
     """What ``HttpCells`` hands the recorders, on one core's own cells; ``samples()`` reads them all back."""
 
-    response_types = (HttpResponseBase, HttpResponse, StreamingHttpResponse)
+    response_types = HttpCells.response_types
     settings = settings
+    secure_methods = HttpCells.secure_methods
+    scheme_sources = HttpCells.scheme_sources
 
     def __init__(self, core: Any) -> None:
         self._families: dict[str, Any] = {}
@@ -291,13 +295,38 @@ def test_middleware_call_records_around_get_response(impl):
 
 
 @pytest.mark.parametrize("impl", list(CORES))
-def test_a_recording_failure_is_logged_and_the_latency_kept(impl, caplog):
+def test_a_recording_failure_is_logged_and_the_latency_kept(impl, caplog, settings):
     http, cells_module = _load(impl)
     cells = Cells(cells_module)
     after = http.AfterRecorder(cells)
     request = RequestFactory().get("/ok")
-    request.is_secure = None  # the transport rule raises
+    settings.SECURE_PROXY_SSL_HEADER = "not-a-pair"  # the transport rule raises
     with caplog.at_level(logging.ERROR, logger="django_prometheus"):
         started = after.on_request(request)
     assert isinstance(started, float)
     assert any("could not record the HTTP metrics of a request" in r.getMessage() for r in caplog.records)
+
+
+class _OwnScheme(WSGIRequest):
+    """A request class with its own idea of security: the transport rule must ask it."""
+
+    def is_secure(self):
+        return True
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_transport_follows_is_secure_on_every_path(impl, settings):
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    after = http.AfterRecorder(cells)
+    rf = RequestFactory()
+    forwarded = {"HTTP_X_FORWARDED_PROTO": "https"}
+    after.on_request(rf.get("/", secure=True))  # the scheme the server passed
+    after.on_request(rf.get("/", **forwarded))  # header ignored: no SECURE_PROXY_SSL_HEADER
+    after.on_request(_OwnScheme(rf.get("/").environ))
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    after.on_request(rf.get("/", **forwarded))
+    after.on_request(rf.get("/", HTTP_X_FORWARDED_PROTO="http", secure=True))
+    samples = cells.samples()
+    assert samples["requests_by_transport", ("https",)] == 3.0
+    assert samples["requests_by_transport", ("http",)] == 2.0

@@ -172,7 +172,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
 
     def _install_hooks(self, recorder: Any) -> None:
         # Instance attributes shadow the upstream-compatible methods below: Django
-        # calls the recorder directly (sync), or a native coroutine method (async).
+        # calls the recorder directly (sync), or the core's native coroutine methods (async).
         # Django runs exception middleware synchronously in both modes.
         self.process_exception = recorder.on_exception
         if self.async_mode:
@@ -181,14 +181,6 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         else:
             self.process_view = recorder.on_view
             self.process_template_response = recorder.on_template_response
-
-    async def _process_view_async(
-        self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any
-    ) -> None:
-        self._recorder.on_view(request)
-
-    async def _process_template_response_async(self, request: HttpRequest, response: Any) -> Any:
-        return self._recorder.on_template_response(request, response)
 
     # -- upstream's helpers and hooks (the extension path), on the core's label rules -------------
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from django_prometheus.http.metrics import SPECS
 
@@ -23,13 +25,21 @@ class HttpCells:
     """Per ``Metrics`` attribute: the cell of an unlabelled family, or ``labels`` of a labelled one.
 
     ``labels(*values)`` returns the cell of that label combination; the recorders
-    call it once per combination and keep the cell. ``settings`` and
-    ``response_types`` are the Django objects the core's fast paths compare
-    against (the core imports nothing from Django).
+    call it once per combination and keep the cell. The class attributes are the
+    Django objects the core's fast paths compare against (the core imports
+    nothing from Django).
     """
 
-    response_types = (HttpResponseBase, HttpResponse, StreamingHttpResponse)
     settings = settings
+    response_types = (HttpResponseBase, HttpResponse, StreamingHttpResponse)
+    # The transport rule is ``request.is_secure()``. Where a request class keeps Django's
+    # ``is_secure``/``scheme`` and this ``_get_scheme``, and SECURE_PROXY_SSL_HEADER is unset,
+    # the answer is the scheme the server passed: (class, attribute, key, its _get_scheme).
+    secure_methods = (HttpRequest.is_secure, HttpRequest.scheme)
+    scheme_sources = (
+        (WSGIRequest, "environ", "wsgi.url_scheme", WSGIRequest._get_scheme),
+        (ASGIRequest, "scope", "scheme", ASGIRequest._get_scheme),
+    )
 
     def __init__(self, metrics: Any, attrs: Any = SPECS) -> None:
         for attr in attrs:
