@@ -129,6 +129,7 @@ class PrometheusBeforeMiddleware(_PrometheusMiddleware):
         return _http.BeforeRecorder(cells)
 
     def process_request(self, request: HttpRequest) -> None:
+        """Upstream's hook (the extension path): count the request and remember when it came."""
         try:
             self.label_metric(self.metrics.requests_total, request).inc()
         except Exception:
@@ -136,6 +137,7 @@ class PrometheusBeforeMiddleware(_PrometheusMiddleware):
         request.prometheus_before_middleware_event = Time()  # type: ignore[attr-defined]
 
     def process_response(self, request: HttpRequest, response: Any) -> Any:
+        """Upstream's hook (the extension path): count the response and observe the latency."""
         try:
             metrics = self.metrics
             self.label_metric(metrics.responses_total, request, response).inc()
@@ -185,15 +187,19 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
     # -- upstream's helpers and hooks (the extension path), on the core's label rules -------------
 
     def _transport(self, request: HttpRequest) -> str:
+        """The ``transport`` label (``_http.transport``); overriding it selects the hook path."""
         return _http.transport(request)
 
     def _method(self, request: HttpRequest) -> str:
+        """The ``method`` label (``_http.sanitize_method``); overriding it selects the hook path."""
         return _http.sanitize_method(request.method)
 
     def _get_view_name(self, request: HttpRequest) -> str:
+        """The ``view`` label of responses and latency (``_http.view_name``)."""
         return _http.view_name(request)
 
     def process_request(self, request: HttpRequest) -> None:
+        """Upstream's hook (the extension path): method, transport, AJAX and body size."""
         try:
             metrics = self.metrics
             method, transport = self._method(request), self._transport(request)
@@ -209,6 +215,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         request.prometheus_after_middleware_event = Time()  # type: ignore[attr-defined]
 
     def process_view(self, request: HttpRequest, view_func: Any, *view_args: Any, **view_kwargs: Any) -> None:
+        """Upstream's hook (the extension path): count by view, transport and method."""
         try:
             view = _http.hook_view_name(request)
             if view is not None:
@@ -223,6 +230,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
             _log_failure("a view")
 
     def process_template_response(self, request: HttpRequest, response: Any) -> Any:
+        """Upstream's hook (the extension path): count by template name."""
         try:
             name = _http.template_name(response)
             if name is not None:
@@ -234,6 +242,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         return response
 
     def process_response(self, request: HttpRequest, response: Any) -> Any:
+        """Upstream's hook (the extension path): status, view, charset, body size, latency."""
         try:
             self._record_response(request, response)
         except Exception:
@@ -271,6 +280,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
             label(metrics.requests_unknown_latency, request, response).inc()
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        """Upstream's hook (the extension path): count by exception type and view."""
         # fix 5: no latency here; process_response observes the failed request once.
         try:
             self.label_metric(self.metrics.exceptions_by_type, request, type=type(exception).__name__).inc()
