@@ -7,11 +7,37 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.wsgi import WSGIRequest
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from django_prometheus.http.metrics import SPECS
 
-__all__ = ["HttpCells"]
+__all__ = ["HttpCells", "SettingsSnapshot"]
+
+
+class SettingsSnapshot:
+    """The two settings the recorders read per request, as plain attributes.
+
+    Every attribute read on ``django.conf.settings`` runs ``LazyObject.__getattribute__``
+    (a Python call); this snapshot is refreshed when Django reports a change
+    (``setting_changed``: ``override_settings`` and the test ``settings`` fixture).
+    """
+
+    NAMES = ("DEFAULT_CHARSET", "SECURE_PROXY_SSL_HEADER")
+
+    def __init__(self) -> None:
+        self.DEFAULT_CHARSET = "utf-8"
+        self.SECURE_PROXY_SSL_HEADER: Any = None
+        self.refresh()
+
+    def refresh(self, **kwargs: Any) -> None:
+        if kwargs.get("setting", self.NAMES[0]) in self.NAMES and settings.configured:
+            self.DEFAULT_CHARSET = settings.DEFAULT_CHARSET
+            self.SECURE_PROXY_SSL_HEADER = settings.SECURE_PROXY_SSL_HEADER
+
+
+_SNAPSHOT = SettingsSnapshot()
+setting_changed.connect(_SNAPSHOT.refresh, weak=False, dispatch_uid="django_prometheus.http.settings")
 
 
 def _unlabelled(metric: Any) -> Any:
@@ -30,7 +56,7 @@ class HttpCells:
     nothing from Django).
     """
 
-    settings = settings
+    settings = _SNAPSHOT
     response_types = (HttpResponseBase, HttpResponse, StreamingHttpResponse)
     # The transport rule is ``request.is_secure()``. Where a request class keeps Django's
     # ``is_secure``/``scheme`` and this ``_get_scheme``, and SECURE_PROXY_SSL_HEADER is unset,
@@ -42,6 +68,7 @@ class HttpCells:
     )
 
     def __init__(self, metrics: Any, attrs: Any = SPECS) -> None:
+        _SNAPSHOT.refresh()
         for attr in attrs:
             metric = getattr(metrics, attr)
             setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))
