@@ -1,25 +1,15 @@
-"""Pick the compiled cells or their pure-Python twin, once, at import time.
-
-Pure when ``DJANGO_PROMETHEUS_NO_EXTENSIONS`` is set (to anything but "" or
-"0"), off CPython, or under type checking; otherwise compiled, falling back to
-the twin only if the extension is missing from this build.
-"""
+"""The compiled cells or their pure-Python twin, picked once at import (rule: ``_dispatch``)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING
 
-NO_EXTENSIONS = os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS", "") not in ("", "0")
+from ._dispatch import NO_EXTENSIONS, pick
 
-if TYPE_CHECKING or NO_EXTENSIONS or sys.implementation.name != "cpython":
+if TYPE_CHECKING:
     from . import _cells_py as _impl
 else:
-    try:
-        from . import _cells_c as _impl  # type: ignore[no-redef]
-    except ImportError:  # pragma: no cover - a pure build, or the extension was not compiled
-        from . import _cells_py as _impl  # type: ignore[no-redef]
+    _impl = pick("_cells")
 
 #: True when the compiled core is the one in use.
 USE_EXTENSIONS: bool = _impl.__name__.endswith("_cells_c")
@@ -35,6 +25,7 @@ record_get_many = _impl.record_get_many
 
 __all__ = [
     "MISSING",
+    "NO_EXTENSIONS",
     "USE_EXTENSIONS",
     "Counter",
     "Family",

@@ -518,6 +518,34 @@ _C_API = {
     "histogram_observe": PyCapsule_New(<void *>_capi_histogram_observe, b"dp_histogram_observe", NULL),
 }
 
+
+# --- C entry points for the other compiled modules ----------------------------
+#
+# A .pxd beside this file would be ignored (the folder installs under another
+# package path), so the other compiled modules reach the cells through this
+# capsule: ``_http_c`` increments a cell with one C call, not a method lookup.
+# ``_http_c.pyx`` declares the same struct; change both together.
+
+ctypedef void (*dp_cell_add)(object, double) noexcept
+
+cdef struct dp_cells_api:
+    dp_cell_add counter_inc
+    dp_cell_add histogram_observe
+
+
+cdef void _api_counter_inc(object cell, double amount) noexcept:
+    _add(<Counter> cell, amount)  # attaches a cell forked before its first count
+
+
+cdef void _api_histogram_observe(object cell, double amount) noexcept:
+    (<Histogram> cell)._observe(amount)
+
+
+cdef dp_cells_api _api
+_api.counter_inc = _api_counter_inc
+_api.histogram_observe = _api_histogram_observe
+C_API = PyCapsule_New(<void *> &_api, "django_prometheus._core._cells_c.C_API", NULL)
+
 # --- Multiprocess mode ------------------------------------------------------
 #
 # prometheus_client's MultiProcessCollector sums the ``<type>_*.db`` files of a

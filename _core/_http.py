@@ -1,43 +1,49 @@
-"""Pick the compiled HTTP recording step or its pure-Python twin, as ``_cells`` does.
-
-The choice follows the cells': the compiled step increments compiled cells, so
-both are compiled or both are pure.
-"""
+"""The compiled HTTP recording or its pure-Python twin, as the cells were picked (``_dispatch``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from . import _cells
+from ._dispatch import pick
 
-if TYPE_CHECKING or not _cells.USE_EXTENSIONS:
+if TYPE_CHECKING:
     from . import _http_py as _impl
 else:
-    try:
-        from . import _http_c as _impl  # type: ignore[no-redef]
-    except ImportError:  # pragma: no cover - a build without this extension
-        from . import _http_py as _impl  # type: ignore[no-redef]
+    _impl = pick("_http", follow=_cells)
 
-#: True when the compiled recording step is the one in use.
+#: True when the compiled recording is the one in use.
 USE_EXTENSIONS: bool = _impl.__name__.endswith("_http_c")
 
 INVALID_METHOD = _impl.INVALID_METHOD
+MAX_BODY_SIZE = _impl.MAX_BODY_SIZE
 UNNAMED_VIEW = _impl.UNNAMED_VIEW
-VALID_METHODS = _impl.VALID_METHODS
 AfterRecorder = _impl.AfterRecorder
 BeforeRecorder = _impl.BeforeRecorder
+Middleware = _impl.Middleware
 body_length = _impl.body_length
-now = _impl.now
+charset = _impl.charset
+hook_view_name = _impl.hook_view_name
+response_body_size = _impl.response_body_size
 sanitize_method = _impl.sanitize_method
+template_name = _impl.template_name
+transport = _impl.transport
+view_name = _impl.view_name
 
 __all__ = [
     "INVALID_METHOD",
+    "MAX_BODY_SIZE",
     "UNNAMED_VIEW",
     "USE_EXTENSIONS",
-    "VALID_METHODS",
     "AfterRecorder",
     "BeforeRecorder",
+    "Middleware",
     "body_length",
-    "now",
+    "charset",
+    "hook_view_name",
+    "response_body_size",
     "sanitize_method",
+    "template_name",
+    "transport",
+    "view_name",
 ]

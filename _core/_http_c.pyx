@@ -1,19 +1,24 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 # cython: freethreading_compatible=True
-"""Compiled per-request recording of the HTTP middlewares.
+"""Compiled HTTP recording: the label rules, the per-request recorders, the middlewares' call.
 
 The pure-Python twin is ``_http_py.py``; keep both in step (same names, same
-behaviour). The cells live in ``_cells_c`` (no ``.pxd``), so they are
-incremented through their Python methods; what this module saves is the
-interpreter work around them: label resolution, dict and attribute lookups,
-the clock, and the charset and body-size reads of the response.
+behaviour; ``tests/test_core_http.py`` runs both side by side). A leaf: it
+imports nothing from Django or django_prometheus.
+``django_prometheus.http.cells.HttpCells`` resolves the cells and label
+families and hands them in, with the few Django classes the response fast
+paths compare against. A recorder resolves the cells of a label combination
+once, the first time it sees it, and afterwards only increments them; every
+entry point logs and swallows its own failures (instrumentation never breaks a
+request).
 """
 
 import logging
 import re
 
-from django.conf import settings
-from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from cpython.pycapsule cimport PyCapsule_GetPointer
+
+from . import _cells_c
 
 cdef extern from *:
     """
@@ -37,108 +42,193 @@ cdef extern from *:
     """
     double dp_now() nogil
 
+# The cells' C entry points (declared in _cells_c.pyx; keep the two structs identical).
+ctypedef void (*dp_cell_add)(object, double) noexcept
+
+cdef struct dp_cells_api:
+    dp_cell_add counter_inc
+    dp_cell_add histogram_observe
+
+cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
+    _cells_c.C_API, "django_prometheus._core._cells_c.C_API")
+cdef type _Counter = _cells_c.Counter
+cdef type _Histogram = _cells_c.Histogram
+
 __all__ = [
     "INVALID_METHOD",
+    "MAX_BODY_SIZE",
     "UNNAMED_VIEW",
-    "VALID_METHODS",
     "AfterRecorder",
     "BeforeRecorder",
+    "Middleware",
     "body_length",
-    "now",
+    "charset",
+    "hook_view_name",
+    "response_body_size",
     "sanitize_method",
+    "template_name",
+    "transport",
+    "view_name",
 ]
 
 logger = logging.getLogger("django_prometheus.middleware")
 
-VALID_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"))
 INVALID_METHOD = "<invalid method>"
 UNNAMED_VIEW = "<unnamed view>"
-cdef dict _METHODS = {m: m for m in VALID_METHODS}
+MAX_BODY_SIZE = 2 ** 63 - 1
+cdef dict _METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH")}
 cdef str _INVALID = INVALID_METHOD
 cdef str _UNNAMED = UNNAMED_VIEW
+cdef object _MAX_BODY = MAX_BODY_SIZE
+cdef Py_ssize_t _MAX_BODY_DIGITS = len(str(MAX_BODY_SIZE)) + 2  # room for whitespace or a sign
+# Django's own pattern (django.http.response), so the label equals ``response.charset``.
 _CHARSET_RE = re.compile(r";\s*charset=(?P<charset>[^\s;]+)", re.I)
 cdef Py_ssize_t _CONTENT_TYPE_CACHE_MAX = 256
 cdef object _MISSING = object()
+cdef double _NAN = float("nan")
 
+# How a response type exposes what is recorded of it, decided once per type.
 cdef enum:
-    _CONTENT_FAST = 1
-    _CONTENT_NONE = 2
-    _CONTENT_GENERIC = 3
-
-cdef object _HttpResponse = HttpResponse
-cdef object _HttpResponseBase = HttpResponseBase
-cdef object _StreamingHttpResponse = StreamingHttpResponse
-cdef object _base_charset = HttpResponseBase.charset
-cdef object _response_content = HttpResponse.content
-cdef object _streaming_content = StreamingHttpResponse.content
-cdef object _settings = settings
+    _CONTENT_FAST = 1  # HttpResponse's own ``content``: the sum of the chunk lengths, no join
+    _CONTENT_NONE = 2  # Django's streaming responses: no ``content``
+    _CONTENT_GENERIC = 3  # anything else: ``len(response.content)`` if it has one
 
 
-def now():
-    """Seconds on a monotonic clock (the one the recorders read)."""
-    return dp_now()
+cdef inline void _inc(object cell) except *:
+    if type(cell) is _Counter:
+        _api.counter_inc(cell, 1.0)
+    else:
+        cell.inc()
 
 
-cpdef str sanitize_method(method):
-    """``method`` if it is one of the nine HTTP methods, else ``<invalid method>``."""
-    if type(method) is not str:
-        return _INVALID
-    found = _METHODS.get(method)
-    return _INVALID if found is None else <str>found
-
-
-def body_length(value):
-    """The request body size from a ``Content-Length`` value: absent is 0, malformed or negative is None."""
-    return _body_length(value)
-
-
-cdef object _body_length(object value):
-    if not value:
-        return 0
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        return None
-    return n if n >= 0 else None
-
-
-cdef object _unlabelled(object metric):
-    cell = getattr(metric, "_cell", None)
-    return metric if cell is None else cell
+cdef inline void _observe(object cell, double amount) except *:
+    if type(cell) is _Histogram:
+        _api.histogram_observe(cell, amount)
+    else:
+        cell.observe(amount)
 
 
 cdef void _log_failure(str where):
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", where)
 
 
-cdef class BeforeRecorder:
+# --- the label rules (the middlewares' extension path calls these too) ---------------------------
+
+
+cpdef str sanitize_method(method):
+    """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>`` (bounded, fix 4)."""
+    if type(method) is not str:
+        return _INVALID
+    found = _METHODS.get(method)
+    return _INVALID if found is None else <str>found
+
+
+cpdef str transport(request):
+    """The ``transport`` label: ``https`` when ``request.is_secure()``, else ``http``."""
+    return "https" if request.is_secure() else "http"
+
+
+cpdef object view_name(request):
+    """The ``view`` label of responses and latency: the resolved view's name, else ``<unnamed view>``.
+
+    Upstream's quirk, kept: here only a missing name becomes ``<unnamed view>``;
+    ``hook_view_name`` (process_view, process_exception) also maps an empty one.
+    """
+    match = getattr(request, "resolver_match", None)
+    if match is not None:
+        name = match.view_name
+        if name is not None:
+            return name
+    return _UNNAMED
+
+
+cpdef object hook_view_name(request):
+    """The ``view`` label of process_view and process_exception: None (nothing counted) when unresolved."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return None
+    return match.view_name or _UNNAMED
+
+
+cpdef object body_length(value):
+    """The request body size from ``Content-Length``: absent is 0; malformed, negative or absurd is None.
+
+    None is never observed (fix 3). Absurd means beyond ``MAX_BODY_SIZE``: a
+    header of hundreds of digits would overflow the histogram's float.
+    """
+    if not value:
+        return 0
+    if isinstance(value, str) and len(<str>value) > _MAX_BODY_DIGITS:
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return n if 0 <= n <= _MAX_BODY else None
+
+
+def template_name(response):
+    """The ``templatename`` label, or None when the response has no ``template_name``."""
+    return str(response.template_name) if hasattr(response, "template_name") else None
+
+
+def charset(response):
+    """The ``charset`` label, or None when the response has no ``charset``."""
+    return str(response.charset) if hasattr(response, "charset") else None
+
+
+def response_body_size(response):
+    """``len(response.content)``, or None when the response has no ``content`` (streaming)."""
+    return len(response.content) if hasattr(response, "content") else None
+
+
+# --- the recorders --------------------------------------------------------------------------------
+
+
+cdef class _Recorder:
+    """One middleware's recording around ``get_response``: ``_begin`` then ``_end``."""
+
+    cdef double _begin(self, request):
+        return dp_now()
+
+    cdef void _end(self, request, response, double started):
+        pass
+
+    def on_request(self, request):
+        """Record the request; its start time on the monotonic clock (also when recording failed)."""
+        return self._begin(request)
+
+    def on_response(self, request, response, started=None):
+        """Record the response; ``started`` None means the request was never seen (unknown latency)."""
+        self._end(request, response, _NAN if started is None else <double>started)
+
+
+cdef class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
 
     cdef object _requests, _responses, _latency, _unknown
 
-    def __init__(self, metrics):
-        self._requests = _unlabelled(metrics.requests_total)
-        self._responses = _unlabelled(metrics.responses_total)
-        self._latency = _unlabelled(metrics.requests_latency_before)
-        self._unknown = _unlabelled(metrics.requests_unknown_latency_before)
+    def __init__(self, cells):
+        self._requests = cells.requests_total
+        self._responses = cells.responses_total
+        self._latency = cells.requests_latency_before
+        self._unknown = cells.requests_unknown_latency_before
 
-    def on_request(self, request):
-        """Count the request; the start time, or None if recording failed."""
+    cdef double _begin(self, request):
         try:
-            self._requests.inc()
+            _inc(self._requests)
         except Exception:
             _log_failure("a request")
-            return None
         return dp_now()
 
-    def on_response(self, request, response, started):
+    cdef void _end(self, request, response, double started):
         cdef double end = dp_now()
         try:
-            self._responses.inc()
-            if started is None:
-                self._unknown.inc()
+            _inc(self._responses)
+            if started != started:
+                _inc(self._unknown)
             else:
-                self._latency.observe(end - <double>started)
+                _observe(self._latency, end - started)
         except Exception:
             _log_failure("a response")
 
@@ -150,13 +240,13 @@ cdef class _Kind:
     cdef object by_method, by_transport
     cdef dict views, responses
 
-    def __init__(self, metrics, str method, str transport):
+    def __init__(self, cells, str method, str transport):
         self.method = method
         self.transport = transport
-        self.by_method = metrics.requests_by_method.labels(method)
-        self.by_transport = metrics.requests_by_transport.labels(transport)
-        self.views = {}
-        self.responses = {}
+        self.by_method = cells.requests_by_method(method)
+        self.by_transport = cells.requests_by_transport(transport)
+        self.views = {}  # view -> requests_by_view_transport_method cell
+        self.responses = {}  # (status, view, charset) -> _Outcome
 
 
 cdef class _Outcome:
@@ -164,29 +254,39 @@ cdef class _Outcome:
 
     cdef object by_status, by_status_view_method, by_charset, latency
 
-    def __init__(self, m, str method, status, str view, charset):
+    def __init__(self, cells, str method, status, view, charset):
         status_label = str(status)
-        self.by_status = m.responses_by_status.labels(status_label)
-        self.by_status_view_method = m.responses_by_status_view_method.labels(status_label, view, method)
-        self.by_charset = None if charset is _MISSING else m.responses_by_charset.labels(str(charset))
-        self.latency = m.requests_latency_by_view_method.labels(view, method)
+        self.by_status = cells.responses_by_status(status_label)
+        self.by_status_view_method = cells.responses_by_status_view_method(status_label, view, method)
+        self.by_charset = None if charset is None else cells.responses_by_charset(str(charset))
+        self.latency = cells.requests_latency_by_view_method(view, method)
 
 
-cdef class AfterRecorder:
+cdef class AfterRecorder(_Recorder):
     """What ``PrometheusAfterMiddleware`` records, with every label combination resolved once."""
 
-    cdef object _m
+    cdef object _cells
     cdef object _ajax, _request_body, _response_body, _streaming, _unknown
-    cdef dict _http, _https, _types, _content_types, _templates, _exc_types, _exc_views
+    cdef object _settings, _response, _streaming_response, _base_charset, _response_content
+    cdef object _streaming_content, _response_base, _scheme_sources, _secure_methods
+    cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
 
-    def __init__(self, metrics):
-        self._m = metrics
-        self._ajax = _unlabelled(metrics.requests_ajax)
-        self._request_body = _unlabelled(metrics.requests_body_bytes)
-        self._response_body = _unlabelled(metrics.responses_body_bytes)
-        self._streaming = _unlabelled(metrics.responses_streaming)
-        self._unknown = _unlabelled(metrics.requests_unknown_latency)
-        self._http = {}
+    def __init__(self, cells):
+        self._cells = cells
+        self._ajax = cells.requests_ajax
+        self._request_body = cells.requests_body_bytes
+        self._response_body = cells.responses_body_bytes
+        self._streaming = cells.responses_streaming
+        self._unknown = cells.requests_unknown_latency
+        self._settings = cells.settings
+        self._response_base, self._response, self._streaming_response = cells.response_types
+        self._base_charset = self._response_base.charset
+        self._response_content = self._response.content
+        self._streaming_content = self._streaming_response.content
+        self._scheme_sources = cells.scheme_sources
+        self._secure_methods = cells.secure_methods
+        self._schemes = {}  # request type -> (attribute, key) of its scheme, or None
+        self._http = {}  # sanitised method -> _Kind, one dict per transport
         self._https = {}
         self._types = {}
         self._content_types = {}
@@ -196,14 +296,37 @@ cdef class AfterRecorder:
 
     # -- request ---------------------------------------------------------------------------------
 
+    cdef object _scheme_source(self, cls):
+        source = self._schemes.get(cls, _MISSING)
+        if source is _MISSING:
+            source = None
+            is_secure, scheme = self._secure_methods
+            if cls.is_secure is is_secure and cls.scheme is scheme:
+                for base, attr, key, get_scheme in self._scheme_sources:
+                    if issubclass(cls, base) and cls._get_scheme is get_scheme:
+                        source = (attr, key)
+                        break
+            source = self._schemes.setdefault(cls, source)
+        return source
+
+    cdef bint _is_secure(self, request) except -1:
+        # The transport rule is request.is_secure(); for Django's own request classes, with
+        # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly.
+        source = self._scheme_source(type(request))
+        if source is None or self._settings.SECURE_PROXY_SSL_HEADER:
+            return request.is_secure()
+        values = getattr(request, (<tuple>source)[0])
+        if type(values) is dict:
+            return (<dict>values).get((<tuple>source)[1]) == "https"
+        return values.get((<tuple>source)[1]) == "https"
+
     cdef _Kind _kind(self, request):
         cdef str method = sanitize_method(request.method)
-        cdef dict kinds
-        cdef bint secure = request.is_secure()
-        kinds = self._https if secure else self._http
+        cdef bint secure = self._is_secure(request)
+        cdef dict kinds = self._https if secure else self._http
         kind = kinds.get(method)
         if kind is None:
-            kind = kinds.setdefault(method, _Kind(self._m, method, "https" if secure else "http"))
+            kind = kinds.setdefault(method, _Kind(self._cells, method, "https" if secure else "http"))
         return <_Kind>kind
 
     cdef _Kind _kind_of(self, request):
@@ -212,14 +335,13 @@ cdef class AfterRecorder:
             return <_Kind>kind
         return self._kind(request)
 
-    def on_request(self, request):
-        """Count the request and remember its kind on it; the start time, or None on failure."""
+    cdef double _begin(self, request):
         cdef _Kind kind
         try:
             kind = self._kind(request)
             request._prometheus_kind = kind
-            kind.by_method.inc()
-            kind.by_transport.inc()
+            _inc(kind.by_method)
+            _inc(kind.by_transport)
             meta = request.META
             if type(meta) is dict:
                 ajax = (<dict>meta).get("HTTP_X_REQUESTED_WITH")
@@ -228,13 +350,12 @@ cdef class AfterRecorder:
                 ajax = meta.get("HTTP_X_REQUESTED_WITH")
                 length = meta.get("CONTENT_LENGTH")
             if ajax == "XMLHttpRequest":
-                self._ajax.inc()
-            size = _body_length(length)
+                _inc(self._ajax)
+            size = body_length(length)
             if size is not None:
-                self._request_body.observe(size)
+                _observe(self._request_body, size)
         except Exception:
             _log_failure("a request")
-            return None
         return dp_now()
 
     # -- view ------------------------------------------------------------------------------------
@@ -243,17 +364,16 @@ cdef class AfterRecorder:
         """``process_view``: count the request by (view, transport, method)."""
         cdef _Kind kind
         try:
+            view = hook_view_name(request)
+            if view is None:
+                return
             kind = self._kind_of(request)
-            match = request.resolver_match
-            view = match.view_name if match is not None else None
-            if not view:
-                view = _UNNAMED
             cell = kind.views.get(view)
             if cell is None:
                 cell = kind.views.setdefault(
-                    view, self._m.requests_by_view_transport_method.labels(view, kind.transport, kind.method)
+                    view, self._cells.requests_by_view_transport_method(view, kind.transport, kind.method)
                 )
-            cell.inc()
+            _inc(cell)
         except Exception:
             _log_failure("a view")
 
@@ -262,10 +382,10 @@ cdef class AfterRecorder:
     cdef tuple _type_info(self, cls):
         info = self._types.get(cls)
         if info is None:
-            fast_charset = issubclass(cls, _HttpResponseBase) and cls.charset is _base_charset
-            if issubclass(cls, _HttpResponse) and cls.content is _response_content:
+            fast_charset = issubclass(cls, self._response_base) and cls.charset is self._base_charset
+            if issubclass(cls, self._response) and cls.content is self._response_content:
                 content = _CONTENT_FAST
-            elif issubclass(cls, _StreamingHttpResponse) and cls.content is _streaming_content:
+            elif issubclass(cls, self._streaming_response) and cls.content is self._streaming_content:
                 content = _CONTENT_NONE
             else:
                 content = _CONTENT_GENERIC
@@ -273,26 +393,27 @@ cdef class AfterRecorder:
         return <tuple>info
 
     cdef object _charset_of(self, response, bint fast):
+        # The charset rule, without Django's property and regex for its own response classes.
         if fast:
-            charset = response._charset
-            if charset is not None:
-                return charset
+            value = response._charset
+            if value is not None:
+                return value
             store = getattr(response.headers, "_store", None)
             if type(store) is dict:
                 entry = (<dict>store).get("content-type")
                 content_type = entry[1] if entry is not None else None
                 if not content_type:
-                    return _settings.DEFAULT_CHARSET
-                charset = self._content_types.get(content_type, _MISSING)
-                if charset is _MISSING:
+                    return self._settings.DEFAULT_CHARSET
+                value = self._content_types.get(content_type, _MISSING)
+                if value is _MISSING:
                     matched = _CHARSET_RE.search(content_type)
-                    charset = matched["charset"].replace('"', "") if matched else None
+                    value = matched["charset"].replace('"', "") if matched else None
                     if len(self._content_types) < _CONTENT_TYPE_CACHE_MAX:
-                        self._content_types[content_type] = charset
-                return _settings.DEFAULT_CHARSET if charset is None else charset
-        return getattr(response, "charset", _MISSING)
+                        self._content_types[content_type] = value
+                return self._settings.DEFAULT_CHARSET if value is None else value
+        return charset(response)
 
-    def on_response(self, request, response, started):
+    cdef void _end(self, request, response, double started):
         cdef double end = dp_now()
         cdef _Kind kind
         cdef _Outcome outcome
@@ -301,71 +422,112 @@ cdef class AfterRecorder:
         cdef int content
         try:
             kind = self._kind_of(request)
-            match = getattr(request, "resolver_match", None)
-            view = match.view_name if match is not None else None
-            if view is None:
-                view = _UNNAMED
+            view = view_name(request)
             status = response.status_code
             info = self._type_info(type(response))
             content = info[1]
-            charset = self._charset_of(response, info[0])
-            key = (status, view, charset)
+            label = self._charset_of(response, info[0])
+            key = (status, view, label)
             found = kind.responses.get(key)
             if found is None:
-                found = kind.responses.setdefault(key, _Outcome(self._m, kind.method, status, view, charset))
+                found = kind.responses.setdefault(key, _Outcome(self._cells, kind.method, status, view, label))
             outcome = <_Outcome>found
-            outcome.by_status.inc()
-            outcome.by_status_view_method.inc()
+            _inc(outcome.by_status)
+            _inc(outcome.by_status_view_method)
             if outcome.by_charset is not None:
-                outcome.by_charset.inc()
+                _inc(outcome.by_charset)
             if getattr(response, "streaming", False):
-                self._streaming.inc()
+                _inc(self._streaming)
             if content == _CONTENT_FAST:
                 container = response._container
                 if type(container) is list:
                     total = 0
                     for chunk in <list>container:
                         total += len(chunk)
-                    self._response_body.observe(total)
+                    _observe(self._response_body, total)
                 else:
-                    self._response_body.observe(sum(map(len, container)))
-            elif content == _CONTENT_GENERIC and hasattr(response, "content"):
-                self._response_body.observe(len(response.content))
-            if started is None:
-                self._unknown.inc()
+                    _observe(self._response_body, sum(map(len, container)))
+            elif content == _CONTENT_GENERIC:
+                size = response_body_size(response)
+                if size is not None:
+                    _observe(self._response_body, size)
+            if started != started:
+                _inc(self._unknown)
             else:
-                outcome.latency.observe(end - <double>started)
+                _observe(outcome.latency, end - started)
         except Exception:
             _log_failure("a response")
 
     # -- rarer hooks -----------------------------------------------------------------------------
 
     def on_template_response(self, request, response):
+        """``process_template_response``: count the response by template name."""
         try:
-            if hasattr(response, "template_name"):
-                name = str(response.template_name)
+            name = template_name(response)
+            if name is not None:
                 cell = self._templates.get(name)
                 if cell is None:
-                    cell = self._templates.setdefault(name, self._m.responses_by_templatename.labels(name))
-                cell.inc()
+                    cell = self._templates.setdefault(name, self._cells.responses_by_templatename(name))
+                _inc(cell)
         except Exception:
             _log_failure("a template response")
         return response
 
     def on_exception(self, request, exception):
-        # The latency of a failed request is observed once, by on_response (fix 5).
+        """``process_exception``: count by type and view (latency: once, by on_response, fix 5)."""
         try:
             name = type(exception).__name__
             cell = self._exc_types.get(name)
             if cell is None:
-                cell = self._exc_types.setdefault(name, self._m.exceptions_by_type.labels(name))
-            cell.inc()
-            match = getattr(request, "resolver_match", None)
-            if match is not None:
-                view = match.view_name or _UNNAMED
+                cell = self._exc_types.setdefault(name, self._cells.exceptions_by_type(name))
+            _inc(cell)
+            view = hook_view_name(request)
+            if view is not None:
                 cell = self._exc_views.get(view)
                 if cell is None:
-                    cell = self._exc_views.setdefault(view, self._m.exceptions_by_view.labels(view))
-                cell.inc()
+                    cell = self._exc_views.setdefault(view, self._cells.exceptions_by_view(view))
+                _inc(cell)
         except Exception:
             _log_failure("an exception")
+
+
+# --- the middlewares' call ------------------------------------------------------------------------
+
+
+cdef class Middleware:
+    """The base of both middlewares: ``__call__`` records around ``get_response`` in C.
+
+    ``_recorder`` None selects the extension path: the subclass' ``_call_hooks``
+    and ``_acall_hooks`` (upstream's hook by hook).
+    """
+
+    cdef public object get_response
+    cdef public bint async_mode
+    cdef public _Recorder _recorder
+
+    def __call__(self, request):
+        if self.async_mode:
+            return self.__acall__(request)
+        cdef _Recorder recorder = self._recorder
+        if recorder is None:
+            return self._call_hooks(request)
+        cdef double started = recorder._begin(request)
+        response = self.get_response(request)
+        recorder._end(request, response, started)
+        return response
+
+    async def __acall__(self, request):
+        cdef _Recorder recorder = self._recorder
+        if recorder is None:
+            return await self._acall_hooks(request)
+        cdef double started = recorder._begin(request)
+        response = await self.get_response(request)
+        recorder._end(request, response, started)
+        return response
+
+    # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.
+    async def _process_view_async(self, request, view_func, view_args, view_kwargs):
+        (<AfterRecorder>self._recorder).on_view(request)
+
+    async def _process_template_response_async(self, request, response):
+        return (<AfterRecorder>self._recorder).on_template_response(request, response)

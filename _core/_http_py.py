@@ -1,12 +1,13 @@
-"""Pure-Python twin of ``_http_c.pyx``: the per-request recording of the HTTP middlewares.
+"""Pure-Python twin of ``_http_c.pyx``: the label rules, the per-request recorders, the middlewares' call.
 
-Keep the two files in step (same names, same behaviour); the test suite runs
-against both. A recorder is built once per middleware instance from a
-``Metrics`` object whose metrics have upstream's label names. It resolves the
-cells of each (method, transport), (view) and (status, view, charset)
-combination the first time it sees it and afterwards only increments them.
-Every entry point logs and swallows its own failures: instrumentation never
-breaks a request.
+Keep the two files in step (same names, same behaviour; ``tests/test_core_http.py``
+runs both side by side). A leaf: it imports nothing from Django or
+django_prometheus. ``django_prometheus.http.cells.HttpCells`` resolves the cells
+and label families and hands them in, with the few Django classes the response
+fast paths compare against. A recorder resolves the cells of a label combination
+once, the first time it sees it, and afterwards only increments them; every
+entry point logs and swallows its own failures (instrumentation never breaks a
+request).
 """
 
 from __future__ import annotations
@@ -16,88 +17,150 @@ import re
 from time import perf_counter
 from typing import Any
 
-from django.conf import settings
-from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
-
 __all__ = [
     "INVALID_METHOD",
+    "MAX_BODY_SIZE",
     "UNNAMED_VIEW",
-    "VALID_METHODS",
     "AfterRecorder",
     "BeforeRecorder",
+    "Middleware",
     "body_length",
-    "now",
+    "charset",
+    "hook_view_name",
+    "response_body_size",
     "sanitize_method",
+    "template_name",
+    "transport",
+    "view_name",
 ]
 
 logger = logging.getLogger("django_prometheus.middleware")
 
-VALID_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"))
 INVALID_METHOD = "<invalid method>"
 UNNAMED_VIEW = "<unnamed view>"
+#: The largest ``Content-Length`` observed; beyond it a value is malformed.
+MAX_BODY_SIZE = 2**63 - 1
+_MAX_BODY_DIGITS = len(str(MAX_BODY_SIZE)) + 2  # room for whitespace or a sign
 # Interned label values: a method string from the request maps to one of these.
-_METHODS = {m: m for m in VALID_METHODS}
+_METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH")}
 # Django's own pattern (django.http.response), so the label equals ``response.charset``.
 _CHARSET_RE = re.compile(r";\s*charset=(?P<charset>[^\s;]+)", re.I)
 _CONTENT_TYPE_CACHE_MAX = 256
 _MISSING: Any = object()
+_NAN = float("nan")
 
-# How a response type exposes what process_response reads, decided once per type.
+# How a response type exposes what is recorded of it, decided once per type.
 _CONTENT_FAST = 1  # HttpResponse's own ``content``: the sum of the chunk lengths, no join
 _CONTENT_NONE = 2  # Django's streaming responses: no ``content``
 _CONTENT_GENERIC = 3  # anything else: ``len(response.content)`` if it has one
-
-now = perf_counter
-
-
-def sanitize_method(method: object) -> str:
-    """``method`` if it is one of the nine HTTP methods, else ``<invalid method>``."""
-    return _METHODS.get(method, INVALID_METHOD) if isinstance(method, str) else INVALID_METHOD
-
-
-def body_length(value: object) -> int | None:
-    """The request body size from a ``Content-Length`` value: absent is 0, malformed or negative is None."""
-    if not value:
-        return 0
-    try:
-        n = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return None
-    return n if n >= 0 else None
-
-
-def _unlabelled(metric: Any) -> Any:
-    # Our facades keep the one cell of an unlabelled metric in ``_cell``; any
-    # other prometheus_client metric is its own "cell".
-    cell = getattr(metric, "_cell", None)
-    return metric if cell is None else cell
 
 
 def _log_failure(where: str) -> None:
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", where)
 
 
-class BeforeRecorder:
+# --- the label rules (the middlewares' extension path calls these too) ---------------------------
+
+
+def sanitize_method(method: object) -> str:
+    """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>`` (bounded, fix 4)."""
+    return _METHODS.get(method, INVALID_METHOD) if type(method) is str else INVALID_METHOD
+
+
+def transport(request: Any) -> str:
+    """The ``transport`` label: ``https`` when ``request.is_secure()``, else ``http``."""
+    return "https" if request.is_secure() else "http"
+
+
+def view_name(request: Any) -> str:
+    """The ``view`` label of responses and latency: the resolved view's name, else ``<unnamed view>``.
+
+    Upstream's quirk, kept: here only a missing name becomes ``<unnamed view>``;
+    ``hook_view_name`` (process_view, process_exception) also maps an empty one.
+    """
+    match = getattr(request, "resolver_match", None)
+    if match is not None:
+        name = match.view_name
+        if name is not None:
+            return name
+    return UNNAMED_VIEW
+
+
+def hook_view_name(request: Any) -> str | None:
+    """The ``view`` label of process_view and process_exception: None (nothing counted) when unresolved."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return None
+    return match.view_name or UNNAMED_VIEW
+
+
+def body_length(value: object) -> int | None:
+    """The request body size from ``Content-Length``: absent is 0; malformed, negative or absurd is None.
+
+    None is never observed (fix 3). Absurd means beyond ``MAX_BODY_SIZE``: a
+    header of hundreds of digits would overflow the histogram's float.
+    """
+    if not value:
+        return 0
+    if isinstance(value, str) and len(value) > _MAX_BODY_DIGITS:
+        return None
+    try:
+        n = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return n if 0 <= n <= MAX_BODY_SIZE else None
+
+
+def template_name(response: Any) -> str | None:
+    """The ``templatename`` label, or None when the response has no ``template_name``."""
+    return str(response.template_name) if hasattr(response, "template_name") else None
+
+
+def charset(response: Any) -> str | None:
+    """The ``charset`` label, or None when the response has no ``charset``."""
+    return str(response.charset) if hasattr(response, "charset") else None
+
+
+def response_body_size(response: Any) -> int | None:
+    """``len(response.content)``, or None when the response has no ``content`` (streaming)."""
+    return len(response.content) if hasattr(response, "content") else None
+
+
+# --- the recorders --------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """One middleware's recording around ``get_response``: ``on_request`` then ``on_response``."""
+
+    __slots__ = ()
+
+    def on_request(self, request: Any) -> float:
+        """Record the request; its start time on the monotonic clock (also when recording failed)."""
+        return perf_counter()
+
+    def on_response(self, request: Any, response: Any, started: float | None = None) -> None:
+        """Record the response; ``started`` None means the request was never seen (unknown latency)."""
+
+
+class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
 
     __slots__ = ("_latency", "_requests", "_responses", "_unknown")
 
-    def __init__(self, metrics: Any) -> None:
-        self._requests = _unlabelled(metrics.requests_total)
-        self._responses = _unlabelled(metrics.responses_total)
-        self._latency = _unlabelled(metrics.requests_latency_before)
-        self._unknown = _unlabelled(metrics.requests_unknown_latency_before)
+    def __init__(self, cells: Any) -> None:
+        self._requests = cells.requests_total
+        self._responses = cells.responses_total
+        self._latency = cells.requests_latency_before
+        self._unknown = cells.requests_unknown_latency_before
 
-    def on_request(self, request: Any) -> float | None:
-        """Count the request; the start time, or None if recording failed."""
+    def on_request(self, request: Any) -> float:
         try:
             self._requests.inc()
         except Exception:
             _log_failure("a request")
-            return None
         return perf_counter()
 
-    def on_response(self, request: Any, response: Any, started: float | None) -> None:
+    def on_response(self, request: Any, response: Any, started: float | None = None) -> None:
         end = perf_counter()
         try:
             self._responses.inc()
@@ -114,11 +177,11 @@ class _Kind:
 
     __slots__ = ("by_method", "by_transport", "method", "responses", "transport", "views")
 
-    def __init__(self, owner: AfterRecorder, method: str, transport: str) -> None:
+    def __init__(self, cells: Any, method: str, transport: str) -> None:
         self.method = method
         self.transport = transport
-        self.by_method = owner._m.requests_by_method.labels(method)
-        self.by_transport = owner._m.requests_by_transport.labels(transport)
+        self.by_method = cells.requests_by_method(method)
+        self.by_transport = cells.requests_by_transport(transport)
         self.views: dict[str, Any] = {}  # view -> requests_by_view_transport_method cell
         self.responses: dict[tuple, _Outcome] = {}  # (status, view, charset) -> cells
 
@@ -128,41 +191,58 @@ class _Outcome:
 
     __slots__ = ("by_charset", "by_status", "by_status_view_method", "latency")
 
-    def __init__(self, owner: AfterRecorder, method: str, status: object, view: str, charset: object) -> None:
-        m = owner._m
+    def __init__(self, cells: Any, method: str, status: object, view: str, charset: object) -> None:
         status_label = str(status)
-        self.by_status = m.responses_by_status.labels(status_label)
-        self.by_status_view_method = m.responses_by_status_view_method.labels(status_label, view, method)
-        self.by_charset = None if charset is _MISSING else m.responses_by_charset.labels(str(charset))
-        self.latency = m.requests_latency_by_view_method.labels(view, method)
+        self.by_status = cells.responses_by_status(status_label)
+        self.by_status_view_method = cells.responses_by_status_view_method(status_label, view, method)
+        self.by_charset = None if charset is None else cells.responses_by_charset(str(charset))
+        self.latency = cells.requests_latency_by_view_method(view, method)
 
 
-class AfterRecorder:
+class AfterRecorder(_Recorder):
     """What ``PrometheusAfterMiddleware`` records, with every label combination resolved once."""
 
     __slots__ = (
         "_ajax",
+        "_base_charset",
+        "_cells",
         "_content_types",
         "_exc_types",
         "_exc_views",
         "_http",
         "_https",
-        "_m",
         "_request_body",
+        "_response",
+        "_response_base",
         "_response_body",
+        "_response_content",
+        "_scheme_sources",
+        "_schemes",
+        "_secure_methods",
+        "_settings",
         "_streaming",
+        "_streaming_content",
+        "_streaming_response",
         "_templates",
         "_types",
         "_unknown",
     )
 
-    def __init__(self, metrics: Any) -> None:
-        self._m = metrics
-        self._ajax = _unlabelled(metrics.requests_ajax)
-        self._request_body = _unlabelled(metrics.requests_body_bytes)
-        self._response_body = _unlabelled(metrics.responses_body_bytes)
-        self._streaming = _unlabelled(metrics.responses_streaming)
-        self._unknown = _unlabelled(metrics.requests_unknown_latency)
+    def __init__(self, cells: Any) -> None:
+        self._cells = cells
+        self._ajax = cells.requests_ajax
+        self._request_body = cells.requests_body_bytes
+        self._response_body = cells.responses_body_bytes
+        self._streaming = cells.responses_streaming
+        self._unknown = cells.requests_unknown_latency
+        self._settings = cells.settings
+        self._response_base, self._response, self._streaming_response = cells.response_types
+        self._base_charset = self._response_base.charset
+        self._response_content = self._response.content
+        self._streaming_content = self._streaming_response.content
+        self._scheme_sources = cells.scheme_sources
+        self._secure_methods = cells.secure_methods
+        self._schemes: dict[type, tuple[str, str] | None] = {}  # request type -> its scheme's place
         self._http: dict[str, _Kind] = {}  # sanitised method -> kind, one dict per transport
         self._https: dict[str, _Kind] = {}
         self._types: dict[type, tuple[bool, int]] = {}
@@ -173,17 +253,38 @@ class AfterRecorder:
 
     # -- request ---------------------------------------------------------------------------------
 
+    def _scheme_source(self, cls: type) -> tuple[str, str] | None:
+        source = self._schemes.get(cls, _MISSING)
+        if source is _MISSING:
+            source = None
+            is_secure, scheme = self._secure_methods
+            if cls.is_secure is is_secure and cls.scheme is scheme:  # type: ignore[attr-defined]
+                for base, attr, key, get_scheme in self._scheme_sources:
+                    if issubclass(cls, base) and cls._get_scheme is get_scheme:  # type: ignore[attr-defined]
+                        source = (attr, key)
+                        break
+            source = self._schemes.setdefault(cls, source)
+        return source
+
+    def _is_secure(self, request: Any) -> bool:
+        # The transport rule is request.is_secure(); for Django's own request classes, with
+        # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly.
+        source = self._scheme_source(type(request))
+        if source is None or self._settings.SECURE_PROXY_SSL_HEADER:
+            return request.is_secure()
+        return getattr(request, source[0]).get(source[1]) == "https"
+
     def _kind(self, request: Any) -> _Kind:
         method = request.method
-        method = _METHODS.get(method, INVALID_METHOD) if isinstance(method, str) else INVALID_METHOD
-        kinds = self._https if request.is_secure() else self._http
+        method = _METHODS.get(method, INVALID_METHOD) if type(method) is str else INVALID_METHOD
+        secure = self._is_secure(request)
+        kinds = self._https if secure else self._http
         kind = kinds.get(method)
         if kind is None:
-            kind = kinds.setdefault(method, _Kind(self, method, "https" if kinds is self._https else "http"))
+            kind = kinds.setdefault(method, _Kind(self._cells, method, "https" if secure else "http"))
         return kind
 
-    def on_request(self, request: Any) -> float | None:
-        """Count the request and remember its kind on it; the start time, or None on failure."""
+    def on_request(self, request: Any) -> float:
         try:
             kind = self._kind(request)
             request._prometheus_kind = kind
@@ -197,7 +298,6 @@ class AfterRecorder:
                 self._request_body.observe(size)
         except Exception:
             _log_failure("a request")
-            return None
         return perf_counter()
 
     # -- view ------------------------------------------------------------------------------------
@@ -207,13 +307,14 @@ class AfterRecorder:
     ) -> None:
         """``process_view``: count the request by (view, transport, method)."""
         try:
+            view = hook_view_name(request)
+            if view is None:
+                return
             kind = request.__dict__.get("_prometheus_kind") or self._kind(request)
-            match = request.resolver_match
-            view = (match.view_name if match is not None else None) or UNNAMED_VIEW
             cell = kind.views.get(view)
             if cell is None:
                 cell = kind.views.setdefault(
-                    view, self._m.requests_by_view_transport_method.labels(view, kind.transport, kind.method)
+                    view, self._cells.requests_by_view_transport_method(view, kind.transport, kind.method)
                 )
             cell.inc()
         except Exception:
@@ -224,10 +325,10 @@ class AfterRecorder:
     def _type_info(self, cls: type) -> tuple[bool, int]:
         info = self._types.get(cls)
         if info is None:
-            fast_charset = issubclass(cls, HttpResponseBase) and cls.charset is HttpResponseBase.charset
-            if issubclass(cls, HttpResponse) and cls.content is HttpResponse.content:
+            fast_charset = issubclass(cls, self._response_base) and cls.charset is self._base_charset  # type: ignore[attr-defined]
+            if issubclass(cls, self._response) and cls.content is self._response_content:  # type: ignore[attr-defined]
                 content = _CONTENT_FAST
-            elif issubclass(cls, StreamingHttpResponse) and cls.content is StreamingHttpResponse.content:
+            elif issubclass(cls, self._streaming_response) and cls.content is self._streaming_content:  # type: ignore[attr-defined]
                 content = _CONTENT_NONE
             else:
                 content = _CONTENT_GENERIC
@@ -235,41 +336,40 @@ class AfterRecorder:
         return info
 
     def _charset_of(self, response: Any, fast: bool) -> object:
-        """``response.charset`` (``_MISSING`` if it has none), without the regex when we can."""
+        """The charset rule, without Django's property and regex for its own response classes."""
         if fast:
-            charset = response._charset
-            if charset is not None:
-                return charset
+            value = response._charset
+            if value is not None:
+                return value
             store = getattr(response.headers, "_store", None)
-            if store is not None:
+            if type(store) is dict:
                 entry = store.get("content-type")
                 content_type = entry[1] if entry is not None else None
                 if not content_type:
-                    return settings.DEFAULT_CHARSET
-                charset = self._content_types.get(content_type, _MISSING)
-                if charset is _MISSING:
+                    return self._settings.DEFAULT_CHARSET
+                value = self._content_types.get(content_type, _MISSING)
+                if value is _MISSING:
                     matched = _CHARSET_RE.search(content_type)
-                    charset = matched["charset"].replace('"', "") if matched else None
+                    value = matched["charset"].replace('"', "") if matched else None
                     if len(self._content_types) < _CONTENT_TYPE_CACHE_MAX:
-                        self._content_types[content_type] = charset
-                return settings.DEFAULT_CHARSET if charset is None else charset
-        return getattr(response, "charset", _MISSING)
+                        self._content_types[content_type] = value
+                return self._settings.DEFAULT_CHARSET if value is None else value
+        return charset(response)
 
-    def on_response(self, request: Any, response: Any, started: float | None) -> None:
+    def on_response(self, request: Any, response: Any, started: float | None = None) -> None:
         end = perf_counter()
         try:
             kind = request.__dict__.get("_prometheus_kind") or self._kind(request)
-            match = getattr(request, "resolver_match", None)
-            view = match.view_name if match is not None else None
-            if view is None:
-                view = UNNAMED_VIEW
+            view = view_name(request)
             status = response.status_code
             fast_charset, content = self._type_info(type(response))
-            charset = self._charset_of(response, fast_charset)
-            key = (status, view, charset)
+            label = self._charset_of(response, fast_charset)
+            key = (status, view, label)
             outcome = kind.responses.get(key)
             if outcome is None:
-                outcome = kind.responses.setdefault(key, _Outcome(self, kind.method, status, view, charset))
+                outcome = kind.responses.setdefault(
+                    key, _Outcome(self._cells, kind.method, status, view, label)
+                )
             outcome.by_status.inc()
             outcome.by_status_view_method.inc()
             if outcome.by_charset is not None:
@@ -278,8 +378,10 @@ class AfterRecorder:
                 self._streaming.inc()
             if content == _CONTENT_FAST:
                 self._response_body.observe(sum(map(len, response._container)))
-            elif content == _CONTENT_GENERIC and hasattr(response, "content"):
-                self._response_body.observe(len(response.content))
+            elif content == _CONTENT_GENERIC:
+                size = response_body_size(response)
+                if size is not None:
+                    self._response_body.observe(size)
             if started is None:
                 self._unknown.inc()
             else:
@@ -290,31 +392,75 @@ class AfterRecorder:
     # -- rarer hooks -----------------------------------------------------------------------------
 
     def on_template_response(self, request: Any, response: Any) -> Any:
+        """``process_template_response``: count the response by template name."""
         try:
-            if hasattr(response, "template_name"):
-                name = str(response.template_name)
+            name = template_name(response)
+            if name is not None:
                 cell = self._templates.get(name)
                 if cell is None:
-                    cell = self._templates.setdefault(name, self._m.responses_by_templatename.labels(name))
+                    cell = self._templates.setdefault(name, self._cells.responses_by_templatename(name))
                 cell.inc()
         except Exception:
             _log_failure("a template response")
         return response
 
     def on_exception(self, request: Any, exception: BaseException) -> None:
-        # The latency of a failed request is observed once, by on_response (fix 5).
+        """``process_exception``: count by type and view (latency: once, by on_response, fix 5)."""
         try:
             name = type(exception).__name__
             cell = self._exc_types.get(name)
             if cell is None:
-                cell = self._exc_types.setdefault(name, self._m.exceptions_by_type.labels(name))
+                cell = self._exc_types.setdefault(name, self._cells.exceptions_by_type(name))
             cell.inc()
-            match = getattr(request, "resolver_match", None)
-            if match is not None:
-                view = match.view_name or UNNAMED_VIEW
+            view = hook_view_name(request)
+            if view is not None:
                 cell = self._exc_views.get(view)
                 if cell is None:
-                    cell = self._exc_views.setdefault(view, self._m.exceptions_by_view.labels(view))
+                    cell = self._exc_views.setdefault(view, self._cells.exceptions_by_view(view))
                 cell.inc()
         except Exception:
             _log_failure("an exception")
+
+
+# --- the middlewares' call ------------------------------------------------------------------------
+
+
+class Middleware:
+    """The base of both middlewares: ``__call__`` records around ``get_response``.
+
+    ``_recorder`` None selects the extension path: the subclass' ``_call_hooks``
+    and ``_acall_hooks`` (upstream's hook by hook).
+    """
+
+    get_response: Any = None
+    async_mode: bool = False
+    _recorder: _Recorder | None = None
+
+    def __call__(self, request: Any) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        recorder = self._recorder
+        if recorder is None:
+            return self._call_hooks(request)  # type: ignore[attr-defined]
+        started = recorder.on_request(request)
+        response = self.get_response(request)
+        recorder.on_response(request, response, started)
+        return response
+
+    async def __acall__(self, request: Any) -> Any:
+        recorder = self._recorder
+        if recorder is None:
+            return await self._acall_hooks(request)  # type: ignore[attr-defined]
+        started = recorder.on_request(request)
+        response = await self.get_response(request)
+        recorder.on_response(request, response, started)
+        return response
+
+    # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.
+    async def _process_view_async(
+        self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any
+    ) -> None:
+        self._recorder.on_view(request)  # type: ignore[union-attr]
+
+    async def _process_template_response_async(self, request: Any, response: Any) -> Any:
+        return self._recorder.on_template_response(request, response)  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,3 +37,23 @@ def test_pure_twin_is_used_when_asked_for():
         [sys.executable, "-c", code], env=env, cwd="/", capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["False", "django_prometheus._core._cells_py"]
+
+
+def test_every_compiled_module_is_the_one_in_use():
+    # A binary build must not fall back to a twin because one extension failed to import.
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_PROMETHEUS_NO_EXTENSIONS"}
+    code = "import json; from django_prometheus._core import _dispatch as d; "
+    code += "print(json.dumps(d.compiled_modules()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd="/", capture_output=True, text=True, check=True
+    ).stdout.strip()
+    found = json.loads(out)
+    assert {"_cells_c", "_db_c", "_http_c"} <= set(found), found
+    assert all(found.values()), found
+
+
+def test_the_http_core_is_a_leaf():
+    # _core imports nothing from Django or from django_prometheus' own modules (grep-able, as promised).
+    for path in (REPO / "_core").glob("_http*"):
+        text = path.read_text()
+        assert "import django" not in text and "from django" not in text, path

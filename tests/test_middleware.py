@@ -390,3 +390,16 @@ def test_under_asgi_no_hook_is_wrapped_in_sync_to_async():
     # Django runs exception middleware synchronously in both modes: ours is plain sync, not wrapped.
     (on_exception,) = handler._exception_middleware
     assert not inspect.iscoroutinefunction(on_exception) and on_exception == after.process_exception
+
+
+def test_settings_changed_after_the_middleware_is_built_apply(settings):
+    # The recorders read a snapshot of DEFAULT_CHARSET and SECURE_PROXY_SSL_HEADER that
+    # Django's setting_changed keeps current.
+    c = client()
+    assert c.get("/ok").status_code == 200  # builds the middleware
+    settings.DEFAULT_CHARSET = "latin-1"
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    d = Delta()
+    assert c.get("/ok", headers={"x-forwarded-proto": "https"}).status_code == 200
+    assert d("django_http_responses_total_by_charset_total", charset="latin-1") == 1
+    assert d("django_http_requests_total_by_transport_total", transport="https") == 1

@@ -153,3 +153,47 @@ def test_uvicorn_asgi(tmp_path):
     ]
     with _serve(args, port, tmp_path / "uvicorn.log") as base:
         _check(_run_scenario(base))
+
+
+def _raw_request(base: str, request: bytes) -> bytes:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_gunicorn_an_absurd_content_length_is_ignored_and_the_latency_kept(tmp_path):
+    # Issue 10.2: gunicorn passes a Content-Length of hundreds of digits on to Django.
+    port = _free_port()
+    log = tmp_path / "gunicorn.log"
+    args = ["gunicorn", "tests.http_project.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "1"]
+    with _serve(args, port, log) as base:
+        length = b"Content-Length: " + b"9" * 400
+        absurd = b"GET /ok HTTP/1.1\r\nHost: t\r\n" + length + b"\r\nConnection: close\r\n\r\n"
+        for _ in range(20):
+            answer = _raw_request(base, absurd)
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\nok"), answer[:200]
+        with httpx.Client(base_url=base, timeout=30) as client:
+            assert client.get("/ok").status_code == 200
+            text = client.get("/metrics").text
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def v(name: str, **labels: str) -> float:
+        return samples.get((name, frozenset(labels.items())), 0.0)
+
+    lat = "django_http_requests_latency_seconds_by_view_method_count"
+    assert v(lat, view="ok", method="GET") == 21  # every latency kept
+    assert v("django_http_requests_latency_including_middlewares_seconds_count") == 21
+    assert v("django_http_requests_unknown_latency_total") == 0
+    # Only the well-formed requests (the plain GET and the scrape) are observed in the body-size histogram.
+    assert v("django_http_requests_body_total_bytes_count") == 2
+    assert v("django_http_requests_total_by_method_total", method="GET") == 22
+    text = log.read_text()
+    assert "OverflowError" not in text and "could not record" not in text, text[-3000:]

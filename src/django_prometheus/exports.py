@@ -21,9 +21,11 @@ from django.http import HttpRequest, HttpResponse
 from django_prometheus import access, migrations, negotiation
 from django_prometheus.exposition import aggregate_registry, render
 
+from django_prometheus.conf import multiprocess_dir
+
 
 def _multiproc_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    return multiprocess_dir()
 
 
 def _view_registry() -> Any:

@@ -32,21 +32,15 @@ from prometheus_client.utils import floatToGoString
 
 from django_prometheus import exposition
 from django_prometheus._core import _cells, _expo
+from django_prometheus.conf import multiprocess_dir
 
 __all__ = ["MULTIPROCESS_DIR", "Counter", "Gauge", "Histogram", "multiprocess_store"]
 
 CellFactory = Callable[[tuple[str, ...]], Any]
 
 
-def _multiprocess_dir() -> str | None:
-    env = os.environ
-    if "PROMETHEUS_MULTIPROC_DIR" not in env and "prometheus_multiproc_dir" not in env:
-        return None
-    return env.get("PROMETHEUS_MULTIPROC_DIR") or env.get("prometheus_multiproc_dir") or ""
-
-
 #: The multiprocess directory, or None in single-process mode; decided once, at import.
-MULTIPROCESS_DIR: str | None = _multiprocess_dir()
+MULTIPROCESS_DIR: str | None = multiprocess_dir()
 
 _store: Any = None
 _store_lock = threading.Lock()

@@ -1,0 +1,74 @@
+"""``HttpCells``: what the core's HTTP recorders receive, resolved from a ``Metrics`` object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.wsgi import WSGIRequest
+from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+
+from django_prometheus.http.metrics import SPECS
+
+__all__ = ["HttpCells", "SettingsSnapshot"]
+
+
+class SettingsSnapshot:
+    """The two settings the recorders read per request, as plain attributes.
+
+    Every attribute read on ``django.conf.settings`` runs ``LazyObject.__getattribute__``
+    (a Python call); this snapshot is refreshed when Django reports a change
+    (``setting_changed``: ``override_settings`` and the test ``settings`` fixture).
+    """
+
+    NAMES = ("DEFAULT_CHARSET", "SECURE_PROXY_SSL_HEADER")
+
+    def __init__(self) -> None:
+        self.DEFAULT_CHARSET = "utf-8"
+        self.SECURE_PROXY_SSL_HEADER: Any = None
+        self.refresh()
+
+    def refresh(self, **kwargs: Any) -> None:
+        if kwargs.get("setting", self.NAMES[0]) in self.NAMES and settings.configured:
+            self.DEFAULT_CHARSET = settings.DEFAULT_CHARSET
+            self.SECURE_PROXY_SSL_HEADER = settings.SECURE_PROXY_SSL_HEADER
+
+
+_SNAPSHOT = SettingsSnapshot()
+setting_changed.connect(_SNAPSHOT.refresh, weak=False, dispatch_uid="django_prometheus.http.settings")
+
+
+def _unlabelled(metric: Any) -> Any:
+    # Our facades keep the one cell of an unlabelled metric in ``_cell``; any
+    # other prometheus_client metric is its own "cell" (the core calls its inc()).
+    cell = getattr(metric, "_cell", None)
+    return metric if cell is None else cell
+
+
+class HttpCells:
+    """Per ``Metrics`` attribute: the cell of an unlabelled family, or ``labels`` of a labelled one.
+
+    ``labels(*values)`` returns the cell of that label combination; the recorders
+    call it once per combination and keep the cell. The class attributes are the
+    Django objects the core's fast paths compare against (the core imports
+    nothing from Django).
+    """
+
+    settings = _SNAPSHOT
+    response_types = (HttpResponseBase, HttpResponse, StreamingHttpResponse)
+    # The transport rule is ``request.is_secure()``. Where a request class keeps Django's
+    # ``is_secure``/``scheme`` and this ``_get_scheme``, and SECURE_PROXY_SSL_HEADER is unset,
+    # the answer is the scheme the server passed: (class, attribute, key, its _get_scheme).
+    secure_methods = (HttpRequest.is_secure, HttpRequest.scheme)
+    scheme_sources = (
+        (WSGIRequest, "environ", "wsgi.url_scheme", WSGIRequest._get_scheme),
+        (ASGIRequest, "scope", "scheme", ASGIRequest._get_scheme),
+    )
+
+    def __init__(self, metrics: Any, attrs: Any = SPECS) -> None:
+        _SNAPSHOT.refresh()
+        for attr in attrs:
+            metric = getattr(metrics, attr)
+            setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))

@@ -1,0 +1,332 @@
+"""The HTTP twins side by side: the same requests through ``_http_c`` and ``_http_py`` give the same samples.
+
+Each core records into cells of its own kind (``_cells_c`` / ``_cells_py``),
+resolved by a small stand-in for ``HttpCells``; the same scripted requests and
+responses go through both, then every cell's value is compared, and checked
+against what upstream's rules give.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.test import RequestFactory
+from django.urls import ResolverMatch
+
+from django_prometheus.http.cells import HttpCells
+from django_prometheus.http.metrics import BODY, LATENCY, SPECS
+from django_prometheus.utils import PowersOf
+
+CORES = {"compiled": ("_http_c", "_cells_c"), "pure": ("_http_py", "_cells_py")}
+
+
+def _load(impl: str) -> tuple[Any, Any]:
+    http, cells = CORES[impl]
+    try:
+        return (
+            importlib.import_module(f"django_prometheus._core.{http}"),
+            importlib.import_module(f"django_prometheus._core.{cells}"),
+        )
+    except ImportError:  # pragma: no cover - a pure build
+        pytest.skip(f"{http} is not built here")
+
+
+class Cells:
+    """What ``HttpCells`` hands the recorders, on one core's own cells; ``samples()`` reads them all back."""
+
+    response_types = HttpCells.response_types
+    settings = settings
+    secure_methods = HttpCells.secure_methods
+    scheme_sources = HttpCells.scheme_sources
+
+    def __init__(self, core: Any) -> None:
+        self._families: dict[str, Any] = {}
+        for attr, spec in SPECS.items():
+            if attr in LATENCY:
+                bounds = (0.01, 0.1, 1.0, float("inf"))
+            elif attr in BODY:
+                bounds = tuple(PowersOf(2, 30))
+            else:
+                bounds = None
+
+            def factory(values, bounds=bounds):
+                return core.Counter() if bounds is None else core.Histogram(bounds)
+
+            family = core.Family(factory, pass_values=True)
+            self._families[attr] = family
+            if spec.labelnames:
+                setattr(self, attr, lambda *values, family=family: family.get(tuple(map(str, values))))
+            else:
+                setattr(self, attr, family.get(()))
+
+    def samples(self) -> dict[tuple[str, tuple[str, ...]], Any]:
+        out: dict[tuple[str, tuple[str, ...]], Any] = {}
+        for attr, family in self._families.items():
+            for values, cell in family.children():
+                if isinstance(cell.get() if hasattr(cell, "get") else None, float):
+                    value: Any = cell.get()
+                elif attr in LATENCY:  # durations differ run to run; their counts do not
+                    value = cell.count
+                else:
+                    value = (tuple(cell.buckets()), cell.sum)
+                if value:
+                    out[attr, values] = value
+        return out
+
+
+def _resolved(request: Any, view_name: str | None) -> Any:
+    if view_name is not None:
+        request.resolver_match = ResolverMatch(lambda r: None, (), {}, url_name=view_name)
+    return request
+
+
+class _Quacking:
+    """Not an HttpResponse: only a status and streaming flag (a view may return such a thing)."""
+
+    status_code = 200
+    streaming = True
+
+
+def _requests() -> list[tuple[Any, Any, Exception | None]]:
+    rf = RequestFactory()
+    streaming = StreamingHttpResponse(iter([b"a", b"bc"]))
+    template = TemplateResponse(rf.get("/"), "hello.html")
+    template.content = b"Hello world"  # as if rendered
+    return [
+        (_resolved(rf.get("/ok"), "ok"), HttpResponse(b"ok"), None),
+        (_resolved(rf.get("/ok", secure=True), "ok"), HttpResponse(b"ok", status=201), None),
+        (_resolved(rf.generic("BREW", "/ok"), "ok"), HttpResponse(b""), None),
+        (_resolved(rf.post("/e", b"x" * 1000, content_type="a/b"), "echo"), HttpResponse(b"x" * 1000), None),
+        (_resolved(rf.get("/x", HTTP_X_REQUESTED_WITH="XMLHttpRequest"), "x"), JsonResponse({"a": 1}), None),
+        (
+            _resolved(rf.get("/l"), "latin"),
+            HttpResponse(b"l", content_type="text/plain; charset=latin-1"),
+            None,
+        ),
+        (_resolved(rf.get("/l"), "latin"), HttpResponse(b"l", charset="iso-8859-1"), None),
+        (_resolved(rf.get("/s"), "stream"), streaming, None),
+        (_resolved(rf.get("/t"), "tpl"), template, None),
+        (rf.get("/nowhere"), HttpResponse(b"404", status=404), None),
+        (_resolved(rf.get("/b"), "boom"), HttpResponse(b"err", status=500), ValueError("boom")),
+        (rf.get("/q"), _Quacking(), None),
+        # Content-Length: malformed, negative and absurd sizes are never observed.
+        (_resolved(rf.get("/ok", CONTENT_LENGTH="abc"), "ok"), HttpResponse(b"ok"), None),
+        (_resolved(rf.get("/ok", CONTENT_LENGTH="-5"), "ok"), HttpResponse(b"ok"), None),
+        (_resolved(rf.get("/ok", CONTENT_LENGTH="9" * 400), "ok"), HttpResponse(b"ok"), None),
+        (_resolved(rf.get("/ok", CONTENT_LENGTH=str(2**64)), "ok"), HttpResponse(b"ok"), None),
+    ]
+
+
+def _record(impl: str) -> dict[tuple[str, tuple[str, ...]], Any]:
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    before, after = http.BeforeRecorder(cells), http.AfterRecorder(cells)
+    for request, response, exception in _requests():
+        started_before = before.on_request(request)
+        started_after = after.on_request(request)
+        if request.resolver_match is not None:
+            after.on_view(request, None, (), {})
+        if exception is not None:
+            after.on_exception(request, exception)
+        if isinstance(response, TemplateResponse):
+            after.on_template_response(request, response)
+        after.on_response(request, response, started_after)
+        before.on_response(request, response, started_before)
+    # A response whose request was never seen: unknown latency on both.
+    request, response = RequestFactory().get("/late"), HttpResponse(b"late")
+    after.on_response(request, response, None)
+    before.on_response(request, response, None)
+    return cells.samples()
+
+
+EXPECTED = {
+    ("requests_total", ()): 16.0,
+    ("responses_total", ()): 17.0,
+    ("requests_latency_before", ()): 16.0,
+    ("requests_unknown_latency_before", ()): 1.0,
+    ("requests_unknown_latency", ()): 1.0,
+    ("requests_ajax", ()): 1.0,
+    ("requests_by_method", ("GET",)): 14.0,
+    ("requests_by_method", ("POST",)): 1.0,
+    ("requests_by_method", ("<invalid method>",)): 1.0,
+    ("requests_by_transport", ("http",)): 15.0,
+    ("requests_by_transport", ("https",)): 1.0,
+    ("requests_by_view_transport_method", ("ok", "http", "GET")): 5.0,
+    ("requests_by_view_transport_method", ("ok", "https", "GET")): 1.0,
+    ("requests_by_view_transport_method", ("ok", "http", "<invalid method>")): 1.0,
+    ("requests_by_view_transport_method", ("echo", "http", "POST")): 1.0,
+    ("requests_by_view_transport_method", ("x", "http", "GET")): 1.0,
+    ("requests_by_view_transport_method", ("latin", "http", "GET")): 2.0,
+    ("requests_by_view_transport_method", ("stream", "http", "GET")): 1.0,
+    ("requests_by_view_transport_method", ("tpl", "http", "GET")): 1.0,
+    ("requests_by_view_transport_method", ("boom", "http", "GET")): 1.0,
+    ("responses_by_templatename", ("hello.html",)): 1.0,
+    ("responses_by_status", ("200",)): 14.0,
+    ("responses_by_status", ("201",)): 1.0,
+    ("responses_by_status", ("404",)): 1.0,
+    ("responses_by_status", ("500",)): 1.0,
+    ("responses_by_status_view_method", ("200", "ok", "GET")): 5.0,
+    ("responses_by_status_view_method", ("201", "ok", "GET")): 1.0,
+    ("responses_by_status_view_method", ("200", "ok", "<invalid method>")): 1.0,
+    ("responses_by_status_view_method", ("200", "echo", "POST")): 1.0,
+    ("responses_by_status_view_method", ("200", "x", "GET")): 1.0,
+    ("responses_by_status_view_method", ("200", "latin", "GET")): 2.0,
+    ("responses_by_status_view_method", ("200", "stream", "GET")): 1.0,
+    ("responses_by_status_view_method", ("200", "tpl", "GET")): 1.0,
+    ("responses_by_status_view_method", ("404", "<unnamed view>", "GET")): 1.0,
+    ("responses_by_status_view_method", ("500", "boom", "GET")): 1.0,
+    ("responses_by_status_view_method", ("200", "<unnamed view>", "GET")): 2.0,
+    ("responses_by_charset", ("utf-8",)): 14.0,
+    ("responses_by_charset", ("latin-1",)): 1.0,
+    ("responses_by_charset", ("iso-8859-1",)): 1.0,
+    ("responses_streaming", ()): 2.0,
+    ("requests_latency_by_view_method", ("ok", "GET")): 6.0,
+    ("requests_latency_by_view_method", ("ok", "<invalid method>")): 1.0,
+    ("requests_latency_by_view_method", ("echo", "POST")): 1.0,
+    ("requests_latency_by_view_method", ("x", "GET")): 1.0,
+    ("requests_latency_by_view_method", ("latin", "GET")): 2.0,
+    ("requests_latency_by_view_method", ("stream", "GET")): 1.0,
+    ("requests_latency_by_view_method", ("tpl", "GET")): 1.0,
+    ("requests_latency_by_view_method", ("<unnamed view>", "GET")): 2.0,
+    ("requests_latency_by_view_method", ("boom", "GET")): 1.0,
+    ("exceptions_by_type", ("ValueError",)): 1.0,
+    ("exceptions_by_view", ("boom",)): 1.0,
+}
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict[str, dict[tuple[str, tuple[str, ...]], Any]]:
+    return {impl: _record(impl) for impl in CORES}
+
+
+def test_both_cores_record_the_same_samples(recorded):
+    assert recorded["compiled"] == recorded["pure"]
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_each_core_records_upstreams_counts(recorded, impl):
+    samples = recorded[impl]
+    counts = {k: v for k, v in samples.items() if k[0] not in BODY}
+    assert counts == EXPECTED
+    # Request bodies: 12 requests with an absent (0) or valid size, 1000 bytes once; 4 bad sizes skipped.
+    buckets, total = samples["requests_body_bytes", ()]
+    assert (buckets[-1], total) == (12.0, 1000.0)
+    # Response bodies: every response with content (not the two streaming ones), the late one included.
+    buckets, total = samples["responses_body_bytes", ()]
+    assert buckets[-1] == 15.0 and total == 2 + 2 + 0 + 1000 + 8 + 1 + 1 + 11 + 3 + 3 + 4 * 2 + 4
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_label_rules_agree(impl):
+    http, _ = _load(impl)
+    rf = RequestFactory()
+    assert [http.sanitize_method(m) for m in ("GET", "PATCH", "BREW", "get", None, b"GET")] == [
+        "GET",
+        "PATCH",
+        "<invalid method>",
+        "<invalid method>",
+        "<invalid method>",
+        "<invalid method>",
+    ]
+    assert http.transport(rf.get("/", secure=True)) == "https" and http.transport(rf.get("/")) == "http"
+    unresolved, empty = rf.get("/"), rf.get("/")
+    empty.resolver_match = SimpleNamespace(view_name="")
+    assert (http.view_name(unresolved), http.hook_view_name(unresolved)) == ("<unnamed view>", None)
+    # Upstream's quirk: an empty name is kept by the response rule, mapped by the hook rule.
+    assert (http.view_name(empty), http.hook_view_name(empty)) == ("", "<unnamed view>")
+    sizes = [
+        "",
+        None,
+        "0",
+        "12",
+        " 12 ",
+        "abc",
+        "-1",
+        "1e3",
+        "9" * 19,
+        "9" * 400,
+        "9" * 5000,
+        7,
+        2**63,
+        2**63 - 1,
+    ]
+    assert [http.body_length(v) for v in sizes] == [
+        0, 0, 0, 12, 12, None, None, None, None, None, None, 7, None, 2**63 - 1
+    ]  # fmt: skip
+    assert http.template_name(TemplateResponse(rf.get("/"), ["a.html", "b.html"])) == "['a.html', 'b.html']"
+    assert http.template_name(HttpResponse()) is None
+    assert http.charset(HttpResponse(charset="koi8-r")) == "koi8-r" and http.charset(_Quacking()) is None
+    assert http.response_body_size(HttpResponse(b"abc")) == 3 and http.response_body_size(_Quacking()) is None
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_middleware_call_records_around_get_response(impl):
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    response = HttpResponse(b"ok")
+
+    class Before(http.Middleware):
+        pass
+
+    class After(http.Middleware):
+        pass
+
+    after = After()
+    after.get_response = lambda request: response
+    after._recorder = http.AfterRecorder(cells)
+    before = Before()
+    before.get_response = after
+    before._recorder = http.BeforeRecorder(cells)
+    request = _resolved(RequestFactory().get("/ok"), "ok")
+    assert before(request) is response
+    samples = cells.samples()
+    assert samples["requests_total", ()] == samples["responses_total", ()] == 1.0
+    assert samples["requests_latency_before", ()] == 1.0
+    assert samples["requests_latency_by_view_method", ("ok", "GET")] == 1.0
+    assert samples["responses_by_status_view_method", ("200", "ok", "GET")] == 1.0
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_a_recording_failure_is_logged_and_the_latency_kept(impl, caplog, settings):
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    after = http.AfterRecorder(cells)
+    request = RequestFactory().get("/ok")
+    settings.SECURE_PROXY_SSL_HEADER = "not-a-pair"  # the transport rule raises
+    with caplog.at_level(logging.ERROR, logger="django_prometheus"):
+        started = after.on_request(request)
+    assert isinstance(started, float)
+    assert any("could not record the HTTP metrics of a request" in r.getMessage() for r in caplog.records)
+
+
+class _OwnScheme(WSGIRequest):
+    """A request class with its own idea of security: the transport rule must ask it."""
+
+    def is_secure(self):
+        return True
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_transport_follows_is_secure_on_every_path(impl, settings):
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    after = http.AfterRecorder(cells)
+    rf = RequestFactory()
+    forwarded = {"HTTP_X_FORWARDED_PROTO": "https"}
+    after.on_request(rf.get("/", secure=True))  # the scheme the server passed
+    after.on_request(rf.get("/", **forwarded))  # header ignored: no SECURE_PROXY_SSL_HEADER
+    after.on_request(_OwnScheme(rf.get("/").environ))
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    after.on_request(rf.get("/", **forwarded))
+    after.on_request(rf.get("/", HTTP_X_FORWARDED_PROTO="http", secure=True))
+    samples = cells.samples()
+    assert samples["requests_by_transport", ("https",)] == 3.0
+    assert samples["requests_by_transport", ("http",)] == 2.0
