@@ -9,14 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import _cells
+from ._dispatch import pick
 
-if TYPE_CHECKING or not _cells.USE_EXTENSIONS:
+if TYPE_CHECKING:
     from . import _cache_py as _impl
 else:
-    try:
-        from . import _cache_c as _impl  # type: ignore[no-redef]
-    except ImportError:  # pragma: no cover - built before the cache operation recorders existed
-        from . import _cache_py as _impl  # type: ignore[no-redef]
+    _impl = pick("_cache", follow=_cells)
 
 #: True when the compiled recorders are the ones in use.
 USE_EXTENSIONS: bool = _impl.__name__.endswith("_cache_c")

@@ -1,25 +1,20 @@
 """Pick the compiled exposition writer or its pure-Python twin, once, at import time.
 
-The same rule as ``_cells``: pure when ``DJANGO_PROMETHEUS_NO_EXTENSIONS`` is
+The one rule of ``_dispatch``: pure when ``DJANGO_PROMETHEUS_NO_EXTENSIONS`` is
 set, off CPython, or under type checking; otherwise compiled, falling back to
 the twin only if the extension is missing from this build.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING
 
-NO_EXTENSIONS = os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS", "") not in ("", "0")
+from ._dispatch import pick
 
-if TYPE_CHECKING or NO_EXTENSIONS or sys.implementation.name != "cpython":
+if TYPE_CHECKING:
     from . import _expo_py as _impl
 else:
-    try:
-        from . import _expo_c as _impl  # type: ignore[no-redef]
-    except ImportError:  # pragma: no cover - a pure build, or the extension was not compiled
-        from . import _expo_py as _impl  # type: ignore[no-redef]
+    _impl = pick("_expo")
 
 #: True when the compiled writer is the one in use.
 USE_EXTENSIONS: bool = _impl.__name__.endswith("_expo_c")
