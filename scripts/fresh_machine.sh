@@ -57,6 +57,8 @@ if [[ ! -s $DIR/base.tar ]]; then
 fi
 
 log "a clean root in $ROOT"
+# Never rm -rf through a mount a killed run left behind (/dev, /proc, the repo...).
+if grep -q " $ROOT/" /proc/mounts; then die "something is still mounted under $ROOT: umount it first"; fi
 rm -rf "$ROOT" && mkdir -p "$ROOT" && tar -C "$ROOT" -xf "$DIR/base.tar"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 cp /etc/apt/sources.list "$ROOT/etc/apt/sources.list" 2>/dev/null || true
