@@ -8,23 +8,16 @@ operations, scrapes /metrics from the same process and checks every count exactl
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP_SECONDS = 60
+from tests.servers import free_port, serve
+
 ALIASES = {"default": "locmem", "sessions": "native_redis", "pages": "memcached", "fragments": "redis"}
 # What one request to /sync/<alias> records (operation, result), and /async/<alias> the same in twins.
 PER_SYNC_REQUEST = {
@@ -34,44 +27,8 @@ PER_SYNC_REQUEST = {
 PER_ASYNC_REQUEST = {("a" + op, result): n for (op, result), n in PER_SYNC_REQUEST.items()}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _serve(args: list[str], port: int, log: Path) -> Iterator[str]:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.cache_project.settings",
-        "PYTHONPATH": str(ROOT),
-        "DP_CACHE_TEST_PREFIX": uuid.uuid4().hex[:8],
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"server did not listen within {STARTUP_SECONDS}s:\n{log.read_text()}")
-                    time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def _serve(args: list[str], port: int, log: Path):
+    return serve(args, port, log, "tests.cache_project.settings", DP_CACHE_TEST_PREFIX=uuid.uuid4().hex[:8])
 
 
 def _hit(base: str, paths: list[str]) -> dict[tuple[str, frozenset], float]:
@@ -128,7 +85,7 @@ def services(require_service):
 
 
 def test_gunicorn_threads_count_every_operation_once_per_alias(tmp_path, services):
-    port = _free_port()
+    port = free_port()
     args = [
         "gunicorn", "tests.cache_project.wsgi:application", "-b", f"127.0.0.1:{port}",
         "-w", "1", "--threads", "4", "-k", "gthread",
@@ -144,7 +101,7 @@ def test_gunicorn_threads_count_every_operation_once_per_alias(tmp_path, service
 
 
 def test_uvicorn_async_views_count_twins_as_themselves(tmp_path, services):
-    port = _free_port()
+    port = free_port()
     args = [
         "uvicorn", "tests.cache_project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
         "--lifespan", "off", "--no-access-log",

@@ -7,56 +7,17 @@ same process and checks the counts exactly.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP_SECONDS = 60
+from tests.servers import free_port, serve
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _serve(args: list[str], port: int, log: Path) -> Iterator[str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.http_project.settings", "PYTHONPATH": str(ROOT)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"server did not listen within {STARTUP_SECONDS}s:\n{log.read_text()}")
-                    time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def _serve(args: list[str], port: int, log: Path):
+    return serve(args, port, log, "tests.http_project.settings")
 
 
 # (method, path, body, headers, times): 300 requests.
@@ -132,14 +93,14 @@ def _check(samples: dict[tuple[str, frozenset], float]) -> None:
 
 
 def test_gunicorn_wsgi(tmp_path):
-    port = _free_port()
+    port = free_port()
     args = ["gunicorn", "tests.http_project.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "1"]
     with _serve(args, port, tmp_path / "gunicorn.log") as base:
         _check(_run_scenario(base))
 
 
 def test_uvicorn_asgi(tmp_path):
-    port = _free_port()
+    port = free_port()
     args = [
         "uvicorn",
         "tests.http_project.asgi:application",
@@ -167,7 +128,7 @@ def _raw_request(base: str, request: bytes) -> bytes:
 
 def test_gunicorn_an_absurd_content_length_is_ignored_and_the_latency_kept(tmp_path):
     # Issue 10.2: gunicorn passes a Content-Length of hundreds of digits on to Django.
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "gunicorn.log"
     args = ["gunicorn", "tests.http_project.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "1"]
     with _serve(args, port, log) as base:
