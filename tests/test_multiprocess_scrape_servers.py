@@ -1,7 +1,7 @@
 """The scrape through real servers over loopback: recycling through many workers, forks, names, NUL/CR.
 
-``/scrape`` (tests/mp_project) calls ``exposition.render`` exactly as the
-view and the port exporters do; ``/echo`` puts a client-chosen label value on
+Scrapes go through the real ``/metrics`` view (``django_prometheus.urls``);
+``/echo`` puts a client-chosen label value on
 one of our metric classes; ``/spawn`` forks children that never count.
 """
 
@@ -37,7 +37,7 @@ CONF = "tests/mp_project/gunicorn.conf.py"
 
 def scrape(port: int, names: list[str] | None = None) -> tuple[bytes, dict]:
     query = "?" + urllib.parse.urlencode([("name[]", n) for n in names]) if names else ""
-    status, body = request(port, "GET", "/scrape" + query)
+    status, body = request(port, "GET", "/metrics" + query)
     assert status == 200, body[:500]
     return body, scrape_text(body.decode("utf-8"))
 
