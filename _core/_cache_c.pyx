@@ -26,32 +26,8 @@ from ._cells_c import _C_API, MISSING
 from ._cells_c import Counter as _Counter
 from ._cells_c import Histogram as _Histogram
 
-cdef extern from *:
-    """
-    #ifdef _WIN32
-    #include <windows.h>
-    static double dp_cache_clock(void) {
-        static double scale = 0.0;
-        LARGE_INTEGER c;
-        if (scale == 0.0) {
-            LARGE_INTEGER f;
-            QueryPerformanceFrequency(&f);
-            scale = 1.0 / (double)f.QuadPart;
-        }
-        QueryPerformanceCounter(&c);
-        return (double)c.QuadPart * scale;
-    }
-    #else
-    #include <time.h>
-    /* The clock time.perf_counter() reads on Linux and macOS. */
-    static double dp_cache_clock(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    }
-    #endif
-    """
-    double dp_cache_clock() nogil
+cdef extern from "dp_clock.h":
+    double dp_clock() nogil
 
 __all__ = [
     "CURRENT",
@@ -94,7 +70,7 @@ cdef inline Call _current():
 
 def clock():
     """The monotonic clock durations are read from, in seconds."""
-    return dp_cache_clock()
+    return dp_clock()
 
 
 def note_failure():
@@ -127,19 +103,19 @@ cdef class _GetRecorder:
         cdef Call current = _current()
         if current is not None:
             return self.nested(current, key, default, version, kwargs)
-        t0 = dp_cache_clock()
+        t0 = dp_clock()
         try:
             if kwargs:
                 value = self.real_get(key, _MISSING, version, **kwargs)
             else:
                 value = self.real_get(key, _MISSING, version)
         except Exception:
-            _observe(self.duration, dp_cache_clock() - t0)
+            _observe(self.duration, dp_clock() - t0)
             _add(self.gets, 1.0)
             _add(self.fails, 1.0)
             _add(self.error, 1.0)
             raise
-        _observe(self.duration, dp_cache_clock() - t0)
+        _observe(self.duration, dp_clock() - t0)
         _add(self.gets, 1.0)
         if value is _MISSING:
             _add(self.misses, 1.0)
@@ -224,16 +200,16 @@ cdef class _OpRecorder:
             return self.real(*args, **kwargs)
         current = Call()
         token = PyContextVar_Set(_CURRENT, current)
-        t0 = dp_cache_clock()
+        t0 = dp_clock()
         try:
             result = self.real(*args, **kwargs)
         except Exception:
-            _observe(self.duration, dp_cache_clock() - t0)
+            _observe(self.duration, dp_clock() - t0)
             _add(self.error, 1.0)
             raise
         finally:
             PyContextVar_Reset(_CURRENT, token)
-        _observe(self.duration, dp_cache_clock() - t0)
+        _observe(self.duration, dp_clock() - t0)
         if current.failed:
             _add(self.error, 1.0)
         elif self.kind == _HAS_KEY:
@@ -290,16 +266,16 @@ cdef class _ManyRecorder:
             keys = list(keys)  # a generator is read here once; the backend gets the same keys
         current = Call()
         token = PyContextVar_Set(_CURRENT, current)
-        t0 = dp_cache_clock()
+        t0 = dp_clock()
         try:
             result = self.real(owner, keys, *args, **kwargs)
         except Exception:
-            _observe(self.duration, dp_cache_clock() - t0)
+            _observe(self.duration, dp_clock() - t0)
             _add(self.error, <double> _distinct(keys))
             raise
         finally:
             PyContextVar_Reset(_CURRENT, token)
-        _observe(self.duration, dp_cache_clock() - t0)
+        _observe(self.duration, dp_clock() - t0)
         n = _distinct(keys)
         if current.failed:
             _add(self.error, <double> n)

@@ -8,31 +8,7 @@ class, i.e. per (cursor class, alias, vendor), never looked up per query.
 Durations come from one monotonic clock read before and one after the call.
 """
 
-cdef extern from *:
-    """
-    #ifdef _WIN32
-    #include <windows.h>
-    static double dp_clock(void) {
-        static double scale = 0.0;
-        LARGE_INTEGER c;
-        if (scale == 0.0) {
-            LARGE_INTEGER f;
-            QueryPerformanceFrequency(&f);
-            scale = 1.0 / (double)f.QuadPart;
-        }
-        QueryPerformanceCounter(&c);
-        return (double)c.QuadPart * scale;
-    }
-    #else
-    #include <time.h>
-    /* The clock time.perf_counter() reads on Linux and macOS. */
-    static double dp_clock(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    }
-    #endif
-    """
+cdef extern from "dp_clock.h":
     double dp_clock() nogil
 
 __all__ = [
