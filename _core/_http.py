@@ -17,15 +17,18 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_http_c")
 
 INVALID_METHOD = _impl.INVALID_METHOD
 MAX_BODY_SIZE = _impl.MAX_BODY_SIZE
+SKIP = _impl.SKIP
 UNNAMED_VIEW = _impl.UNNAMED_VIEW
 AfterRecorder = _impl.AfterRecorder
 BeforeRecorder = _impl.BeforeRecorder
 Middleware = _impl.Middleware
 body_length = _impl.body_length
 charset = _impl.charset
+get_extras = _impl.get_extras
 hook_view_name = _impl.hook_view_name
 response_body_size = _impl.response_body_size
 sanitize_method = _impl.sanitize_method
+set_extras = _impl.set_extras
 template_name = _impl.template_name
 transport = _impl.transport
 view_name = _impl.view_name
@@ -33,6 +36,7 @@ view_name = _impl.view_name
 __all__ = [
     "INVALID_METHOD",
     "MAX_BODY_SIZE",
+    "SKIP",
     "UNNAMED_VIEW",
     "USE_EXTENSIONS",
     "AfterRecorder",
@@ -40,9 +44,11 @@ __all__ = [
     "Middleware",
     "body_length",
     "charset",
+    "get_extras",
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
+    "set_extras",
     "template_name",
     "transport",
     "view_name",

@@ -57,15 +57,18 @@ cdef type _Histogram = _cells_c.Histogram
 __all__ = [
     "INVALID_METHOD",
     "MAX_BODY_SIZE",
+    "SKIP",
     "UNNAMED_VIEW",
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
     "body_length",
     "charset",
+    "get_extras",
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
+    "set_extras",
     "template_name",
     "transport",
     "view_name",
@@ -180,6 +183,62 @@ def charset(response):
 def response_body_size(response):
     """``len(response.content)``, or None when the response has no ``content`` (streaming)."""
     return len(response.content) if hasattr(response, "content") else None
+
+
+# --- the opt-in features' seam --------------------------------------------------------------------
+
+
+class _Skip:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "SKIP"
+
+
+#: What ``extras.begin``/``extras.end`` return for a request that is not recorded at all.
+SKIP = _Skip()
+cdef object _SKIP = SKIP
+cdef object _extras = None
+
+
+def set_extras(extras):
+    """Install the object that runs the opt-in HTTP features around each request; None turns them off.
+
+    Read once per request, so the default path pays one pointer comparison.
+    The protocol (``outer`` is True in the Before middleware, False in the After):
+
+    - ``extras.begin(request, outer)``: a state for ``end``, or ``SKIP``: this
+      middleware records nothing of the request (path exclusions);
+    - ``extras.defer``: when true, the recorder's request-time counts wait for
+      the response, so ``end`` can still exclude the request (view exclusions);
+    - ``extras.end(request, response, state, outer)``: ``SKIP`` drops a deferred
+      request's counts; anything else records them;
+    - ``extras.abort(request, state, outer)``: ``get_response`` raised;
+    - ``extras.excluded(request)``: consulted by the After middleware's view,
+      template-response and exception hooks while ``extras`` is installed.
+
+    Each method logs and swallows its own failures; one that raises anyway is
+    logged here and the request is recorded as if no feature were on.
+    """
+    global _extras
+    _extras = extras
+
+
+def get_extras():
+    """The object ``set_extras`` installed, or None."""
+    return _extras
+
+
+cdef inline bint _hook_excluded(request) except -1:
+    # The After middleware's view, template and exception hooks, while features are on.
+    extras = _extras
+    if extras is None:
+        return False
+    try:
+        return bool(extras.excluded(request))
+    except Exception:
+        _log_failure("an exclusion rule")
+        return False
 
 
 # --- the recorders --------------------------------------------------------------------------------
@@ -365,7 +424,7 @@ cdef class AfterRecorder(_Recorder):
         cdef _Kind kind
         try:
             view = hook_view_name(request)
-            if view is None:
+            if view is None or _hook_excluded(request):
                 return
             kind = self._kind_of(request)
             cell = kind.views.get(view)
@@ -464,7 +523,7 @@ cdef class AfterRecorder(_Recorder):
         """``process_template_response``: count the response by template name."""
         try:
             name = template_name(response)
-            if name is not None:
+            if name is not None and not _hook_excluded(request):
                 cell = self._templates.get(name)
                 if cell is None:
                     cell = self._templates.setdefault(name, self._cells.responses_by_templatename(name))
@@ -476,6 +535,8 @@ cdef class AfterRecorder(_Recorder):
     def on_exception(self, request, exception):
         """``process_exception``: count by type and view (latency: once, by on_response, fix 5)."""
         try:
+            if _hook_excluded(request):
+                return
             name = type(exception).__name__
             cell = self._exc_types.get(name)
             if cell is None:
@@ -492,6 +553,51 @@ cdef class AfterRecorder(_Recorder):
 
 
 # --- the middlewares' call ------------------------------------------------------------------------
+
+
+cdef object _NO_STATE = object()  # extras.begin raised: record as if no feature were on
+
+
+cdef object _extras_begin(extras, request, bint outer):
+    try:
+        return extras.begin(request, outer)
+    except Exception:
+        _log_failure("a request (opt-in features)")
+        return _NO_STATE
+
+
+cdef bint _extras_defer(extras, state) except -1:
+    if state is _NO_STATE:
+        return False
+    try:
+        return bool(extras.defer)
+    except Exception:
+        _log_failure("a request (opt-in features)")
+        return False
+
+
+cdef void _extras_abort(extras, request, state, bint outer):
+    if state is _NO_STATE:
+        return
+    try:
+        extras.abort(request, state, outer)
+    except Exception:
+        _log_failure("a failed request (opt-in features)")
+
+
+cdef void _extras_finish(extras, _Recorder recorder, request, response, state, bint outer, bint defer,
+                         double started):
+    skip = None
+    if state is not _NO_STATE:
+        try:
+            skip = extras.end(request, response, state, outer)
+        except Exception:
+            _log_failure("a response (opt-in features)")
+    if defer:
+        if skip is _SKIP:
+            return
+        recorder._begin(request)
+    recorder._end(request, response, started)
 
 
 cdef class Middleware:
@@ -511,6 +617,8 @@ cdef class Middleware:
         cdef _Recorder recorder = self._recorder
         if recorder is None:
             return self._call_hooks(request)
+        if _extras is not None:
+            return self._call_extras(request, recorder, _extras)
         cdef double started = recorder._begin(request)
         response = self.get_response(request)
         recorder._end(request, response, started)
@@ -520,9 +628,43 @@ cdef class Middleware:
         cdef _Recorder recorder = self._recorder
         if recorder is None:
             return await self._acall_hooks(request)
-        cdef double started = recorder._begin(request)
-        response = await self.get_response(request)
-        recorder._end(request, response, started)
+        cdef double started
+        cdef bint outer, defer
+        extras = _extras
+        if extras is None:
+            started = recorder._begin(request)
+            response = await self.get_response(request)
+            recorder._end(request, response, started)
+            return response
+        outer = isinstance(recorder, BeforeRecorder)
+        state = _extras_begin(extras, request, outer)
+        if state is _SKIP:
+            return await self.get_response(request)
+        defer = _extras_defer(extras, state)
+        started = dp_now() if defer else recorder._begin(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException:
+            _extras_abort(extras, request, state, outer)
+            raise
+        _extras_finish(extras, recorder, request, response, state, outer, defer, started)
+        return response
+
+    cdef object _call_extras(self, request, _Recorder recorder, extras):
+        cdef bint outer = isinstance(recorder, BeforeRecorder)
+        cdef bint defer
+        cdef double started
+        state = _extras_begin(extras, request, outer)
+        if state is _SKIP:
+            return self.get_response(request)
+        defer = _extras_defer(extras, state)
+        started = dp_now() if defer else recorder._begin(request)
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            _extras_abort(extras, request, state, outer)
+            raise
+        _extras_finish(extras, recorder, request, response, state, outer, defer, started)
         return response
 
     # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.

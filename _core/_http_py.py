@@ -20,15 +20,18 @@ from typing import Any
 __all__ = [
     "INVALID_METHOD",
     "MAX_BODY_SIZE",
+    "SKIP",
     "UNNAMED_VIEW",
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
     "body_length",
     "charset",
+    "get_extras",
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
+    "set_extras",
     "template_name",
     "transport",
     "view_name",
@@ -124,6 +127,99 @@ def charset(response: Any) -> str | None:
 def response_body_size(response: Any) -> int | None:
     """``len(response.content)``, or None when the response has no ``content`` (streaming)."""
     return len(response.content) if hasattr(response, "content") else None
+
+
+# --- the opt-in features' seam --------------------------------------------------------------------
+
+
+class _Skip:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SKIP"
+
+
+#: What ``extras.begin``/``extras.end`` return for a request that is not recorded at all.
+SKIP: Any = _Skip()
+_EXTRAS: Any = None
+_NO_STATE: Any = object()  # extras.begin raised: record as if no feature were on
+
+
+def set_extras(extras: Any) -> None:
+    """Install the object that runs the opt-in HTTP features around each request; None turns them off.
+
+    The protocol is ``_http_c.set_extras``'s (read there): ``begin``, ``defer``,
+    ``end``, ``abort`` and ``excluded``.
+    """
+    global _EXTRAS
+    _EXTRAS = extras
+
+
+def get_extras() -> Any:
+    """The object ``set_extras`` installed, or None."""
+    return _EXTRAS
+
+
+def _hook_excluded(request: Any) -> bool:
+    # The After middleware's view, template and exception hooks, while features are on.
+    extras = _EXTRAS
+    if extras is None:
+        return False
+    try:
+        return bool(extras.excluded(request))
+    except Exception:
+        _log_failure("an exclusion rule")
+        return False
+
+
+def _extras_begin(extras: Any, request: Any, outer: bool) -> Any:
+    try:
+        return extras.begin(request, outer)
+    except Exception:
+        _log_failure("a request (opt-in features)")
+        return _NO_STATE
+
+
+def _extras_defer(extras: Any, state: Any) -> bool:
+    if state is _NO_STATE:
+        return False
+    try:
+        return bool(extras.defer)
+    except Exception:
+        _log_failure("a request (opt-in features)")
+        return False
+
+
+def _extras_abort(extras: Any, request: Any, state: Any, outer: bool) -> None:
+    if state is _NO_STATE:
+        return
+    try:
+        extras.abort(request, state, outer)
+    except Exception:
+        _log_failure("a failed request (opt-in features)")
+
+
+def _extras_finish(
+    extras: Any,
+    recorder: Any,
+    request: Any,
+    response: Any,
+    state: Any,
+    outer: bool,
+    defer: bool,
+    started: float,
+) -> None:
+    skip = None
+    if state is not _NO_STATE:
+        try:
+            skip = extras.end(request, response, state, outer)
+        except Exception:
+            _log_failure("a response (opt-in features)")
+    if defer:
+        if skip is SKIP:
+            return
+        recorder.on_request(request)
+    recorder.on_response(request, response, started)
 
 
 # --- the recorders --------------------------------------------------------------------------------
@@ -308,7 +404,7 @@ class AfterRecorder(_Recorder):
         """``process_view``: count the request by (view, transport, method)."""
         try:
             view = hook_view_name(request)
-            if view is None:
+            if view is None or _hook_excluded(request):
                 return
             kind = request.__dict__.get("_prometheus_kind") or self._kind(request)
             cell = kind.views.get(view)
@@ -395,7 +491,7 @@ class AfterRecorder(_Recorder):
         """``process_template_response``: count the response by template name."""
         try:
             name = template_name(response)
-            if name is not None:
+            if name is not None and not _hook_excluded(request):
                 cell = self._templates.get(name)
                 if cell is None:
                     cell = self._templates.setdefault(name, self._cells.responses_by_templatename(name))
@@ -407,6 +503,8 @@ class AfterRecorder(_Recorder):
     def on_exception(self, request: Any, exception: BaseException) -> None:
         """``process_exception``: count by type and view (latency: once, by on_response, fix 5)."""
         try:
+            if _hook_excluded(request):
+                return
             name = type(exception).__name__
             cell = self._exc_types.get(name)
             if cell is None:
@@ -442,6 +540,9 @@ class Middleware:
         recorder = self._recorder
         if recorder is None:
             return self._call_hooks(request)  # type: ignore[attr-defined]
+        extras = _EXTRAS
+        if extras is not None:
+            return self._call_extras(request, recorder, extras)
         started = recorder.on_request(request)
         response = self.get_response(request)
         recorder.on_response(request, response, started)
@@ -451,9 +552,39 @@ class Middleware:
         recorder = self._recorder
         if recorder is None:
             return await self._acall_hooks(request)  # type: ignore[attr-defined]
-        started = recorder.on_request(request)
-        response = await self.get_response(request)
-        recorder.on_response(request, response, started)
+        extras = _EXTRAS
+        if extras is None:
+            started = recorder.on_request(request)
+            response = await self.get_response(request)
+            recorder.on_response(request, response, started)
+            return response
+        outer = isinstance(recorder, BeforeRecorder)
+        state = _extras_begin(extras, request, outer)
+        if state is SKIP:
+            return await self.get_response(request)
+        defer = _extras_defer(extras, state)
+        started = perf_counter() if defer else recorder.on_request(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException:
+            _extras_abort(extras, request, state, outer)
+            raise
+        _extras_finish(extras, recorder, request, response, state, outer, defer, started)
+        return response
+
+    def _call_extras(self, request: Any, recorder: Any, extras: Any) -> Any:
+        outer = isinstance(recorder, BeforeRecorder)
+        state = _extras_begin(extras, request, outer)
+        if state is SKIP:
+            return self.get_response(request)
+        defer = _extras_defer(extras, state)
+        started = perf_counter() if defer else recorder.on_request(request)
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            _extras_abort(extras, request, state, outer)
+            raise
+        _extras_finish(extras, recorder, request, response, state, outer, defer, started)
         return response
 
     # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.

@@ -330,3 +330,110 @@ def test_transport_follows_is_secure_on_every_path(impl, settings):
     samples = cells.samples()
     assert samples["requests_by_transport", ("https",)] == 3.0
     assert samples["requests_by_transport", ("http",)] == 2.0
+
+
+class _Extras:
+    """A real ``set_extras`` object: excludes ``/skip`` up front, ``/late`` once the response is known."""
+
+    def __init__(self, http: Any, defer: bool = False) -> None:
+        self.http, self.defer, self.calls = http, defer, []
+
+    def begin(self, request, outer):
+        self.calls.append(("begin", request.path, outer))
+        return self.http.SKIP if request.path == "/skip" else request.path
+
+    def end(self, request, response, state, outer):
+        self.calls.append(("end", state, outer))
+        return self.http.SKIP if state == "/late" else None
+
+    def abort(self, request, state, outer):
+        self.calls.append(("abort", state, outer))
+
+    def excluded(self, request):
+        return request.path in ("/skip", "/late")
+
+
+def _stack(http: Any, cells: Any, view: Any) -> Any:
+    class Before(http.Middleware):
+        pass
+
+    class After(http.Middleware):
+        pass
+
+    after = After()
+    after.get_response = view
+    after._recorder = http.AfterRecorder(cells)
+    before = Before()
+    before.get_response = after
+    before._recorder = http.BeforeRecorder(cells)
+    return before, after
+
+
+@pytest.mark.parametrize("defer", [False, True])
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_extras_seam_excludes_and_defers(impl, defer):
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    response = HttpResponse(b"ok")
+    before, after = _stack(http, cells, lambda request: response)
+    extras = _Extras(http, defer=defer)
+    http.set_extras(extras)
+    try:
+        assert http.get_extras() is extras
+        rf = RequestFactory()
+        for path in ("/skip", "/late", "/ok"):
+            request = _resolved(rf.get(path), "ok")
+            assert before(request) is response
+            # the After recorder's hooks consult ``excluded`` while extras are installed
+            after._recorder.on_view(request)
+    finally:
+        http.set_extras(None)
+    assert http.get_extras() is None
+    samples = cells.samples()
+    # /skip is never recorded; /late only when its counts were not deferred; /ok always.
+    seen = 1.0 if defer else 2.0
+    assert samples["requests_total", ()] == samples["responses_total", ()] == seen
+    assert samples["responses_by_status_view_method", ("200", "ok", "GET")] == seen
+    # /skip and /late are excluded by the hooks too
+    assert samples["requests_by_view_transport_method", ("ok", "http", "GET")] == 1.0
+    assert [c for c in extras.calls if c[0] == "begin"] == [
+        ("begin", "/skip", True),
+        ("begin", "/skip", False),  # each middleware asks: the After may run without the Before
+        ("begin", "/late", True),
+        ("begin", "/late", False),
+        ("begin", "/ok", True),
+        ("begin", "/ok", False),
+    ]
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_extras_seam_aborts_and_survives_a_failing_extras(impl, caplog):
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+
+    def boom(request):
+        raise ValueError("view")
+
+    before, _ = _stack(http, cells, boom)
+    extras = _Extras(http)
+    http.set_extras(extras)
+    try:
+        with pytest.raises(ValueError, match="view"):
+            before(_resolved(RequestFactory().get("/ok"), "ok"))
+        assert ("abort", "/ok", True) in extras.calls and ("abort", "/ok", False) in extras.calls
+
+        class Broken:
+            defer = False
+
+            def begin(self, request, outer):
+                raise RuntimeError("extras")
+
+        http.set_extras(Broken())
+        ok = HttpResponse(b"ok")
+        before, _ = _stack(http, cells, lambda request: ok)
+        with caplog.at_level(logging.ERROR, logger="django_prometheus"):
+            assert before(_resolved(RequestFactory().get("/ok"), "ok")) is ok
+    finally:
+        http.set_extras(None)
+    assert cells.samples()["responses_total", ()] == 1.0  # recorded as if no feature were on
+    assert any("opt-in features" in r.getMessage() for r in caplog.records)
