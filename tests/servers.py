@@ -24,9 +24,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(args: list[str], port: int, log: Path, settings: str, **env: str) -> Iterator[str]:
-    """``python -m <args>`` with ``settings``, until it listens on ``port``; its base URL, then stopped."""
-    environ = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "PYTHONPATH": str(ROOT), **env}
+def serve(
+    args: list[str], port: int, log: Path, settings: str, drop: tuple[str, ...] = (), **env: str
+) -> Iterator[str]:
+    """``python -m <args>`` with ``settings``, until it listens on ``port``; its base URL, then stopped.
+
+    ``drop`` names variables of this environment the server must not inherit.
+    """
+    environ = {k: v for k, v in os.environ.items() if k not in drop}
+    environ.update(DJANGO_SETTINGS_MODULE=settings, PYTHONPATH=str(ROOT), **env)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", *args], cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT

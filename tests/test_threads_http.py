@@ -10,9 +10,6 @@ per-(view, method, status) child is created and incremented concurrently.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import sysconfig
 import threading
 import time
@@ -26,12 +23,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from django_prometheus.middleware import Metrics
+from tests.servers import STARTUP_SECONDS, free_port, serve
 
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-ROOT = Path(__file__).resolve().parent.parent
 THREADS = 8
 ROUNDS = int(os.environ.get("DP_THREAD_HTTP_ROUNDS") or 40)  # per client thread, 6 requests each
-STARTUP_SECONDS = 60
 
 GIL_HOOK = """
 import sys
@@ -43,51 +39,25 @@ def post_worker_init(worker):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _gunicorn_gthread(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     conf = tmp_path / "gunicorn_conf.py"
     conf.write_text(GIL_HOOK.format(path=str(tmp_path / "gil")))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
-    env.update(DJANGO_SETTINGS_MODULE="tests.http_project.settings", PYTHONPATH=str(ROOT))
-    args = [sys.executable, "-m", "gunicorn", "tests.http_project.wsgi:application", "-c", str(conf)]
+    args = ["gunicorn", "tests.http_project.wsgi:application", "-c", str(conf)]
     args += ["-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread", "--threads", str(THREADS)]
     # Keep-alive past any stall of a starved client: an idle connection closed under a client
     # that is sending its next request is a "server disconnected" error, not a count.
     args += ["--keep-alive", "300"]
     log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while not (tmp_path / "gil").exists():
-                if proc.poll() is not None:
-                    pytest.fail(f"gunicorn exited with {proc.returncode}:\n{log.read_text()}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not start within {STARTUP_SECONDS}s:\n{log.read_text()}")
-                time.sleep(0.1)
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"gunicorn did not listen:\n{log.read_text()}")
-                    time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    # The worker must keep the GIL off on its own: PYTHON_GIL is not inherited.
+    with serve(args, port, log, "tests.http_project.settings", drop=("PYTHON_GIL",)) as base:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not (tmp_path / "gil").exists():  # the master listens before the worker is ready
+            if time.monotonic() > deadline:
+                pytest.fail(f"gunicorn's worker did not start within {STARTUP_SECONDS}s:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield base
 
 
 def test_middleware_counts_exactly_under_gunicorn_gthread_8_threads(tmp_path):
