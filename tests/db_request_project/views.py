@@ -15,20 +15,23 @@ def _alias(request: HttpRequest) -> str:
     return request.GET.get("db", "default")
 
 
-def seven(request: HttpRequest) -> JsonResponse:
-    """Exactly 7 queries, all different statements."""
-    alias = _alias(request)
+def seven_queries(alias: str, name: str = "a") -> list:
+    """Exactly 7 queries, all different statements (also a 'view' of tests/test_db_instrument.py)."""
     dogs = Dog.objects.using(alias)
-    out: list = [dogs.create(name="seven").name]  # 1
+    out: list = [dogs.create(name=name).name]  # 1 (INSERT)
     out.append(dogs.count())  # 2
     out.append(list(dogs.values_list("name", flat=True)))  # 3
-    out.append(dogs.filter(name="seven").update(age=3))  # 4
+    out.append(dogs.filter(name=name).update(age=3))  # 4
     out.append(dogs.filter(age=3).exists())  # 5
-    out.append(dogs.get(name="seven").age)  # 6
+    out.append(dogs.get(name=name).age)  # 6
     with connections[alias].cursor() as cursor:  # 7
         cursor.execute("SELECT %s", [7])
         out.append(cursor.fetchone()[0])
-    return JsonResponse({"out": out})
+    return out
+
+
+def seven(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"out": seven_queries(_alias(request), "seven")})
 
 
 def n_plus_one(request: HttpRequest) -> JsonResponse:
