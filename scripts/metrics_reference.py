@@ -57,7 +57,7 @@ def _collected(module_name: str) -> list[tuple[str, str, str, tuple[str, ...], s
             for f in PoolCollector()._families()
         ] + [
             ("per_request.families()", _exposed(m), m._type, m._labelnames, m._documentation)
-            for m in per_request.families()
+            for m in per_request.families(registry=None)
         ]
     if module_name == "django_prometheus.models":
         from django_prometheus.models import model_rows

@@ -48,6 +48,16 @@ PROJECT = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _families_unregistered_afterwards() -> Any:
+    # Other modules compare every django_http_* family in the registry with upstream's.
+    yield
+    for family in per_request._families or ():
+        REGISTRY.unregister(family)
+    per_request._families = None
+    per_request._route_cells.clear()
+
+
 def each_alias(test: Any) -> Any:
     params = [pytest.param(a, marks=pytest.mark.django_db(databases=[a]), id=a) for a in ALIASES]
     return pytest.mark.parametrize("alias", params)(test)

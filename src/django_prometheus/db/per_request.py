@@ -27,6 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
+from prometheus_client import REGISTRY
 
 from django_prometheus._core import _db
 from django_prometheus.conf import NAMESPACE, PROMETHEUS_LATENCY_BUCKETS, setting
@@ -79,36 +80,48 @@ def _on_setting_changed(setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_on_setting_changed, dispatch_uid="django_prometheus.db.per_request")
 
 
-def families() -> tuple[Any, Any, Any]:
-    """The three families (created on first call, so they are absent until the feature is used)."""
+def families(registry: Any = REGISTRY) -> tuple[Any, Any, Any]:
+    """The three families, registered on first call (absent until the feature is used).
+
+    ``registry=None``: three fresh, unregistered ones (what the metrics reference describes).
+    """
     global _families
+    if registry is not REGISTRY:
+        return _declare(registry)
     if _families is None:
         with _lock:
             if _families is None:
-                _families = (
-                    Histogram(
-                        "django_http_request_db_queries",
-                        "Histogram of database queries per request (executemany counts one), by route.",
-                        ["route"],
-                        buckets=QUERY_BUCKETS,
-                        namespace=NAMESPACE,
-                    ),
-                    Histogram(
-                        "django_http_request_db_seconds",
-                        "Histogram of time spent in database queries per request, by route.",
-                        ["route"],
-                        buckets=PROMETHEUS_LATENCY_BUCKETS,
-                        namespace=NAMESPACE,
-                    ),
-                    Counter(
-                        "django_http_request_db_repeated_queries",
-                        f"Counter of requests that ran one statement (same SQL, any parameters) "
-                        f"{REPEAT_THRESHOLD} or more times, by route.",
-                        ["route"],
-                        namespace=NAMESPACE,
-                    ),
-                )
+                _families = _declare(REGISTRY)
     return _families
+
+
+def _declare(registry: Any) -> tuple[Any, Any, Any]:
+    return (
+        Histogram(
+            "django_http_request_db_queries",
+            "Histogram of database queries per request (executemany counts one), by route.",
+            ["route"],
+            buckets=QUERY_BUCKETS,
+            namespace=NAMESPACE,
+            registry=registry,
+        ),
+        Histogram(
+            "django_http_request_db_seconds",
+            "Histogram of time spent in database queries per request, by route.",
+            ["route"],
+            buckets=PROMETHEUS_LATENCY_BUCKETS,
+            namespace=NAMESPACE,
+            registry=registry,
+        ),
+        Counter(
+            "django_http_request_db_repeated_queries",
+            f"Counter of requests that ran one statement (same SQL, any parameters) "
+            f"{REPEAT_THRESHOLD} or more times, by route.",
+            ["route"],
+            namespace=NAMESPACE,
+            registry=registry,
+        ),
+    )
 
 
 def _cells(route: str) -> tuple[Any, Any, Any]:
