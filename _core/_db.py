@@ -18,7 +18,22 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_db_c")
 instrument_execute = _impl.instrument_execute
 instrument_executemany = _impl.instrument_executemany
 instrument_wrapper = _impl.instrument_wrapper
-#: The clock the cursor fast path times queries with (transactions are timed with it too).
-clock = _impl.clock
+# Per-request accounting (``django_prometheus.db.per_request``): the queries that
+# ran in this context between begin and end, fed by the three functions above.
+RequestQueries = _impl.RequestQueries
+begin_request = _impl.begin_request
+end_request = _impl.end_request
+REPEAT_THRESHOLD: int = _impl.REPEAT_THRESHOLD
+MAX_STATEMENTS: int = _impl.MAX_STATEMENTS
 
-__all__ = ["USE_EXTENSIONS", "clock", "instrument_execute", "instrument_executemany", "instrument_wrapper"]
+__all__ = [
+    "MAX_STATEMENTS",
+    "REPEAT_THRESHOLD",
+    "USE_EXTENSIONS",
+    "RequestQueries",
+    "begin_request",
+    "end_request",
+    "instrument_execute",
+    "instrument_executemany",
+    "instrument_wrapper",
+]

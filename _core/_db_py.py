@@ -3,23 +3,93 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from time import perf_counter as clock
+from contextvars import ContextVar
+from time import perf_counter as _clock
 from typing import Any
 
 __all__ = [
-    "NOARG",
-    "CountingIterator",
-    "clock",
+    "MAX_STATEMENTS",
+    "REPEAT_THRESHOLD",
+    "RequestQueries",
+    "begin_request",
+    "end_request",
     "instrument_execute",
     "instrument_executemany",
     "instrument_wrapper",
 ]
 
-#: "No params argument was passed": Django calls ``execute(sql)`` when params is None.
-NOARG: Any = object()
+#: A statement (same SQL text) run this many times in one request marks it ``repeated``.
+REPEAT_THRESHOLD = 5
+#: Distinct statements remembered per request; later new ones are counted, not tracked.
+MAX_STATEMENTS = 1000
+
+# "No params argument was passed": Django calls ``execute(sql)`` when params is None.
+_NOARG: Any = object()
+
+# The request being accounted in this context (ASGI task, sync_to_async thread), or None.
+_current: ContextVar[RequestQueries | None] = ContextVar("django_prometheus.db.request", default=None)
+# Set by the first begin_request(), never cleared: until then a query pays this one check.
+_accounting = False
 
 
-class CountingIterator:
+class RequestQueries:
+    """What one request ran: queries (``executemany`` is one), seconds in the database, and
+    whether one statement (same SQL text, parameters ignored) ran ``REPEAT_THRESHOLD`` times."""
+
+    __slots__ = ("_seen", "_token", "queries", "repeated", "seconds")
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.seconds = 0.0
+        self.repeated = False
+        self._seen: dict[Any, int] | None = {}
+        self._token: Any = None
+
+    def _add(self, sql: Any, dt: float) -> None:
+        self.queries += 1
+        self.seconds += dt
+        seen = self._seen
+        if seen is None:  # already repeated: nothing left to find
+            return
+        try:
+            n = seen.get(sql, 0) + 1
+            if n >= REPEAT_THRESHOLD:
+                self.repeated = True
+                self._seen = None
+            elif n > 1 or len(seen) < MAX_STATEMENTS:
+                seen[sql] = n
+        except TypeError:  # an unhashable composed statement: counted, not tracked
+            pass
+
+
+def begin_request() -> RequestQueries:
+    """Start accounting the queries of the current context (and of contexts copied from it)."""
+    global _accounting
+    state = RequestQueries()
+    state._token = _current.set(state)
+    _accounting = True
+    return state
+
+
+def end_request(state: RequestQueries) -> None:
+    """Stop accounting ``state``; its counts are final (queries still running elsewhere are not added)."""
+    token, state._token, state._seen = state._token, None, None
+    if token is None:
+        return
+    try:
+        _current.reset(token)
+    except (ValueError, RuntimeError):  # ended in another context than it began in
+        if _current.get() is state:
+            _current.set(None)
+
+
+def _account(sql: Any, dt: float) -> None:
+    state = _current.get()
+    if state is not None and state._token is not None:
+        state._add(sql, dt)
+
+
+class _CountingIterator:
     """Iterates a one-shot iterable once, counting what the driver takes from it."""
 
     __slots__ = ("_it", "n")
@@ -37,6 +107,60 @@ class CountingIterator:
         return item
 
 
+class _Recorder:
+    """The cells one instrumented call records into, bound once (per cursor class, or per wrapper)."""
+
+    __slots__ = ("executes_inc", "many_inc", "observe", "on_error")
+
+    def __init__(self, executes: Any, many: Any, duration: Any, on_error: Callable[[BaseException], None]):
+        self.executes_inc = executes.inc
+        self.many_inc = many.inc if many is not None else None
+        self.observe = duration.observe
+        self.on_error = on_error
+
+    def done(self, sql: Any, t0: float) -> None:
+        dt = _clock() - t0
+        self.observe(dt)
+        if _accounting:
+            _account(sql, dt)
+
+    def failed(self, sql: Any, t0: float, exc: BaseException) -> None:
+        self.done(sql, t0)
+        self.on_error(exc)
+
+    def many(self, call: Callable[..., Any], head: tuple, sql: Any, params: Any, tail: tuple,
+             kwargs: dict) -> Any:  # fmt: skip
+        """``call(*head, sql, params, *tail, **kwargs)``, one execute per parameter set.
+
+        A sized ``params`` is counted up front and passed through untouched; any
+        other iterable (a generator) is handed to the driver inside a counting
+        iterator, so it is consumed once, and counted afterwards (fix 6).
+        """
+        counting = None
+        try:
+            n = len(params)
+        except TypeError:
+            counting = params = _CountingIterator(params)
+        else:
+            self.executes_inc(n)
+            self.many_inc(n)
+        t0 = _clock()
+        try:
+            result = call(*head, sql, params, *tail, **kwargs)
+        except BaseException as exc:
+            self._settle(counting)
+            self.failed(sql, t0, exc)
+            raise
+        self._settle(counting)
+        self.done(sql, t0)
+        return result
+
+    def _settle(self, counting: _CountingIterator | None) -> None:
+        if counting is not None:
+            self.executes_inc(counting.n)
+            self.many_inc(counting.n)
+
+
 def instrument_execute(real: Callable[..., Any], executes: Any, duration: Any,
                        on_error: Callable[[BaseException], None]) -> Callable[..., Any]:  # fmt: skip
     """An ``execute(self, query, params=…, **kwargs)`` that calls ``real`` and records it.
@@ -44,27 +168,30 @@ def instrument_execute(real: Callable[..., Any], executes: Any, duration: Any,
     ``executes`` is a Counter cell and ``duration`` a Histogram cell; ``on_error(exc)``
     (never raises) counts an exception, which is then re-raised unchanged.
     """
-    inc = executes.inc
-    observe = duration.observe
+    rec = _Recorder(executes, None, duration, on_error)
+    inc, observe = rec.executes_inc, rec.observe
 
-    def execute(self: Any, query: Any, params: Any = NOARG, **kwargs: Any) -> Any:
+    def execute(self: Any, query: Any, params: Any = _NOARG, **kwargs: Any) -> Any:
         inc()
-        t0 = clock()
+        t0 = _clock()
         try:
             if kwargs:
-                if params is NOARG:
+                if params is _NOARG:
                     result = real(self, query, **kwargs)
                 else:
                     result = real(self, query, params, **kwargs)
-            elif params is NOARG:
+            elif params is _NOARG:
                 result = real(self, query)
             else:
                 result = real(self, query, params)
         except BaseException as exc:
-            observe(clock() - t0)
-            on_error(exc)
+            rec.failed(query, t0, exc)
             raise
-        observe(clock() - t0)
+        # rec.done(query, t0), inline: this is the path every query takes.
+        dt = _clock() - t0
+        observe(dt)
+        if _accounting:
+            _account(query, dt)
         return result
 
     return execute
@@ -72,40 +199,14 @@ def instrument_execute(real: Callable[..., Any], executes: Any, duration: Any,
 
 def instrument_executemany(real: Callable[..., Any], executes: Any, many: Any, duration: Any,
                            on_error: Callable[[BaseException], None]) -> Callable[..., Any]:  # fmt: skip
-    """An ``executemany(self, query, param_list, **kwargs)`` counting one per parameter set.
+    """An ``executemany(self, query, param_list, **kwargs)`` counting one execute per parameter set.
 
-    A sized ``param_list`` is counted up front and passed through untouched; any
-    other iterable (a generator) is handed to the driver inside a
-    :class:`CountingIterator`, so it is consumed once, and counted afterwards.
+    For the request being accounted it is one query.
     """
-    executes_inc = executes.inc
-    many_inc = many.inc
-    observe = duration.observe
+    rec = _Recorder(executes, many, duration, on_error)
 
     def executemany(self: Any, query: Any, param_list: Any, *args: Any, **kwargs: Any) -> Any:
-        counting = None
-        try:
-            n = len(param_list)
-        except TypeError:
-            counting = param_list = CountingIterator(param_list)
-        else:
-            executes_inc(n)
-            many_inc(n)
-        t0 = clock()
-        try:
-            result = real(self, query, param_list, *args, **kwargs)
-        except BaseException as exc:
-            observe(clock() - t0)
-            if counting is not None:
-                executes_inc(counting.n)
-                many_inc(counting.n)
-            on_error(exc)
-            raise
-        observe(clock() - t0)
-        if counting is not None:
-            executes_inc(counting.n)
-            many_inc(counting.n)
-        return result
+        return rec.many(real, (self,), query, param_list, args, kwargs)
 
     return executemany
 
@@ -118,36 +219,24 @@ def instrument_wrapper(executes: Any, many: Any, duration: Any,
     wrapper or Django's executor, and is called exactly as Django would have
     called it. ``many`` calls count one per parameter set, as ``executemany``.
     """
-    executes_inc = executes.inc
-    many_inc = many.inc
-    observe = duration.observe
+    rec = _Recorder(executes, many, duration, on_error)
+    inc, observe = rec.executes_inc, rec.observe
+    no_kwargs: dict = {}
 
     def wrapper(execute: Callable[..., Any], sql: Any, params: Any, is_many: bool, context: Any) -> Any:
-        counting = None
         if is_many:
-            try:
-                n = len(params)
-            except TypeError:
-                counting = params = CountingIterator(params)
-            else:
-                executes_inc(n)
-                many_inc(n)
-        else:
-            executes_inc()
-        t0 = clock()
+            return rec.many(execute, (), sql, params, (is_many, context), no_kwargs)
+        inc()
+        t0 = _clock()
         try:
             result = execute(sql, params, is_many, context)
         except BaseException as exc:
-            observe(clock() - t0)
-            if counting is not None:
-                executes_inc(counting.n)
-                many_inc(counting.n)
-            on_error(exc)
+            rec.failed(sql, t0, exc)
             raise
-        observe(clock() - t0)
-        if counting is not None:
-            executes_inc(counting.n)
-            many_inc(counting.n)
+        dt = _clock() - t0
+        observe(dt)
+        if _accounting:
+            _account(sql, dt)
         return result
 
     return wrapper

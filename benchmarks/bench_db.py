@@ -38,11 +38,20 @@ def _database(vendor: str, impl: str) -> dict[str, Any]:
     }
 
 
-def _settings_for(vendor: str, noswap: bool = False):
+def _settings_for(vendor: str, noswap: bool = False, per_request: bool = False):
     def settings(impl: str) -> dict[str, Any]:
         if vendor == "postgresql" and importlib.util.find_spec("psycopg") is None:
             raise NotImplementedError("psycopg is not installed in this environment")
+        if per_request and impl == "upstream":
+            raise NotImplementedError("upstream has no per-request DB metrics")
         apps = [] if impl == "bare" else ["django_prometheus"]
+        if per_request:
+            return {
+                "DATABASES": {"default": _database(vendor, impl)},
+                "INSTALLED_APPS": apps,
+                "USE_TZ": True,
+                "PROMETHEUS_REQUEST_DB_METRICS": impl != "bare",
+            }
         if not noswap:
             return {"DATABASES": {"default": _database(vendor, impl)}, "INSTALLED_APPS": apps, "USE_TZ": True}
         if impl == "upstream":
@@ -76,6 +85,31 @@ def _build_reused(impl: str) -> Op:
     return partial(cursor.execute, SQL)
 
 
+#: Queries per accounted request in the per-request cases: under REPEAT_THRESHOLD, so
+#: "SELECT 1" stays a tracked statement (the dearer path) and is never flagged.
+QUERIES_PER_REQUEST = 4
+
+
+def _build_reused_in_request(impl: str) -> Op:
+    # One query of a request being accounted (PROMETHEUS_REQUEST_DB_METRICS): the
+    # request's begin and end, as the middleware calls them, every 4th query.
+    query = _build_reused(impl)
+    if impl == "bare":
+        return query
+    from django_prometheus.db import per_request
+
+    state = {"token": per_request.begin(), "n": 0}
+
+    def op() -> None:
+        query()
+        state["n"] += 1
+        if state["n"] == QUERIES_PER_REQUEST:
+            per_request.end(state["token"], "bench/<int:pk>")
+            state["token"], state["n"] = per_request.begin(), 0
+
+    return op
+
+
 def _build_new_cursor(impl: str) -> Op:
     connection = _connection()
 
@@ -98,7 +132,21 @@ DB_SQLITE_NOSWAP = Case(
 DB_PG_NOSWAP = Case(
     "db_postgresql_execute_reused_cursor_noswap", _settings_for("postgresql", True), _build_reused
 )
-CASES = [DB_SQLITE_REUSED, DB_SQLITE_NEW, DB_PG_REUSED, DB_PG_NEW, DB_SQLITE_NOSWAP, DB_PG_NOSWAP]
+# Per-request accounting on (ENGINE path): compare with db_sqlite_execute_reused_cursor.
+DB_SQLITE_REQUEST = Case(
+    "db_sqlite_execute_reused_cursor_per_request",
+    _settings_for("sqlite", per_request=True),
+    _build_reused_in_request,
+)
+CASES = [
+    DB_SQLITE_REUSED,
+    DB_SQLITE_NEW,
+    DB_PG_REUSED,
+    DB_PG_NEW,
+    DB_SQLITE_NOSWAP,
+    DB_PG_NOSWAP,
+    DB_SQLITE_REQUEST,
+]
 
 
 class SQLiteExecute:
@@ -148,6 +196,19 @@ class NoSwapExecute:
 
     def setup(self, impl: str) -> None:
         self.sqlite = prepare(DB_SQLITE_NOSWAP, impl)
+
+    def time_sqlite_execute_reused_cursor(self, impl: str) -> None:
+        self.sqlite()
+
+
+class PerRequestExecute:
+    """The same query inside a request that ``PROMETHEUS_REQUEST_DB_METRICS`` accounts (asv)."""
+
+    params = IMPLS
+    param_names = ["impl"]
+
+    def setup(self, impl: str) -> None:
+        self.sqlite = prepare(DB_SQLITE_REQUEST, impl)
 
     def time_sqlite_execute_reused_cursor(self, impl: str) -> None:
         self.sqlite()

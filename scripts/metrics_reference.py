@@ -49,11 +49,15 @@ def _metrics(module_name: str, holder: str | None) -> list[tuple[str, object]]:
 def _collected(module_name: str) -> list[tuple[str, str, str, tuple[str, ...], str]]:
     """Families that are not metric objects: made on first use or read at scrape time by a collector."""
     if module_name == "django_prometheus.db.metrics":
+        from django_prometheus.db import per_request
         from django_prometheus.db.pool import PoolCollector
 
         return [
             ("PoolCollector", f"`{f.name}`", f.type, tuple(_labels_of(f)), f.documentation)
             for f in PoolCollector()._families()
+        ] + [
+            ("per_request.families()", _exposed(m), m._type, m._labelnames, m._documentation)
+            for m in per_request.families(registry=None)
         ]
     if module_name == "django_prometheus.models":
         from django_prometheus.models import model_rows

@@ -63,3 +63,145 @@ def test_both_db_cores_count_the_same():
         "durations": 8.0,
         "errors": ["OperationalError"] * 3,
     }
+
+
+# Per-request accounting (django_prometheus.db.per_request), both twins side by side.
+
+
+@pytest.fixture(params=list(CORES))
+def core(request: pytest.FixtureRequest) -> Any:
+    """One twin's (execute, executemany, wrapper, module), on a fresh in-memory SQLite cursor."""
+    db, cells = _load(request.param)
+    executes, many, duration = cells.Counter(), cells.Counter(), cells.Histogram((0.1, 1.0))
+    errors: list[str] = []
+    on_error = lambda e: errors.append(type(e).__name__)  # noqa: E731
+    cursor = sqlite3.connect(":memory:").cursor()
+    execute = db.instrument_execute(sqlite3.Cursor.execute, executes, duration, on_error)
+    executemany = db.instrument_executemany(sqlite3.Cursor.executemany, executes, many, duration, on_error)
+    wrapper = db.instrument_wrapper(executes, many, duration, on_error)
+
+    class Core:
+        module = db
+
+        def q(self, sql: str, *params: Any) -> Any:
+            return execute(cursor, sql, params)
+
+        def many(self, sql: str, rows: Any) -> Any:
+            return executemany(cursor, sql, rows)
+
+        def wrapped(self, sql: Any, params: Any = None, is_many: bool = False) -> Any:
+            # Django's side of the execute-wrapper protocol: the next executor.
+            return wrapper(lambda s, p, m, c: (s, p, m), sql, params, is_many, {})
+
+    execute(cursor, "CREATE TABLE t (x INTEGER)")
+    return Core()
+
+
+def test_a_request_counts_each_query_once_and_executemany_as_one(core: Any) -> None:
+    core.q("SELECT 1")  # before any request: not accounted
+    state = core.module.begin_request()
+    for i in range(5):
+        core.q("INSERT INTO t VALUES (?)", i)
+    core.many("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])
+    core.many("INSERT INTO t VALUES (?)", ((i,) for i in range(4)))
+    with pytest.raises(sqlite3.OperationalError):
+        core.q("SELECT nope FROM t")
+    core.wrapped("SELECT 2")
+    core.wrapped("INSERT", [(1,), (2,)], True)
+    core.module.end_request(state)
+    core.q("SELECT 3")  # after the end: not accounted
+    # 5 inserts + 2 executemany + the failing one + 2 through the wrapper.
+    assert (state.queries, state.repeated) == (10, True)
+    assert 0.0 < state.seconds < 10.0
+
+
+@pytest.mark.parametrize(("times", "repeated"), [(4, False), (5, True)])
+def test_a_statement_run_five_times_whatever_its_parameters_is_repeated(
+    core: Any, times: int, repeated: bool
+) -> None:
+    state = core.module.begin_request()
+    for i in range(times):
+        core.q("SELECT x FROM t WHERE x = ?", i)
+    for _ in range(4):  # others, 4 times each, never add up to a repeat
+        core.q("SELECT 1")
+        core.wrapped("SELECT 2")
+        core.many("INSERT INTO t VALUES (?)", [(1,)])
+    core.module.end_request(state)
+    assert (state.queries, state.repeated) == (times + 12, repeated)
+    assert core.module.REPEAT_THRESHOLD == 5
+
+
+def test_distinct_statements_tracked_are_capped(core: Any) -> None:
+    cap = core.module.MAX_STATEMENTS
+    assert cap == 1000
+    state = core.module.begin_request()
+    for i in range(cap):
+        core.wrapped(f"SELECT {i}")
+    for _ in range(5):  # beyond the cap: counted, never tracked
+        core.wrapped("SELECT 'new'")
+    assert (state.queries, state.repeated) == (cap + 5, False)
+    for _ in range(4):  # tracked before the cap: its fifth run is a repeat
+        core.wrapped("SELECT 0")
+    core.module.end_request(state)
+    assert (state.queries, state.repeated) == (cap + 9, True)
+
+
+def test_an_unhashable_statement_is_counted_and_the_query_still_runs(core: Any) -> None:
+    sql = ["not", "hashable"]
+    state = core.module.begin_request()
+    for _ in range(5):
+        assert core.wrapped(sql, (1,)) == (sql, (1,), False)
+    core.module.end_request(state)
+    assert (state.queries, state.repeated) == (5, False)
+
+
+def test_accounting_follows_the_context_not_the_thread(core: Any) -> None:
+    import asyncio
+    import contextvars
+    import threading
+
+    state = core.module.begin_request()
+    plain = threading.Thread(target=core.wrapped, args=("SELECT 1",))  # a new thread: a new context
+    plain.start()
+    plain.join()
+    copied = contextvars.copy_context()  # what sync_to_async does
+    worker = threading.Thread(target=copied.run, args=(core.wrapped, "SELECT 2"))
+    worker.start()
+    worker.join()
+    core.module.end_request(state)
+    assert state.queries == 1
+
+    async def request(n: int) -> Any:
+        mine = core.module.begin_request()
+        for _ in range(n):
+            core.wrapped("SELECT 3")
+            await asyncio.sleep(0)  # interleave with the other requests
+        await asyncio.to_thread(core.wrapped, "SELECT 4")
+        core.module.end_request(mine)
+        return mine.queries, mine.repeated
+
+    async def concurrently() -> list[Any]:
+        return await asyncio.gather(*(request(n) for n in (1, 3, 4, 7)))
+
+    assert asyncio.run(concurrently()) == [(2, False), (4, False), (5, False), (8, True)]
+
+
+def test_an_ended_request_is_closed_and_the_context_restored(core: Any) -> None:
+    import contextvars
+
+    outer = core.module.begin_request()
+    inner = core.module.begin_request()
+    core.wrapped("SELECT 1")
+    core.module.end_request(inner)
+    core.wrapped("SELECT 2")  # the outer request again
+    leftover = contextvars.copy_context()
+    core.module.end_request(outer)
+    core.module.end_request(outer)  # twice: a no-op
+    leftover.run(core.wrapped, "SELECT 3")  # a context copied before the end: not added any more
+    core.wrapped("SELECT 4")
+    assert (inner.queries, outer.queries) == (1, 1)
+    other = contextvars.Context()
+    late = other.run(core.module.begin_request)
+    core.module.end_request(late)  # ended in another context than it began in: no error
+    other.run(core.wrapped, "SELECT 5")
+    assert late.queries == 0

@@ -18,6 +18,7 @@ from django.test import TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_prometheus.db import common, instrument
+from tests.db_request_project.views import seven_queries
 from tests.test_db import Delta, fresh_wrapper
 from tests.testapp.models import Dog
 
@@ -60,21 +61,6 @@ def instrumented() -> Iterator[Any]:
     """Every stock alias instrumented (and ours listed too: they must still count once)."""
     yield lambda value=True: switch(value)
     switch(False)
-
-
-def seven_queries(alias: str) -> list[Any]:
-    """A 'view' running exactly 7 queries."""
-    dogs = Dog.objects.using(alias)
-    out: list[Any] = [dogs.create(name="a").name]  # 1 (INSERT)
-    out.append(dogs.count())  # 2
-    out.append(list(dogs.values_list("name", flat=True)))  # 3
-    out.append(dogs.filter(name="a").update(age=3))  # 4
-    out.append(dogs.filter(age=3).exists())  # 5
-    out.append(dogs.get(name="a").age)  # 6
-    with connections[alias].cursor() as cursor:  # 7
-        cursor.execute("SELECT %s", [7])
-        out.append(cursor.fetchone()[0])
-    return out
 
 
 @each_bare

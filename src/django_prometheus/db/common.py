@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from time import perf_counter
 from types import TracebackType
 from typing import Any
 
@@ -210,7 +211,7 @@ class DatabaseWrapperMixin:
         self._prometheus_cursor_wrapper = (
             ExportingCursorWrapper(CursorWrapper, self.alias, self.vendor) if plain else None
         )
-        #: clock() when the open transaction began, 0.0 when none is open.
+        #: perf_counter() when the open transaction began, 0.0 when none is open.
         self._prometheus_transaction_start = 0.0
 
     def get_new_connection(self, *args: Any, **kwargs: Any) -> Any:
@@ -253,7 +254,7 @@ class DatabaseWrapperMixin:
 
     def _set_autocommit(self, autocommit: bool) -> Any:
         result = super()._set_autocommit(autocommit)  # type: ignore[misc]
-        self._prometheus_transaction_start = 0.0 if autocommit else _db.clock()
+        self._prometheus_transaction_start = 0.0 if autocommit else perf_counter()
         return result
 
     def _commit(self) -> Any:
@@ -271,7 +272,7 @@ class DatabaseWrapperMixin:
         return result
 
     def _prometheus_end_transaction(self, start: float, outcome: Any) -> None:
-        now = _db.clock()
+        now = perf_counter()
         outcome.inc()
         self._prometheus_cells.transaction_duration.observe(now - start)
         # Outside autocommit, the next transaction begins right away.
@@ -283,5 +284,5 @@ class SQLiteTransactionMixin:
 
     def _start_transaction_under_autocommit(self) -> Any:
         result = super()._start_transaction_under_autocommit()  # type: ignore[misc]
-        self._prometheus_transaction_start = _db.clock()
+        self._prometheus_transaction_start = perf_counter()
         return result
