@@ -311,5 +311,5 @@ def test_nothing_is_imported_or_marked_when_off_or_without_opentelemetry(on, blo
     )
     assert f"otel imported: {imported}" in out.stdout, out.stdout + out.stderr
     assert f"marked: {marked}" in out.stdout, out.stdout + out.stderr
-    if on and block:
-        assert "opentelemetry-api is not installed" in out.stderr
+    if on and block:  # said once, though both latency histograms asked
+        assert out.stderr.count("opentelemetry-api is not installed") == 1, out.stderr

@@ -20,6 +20,7 @@ from django_prometheus import conf
 __all__ = ["apply", "capture", "enabled"]
 
 _capture: Callable[[], dict[str, str] | None] | None = None
+_missing = False  # opentelemetry-api is not installed (said once)
 
 
 def enabled() -> bool:
@@ -29,11 +30,14 @@ def enabled() -> bool:
 
 def capture() -> Callable[[], dict[str, str] | None] | None:
     """The capture function (current OpenTelemetry span -> exemplar labels); None without OpenTelemetry."""
-    global _capture
+    global _capture, _missing
     if _capture is None:
+        if _missing:
+            return None
         try:
             from opentelemetry import trace
         except ImportError:
+            _missing = True
             logging.getLogger("django_prometheus").warning(
                 "django_prometheus: PROMETHEUS_EXEMPLARS is on but opentelemetry-api is not installed "
                 "(pip install 'django-prometheus[opentelemetry]'); no exemplars are recorded"
