@@ -247,6 +247,18 @@ def test_apply_marks_present_and_future_children_with_the_current_recording_span
     assert h.labels("late").exemplars()[0][0] == _ids(span)
 
 
+def test_each_span_gives_its_own_ids_one_after_another():
+    h = _latency(CollectorRegistry())
+    with override_settings(PROMETHEUS_EXEMPLARS=True):
+        exemplars.apply(h)
+    cell = h.labels("v")
+    for _ in range(3):
+        with SAMPLED.start_as_current_span("request") as span:
+            cell.observe(0.2)
+            cell.observe(0.05)
+        assert [e[0] for e in cell.exemplars()[:2]] == [_ids(span), _ids(span)]
+
+
 def test_no_exemplar_without_a_span_or_with_a_non_recording_one():
     h = _latency(CollectorRegistry())
     with override_settings(PROMETHEUS_EXEMPLARS=True):

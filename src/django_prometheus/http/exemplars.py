@@ -44,6 +44,9 @@ def capture() -> Callable[[], dict[str, str] | None] | None:
             )
             return None
         get_current_span = trace.get_current_span
+        # A request observes two or three latencies under one span: format its ids once.
+        # One (span context, labels) tuple, replaced whole: threads never see a mixed pair.
+        last: list[tuple[Any, dict[str, str] | None]] = [(None, None)]
 
         def span_ids() -> dict[str, str] | None:
             # OpenTelemetry's default exemplar filter (trace-based): only a sampled, recording
@@ -53,9 +56,14 @@ def capture() -> Callable[[], dict[str, str] | None] | None:
             if not span.is_recording():
                 return None
             ctx = span.get_span_context()
+            seen = last[0]
+            if seen[0] is ctx:
+                return seen[1]
             if not ctx.trace_flags.sampled:
                 return None
-            return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+            labels = {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+            last[0] = (ctx, labels)
+            return labels
 
         _capture = span_ids
     return _capture
