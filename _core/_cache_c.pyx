@@ -22,7 +22,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_XDECREF
 from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
 
-from ._cells_c import _C_API, MISSING
+from ._cells_c import C_API, MISSING
 from ._cells_c import Counter as _Counter
 from ._cells_c import Histogram as _Histogram
 
@@ -43,8 +43,12 @@ __all__ = [
 
 ctypedef void (*_add_t)(object, double) noexcept
 
-cdef _add_t _add = <_add_t> PyCapsule_GetPointer(_C_API["counter_add"], b"dp_counter_add")
-cdef _add_t _observe = <_add_t> PyCapsule_GetPointer(_C_API["histogram_observe"], b"dp_histogram_observe")
+cdef struct _cells_api:  # _cells_c.pyx's dp_cells_api: keep them identical
+    _add_t counter_inc
+    _add_t histogram_observe
+cdef _cells_api *_api = <_cells_api *> PyCapsule_GetPointer(C_API, "django_prometheus._core._cells_c.C_API")
+cdef _add_t _add = _api.counter_inc
+cdef _add_t _observe = _api.histogram_observe
 cdef object _MISSING = MISSING
 
 #: The outermost cache operation in progress in this context, if any.

@@ -11,6 +11,7 @@ no increment ever takes a lock.
 import logging
 import mmap
 import os
+import re
 import struct
 import threading
 import time
@@ -104,6 +105,9 @@ __all__ = [
 MISSING = object()
 cdef object _MISSING = MISSING
 cdef double _INF = float("inf")
+cdef object _time = time.time
+# OpenMetrics' label names (exemplar labels follow the rules of metric labels).
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 cdef class Counter:
@@ -245,6 +249,8 @@ cdef class Histogram:
     cdef double _sum
     cdef double *_sum_p
     cdef readonly double created
+    cdef object _capture  # None, or exemplar labels (a dict or None) for the current observation
+    cdef list _ex  # None until the first exemplar: one (labels, value, timestamp) or None per bucket
 
     def __cinit__(self, bounds):
         cdef Py_ssize_t i
@@ -315,9 +321,64 @@ cdef class Histogram:
             dp_add(&self._counts[lo], 1.0)
         else:
             dp_add(self._slots[lo], 1.0)
+        if self._capture is not None:  # the one branch exemplars cost when off
+            self._captured(lo, amount)
+
+    cdef void _captured(self, Py_ssize_t i, double amount) noexcept:
+        # Instrumentation never breaks the app: a failing capture records nothing.
+        try:
+            labels = self._capture()
+            if labels is not None:
+                self._keep(i, labels, amount)
+        except BaseException:
+            pass
+
+    cdef void _keep(self, Py_ssize_t i, dict labels, double amount) except *:
+        # One exemplar per bucket, the latest wins (OpenMetrics; prometheus_client does the same).
+        ex = self._ex
+        if ex is None:
+            ex = self._ex = [None] * self._n
+        ex[i] = (labels, amount, _time())
 
     def observe(self, double amount, exemplar=None):
+        """Count ``amount``; an ``exemplar`` (label dict) marks its bucket, as in prometheus_client."""
+        # Kept this small so the C compiler inlines it into the method wrapper, as before exemplars.
+        if exemplar is None:
+            self._observe(amount)
+        else:
+            self._observe_with(amount, exemplar)
+
+    cdef void _observe_with(self, double amount, exemplar) except *:
+        cdef Py_ssize_t lo = 0, hi = self._n - 1, mid
+        labels = _check_exemplar(exemplar)
         self._observe(amount)
+        if amount != amount:
+            return
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self._bounds[mid] < amount:
+                lo = mid + 1
+            else:
+                hi = mid
+        self._keep(lo, labels, amount)
+
+    def set_exemplar_capture(self, capture):
+        """``capture()`` -> exemplar labels or None, called on every observation; None: stop capturing.
+
+        Stopping also forgets the exemplars kept so far.
+        """
+        if capture is None:
+            self._capture = None
+            self._ex = None
+        elif not callable(capture):
+            raise TypeError("capture must be callable or None")
+        else:
+            self._capture = capture
+
+    def exemplars(self):
+        """None, or per bucket: None or the latest ``(labels, value, timestamp)`` observed into it."""
+        ex = self._ex
+        return None if ex is None else list(ex)
 
     def time(self):
         return Timer(self, "observe")
@@ -350,6 +411,21 @@ cdef class Histogram:
             acc += self._count_at(i)
             out[i] = acc
         return out
+
+
+def _check_exemplar(exemplar):
+    """A copy of an exemplar's labels, or ValueError where prometheus_client raises one."""
+    labels = dict(exemplar)
+    runes = 0
+    for k, v in labels.items():
+        if type(k) is not str or _LABEL_NAME.fullmatch(k) is None or k.startswith("__"):
+            raise ValueError(f"Invalid label metric name: {k!r}")
+        if type(v) is not str:
+            raise ValueError(f"Exemplar label value must be a string: {v!r}")
+        runes += len(k) + len(v)
+    if runes > 128:
+        raise ValueError(f"Exemplar labels have {runes} UTF-8 characters, exceeding the limit of 128")
+    return labels
 
 
 def _check_bounds(bounds):
@@ -387,16 +463,14 @@ cdef class Family:
     """
 
     cdef object _factory
-    cdef bint _pass_values
     cdef dict _children
     cdef dict _aliases
     cdef object _lock
 
-    def __cinit__(self, factory, bint pass_values=False):
-        # ``pass_values``: call ``factory(values)`` rather than ``factory()``, for
-        # cells that need to know their labels (multiprocess files are keyed by them).
+    def __cinit__(self, factory):
+        # ``factory(label_values)`` makes a child: cells may need their labels
+        # (multiprocess files are keyed by them).
         self._factory = factory
-        self._pass_values = pass_values
         self._children = {}
         self._aliases = {}
         self._lock = threading.Lock()
@@ -416,7 +490,7 @@ cdef class Family:
                 clean = _clean_values(values)
                 cell = self._children.get(clean)
                 if cell is None:
-                    cell = self._factory(clean) if self._pass_values else self._factory()
+                    cell = self._factory(clean)
                     self._children[clean] = cell
                 if clean is not values:
                     self._aliases[values] = cell
@@ -502,29 +576,13 @@ def record_get_many(requested, Py_ssize_t found, Counter gets not None,
 
 
 
-# C entry points for the other compiled core modules (no .pxd can be shared from
-# this folder): they check a cell's type once, when they bind it, then add
-# through these pointers, as this module's own fast paths do.
-cdef void _capi_counter_add(object counter, double amount) noexcept:
-    _add(<Counter>counter, amount)
-
-
-cdef void _capi_histogram_observe(object histogram, double amount) noexcept:
-    (<Histogram>histogram)._observe(amount)
-
-
-_C_API = {
-    "counter_add": PyCapsule_New(<void *>_capi_counter_add, b"dp_counter_add", NULL),
-    "histogram_observe": PyCapsule_New(<void *>_capi_histogram_observe, b"dp_histogram_observe", NULL),
-}
-
-
 # --- C entry points for the other compiled modules ----------------------------
 #
 # A .pxd beside this file would be ignored (the folder installs under another
 # package path), so the other compiled modules reach the cells through this
-# capsule: ``_http_c`` increments a cell with one C call, not a method lookup.
-# ``_http_c.pyx`` declares the same struct; change both together.
+# capsule: ``_http_c`` and ``_cache_c`` increment a cell with one C call, not a
+# method lookup. They check a cell's type once, when they bind it. Both declare
+# the same struct; change the three together.
 
 ctypedef void (*dp_cell_add)(object, double) noexcept
 

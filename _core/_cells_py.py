@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -38,6 +39,8 @@ __all__ = [
 #: store is this object, so "the backend returned it" means "the key is absent".
 MISSING: Any = object()
 _INF = float("inf")
+# OpenMetrics' label names (exemplar labels follow the rules of metric labels).
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 class Counter:
@@ -111,7 +114,7 @@ class Gauge:
 class Histogram:
     """Fixed upper bounds, one count per bucket and a running sum."""
 
-    __slots__ = ("_counts", "_lock", "_sum", "bounds", "created")
+    __slots__ = ("_capture", "_counts", "_ex", "_lock", "_sum", "bounds", "created")
 
     def __init__(self, bounds: Iterable[float]) -> None:
         self.bounds = _check_bounds(bounds)
@@ -119,8 +122,14 @@ class Histogram:
         self._sum = 0.0
         self._lock = threading.Lock()
         self.created = time.time()
+        # None, or exemplar labels (a dict or None) for the current observation.
+        self._capture: Callable[[], dict[str, str] | None] | None = None
+        # None until the first exemplar: one (labels, value, timestamp) or None per bucket.
+        self._ex: list[tuple[dict[str, str], float, float] | None] | None = None
 
-    def observe(self, amount: float, exemplar: object = None) -> None:
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        """Count ``amount``; an ``exemplar`` (label dict) marks its bucket, as in prometheus_client."""
+        labels = None if exemplar is None else _check_exemplar(exemplar)
         amount = float(amount)
         # First bound >= amount, by bisection; NaN lands in no bucket, as in prometheus_client.
         i = bisect_left(self.bounds, amount)
@@ -128,6 +137,48 @@ class Histogram:
             self._sum += amount
             if i < len(self._counts) and amount == amount:
                 self._counts[i] += 1.0
+            else:
+                return
+        if labels is not None:
+            self._keep(i, labels, amount)
+        elif self._capture is not None:  # the one branch exemplars cost when off
+            self._captured(i, amount)
+
+    def _captured(self, i: int, amount: float) -> None:
+        # Instrumentation never breaks the app: a failing capture records nothing.
+        try:
+            labels = self._capture()  # type: ignore[misc]
+            if labels is not None:
+                self._keep(i, labels, amount)
+        except BaseException:
+            pass
+
+    def _keep(self, i: int, labels: dict[str, str], amount: float) -> None:
+        # One exemplar per bucket, the latest wins (OpenMetrics; prometheus_client does the same).
+        if type(labels) is not dict:
+            raise TypeError("exemplar labels must be a dict")
+        ex = self._ex
+        if ex is None:
+            ex = self._ex = [None] * len(self.bounds)
+        ex[i] = (labels, amount, time.time())
+
+    def set_exemplar_capture(self, capture: Callable[[], dict[str, str] | None] | None) -> None:
+        """``capture()`` -> exemplar labels or None, called on every observation; None: stop capturing.
+
+        Stopping also forgets the exemplars kept so far.
+        """
+        if capture is None:
+            self._capture = None
+            self._ex = None
+        elif not callable(capture):
+            raise TypeError("capture must be callable or None")
+        else:
+            self._capture = capture
+
+    def exemplars(self) -> list[tuple[dict[str, str], float, float] | None] | None:
+        """None, or per bucket: None or the latest ``(labels, value, timestamp)`` observed into it."""
+        ex = self._ex
+        return None if ex is None else list(ex)
 
     def time(self) -> Timer:
         return Timer(self, "observe")
@@ -148,6 +199,21 @@ class Histogram:
             acc += c
             out.append(acc)
         return out
+
+
+def _check_exemplar(exemplar: dict[str, str]) -> dict[str, str]:
+    """A copy of an exemplar's labels, or ValueError where prometheus_client raises one."""
+    labels = dict(exemplar)
+    runes = 0
+    for k, v in labels.items():
+        if type(k) is not str or _LABEL_NAME.fullmatch(k) is None or k.startswith("__"):
+            raise ValueError(f"Invalid label metric name: {k!r}")
+        if type(v) is not str:
+            raise ValueError(f"Exemplar label value must be a string: {v!r}")
+        runes += len(k) + len(v)
+    if runes > 128:
+        raise ValueError(f"Exemplar labels have {runes} UTF-8 characters, exceeding the limit of 128")
+    return labels
 
 
 def _check_bounds(bounds: Iterable[float]) -> tuple[float, ...]:
@@ -177,13 +243,12 @@ class Family:
     an alias of the cleaned child, so lookups stay one dict probe.
     """
 
-    __slots__ = ("_aliases", "_children", "_factory", "_lock", "_pass_values")
+    __slots__ = ("_aliases", "_children", "_factory", "_lock")
 
-    def __init__(self, factory: Callable[..., Any], pass_values: bool = False) -> None:
-        # ``pass_values``: call ``factory(values)`` rather than ``factory()``, for
-        # cells that need to know their labels (multiprocess files are keyed by them).
+    def __init__(self, factory: Callable[[tuple[str, ...]], Any]) -> None:
+        # ``factory(label_values)`` makes a child: cells may need their labels
+        # (multiprocess files are keyed by them).
         self._factory = factory
-        self._pass_values = pass_values
         self._children: dict[tuple[str, ...], Any] = {}
         self._aliases: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
@@ -203,7 +268,7 @@ class Family:
                 clean = _clean_values(values)
                 cell = self._children.get(clean)
                 if cell is None:
-                    cell = self._factory(clean) if self._pass_values else self._factory()
+                    cell = self._factory(clean)
                     self._children[clean] = cell
                 if clean is not values:
                     self._aliases[values] = cell
@@ -331,7 +396,8 @@ class _MmapCounter(Counter):
 class _MmapHistogram(Histogram):
     __slots__ = ("_bucket_keys", "_file", "_store", "_sum_key")
 
-    def observe(self, amount: float, exemplar: object = None) -> None:
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        labels = None if exemplar is None else _check_exemplar(exemplar)
         amount = float(amount)
         i = bisect_left(self.bounds, amount)
         if self._file is None:
@@ -342,6 +408,13 @@ class _MmapHistogram(Histogram):
             if i < len(self._counts) and amount == amount:
                 self._counts[i] += 1.0
                 self._file.write_value(self._bucket_keys[i], self._counts[i], 0.0)
+            else:
+                return
+        # Kept in process only, as the compiled core does: multiprocess files carry no exemplars.
+        if labels is not None:
+            self._keep(i, labels, amount)
+        elif self._capture is not None:
+            self._captured(i, amount)
 
     def _attach(self, file: Any) -> None:
         if file is not _DETACHED and file is not None:

@@ -13,10 +13,12 @@ import os
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, strlen
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    char *PyOS_double_to_string(double val, char format_code, int precision, int flags, int *ptype)
+    int Py_DTSF_ADD_DOT_0
 
 cdef extern from *:
     """
@@ -198,6 +200,7 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
     cdef double acc
     cdef tuple values
     cdef list buckets
+    cdef object exemplars
     cdef bytes name_b = name.encode("utf-8")
     cdef bytes total_b = (name + "_total").encode("utf-8")
     cdef bytes bucket_b = (name + "_bucket{").encode("utf-8")
@@ -233,6 +236,8 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
                 pre_len = lab.len
             if kind == _HISTOGRAM:
                 buckets = cell.buckets()
+                # Exemplars exist only in OpenMetrics (the text format has no syntax for them).
+                exemplars = cell.exemplars() if openmetrics else None
                 if mask & _BUCKET:
                     for i in range(nles):
                         _put(&out, bucket_b, len(bucket_b))
@@ -249,6 +254,8 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
                             _put(&out, lab.data + pre_len, lab.len - pre_len)
                         _put(&out, b'} ', 2)
                         _putf(&out, buckets[i], exp2)
+                        if exemplars is not None and exemplars[i] is not None:
+                            _put_exemplar(&out, exemplars[i], exp2)
                         _putc(&out, b'\n')
                     nsamples += nles
                 if mask & _COUNT:
@@ -275,15 +282,48 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
         PyMem_Free(lab.data)
 
 
-cdef int _put_sample(Buf *b, bytes sample, Buf *lab, double v, int exp2) except -1:
+cdef int _put_series(Buf *b, bytes sample, Buf *lab) except -1:
+    """``name{labels} `` (no braces without labels): the head of every sample but a bucket."""
     _put(b, sample, len(sample))
     if lab.len:
         _putc(b, b'{')
         _put(b, lab.data, lab.len)
         _putc(b, b'}')
-    _putc(b, b' ')
+    return _putc(b, b' ')
+
+
+cdef int _put_sample(Buf *b, bytes sample, Buf *lab, double v, int exp2) except -1:
+    _put_series(b, sample, lab)
     _putf(b, v, exp2)
     return _putc(b, b'\n')
+
+
+cdef int _put_exemplar(Buf *b, tuple exemplar, int exp2) except -1:
+    """`` # {a="x",b="y"} value timestamp``: sorted labels, timestamp in repr(), as prometheus_client."""
+    cdef dict labels = exemplar[0]
+    cdef bint first = True
+    cdef char *r
+    _put(b, b" # {", 4)
+    for k in sorted(labels):
+        if not first:
+            _putc(b, b',')
+        first = False
+        _puts(b, k)
+        _put(b, b'="', 2)
+        v = labels[k]
+        _put_escaped(b, v if type(v) is str else str(v))
+        _putc(b, b'"')
+    _put(b, b"} ", 2)
+    _putf(b, exemplar[1], exp2)
+    _putc(b, b' ')
+    r = PyOS_double_to_string(exemplar[2], b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
+    if r == NULL:
+        raise MemoryError()
+    try:
+        _put(b, r, strlen(r))
+    finally:
+        PyMem_Free(r)
+    return 0
 
 
 # A child's creation time never changes, and its shortest repr is the slowest number to
@@ -309,29 +349,32 @@ cdef int _put_created(Buf *b, bytes sample, Buf *lab, double v, int exp2) except
             _CREATED_TEXT.clear()
         cached = _CREATED_TEXT[key] = PyBytes_FromStringAndSize(tmp, n)
     text = <bytes> cached
-    _put(b, sample, len(sample))
-    if lab.len:
-        _putc(b, b'{')
-        _put(b, lab.data, lab.len)
-        _putc(b, b'}')
-    _putc(b, b' ')
+    _put_series(b, sample, lab)
     _put(b, text, len(text))
     return _putc(b, b'\n')
+
+
+cdef int _put_head(Buf *h, str name, bytes suffix, str doc, bint quote, str typ) except -1:
+    """``# HELP <name><suffix> <doc>`` and ``# TYPE <name><suffix> <typ>`` lines."""
+    _put(h, b"# HELP ", 7)
+    _puts(h, name)
+    _put(h, suffix, len(suffix))
+    _putc(h, b' ')
+    _put_help(h, doc, quote)
+    _put(h, b"\n# TYPE ", 8)
+    _puts(h, name)
+    _put(h, suffix, len(suffix))
+    _putc(h, b' ')
+    _puts(h, typ)
+    return _putc(h, b'\n')
 
 
 cdef bytes _finish_om(str name, str doc, str unit, str typ, Buf *body):
     cdef Buf h
     h.data = NULL; h.len = 0; h.cap = 0
     try:
-        _put(&h, b"# HELP ", 7)
-        _puts(&h, name)
-        _putc(&h, b' ')
-        _put_help(&h, doc, True)
-        _put(&h, b"\n# TYPE ", 8)
-        _puts(&h, name)
-        _putc(&h, b' ')
-        _puts(&h, typ)
-        _putc(&h, b'\n')
+        _reserve(&h, body.len + 512)
+        _put_head(&h, name, b"", doc, True, typ)
         if unit:
             _put(&h, b"# UNIT ", 7)
             _puts(&h, name)
@@ -346,28 +389,13 @@ cdef bytes _finish_om(str name, str doc, str unit, str typ, Buf *body):
 
 cdef bytes _finish_text(str name, str doc, str typ, int kind, Buf *body, Buf *created):
     cdef Buf h
-    cdef str mname = name + "_total" if kind == _COUNTER else name
     h.data = NULL; h.len = 0; h.cap = 0
     try:
         _reserve(&h, body.len + created.len + 512)
-        _put(&h, b"# HELP ", 7)
-        _puts(&h, mname)
-        _putc(&h, b' ')
-        _put_help(&h, doc, False)
-        _put(&h, b"\n# TYPE ", 8)
-        _puts(&h, mname)
-        _putc(&h, b' ')
-        _puts(&h, typ)
-        _putc(&h, b'\n')
+        _put_head(&h, name, b"_total" if kind == _COUNTER else b"", doc, False, typ)
         _put(&h, body.data, body.len)
         if created.len:
-            _put(&h, b"# HELP ", 7)
-            _puts(&h, name)
-            _put(&h, b"_created ", 9)
-            _put_help(&h, doc, False)
-            _put(&h, b"\n# TYPE ", 8)
-            _puts(&h, name)
-            _put(&h, b"_created gauge\n", 15)
+            _put_head(&h, name, b"_created", doc, False, "gauge")
             _put(&h, created.data, created.len)
         return PyBytes_FromStringAndSize(h.data, h.len)
     finally:

@@ -61,6 +61,13 @@ def _escape(v: str) -> str:
     return v
 
 
+def _exemplar(exemplar: tuple[dict[str, str], float, float], exp2: bool) -> str:
+    """`` # {a="x",b="y"} value timestamp``: sorted labels, timestamp in repr(), as prometheus_client."""
+    labels, value, timestamp = exemplar
+    parts = ",".join(f'{k}="{_escape(str(labels[k]))}"' for k in sorted(labels))
+    return f" # {{{parts}}} {format_float(value, exp2)} {timestamp!r}"
+
+
 def render_family(
     kind: int,
     name: str,
@@ -97,9 +104,12 @@ def render_family(
             before = "".join(p + "," for p in parts[:le_pos])
             after = "".join("," + p for p in parts[le_pos:])
             buckets = cell.buckets()
+            # Exemplars exist only in OpenMetrics (the text format has no syntax for them).
+            exemplars = cell.exemplars() if openmetrics else None
             if mask & BUCKET:
-                for le, acc in zip(les, buckets, strict=True):
-                    lines.append(f'{name}_bucket{{{before}le="{le}"{after}}} {fmt(acc, exp2)}\n')
+                for i, (le, acc) in enumerate(zip(les, buckets, strict=True)):
+                    ex = "" if exemplars is None or exemplars[i] is None else _exemplar(exemplars[i], exp2)
+                    lines.append(f'{name}_bucket{{{before}le="{le}"{after}}} {fmt(acc, exp2)}{ex}\n')
                 nsamples += len(les)
             if mask & COUNT:
                 lines.append(f"{name}_count{labels} {fmt(buckets[-1] if buckets else 0.0, exp2)}\n")

@@ -177,11 +177,98 @@ def _mp_case(n: int, compacted: bool) -> Case:
     return Case(f"mp_scrape_{'compacted' if compacted else 'dead'}_{n}", _settings, build, warmup=2)
 
 
+# --- Exemplars (PROMETHEUS_EXEMPLARS) -----------------------------------------------
+#
+# ``observe_histogram``: one observation into a labelled latency child, exemplars off
+# (ours: the one branch they add). ``observe_histogram_exemplars``: the same with a
+# recording OpenTelemetry span current; ours capture its ids in the cell, bare and
+# upstream are prometheus_client's ``observe(amount, exemplar=...)`` with the ids read
+# per call, as a user would write it. ``http_wsgi_traced[_exemplars]``: bench_http's
+# request with a real SDK span around it (every impl), exemplars off then on.
+
+
+def _recording_span() -> Any:
+    try:
+        from opentelemetry import context, trace
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError as exc:
+        raise NotImplementedError("opentelemetry-sdk is not installed here") from exc
+    span = TracerProvider().get_tracer("benchmarks").start_span("request")
+    context.attach(trace.set_span_in_context(span))  # current for the rest of the probe
+    return span
+
+
+def _observe_case(with_exemplars: bool) -> Case:
+    def build(impl: str) -> Op:
+        counter, histogram = _classes(impl)
+        from prometheus_client import CollectorRegistry
+
+        m = histogram("django_bench_latency_seconds", "Latency.", ["view", "method"],
+                      registry=CollectorRegistry(), buckets=BUCKETS)  # fmt: skip
+        child = m.labels("app.views.view", "GET")
+        if not with_exemplars:
+            return lambda: child.observe(0.3)
+        _recording_span()
+        if impl in ("compiled", "pure"):
+            from django_prometheus.http import exemplars
+
+            m.set_exemplar_capture(exemplars.capture())
+            return lambda: child.observe(0.3)
+        from opentelemetry.trace import get_current_span
+
+        def op() -> None:
+            ctx = get_current_span().get_span_context()
+            child.observe(
+                0.3, {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+            )
+
+        return op
+
+    return Case("observe_histogram" + ("_exemplars" if with_exemplars else ""), _settings, build)
+
+
+class TracingMiddleware:
+    """A real OpenTelemetry SDK span around each request (the benchmark's stand-in for an instrumentation)."""
+
+    def __init__(self, get_response: Any) -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        self.get_response = get_response
+        self.tracer = TracerProvider().get_tracer("benchmarks")
+
+    def __call__(self, request: Any) -> Any:
+        with self.tracer.start_as_current_span("request"):
+            return self.get_response(request)
+
+
+def _traced_case(with_exemplars: bool) -> Case:
+    from . import bench_http
+
+    def settings(impl: str) -> dict[str, Any]:
+        s = bench_http._settings(impl)
+        s["MIDDLEWARE"] = [f"{__name__}.TracingMiddleware", *s["MIDDLEWARE"]]
+        s["PROMETHEUS_EXEMPLARS"] = with_exemplars
+        return s
+
+    def build(impl: str) -> Op:
+        try:
+            import opentelemetry.sdk.trace  # noqa: F401
+        except ImportError as exc:
+            raise NotImplementedError("opentelemetry-sdk is not installed here") from exc
+        return bench_http._wsgi_op({})
+
+    return Case("http_wsgi_traced" + ("_exemplars" if with_exemplars else ""), settings, build)
+
+
 CASES = [
     *(_scrape_case(kind, n) for kind in ("counter", "histogram") for n in SIZES[:2]),
     *(_collector_case(kind, 10_000) for kind in ("counter", "histogram")),
     *(_mp_case(n, False) for n in DEAD[:3]),
     *(_mp_case(n, True) for n in DEAD),
+    _observe_case(False),
+    _observe_case(True),
+    _traced_case(False),
+    _traced_case(True),
 ]
 
 

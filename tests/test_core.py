@@ -100,7 +100,7 @@ def test_histogram_rejects_unsorted_bounds_and_appends_inf(core):
 
 
 def test_family_returns_one_cell_per_label_tuple(core):
-    f = core.Family(core.Counter)
+    f = core.Family(lambda values: core.Counter())
     a = f.get(("x", "y"))
     assert f.get(("x", "y")) is a
     b = f.get(("x", "z"))
@@ -114,7 +114,7 @@ def test_family_returns_one_cell_per_label_tuple(core):
 
 
 def test_family_creates_exactly_one_cell_under_contention(core):
-    f = core.Family(core.Counter)
+    f = core.Family(lambda values: core.Counter())
     barrier = threading.Barrier(8)
     seen = []
 

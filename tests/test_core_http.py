@@ -60,7 +60,7 @@ class Cells:
             def factory(values, bounds=bounds):
                 return core.Counter() if bounds is None else core.Histogram(bounds)
 
-            family = core.Family(factory, pass_values=True)
+            family = core.Family(factory)
             self._families[attr] = family
             if spec.labelnames:
                 setattr(self, attr, lambda *values, family=family: family.get(tuple(map(str, values))))

@@ -166,7 +166,7 @@ def test_family_makes_one_cell_per_label_set_under_concurrent_creation(core):
     created: list[int] = []
     lock = threading.Lock()
 
-    def factory():
+    def factory(values):
         with lock:
             created.append(1)
         return core.Counter()
@@ -198,7 +198,7 @@ RACE_SECONDS = 5.0
 REMOVE_RACE = """
 import importlib, sys, threading, time
 core = importlib.import_module(sys.argv[1])
-family = core.Family(core.Counter)
+family = core.Family(lambda values: core.Counter())
 stop = time.monotonic() + float(sys.argv[2])
 
 def getter():

@@ -28,6 +28,7 @@ from django.core.signals import request_started
 from prometheus_client import metrics as _pc_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import mmap_key
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from django_prometheus import exposition
@@ -98,7 +99,7 @@ class _CellBacked:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         if self._is_parent():  # type: ignore[attr-defined]
-            self._family = _cells.Family(self._cell_factory(), pass_values=True)
+            self._family = _cells.Family(self._cell_factory())
 
     def _cell_factory(self) -> CellFactory:
         """``factory(label_values) -> cell``."""
@@ -161,7 +162,7 @@ class _CellBacked:
             children = []
         use_created = _pc_metrics._use_created
         for values, cell in children:
-            self._add_samples(metric, dict(zip(self._labelnames, values)), cell, use_created)
+            self._add_samples(metric, dict(zip(self._labelnames, values, strict=True)), cell, use_created)
         return [metric]
 
     def _add_samples(self, metric: Metric, labels: dict[str, str], cell: Any, use_created: bool) -> None:
@@ -274,10 +275,21 @@ class Gauge(_CellBacked, prometheus_client.Gauge):
 
 
 class Histogram(_CellBacked, prometheus_client.Histogram):
+    #: ``capture()`` -> exemplar labels or None, given to every cell (``set_exemplar_capture``).
+    _exemplar_capture: Callable[[], dict[str, str] | None] | None = None
+
     def _cell_factory(self) -> CellFactory:
         bounds = tuple(self._upper_bounds)
         if MULTIPROCESS_DIR is None:
-            return lambda values: _cells.Histogram(bounds)
+
+            def cell(values: tuple[str, ...]) -> Any:
+                c = _cells.Histogram(bounds)
+                capture = self._exemplar_capture
+                if capture is not None:  # a child created after set_exemplar_capture()
+                    c.set_exemplar_capture(capture)
+                return c
+
+            return cell
         store, name, doc = multiprocess_store(), self._name, self._documentation
         labelnames = list(self._labelnames)
         bucket_labelnames = [*labelnames, "le"]
@@ -294,13 +306,33 @@ class Histogram(_CellBacked, prometheus_client.Histogram):
         return factory
 
     def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
-        self._the_cell().observe(amount)
+        """Observe ``amount``; ``exemplar`` labels (at most 128 runes) mark its bucket."""
+        self._the_cell().observe(amount, exemplar)
+
+    def set_exemplar_capture(self, capture: Callable[[], dict[str, str] | None] | None) -> None:
+        """Call ``capture()`` on every observation, and keep what it returns as the bucket's exemplar.
+
+        For every child, present and future; None stops (and forgets the exemplars).
+        Single-process only: multiprocess files carry no exemplars (prometheus_client's neither).
+        """
+        self._exemplar_capture = capture
+        cells = [cell for _, cell in self._family.children()] if self._family is not None else [self._cell]
+        for cell in cells:
+            if cell is not None:
+                cell.set_exemplar_capture(capture)
 
     def _add_samples(self, metric: Metric, labels: dict[str, str], cell: Any, use_created: bool) -> None:
         name = self._name
         acc = 0.0
-        for bound, acc in zip(cell.bounds, cell.buckets()):
-            metric.add_sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, acc)
+        exemplars = cell.exemplars() or ()
+        for i, (bound, acc) in enumerate(zip(cell.bounds, cell.buckets(), strict=True)):
+            ex = exemplars[i] if exemplars else None
+            metric.add_sample(
+                name + "_bucket",
+                {**labels, "le": floatToGoString(bound)},
+                acc,
+                exemplar=None if ex is None else Exemplar(dict(ex[0]), ex[1], ex[2]),
+            )
         metric.add_sample(name + "_count", labels, acc)
         if cell.bounds[0] >= 0:
             metric.add_sample(name + "_sum", labels, cell.sum)

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from prometheus_client import REGISTRY
 
 from django_prometheus import conf
+from django_prometheus.http import exemplars
 from django_prometheus.metrics import Counter, Histogram
 from django_prometheus.utils import PowersOf
 
@@ -161,6 +162,8 @@ class Metrics:
             metric = self.register_metric(metric_cls, name, documentation, list(labelnames), **kwargs)
         else:
             metric = self.register_metric(metric_cls, name, documentation, **kwargs)
+        if attr in LATENCY:
+            exemplars.apply(metric)  # PROMETHEUS_EXEMPLARS (a no-op when off)
         setattr(self, attr, metric)
         return metric
 

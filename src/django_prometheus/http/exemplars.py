@@ -1,0 +1,85 @@
+"""Exemplars on the latency histograms: the current OpenTelemetry span's ``trace_id`` and ``span_id``.
+
+``PROMETHEUS_EXEMPLARS = True`` (default off). A marked histogram (``apply``) asks
+``capture()`` on every observation; when a sampled, recording span is current,
+its ids become the exemplar of the bucket the observation falls in (one per
+bucket, the latest wins), shown only to scrapers that negotiate OpenMetrics.
+Off, or without ``opentelemetry-api`` installed, or in multiprocess mode
+(prometheus_client's files carry no exemplars), nothing is imported and
+``apply`` marks nothing: the observe path pays one pointer check, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django_prometheus import conf
+
+__all__ = ["apply", "capture", "enabled"]
+
+_capture: Callable[[], dict[str, str] | None] | None = None
+_missing = False  # opentelemetry-api is not installed (said once)
+
+
+def enabled() -> bool:
+    """``PROMETHEUS_EXEMPLARS`` (follows ``override_settings``), and not in multiprocess mode."""
+    return bool(conf.setting("PROMETHEUS_EXEMPLARS", False)) and conf.multiprocess_dir() is None
+
+
+def capture() -> Callable[[], dict[str, str] | None] | None:
+    """The capture function (current OpenTelemetry span -> exemplar labels); None without OpenTelemetry."""
+    global _capture, _missing
+    if _capture is None:
+        if _missing:
+            return None
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _missing = True
+            logging.getLogger("django_prometheus").warning(
+                "django_prometheus: PROMETHEUS_EXEMPLARS is on but opentelemetry-api is not installed "
+                "(pip install 'django-prometheus[opentelemetry]'); no exemplars are recorded"
+            )
+            return None
+        get_current_span = trace.get_current_span
+        # A request observes two or three latencies under one span: format its ids once.
+        # One (span context, labels) tuple, replaced whole: threads never see a mixed pair.
+        last: list[tuple[Any, dict[str, str] | None]] = [(None, None)]
+
+        def span_ids() -> dict[str, str] | None:
+            # OpenTelemetry's default exemplar filter (trace-based): only a sampled, recording
+            # span leads to a trace the tracing backend has. 32 + 16 hex digits and the two
+            # names are 63 runes, well within OpenMetrics' 128.
+            span = get_current_span()
+            if not span.is_recording():
+                return None
+            ctx = span.get_span_context()
+            seen = last[0]
+            if seen[0] is ctx:
+                return seen[1]
+            if not ctx.trace_flags.sampled:
+                return None
+            labels = {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+            last[0] = (ctx, labels)
+            return labels
+
+        _capture = span_ids
+    return _capture
+
+
+def apply(metric: Any) -> None:
+    """Mark ``metric`` (our ``Histogram`` facade) as carrying trace exemplars if ``PROMETHEUS_EXEMPLARS``.
+
+    A no-op when off, without OpenTelemetry, in multiprocess mode, or for a
+    metric that is not ours (a user's ``register_metric`` may return another class).
+    """
+    if not enabled():
+        return
+    mark = getattr(metric, "set_exemplar_capture", None)
+    if mark is None:
+        return
+    fn = capture()
+    if fn is not None:
+        mark(fn)
