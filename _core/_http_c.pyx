@@ -16,6 +16,7 @@ request).
 import logging
 import re
 
+from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
 from . import _cells_c
@@ -104,21 +105,29 @@ cdef enum:
     _STREAMING_ASK = 2
 
 
-cdef inline void _inc(object cell) except *:
+# ``except -1`` rather than ``void``: a void C function that may raise makes every call
+# site ask ``PyErr_Occurred()`` (a thread-state lookup), about fifty times a request.
+cdef inline int _inc(object cell) except -1:
     if type(cell) is _Counter:
         _api.counter_inc(cell, 1.0)
     else:
         cell.inc()
+    return 0
 
 
-cdef inline void _observe(object cell, double amount) except *:
+cdef inline int _observe(object cell, double amount) except -1:
     if type(cell) is _Histogram:
         _api.histogram_observe(cell, amount)
     else:
         cell.observe(amount)
+    return 0
 
 
-cdef void _log_failure(str where):
+cdef inline bint _same(a, b) except -1:
+    return a is b or a == b
+
+
+cdef void _log_failure(str where) noexcept:
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", where)
 
 
@@ -299,8 +308,8 @@ cdef class _Recorder:
     cdef object _begin(self, request):
         return None
 
-    cdef void _end(self, request, response, state, double started):
-        pass
+    cdef int _end(self, request, response, state, double started) except -1:
+        return 0
 
     def on_request(self, request):
         """Record the request; its start time on the monotonic clock (also when recording failed)."""
@@ -330,7 +339,7 @@ cdef class BeforeRecorder(_Recorder):
             _log_failure("a request")
         return None
 
-    cdef void _end(self, request, response, state, double started):
+    cdef int _end(self, request, response, state, double started) except -1:
         cdef double end = dp_now()
         try:
             _inc(self._responses)
@@ -340,6 +349,7 @@ cdef class BeforeRecorder(_Recorder):
                 _observe(self._latency, end - started)
         except Exception:
             _log_failure("a response")
+        return 0
 
 
 cdef class _Kind:
@@ -348,6 +358,9 @@ cdef class _Kind:
     cdef readonly str method, transport
     cdef object by_method, by_transport
     cdef dict views, responses
+    # The last outcome looked up, borrowed: ``responses`` keeps every outcome alive and never
+    # drops one, and a pointer is read and written whole, so threads see one outcome or another.
+    cdef PyObject *last
 
     def __init__(self, cells, str method, str transport):
         self.method = method
@@ -356,14 +369,17 @@ cdef class _Kind:
         self.by_transport = cells.requests_by_transport(transport)
         self.views = {}  # view -> requests_by_view_transport_method cell
         self.responses = {}  # (status, view, charset) -> _Outcome
+        self.last = NULL
 
 
 cdef class _Outcome:
     """The cells one response increments, for one (method, status, view, charset)."""
 
     cdef object by_status, by_status_view_method, by_charset, latency
+    cdef object status, view, charset  # its key in ``_Kind.responses``
 
     def __init__(self, cells, str method, status, view, charset):
+        self.status, self.view, self.charset = status, view, charset
         status_label = str(status)
         self.by_status = cells.responses_by_status(status_label)
         self.by_status_view_method = cells.responses_by_status_view_method(status_label, view, method)
@@ -379,6 +395,10 @@ cdef class AfterRecorder(_Recorder):
     cdef object _settings, _response, _streaming_response, _base_charset, _response_content
     cdef object _streaming_content, _response_base, _scheme_sources, _secure_methods
     cdef Settings _fast_settings
+    # The last request and response type seen: borrowed (cls, ...) records of _schemes and
+    # _types, which keep them alive and never drop one; one pointer, read and written whole.
+    cdef PyObject *_last_scheme
+    cdef PyObject *_last_type
     cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
 
     def __init__(self, cells):
@@ -396,7 +416,9 @@ cdef class AfterRecorder(_Recorder):
         self._streaming_content = self._streaming_response.content
         self._scheme_sources = cells.scheme_sources
         self._secure_methods = cells.secure_methods
-        self._schemes = {}  # request type -> (attribute, key) of its scheme, or None
+        self._last_scheme = NULL
+        self._last_type = NULL
+        self._schemes = {}  # request type -> (type, (attribute, key) of its scheme, or None)
         self._http = {}  # method -> _Kind, one dict per transport (only the nine methods are keys)
         self._https = {}
         self._types = {}
@@ -408,8 +430,11 @@ cdef class AfterRecorder(_Recorder):
     # -- request ---------------------------------------------------------------------------------
 
     cdef object _scheme_source(self, cls):
-        source = self._schemes.get(cls, _MISSING)
-        if source is _MISSING:
+        cdef PyObject *last = self._last_scheme
+        if last is not NULL and (<tuple>last)[0] is cls:
+            return (<tuple>last)[1]
+        record = self._schemes.get(cls)
+        if record is None:
             source = None
             is_secure, scheme = self._secure_methods
             if cls.is_secure is is_secure and cls.scheme is scheme:
@@ -417,8 +442,9 @@ cdef class AfterRecorder(_Recorder):
                     if issubclass(cls, base) and cls._get_scheme is get_scheme:
                         source = (attr, key)
                         break
-            source = self._schemes.setdefault(cls, source)
-        return source
+            record = self._schemes.setdefault(cls, (cls, source))
+        self._last_scheme = <PyObject *>record
+        return (<tuple>record)[1]
 
     cdef object _default_charset(self):
         if self._fast_settings is not None:
@@ -508,6 +534,9 @@ cdef class AfterRecorder(_Recorder):
     # -- response --------------------------------------------------------------------------------
 
     cdef tuple _type_info(self, cls):
+        cdef PyObject *last = self._last_type
+        if last is not NULL and (<tuple>last)[0] is cls:
+            return <tuple>last
         info = self._types.get(cls)
         if info is None:
             fast_charset = issubclass(cls, self._response_base) and cls.charset is self._base_charset
@@ -522,7 +551,8 @@ cdef class AfterRecorder(_Recorder):
                     streaming = _STREAMING_YES
             else:
                 content = _CONTENT_GENERIC
-            info = self._types.setdefault(cls, (fast_charset, content, streaming))
+            info = self._types.setdefault(cls, (cls, fast_charset, content, streaming))
+        self._last_type = <PyObject *>info
         return <tuple>info
 
     cdef object _charset_of(self, response, bint fast):
@@ -552,10 +582,11 @@ cdef class AfterRecorder(_Recorder):
                 return self._default_charset() if value is None else value
         return charset(response)
 
-    cdef void _end(self, request, response, state, double started):
+    cdef int _end(self, request, response, state, double started) except -1:
         cdef double end = dp_now()
         cdef _Kind kind
         cdef _Outcome outcome
+        cdef PyObject *last
         cdef tuple info
         cdef Py_ssize_t total
         cdef int content, streaming
@@ -564,14 +595,21 @@ cdef class AfterRecorder(_Recorder):
             view = view_name(request)
             status = response.status_code
             info = self._type_info(type(response))
-            content = info[1]
-            streaming = info[2]
-            label = self._charset_of(response, info[0])
-            key = (status, view, label)
-            found = kind.responses.get(key)
-            if found is None:
-                found = kind.responses.setdefault(key, _Outcome(self._cells, kind.method, status, view, label))
-            outcome = <_Outcome>found
+            content = info[2]
+            streaming = info[3]
+            label = self._charset_of(response, info[1])
+            last = kind.last
+            if last is not NULL and _same((<_Outcome>last).status, status) and _same(
+                (<_Outcome>last).view, view
+            ) and _same((<_Outcome>last).charset, label):
+                outcome = <_Outcome>last
+            else:
+                key = (status, view, label)
+                found = kind.responses.get(key)
+                if found is None:
+                    found = kind.responses.setdefault(key, _Outcome(self._cells, kind.method, status, view, label))
+                outcome = <_Outcome>found
+                kind.last = <PyObject *>outcome
             _inc(outcome.by_status)
             _inc(outcome.by_status_view_method)
             if outcome.by_charset is not None:
@@ -599,6 +637,7 @@ cdef class AfterRecorder(_Recorder):
                 _observe(outcome.latency, end - started)
         except Exception:
             _log_failure("a response")
+        return 0
 
     # -- rarer hooks -----------------------------------------------------------------------------
 
@@ -659,17 +698,18 @@ cdef bint _extras_defer(extras, state) except -1:
         return False
 
 
-cdef void _extras_abort(extras, request, state, bint outer):
+cdef int _extras_abort(extras, request, state, bint outer) except -1:
     if state is _NO_STATE:
-        return
+        return 0
     try:
         extras.abort(request, state, outer)
     except Exception:
         _log_failure("a failed request (opt-in features)")
+    return 0
 
 
-cdef void _extras_finish(extras, _Recorder recorder, request, response, state, bint outer, bint defer,
-                         recorded, double started):
+cdef int _extras_finish(extras, _Recorder recorder, request, response, state, bint outer, bint defer,
+                        recorded, double started) except -1:
     skip = None
     if state is not _NO_STATE:
         try:
@@ -678,9 +718,10 @@ cdef void _extras_finish(extras, _Recorder recorder, request, response, state, b
             _log_failure("a response (opt-in features)")
     if defer:
         if skip is _SKIP:
-            return
+            return 0
         recorded = recorder._begin(request)
     recorder._end(request, response, recorded, started)
+    return 0
 
 
 cdef class Middleware:
