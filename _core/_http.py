@@ -22,6 +22,7 @@ UNNAMED_VIEW = _impl.UNNAMED_VIEW
 AfterRecorder = _impl.AfterRecorder
 BeforeRecorder = _impl.BeforeRecorder
 Middleware = _impl.Middleware
+Settings = _impl.Settings
 body_length = _impl.body_length
 charset = _impl.charset
 get_extras = _impl.get_extras
@@ -42,6 +43,7 @@ __all__ = [
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
+    "Settings",
     "body_length",
     "charset",
     "get_extras",

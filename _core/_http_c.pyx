@@ -16,6 +16,7 @@ request).
 import logging
 import re
 
+from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
 from . import _cells_c
@@ -62,6 +63,7 @@ __all__ = [
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
+    "Settings",
     "body_length",
     "charset",
     "get_extras",
@@ -95,23 +97,37 @@ cdef enum:
     _CONTENT_FAST = 1  # HttpResponse's own ``content``: the sum of the chunk lengths, no join
     _CONTENT_NONE = 2  # Django's streaming responses: no ``content``
     _CONTENT_GENERIC = 3  # anything else: ``len(response.content)`` if it has one
+# ``streaming``: Django's two classes declare it as a plain class attribute (False, True)
+# that nothing sets per instance; any other type is asked per response.
+cdef enum:
+    _STREAMING_NO = 0
+    _STREAMING_YES = 1
+    _STREAMING_ASK = 2
 
 
-cdef inline void _inc(object cell) except *:
+# ``except -1`` rather than ``void``: a void C function that may raise makes every call
+# site ask ``PyErr_Occurred()`` (a thread-state lookup), about fifty times a request.
+cdef inline int _inc(object cell) except -1:
     if type(cell) is _Counter:
         _api.counter_inc(cell, 1.0)
     else:
         cell.inc()
+    return 0
 
 
-cdef inline void _observe(object cell, double amount) except *:
+cdef inline int _observe(object cell, double amount) except -1:
     if type(cell) is _Histogram:
         _api.histogram_observe(cell, amount)
     else:
         cell.observe(amount)
+    return 0
 
 
-cdef void _log_failure(str where):
+cdef inline bint _same(a, b) except -1:
+    return a is b or a == b
+
+
+cdef void _log_failure(str where) noexcept:
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", where)
 
 
@@ -170,6 +186,14 @@ cpdef object body_length(value):
     return n if 0 <= n <= _MAX_BODY else None
 
 
+cdef inline double _body_size(value) except? -2:
+    # body_length for the recorder, as a double: -1 when it must not be observed.
+    if value is None:
+        return 0.0
+    size = body_length(value)
+    return -1.0 if size is None else <double>(<long long>size)
+
+
 def template_name(response):
     """The ``templatename`` label, or None when the response has no ``template_name``."""
     return str(response.template_name) if hasattr(response, "template_name") else None
@@ -183,6 +207,35 @@ def charset(response):
 def response_body_size(response):
     """``len(response.content)``, or None when the response has no ``content`` (streaming)."""
     return len(response.content) if hasattr(response, "content") else None
+
+
+# --- the settings the recorders read per request -------------------------------------------------
+
+
+cdef class Settings:
+    """``DEFAULT_CHARSET`` and ``SECURE_PROXY_SSL_HEADER`` as C fields: the recorders read them per request.
+
+    ``django_prometheus.http.cells`` keeps one current (``set``, on Django's
+    ``setting_changed``); a plain Python attribute read would cost a dict
+    lookup per request, a ``django.conf.settings`` read a Python call.
+    """
+
+    cdef public object DEFAULT_CHARSET
+    cdef public object SECURE_PROXY_SSL_HEADER
+    # What HttpResponse writes when given no content type, and its charset label (the regex's).
+    cdef readonly object default_content_type, default_content_type_charset
+
+    def __init__(self, default_charset="utf-8", secure_proxy_ssl_header=None):
+        self.set(default_charset, secure_proxy_ssl_header)
+
+    def set(self, default_charset, secure_proxy_ssl_header):
+        """Take the current values of both settings."""
+        self.DEFAULT_CHARSET = default_charset
+        self.SECURE_PROXY_SSL_HEADER = secure_proxy_ssl_header
+        content_type = f"text/html; charset={default_charset}"
+        matched = _CHARSET_RE.search(content_type)
+        self.default_content_type = content_type
+        self.default_content_type_charset = matched["charset"].replace('"', "") if matched else None
 
 
 # --- the opt-in features' seam --------------------------------------------------------------------
@@ -245,21 +298,27 @@ cdef inline bint _hook_excluded(request) except -1:
 
 
 cdef class _Recorder:
-    """One middleware's recording around ``get_response``: ``_begin`` then ``_end``."""
+    """One middleware's recording around ``get_response``: ``_begin``, the clock, then ``_end``.
 
-    cdef double _begin(self, request):
-        return dp_now()
+    ``_begin`` returns what ``_end`` needs of the request (the After recorder's
+    method/transport entry), handed over in C by the middlewares' call; None
+    makes ``_end`` work it out again.
+    """
 
-    cdef void _end(self, request, response, double started):
-        pass
+    cdef object _begin(self, request):
+        return None
+
+    cdef int _end(self, request, response, state, double started) except -1:
+        return 0
 
     def on_request(self, request):
         """Record the request; its start time on the monotonic clock (also when recording failed)."""
-        return self._begin(request)
+        self._begin(request)
+        return dp_now()
 
     def on_response(self, request, response, started=None):
         """Record the response; ``started`` None means the request was never seen (unknown latency)."""
-        self._end(request, response, _NAN if started is None else <double>started)
+        self._end(request, response, None, _NAN if started is None else <double>started)
 
 
 cdef class BeforeRecorder(_Recorder):
@@ -273,14 +332,14 @@ cdef class BeforeRecorder(_Recorder):
         self._latency = cells.requests_latency_before
         self._unknown = cells.requests_unknown_latency_before
 
-    cdef double _begin(self, request):
+    cdef object _begin(self, request):
         try:
             _inc(self._requests)
         except Exception:
             _log_failure("a request")
-        return dp_now()
+        return None
 
-    cdef void _end(self, request, response, double started):
+    cdef int _end(self, request, response, state, double started) except -1:
         cdef double end = dp_now()
         try:
             _inc(self._responses)
@@ -290,6 +349,7 @@ cdef class BeforeRecorder(_Recorder):
                 _observe(self._latency, end - started)
         except Exception:
             _log_failure("a response")
+        return 0
 
 
 cdef class _Kind:
@@ -298,6 +358,9 @@ cdef class _Kind:
     cdef readonly str method, transport
     cdef object by_method, by_transport
     cdef dict views, responses
+    # The last outcome looked up, borrowed: ``responses`` keeps every outcome alive and never
+    # drops one, and a pointer is read and written whole, so threads see one outcome or another.
+    cdef PyObject *last
 
     def __init__(self, cells, str method, str transport):
         self.method = method
@@ -306,14 +369,17 @@ cdef class _Kind:
         self.by_transport = cells.requests_by_transport(transport)
         self.views = {}  # view -> requests_by_view_transport_method cell
         self.responses = {}  # (status, view, charset) -> _Outcome
+        self.last = NULL
 
 
 cdef class _Outcome:
     """The cells one response increments, for one (method, status, view, charset)."""
 
     cdef object by_status, by_status_view_method, by_charset, latency
+    cdef object status, view, charset  # its key in ``_Kind.responses``
 
     def __init__(self, cells, str method, status, view, charset):
+        self.status, self.view, self.charset = status, view, charset
         status_label = str(status)
         self.by_status = cells.responses_by_status(status_label)
         self.by_status_view_method = cells.responses_by_status_view_method(status_label, view, method)
@@ -328,6 +394,11 @@ cdef class AfterRecorder(_Recorder):
     cdef object _ajax, _request_body, _response_body, _streaming, _unknown
     cdef object _settings, _response, _streaming_response, _base_charset, _response_content
     cdef object _streaming_content, _response_base, _scheme_sources, _secure_methods
+    cdef Settings _fast_settings
+    # The last request and response type seen: borrowed (cls, ...) records of _schemes and
+    # _types, which keep them alive and never drop one; one pointer, read and written whole.
+    cdef PyObject *_last_scheme
+    cdef PyObject *_last_type
     cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
 
     def __init__(self, cells):
@@ -338,14 +409,17 @@ cdef class AfterRecorder(_Recorder):
         self._streaming = cells.responses_streaming
         self._unknown = cells.requests_unknown_latency
         self._settings = cells.settings
+        self._fast_settings = self._settings if isinstance(self._settings, Settings) else None
         self._response_base, self._response, self._streaming_response = cells.response_types
         self._base_charset = self._response_base.charset
         self._response_content = self._response.content
         self._streaming_content = self._streaming_response.content
         self._scheme_sources = cells.scheme_sources
         self._secure_methods = cells.secure_methods
-        self._schemes = {}  # request type -> (attribute, key) of its scheme, or None
-        self._http = {}  # sanitised method -> _Kind, one dict per transport
+        self._last_scheme = NULL
+        self._last_type = NULL
+        self._schemes = {}  # request type -> (type, (attribute, key) of its scheme, or None)
+        self._http = {}  # method -> _Kind, one dict per transport (only the nine methods are keys)
         self._https = {}
         self._types = {}
         self._content_types = {}
@@ -356,8 +430,11 @@ cdef class AfterRecorder(_Recorder):
     # -- request ---------------------------------------------------------------------------------
 
     cdef object _scheme_source(self, cls):
-        source = self._schemes.get(cls, _MISSING)
-        if source is _MISSING:
+        cdef PyObject *last = self._last_scheme
+        if last is not NULL and (<tuple>last)[0] is cls:
+            return (<tuple>last)[1]
+        record = self._schemes.get(cls)
+        if record is None:
             source = None
             is_secure, scheme = self._secure_methods
             if cls.is_secure is is_secure and cls.scheme is scheme:
@@ -365,14 +442,26 @@ cdef class AfterRecorder(_Recorder):
                     if issubclass(cls, base) and cls._get_scheme is get_scheme:
                         source = (attr, key)
                         break
-            source = self._schemes.setdefault(cls, source)
-        return source
+            record = self._schemes.setdefault(cls, (cls, source))
+        self._last_scheme = <PyObject *>record
+        return (<tuple>record)[1]
+
+    cdef object _default_charset(self):
+        if self._fast_settings is not None:
+            return self._fast_settings.DEFAULT_CHARSET
+        return self._settings.DEFAULT_CHARSET
 
     cdef bint _is_secure(self, request) except -1:
         # The transport rule is request.is_secure(); for Django's own request classes, with
         # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly.
         source = self._scheme_source(type(request))
-        if source is None or self._settings.SECURE_PROXY_SSL_HEADER:
+        if source is None:
+            return request.is_secure()
+        if self._fast_settings is not None:
+            proxy_header = self._fast_settings.SECURE_PROXY_SSL_HEADER
+        else:
+            proxy_header = self._settings.SECURE_PROXY_SSL_HEADER
+        if proxy_header:
             return request.is_secure()
         values = getattr(request, (<tuple>source)[0])
         if type(values) is dict:
@@ -380,12 +469,17 @@ cdef class AfterRecorder(_Recorder):
         return values.get((<tuple>source)[1]) == "https"
 
     cdef _Kind _kind(self, request):
-        cdef str method = sanitize_method(request.method)
+        # One lookup by the request's own method string: only the sanitised nine (and
+        # ``<invalid method>``) are ever keys, so a client cannot grow the dict.
+        method = request.method
         cdef bint secure = self._is_secure(request)
         cdef dict kinds = self._https if secure else self._http
-        kind = kinds.get(method)
+        kind = kinds.get(method) if type(method) is str else None
         if kind is None:
-            kind = kinds.setdefault(method, _Kind(self._cells, method, "https" if secure else "http"))
+            label = sanitize_method(method)
+            kind = kinds.get(label)
+            if kind is None:
+                kind = kinds.setdefault(label, _Kind(self._cells, label, "https" if secure else "http"))
         return <_Kind>kind
 
     cdef _Kind _kind_of(self, request):
@@ -394,11 +488,12 @@ cdef class AfterRecorder(_Recorder):
             return <_Kind>kind
         return self._kind(request)
 
-    cdef double _begin(self, request):
-        cdef _Kind kind
+    cdef object _begin(self, request):
+        cdef _Kind kind = None
+        cdef double size
         try:
             kind = self._kind(request)
-            request._prometheus_kind = kind
+            request._prometheus_kind = kind  # for on_view; _end gets it from the middleware
             _inc(kind.by_method)
             _inc(kind.by_transport)
             meta = request.META
@@ -410,12 +505,12 @@ cdef class AfterRecorder(_Recorder):
                 length = meta.get("CONTENT_LENGTH")
             if ajax == "XMLHttpRequest":
                 _inc(self._ajax)
-            size = body_length(length)
-            if size is not None:
+            size = _body_size(length)
+            if size >= 0:
                 _observe(self._request_body, size)
         except Exception:
             _log_failure("a request")
-        return dp_now()
+        return kind
 
     # -- view ------------------------------------------------------------------------------------
 
@@ -439,20 +534,30 @@ cdef class AfterRecorder(_Recorder):
     # -- response --------------------------------------------------------------------------------
 
     cdef tuple _type_info(self, cls):
+        cdef PyObject *last = self._last_type
+        if last is not NULL and (<tuple>last)[0] is cls:
+            return <tuple>last
         info = self._types.get(cls)
         if info is None:
             fast_charset = issubclass(cls, self._response_base) and cls.charset is self._base_charset
+            streaming = _STREAMING_ASK
             if issubclass(cls, self._response) and cls.content is self._response_content:
                 content = _CONTENT_FAST
+                if cls.streaming is False:
+                    streaming = _STREAMING_NO
             elif issubclass(cls, self._streaming_response) and cls.content is self._streaming_content:
                 content = _CONTENT_NONE
+                if cls.streaming is True:
+                    streaming = _STREAMING_YES
             else:
                 content = _CONTENT_GENERIC
-            info = self._types.setdefault(cls, (fast_charset, content))
+            info = self._types.setdefault(cls, (cls, fast_charset, content, streaming))
+        self._last_type = <PyObject *>info
         return <tuple>info
 
     cdef object _charset_of(self, response, bint fast):
         # The charset rule, without Django's property and regex for its own response classes.
+        cdef Settings known
         if fast:
             value = response._charset
             if value is not None:
@@ -462,40 +567,56 @@ cdef class AfterRecorder(_Recorder):
                 entry = (<dict>store).get("content-type")
                 content_type = entry[1] if entry is not None else None
                 if not content_type:
-                    return self._settings.DEFAULT_CHARSET
+                    return self._default_charset()
+                known = self._fast_settings
+                if known is not None and content_type == known.default_content_type:
+                    # What HttpResponse writes by default: no hashing of a fresh string.
+                    value = known.default_content_type_charset
+                    return known.DEFAULT_CHARSET if value is None else value
                 value = self._content_types.get(content_type, _MISSING)
                 if value is _MISSING:
                     matched = _CHARSET_RE.search(content_type)
                     value = matched["charset"].replace('"', "") if matched else None
                     if len(self._content_types) < _CONTENT_TYPE_CACHE_MAX:
                         self._content_types[content_type] = value
-                return self._settings.DEFAULT_CHARSET if value is None else value
+                return self._default_charset() if value is None else value
         return charset(response)
 
-    cdef void _end(self, request, response, double started):
+    cdef int _end(self, request, response, state, double started) except -1:
         cdef double end = dp_now()
         cdef _Kind kind
         cdef _Outcome outcome
+        cdef PyObject *last
         cdef tuple info
         cdef Py_ssize_t total
-        cdef int content
+        cdef int content, streaming
         try:
-            kind = self._kind_of(request)
+            kind = <_Kind>state if type(state) is _Kind else self._kind_of(request)
             view = view_name(request)
             status = response.status_code
             info = self._type_info(type(response))
-            content = info[1]
-            label = self._charset_of(response, info[0])
-            key = (status, view, label)
-            found = kind.responses.get(key)
-            if found is None:
-                found = kind.responses.setdefault(key, _Outcome(self._cells, kind.method, status, view, label))
-            outcome = <_Outcome>found
+            content = info[2]
+            streaming = info[3]
+            label = self._charset_of(response, info[1])
+            last = kind.last
+            if last is not NULL and _same((<_Outcome>last).status, status) and _same(
+                (<_Outcome>last).view, view
+            ) and _same((<_Outcome>last).charset, label):
+                outcome = <_Outcome>last
+            else:
+                key = (status, view, label)
+                found = kind.responses.get(key)
+                if found is None:
+                    found = kind.responses.setdefault(key, _Outcome(self._cells, kind.method, status, view, label))
+                outcome = <_Outcome>found
+                kind.last = <PyObject *>outcome
             _inc(outcome.by_status)
             _inc(outcome.by_status_view_method)
             if outcome.by_charset is not None:
                 _inc(outcome.by_charset)
-            if getattr(response, "streaming", False):
+            if streaming == _STREAMING_YES or (
+                streaming == _STREAMING_ASK and getattr(response, "streaming", False)
+            ):
                 _inc(self._streaming)
             if content == _CONTENT_FAST:
                 container = response._container
@@ -516,6 +637,7 @@ cdef class AfterRecorder(_Recorder):
                 _observe(outcome.latency, end - started)
         except Exception:
             _log_failure("a response")
+        return 0
 
     # -- rarer hooks -----------------------------------------------------------------------------
 
@@ -576,17 +698,18 @@ cdef bint _extras_defer(extras, state) except -1:
         return False
 
 
-cdef void _extras_abort(extras, request, state, bint outer):
+cdef int _extras_abort(extras, request, state, bint outer) except -1:
     if state is _NO_STATE:
-        return
+        return 0
     try:
         extras.abort(request, state, outer)
     except Exception:
         _log_failure("a failed request (opt-in features)")
+    return 0
 
 
-cdef void _extras_finish(extras, _Recorder recorder, request, response, state, bint outer, bint defer,
-                         double started):
+cdef int _extras_finish(extras, _Recorder recorder, request, response, state, bint outer, bint defer,
+                        recorded, double started) except -1:
     skip = None
     if state is not _NO_STATE:
         try:
@@ -595,9 +718,10 @@ cdef void _extras_finish(extras, _Recorder recorder, request, response, state, b
             _log_failure("a response (opt-in features)")
     if defer:
         if skip is _SKIP:
-            return
-        recorder._begin(request)
-    recorder._end(request, response, started)
+            return 0
+        recorded = recorder._begin(request)
+    recorder._end(request, response, recorded, started)
+    return 0
 
 
 cdef class Middleware:
@@ -619,9 +743,10 @@ cdef class Middleware:
             return self._call_hooks(request)
         if _extras is not None:
             return self._call_extras(request, recorder, _extras)
-        cdef double started = recorder._begin(request)
+        recorded = recorder._begin(request)
+        cdef double started = dp_now()
         response = self.get_response(request)
-        recorder._end(request, response, started)
+        recorder._end(request, response, recorded, started)
         return response
 
     async def __acall__(self, request):
@@ -632,22 +757,24 @@ cdef class Middleware:
         cdef bint outer, defer
         extras = _extras
         if extras is None:
-            started = recorder._begin(request)
+            recorded = recorder._begin(request)
+            started = dp_now()
             response = await self.get_response(request)
-            recorder._end(request, response, started)
+            recorder._end(request, response, recorded, started)
             return response
         outer = isinstance(recorder, BeforeRecorder)
         state = _extras_begin(extras, request, outer)
         if state is _SKIP:
             return await self.get_response(request)
         defer = _extras_defer(extras, state)
-        started = dp_now() if defer else recorder._begin(request)
+        recorded = None if defer else recorder._begin(request)
+        started = dp_now()
         try:
             response = await self.get_response(request)
         except BaseException:
             _extras_abort(extras, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, defer, started)
+        _extras_finish(extras, recorder, request, response, state, outer, defer, recorded, started)
         return response
 
     cdef object _call_extras(self, request, _Recorder recorder, extras):
@@ -658,13 +785,14 @@ cdef class Middleware:
         if state is _SKIP:
             return self.get_response(request)
         defer = _extras_defer(extras, state)
-        started = dp_now() if defer else recorder._begin(request)
+        recorded = None if defer else recorder._begin(request)
+        started = dp_now()
         try:
             response = self.get_response(request)
         except BaseException:
             _extras_abort(extras, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, defer, started)
+        _extras_finish(extras, recorder, request, response, state, outer, defer, recorded, started)
         return response
 
     # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.

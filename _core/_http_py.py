@@ -25,6 +25,7 @@ __all__ = [
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
+    "Settings",
     "body_length",
     "charset",
     "get_extras",
@@ -56,6 +57,11 @@ _NAN = float("nan")
 _CONTENT_FAST = 1  # HttpResponse's own ``content``: the sum of the chunk lengths, no join
 _CONTENT_NONE = 2  # Django's streaming responses: no ``content``
 _CONTENT_GENERIC = 3  # anything else: ``len(response.content)`` if it has one
+# ``streaming``: Django's two classes declare it as a plain class attribute (False, True)
+# that nothing sets per instance; any other type is asked per response.
+_STREAMING_NO = 0
+_STREAMING_YES = 1
+_STREAMING_ASK = 2
 
 
 def _log_failure(where: str) -> None:
@@ -127,6 +133,40 @@ def charset(response: Any) -> str | None:
 def response_body_size(response: Any) -> int | None:
     """``len(response.content)``, or None when the response has no ``content`` (streaming)."""
     return len(response.content) if hasattr(response, "content") else None
+
+
+# --- the opt-in features' seam --------------------------------------------------------------------
+
+
+# --- the settings the recorders read per request -------------------------------------------------
+
+
+class Settings:
+    """``DEFAULT_CHARSET`` and ``SECURE_PROXY_SSL_HEADER`` as slots: the recorders read them per request.
+
+    ``django_prometheus.http.cells`` keeps one current (``set``, on Django's
+    ``setting_changed``); a ``django.conf.settings`` read would be a Python call.
+    """
+
+    __slots__ = (
+        "DEFAULT_CHARSET",
+        "SECURE_PROXY_SSL_HEADER",
+        "default_content_type",
+        "default_content_type_charset",
+    )
+
+    def __init__(self, default_charset: Any = "utf-8", secure_proxy_ssl_header: Any = None) -> None:
+        self.set(default_charset, secure_proxy_ssl_header)
+
+    def set(self, default_charset: Any, secure_proxy_ssl_header: Any) -> None:
+        """Take the current values of both settings."""
+        self.DEFAULT_CHARSET = default_charset
+        self.SECURE_PROXY_SSL_HEADER = secure_proxy_ssl_header
+        # What HttpResponse writes when given no content type, and its charset label (the regex's).
+        content_type = f"text/html; charset={default_charset}"
+        matched = _CHARSET_RE.search(content_type)
+        self.default_content_type = content_type
+        self.default_content_type_charset = matched["charset"].replace('"', "") if matched else None
 
 
 # --- the opt-in features' seam --------------------------------------------------------------------
@@ -207,6 +247,7 @@ def _extras_finish(
     state: Any,
     outer: bool,
     defer: bool,
+    recorded: Any,
     started: float,
 ) -> None:
     skip = None
@@ -218,24 +259,37 @@ def _extras_finish(
     if defer:
         if skip is SKIP:
             return
-        recorder.on_request(request)
-    recorder.on_response(request, response, started)
+        recorded = recorder._begin(request)
+    recorder._end(request, response, recorded, started)
 
 
 # --- the recorders --------------------------------------------------------------------------------
 
 
 class _Recorder:
-    """One middleware's recording around ``get_response``: ``on_request`` then ``on_response``."""
+    """One middleware's recording around ``get_response``: ``_begin``, the clock, then ``_end``.
+
+    ``_begin`` returns what ``_end`` needs of the request (the After recorder's
+    method/transport entry), handed over by the middlewares' call; None makes
+    ``_end`` work it out again.
+    """
 
     __slots__ = ()
 
+    def _begin(self, request: Any) -> Any:
+        return None
+
+    def _end(self, request: Any, response: Any, state: Any, started: float | None) -> None:
+        pass
+
     def on_request(self, request: Any) -> float:
         """Record the request; its start time on the monotonic clock (also when recording failed)."""
+        self._begin(request)
         return perf_counter()
 
     def on_response(self, request: Any, response: Any, started: float | None = None) -> None:
         """Record the response; ``started`` None means the request was never seen (unknown latency)."""
+        self._end(request, response, None, started)
 
 
 class BeforeRecorder(_Recorder):
@@ -249,14 +303,14 @@ class BeforeRecorder(_Recorder):
         self._latency = cells.requests_latency_before
         self._unknown = cells.requests_unknown_latency_before
 
-    def on_request(self, request: Any) -> float:
+    def _begin(self, request: Any) -> Any:
         try:
             self._requests.inc()
         except Exception:
             _log_failure("a request")
-        return perf_counter()
+        return None
 
-    def on_response(self, request: Any, response: Any, started: float | None = None) -> None:
+    def _end(self, request: Any, response: Any, state: Any, started: float | None) -> None:
         end = perf_counter()
         try:
             self._responses.inc()
@@ -305,6 +359,7 @@ class AfterRecorder(_Recorder):
         "_content_types",
         "_exc_types",
         "_exc_views",
+        "_fast_settings",
         "_http",
         "_https",
         "_request_body",
@@ -332,6 +387,7 @@ class AfterRecorder(_Recorder):
         self._streaming = cells.responses_streaming
         self._unknown = cells.requests_unknown_latency
         self._settings = cells.settings
+        self._fast_settings = self._settings if isinstance(self._settings, Settings) else None
         self._response_base, self._response, self._streaming_response = cells.response_types
         self._base_charset = self._response_base.charset
         self._response_content = self._response.content
@@ -339,9 +395,9 @@ class AfterRecorder(_Recorder):
         self._scheme_sources = cells.scheme_sources
         self._secure_methods = cells.secure_methods
         self._schemes: dict[type, tuple[str, str] | None] = {}  # request type -> its scheme's place
-        self._http: dict[str, _Kind] = {}  # sanitised method -> kind, one dict per transport
+        self._http: dict[str, _Kind] = {}  # method -> kind, one dict per transport (the nine are keys)
         self._https: dict[str, _Kind] = {}
-        self._types: dict[type, tuple[bool, int]] = {}
+        self._types: dict[type, tuple[bool, int, int]] = {}
         self._content_types: dict[str, object] = {}
         self._templates: dict[str, Any] = {}
         self._exc_types: dict[str, Any] = {}
@@ -366,24 +422,29 @@ class AfterRecorder(_Recorder):
         # The transport rule is request.is_secure(); for Django's own request classes, with
         # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly.
         source = self._scheme_source(type(request))
-        if source is None or self._settings.SECURE_PROXY_SSL_HEADER:
+        if source is None or (self._fast_settings or self._settings).SECURE_PROXY_SSL_HEADER:
             return request.is_secure()
         return getattr(request, source[0]).get(source[1]) == "https"
 
     def _kind(self, request: Any) -> _Kind:
+        # One lookup by the request's own method string: only the sanitised nine (and
+        # ``<invalid method>``) are ever keys, so a client cannot grow the dict.
         method = request.method
-        method = _METHODS.get(method, INVALID_METHOD) if type(method) is str else INVALID_METHOD
         secure = self._is_secure(request)
         kinds = self._https if secure else self._http
-        kind = kinds.get(method)
+        kind = kinds.get(method) if type(method) is str else None
         if kind is None:
-            kind = kinds.setdefault(method, _Kind(self._cells, method, "https" if secure else "http"))
+            label = sanitize_method(method)
+            kind = kinds.get(label)
+            if kind is None:
+                kind = kinds.setdefault(label, _Kind(self._cells, label, "https" if secure else "http"))
         return kind
 
-    def on_request(self, request: Any) -> float:
+    def _begin(self, request: Any) -> Any:
+        kind = None
         try:
             kind = self._kind(request)
-            request._prometheus_kind = kind
+            request._prometheus_kind = kind  # for on_view; _end gets it from the middleware
             kind.by_method.inc()
             kind.by_transport.inc()
             meta = request.META
@@ -394,7 +455,11 @@ class AfterRecorder(_Recorder):
                 self._request_body.observe(size)
         except Exception:
             _log_failure("a request")
-        return perf_counter()
+        return kind
+
+    def _kind_of(self, request: Any) -> _Kind:
+        kind = getattr(request, "_prometheus_kind", None)
+        return kind if type(kind) is _Kind else self._kind(request)
 
     # -- view ------------------------------------------------------------------------------------
 
@@ -406,7 +471,7 @@ class AfterRecorder(_Recorder):
             view = hook_view_name(request)
             if view is None or _hook_excluded(request):
                 return
-            kind = request.__dict__.get("_prometheus_kind") or self._kind(request)
+            kind = self._kind_of(request)
             cell = kind.views.get(view)
             if cell is None:
                 cell = kind.views.setdefault(
@@ -418,17 +483,22 @@ class AfterRecorder(_Recorder):
 
     # -- response --------------------------------------------------------------------------------
 
-    def _type_info(self, cls: type) -> tuple[bool, int]:
+    def _type_info(self, cls: type) -> tuple[bool, int, int]:
         info = self._types.get(cls)
         if info is None:
             fast_charset = issubclass(cls, self._response_base) and cls.charset is self._base_charset  # type: ignore[attr-defined]
+            streaming = _STREAMING_ASK
             if issubclass(cls, self._response) and cls.content is self._response_content:  # type: ignore[attr-defined]
                 content = _CONTENT_FAST
+                if cls.streaming is False:  # type: ignore[attr-defined]
+                    streaming = _STREAMING_NO
             elif issubclass(cls, self._streaming_response) and cls.content is self._streaming_content:  # type: ignore[attr-defined]
                 content = _CONTENT_NONE
+                if cls.streaming is True:  # type: ignore[attr-defined]
+                    streaming = _STREAMING_YES
             else:
                 content = _CONTENT_GENERIC
-            info = self._types.setdefault(cls, (fast_charset, content))
+            info = self._types.setdefault(cls, (fast_charset, content, streaming))
         return info
 
     def _charset_of(self, response: Any, fast: bool) -> object:
@@ -441,24 +511,29 @@ class AfterRecorder(_Recorder):
             if type(store) is dict:
                 entry = store.get("content-type")
                 content_type = entry[1] if entry is not None else None
+                known = self._fast_settings
                 if not content_type:
-                    return self._settings.DEFAULT_CHARSET
+                    return (known or self._settings).DEFAULT_CHARSET
+                if known is not None and content_type == known.default_content_type:
+                    # What HttpResponse writes by default: no hashing of a fresh string.
+                    value = known.default_content_type_charset
+                    return known.DEFAULT_CHARSET if value is None else value
                 value = self._content_types.get(content_type, _MISSING)
                 if value is _MISSING:
                     matched = _CHARSET_RE.search(content_type)
                     value = matched["charset"].replace('"', "") if matched else None
                     if len(self._content_types) < _CONTENT_TYPE_CACHE_MAX:
                         self._content_types[content_type] = value
-                return self._settings.DEFAULT_CHARSET if value is None else value
+                return (known or self._settings).DEFAULT_CHARSET if value is None else value
         return charset(response)
 
-    def on_response(self, request: Any, response: Any, started: float | None = None) -> None:
+    def _end(self, request: Any, response: Any, state: Any, started: float | None) -> None:
         end = perf_counter()
         try:
-            kind = request.__dict__.get("_prometheus_kind") or self._kind(request)
+            kind = state if type(state) is _Kind else self._kind_of(request)
             view = view_name(request)
             status = response.status_code
-            fast_charset, content = self._type_info(type(response))
+            fast_charset, content, streaming = self._type_info(type(response))
             label = self._charset_of(response, fast_charset)
             key = (status, view, label)
             outcome = kind.responses.get(key)
@@ -470,7 +545,9 @@ class AfterRecorder(_Recorder):
             outcome.by_status_view_method.inc()
             if outcome.by_charset is not None:
                 outcome.by_charset.inc()
-            if getattr(response, "streaming", False):
+            if streaming == _STREAMING_YES or (
+                streaming == _STREAMING_ASK and getattr(response, "streaming", False)
+            ):
                 self._streaming.inc()
             if content == _CONTENT_FAST:
                 self._response_body.observe(sum(map(len, response._container)))
@@ -543,9 +620,10 @@ class Middleware:
         extras = _EXTRAS
         if extras is not None:
             return self._call_extras(request, recorder, extras)
-        started = recorder.on_request(request)
+        recorded = recorder._begin(request)
+        started = perf_counter()
         response = self.get_response(request)
-        recorder.on_response(request, response, started)
+        recorder._end(request, response, recorded, started)
         return response
 
     async def __acall__(self, request: Any) -> Any:
@@ -554,22 +632,24 @@ class Middleware:
             return await self._acall_hooks(request)  # type: ignore[attr-defined]
         extras = _EXTRAS
         if extras is None:
-            started = recorder.on_request(request)
+            recorded = recorder._begin(request)
+            started = perf_counter()
             response = await self.get_response(request)
-            recorder.on_response(request, response, started)
+            recorder._end(request, response, recorded, started)
             return response
         outer = isinstance(recorder, BeforeRecorder)
         state = _extras_begin(extras, request, outer)
         if state is SKIP:
             return await self.get_response(request)
         defer = _extras_defer(extras, state)
-        started = perf_counter() if defer else recorder.on_request(request)
+        recorded = None if defer else recorder._begin(request)
+        started = perf_counter()
         try:
             response = await self.get_response(request)
         except BaseException:
             _extras_abort(extras, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, defer, started)
+        _extras_finish(extras, recorder, request, response, state, outer, defer, recorded, started)
         return response
 
     def _call_extras(self, request: Any, recorder: Any, extras: Any) -> Any:
@@ -578,13 +658,14 @@ class Middleware:
         if state is SKIP:
             return self.get_response(request)
         defer = _extras_defer(extras, state)
-        started = perf_counter() if defer else recorder.on_request(request)
+        recorded = None if defer else recorder._begin(request)
+        started = perf_counter()
         try:
             response = self.get_response(request)
         except BaseException:
             _extras_abort(extras, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, defer, started)
+        _extras_finish(extras, recorder, request, response, state, outer, defer, recorded, started)
         return response
 
     # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.

@@ -79,6 +79,8 @@ class Case:
     settings: Callable[[str], dict[str, Any]]
     build: Callable[[str], Op]
     warmup: int = 2_000  # calls before measuring (a scrape of 10,000 children needs a handful)
+    #: Loop counts for the instruction count (a slope over several); () sizes them from the timing.
+    counts: tuple[int, ...] = ()
 
 
 def load_cases(pattern: str | None = None) -> list[Case]:

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -17,13 +18,14 @@ from pathlib import Path
 from statistics import median
 
 from ._harness import IMPLS, Case, load_cases
+from ._probe import MARKER
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_VENV = ROOT / ".venv-upstream"
 # Same versions as ours on both sides; the DB drivers only where this env has them (PostgreSQL cases).
 UPSTREAM_DISTS = ("django-prometheus", "Django", "prometheus_client", "psycopg", "psycopg-binary")
-# Callgrind runs Python ~50-100x slower: this much native loop time keeps a run near 20 s.
-CALLGRIND_LOOP_NS = 2e8
+# Callgrind runs Python ~50-100x slower: this much native loop time (the middle count) keeps a run short.
+CALLGRIND_LOOP_NS = 1e8
 HEADER = tuple("case|impl|core|ns/op|×bare|instr/op|×bare|added% time|added% instr|note".split("|"))
 NUMERIC = range(3, 9)  # right-aligned columns
 
@@ -172,35 +174,76 @@ def _measure(res: Result, python: str, repeat: int, min_seconds: float) -> None:
 def _count_instructions(
     cases: list[Case], results: dict[tuple[str, str], Result], pythons: dict[str, str], loop_ns: float
 ) -> None:
-    """(instr(K) - instr(0)) / K per op, from two callgrind runs with the same warm-up."""
-    callgrind = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+    """Instructions per op: the slope over several loop counts, all counted in one callgrind run.
+
+    The loop counts are fixed (the case's ``counts``, or a power of two sized
+    from the timing), the inputs are identical, ``PYTHONHASHSEED`` is fixed and
+    each segment frees its own garbage: two runs count the same instructions,
+    give or take a few per op. The slope cancels what a segment pays once.
+    """
     jobs = []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with (
+        tempfile.TemporaryDirectory(prefix="dp-callgrind-") as tmp,
+        ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool,
+    ):
         for case in cases:
             live = [results[case.name, impl] for impl in IMPLS if results[case.name, impl].ns]
             if not live:
                 continue
-            # One K per case, sized by its slowest impl.
-            k = int(min(200_000, max(1_000, loop_ns / max(res.ns or 0 for res in live))))
-            _log(f"callgrind {case.name}: K={k} for {', '.join(r.impl for r in live)}")
+            counts = case.counts or _auto_counts(loop_ns / max(res.ns or 0 for res in live))
+            _log(
+                f"callgrind {case.name}: K={','.join(map(str, counts))} for {', '.join(r.impl for r in live)}"
+            )
             for res in live:
-                res.k = k
-                runs = [
-                    pool.submit(_probe, pythons[res.impl], res.case, res.impl, "count", n, prefix=callgrind)
-                    for n in (k, 0)
-                ]
-                jobs.append((res, runs))
-        for res, (with_k, without) in jobs:
-            counts = [_collected(f.result()) for f in (with_k, without)]
-            if None in counts:
-                _log(f"callgrind failed for {res.case}/{res.impl}: {_last_line(with_k.result().stderr)}")
+                res.k = sum(counts)
+                out = Path(tmp, f"{case.name}.{res.impl}.out")
+                callgrind = (
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--dump-before={MARKER}",
+                    f"--callgrind-out-file={out}",
+                )
+                job = pool.submit(
+                    _probe,
+                    pythons[res.impl],
+                    res.case,
+                    res.impl,
+                    "count",
+                    ",".join(map(str, counts)),
+                    prefix=callgrind,
+                )
+                jobs.append((res, counts, out, job))
+        for res, counts, out, job in jobs:
+            proc = job.result()
+            segments = _segment_counts(out, len(counts)) if proc.returncode == 0 else None
+            if segments is None:
+                _log(f"callgrind failed for {res.case}/{res.impl}: {_last_line(proc.stderr)}")
             else:
-                res.instr = (counts[0] - counts[1]) / res.k
+                res.instr = _slope(counts, segments)
 
 
-def _collected(proc: subprocess.CompletedProcess[str]) -> int | None:
-    match = re.search(r"Collected\s*:\s*(\d+)", proc.stderr)
-    return int(match.group(1)) if proc.returncode == 0 and match else None
+def _auto_counts(calls: float) -> tuple[int, ...]:
+    # A power of two, so a slightly different timing picks the same counts.
+    k = 1 << max(6, min(17, int(calls).bit_length() - 1))
+    return (k // 2, k, k + k // 2)
+
+
+def _segment_counts(out: Path, n: int) -> list[int] | None:
+    """The instructions of each counted segment: dumps 2..n+1 (dump 1 is start-up and warm-up)."""
+    found = []
+    for i in range(2, n + 2):
+        path = out.with_name(f"{out.name}.{i}")
+        match = path.exists() and re.search(r"^summary:\s*(\d+)", path.read_text(), re.M)
+        if not match:
+            return None
+        found.append(int(match.group(1)))
+    return found
+
+
+def _slope(xs: tuple[int, ...], ys: list[int]) -> float:
+    """Least-squares slope of ys over xs."""
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
 def _report(cases: list[Case], results: dict[tuple[str, str], Result], rounds: int, valgrind: bool) -> str:

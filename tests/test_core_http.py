@@ -47,7 +47,9 @@ class Cells:
     secure_methods = HttpCells.secure_methods
     scheme_sources = HttpCells.scheme_sources
 
-    def __init__(self, core: Any) -> None:
+    def __init__(self, core: Any, core_settings: Any = None) -> None:
+        if core_settings is not None:  # the core's own Settings (what HttpCells hands in)
+            self.settings = core_settings
         self._families: dict[str, Any] = {}
         for attr, spec in SPECS.items():
             if attr in LATENCY:
@@ -125,9 +127,13 @@ def _requests() -> list[tuple[Any, Any, Exception | None]]:
     ]
 
 
-def _record(impl: str) -> dict[tuple[str, tuple[str, ...]], Any]:
+def _core_settings(http: Any) -> Any:
+    return http.Settings(settings.DEFAULT_CHARSET, settings.SECURE_PROXY_SSL_HEADER)
+
+
+def _record(impl: str, fast_settings: bool = False) -> dict[tuple[str, tuple[str, ...]], Any]:
     http, cells_module = _load(impl)
-    cells = Cells(cells_module)
+    cells = Cells(cells_module, _core_settings(http) if fast_settings else None)
     before, after = http.BeforeRecorder(cells), http.AfterRecorder(cells)
     for request, response, exception in _requests():
         started_before = before.on_request(request)
@@ -202,6 +208,43 @@ EXPECTED = {
 }
 
 
+def _record_through_the_call(impl: str) -> dict[tuple[str, tuple[str, ...]], Any]:
+    # The same requests through the middlewares' call (the recorders hand their state over
+    # inside the core), with the core's Settings, as the installed middlewares run.
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module, _core_settings(http))
+    before_recorder, after_recorder = http.BeforeRecorder(cells), http.AfterRecorder(cells)
+
+    class Before(http.Middleware):
+        pass
+
+    class After(http.Middleware):
+        pass
+
+    scripted: dict[int, tuple[Any, Exception | None]] = {}
+
+    def view(request: Any) -> Any:
+        response, exception = scripted[id(request)]
+        if request.resolver_match is not None:
+            after_recorder.on_view(request, None, (), {})
+        if exception is not None:
+            after_recorder.on_exception(request, exception)
+        if isinstance(response, TemplateResponse):
+            after_recorder.on_template_response(request, response)
+        return response
+
+    after, before = After(), Before()
+    after.get_response, after._recorder = view, after_recorder
+    before.get_response, before._recorder = after, before_recorder
+    for request, response, exception in _requests():
+        scripted[id(request)] = (response, exception)
+        assert before(request) is response
+    request, response = RequestFactory().get("/late"), HttpResponse(b"late")
+    after_recorder.on_response(request, response, None)
+    before_recorder.on_response(request, response, None)
+    return cells.samples()
+
+
 @pytest.fixture(scope="module")
 def recorded() -> dict[str, dict[tuple[str, tuple[str, ...]], Any]]:
     return {impl: _record(impl) for impl in CORES}
@@ -209,6 +252,24 @@ def recorded() -> dict[str, dict[tuple[str, tuple[str, ...]], Any]]:
 
 def test_both_cores_record_the_same_samples(recorded):
     assert recorded["compiled"] == recorded["pure"]
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_core_settings_and_the_middlewares_call_record_the_same_samples(recorded, impl):
+    # The fast paths (settings as fields, the state handed from _begin to _end) change nothing.
+    assert _record(impl, fast_settings=True) == recorded[impl]
+    assert _record_through_the_call(impl) == recorded[impl]
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+@pytest.mark.parametrize("charset", ["utf-8", "latin-1", "UTF-16", '"koi8-r"'])
+def test_settings_label_the_default_content_type_as_django_does(impl, charset, settings):
+    http, _ = _load(impl)
+    settings.DEFAULT_CHARSET = charset
+    core = _core_settings(http)
+    response = HttpResponse(b"x")
+    assert core.default_content_type == response["Content-Type"]
+    assert core.default_content_type_charset == response.charset
 
 
 @pytest.mark.parametrize("impl", list(CORES))

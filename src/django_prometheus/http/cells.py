@@ -10,30 +10,31 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
+from django_prometheus._core import _http
 from django_prometheus.http.metrics import SPECS
 
 __all__ = ["HttpCells", "SettingsSnapshot"]
 
 
-class SettingsSnapshot:
-    """The two settings the recorders read per request, as plain attributes.
+class SettingsSnapshot(_http.Settings):
+    """The two settings the recorders read per request, kept current from ``django.conf.settings``.
 
     Every attribute read on ``django.conf.settings`` runs ``LazyObject.__getattribute__``
-    (a Python call); this snapshot is refreshed when Django reports a change
-    (``setting_changed``: ``override_settings`` and the test ``settings`` fixture).
+    (a Python call); the core's ``Settings`` holds the values where the recorders
+    read them cheaply, refreshed when Django reports a change (``setting_changed``:
+    ``override_settings`` and the test ``settings`` fixture).
     """
 
+    __slots__ = ()
     NAMES = ("DEFAULT_CHARSET", "SECURE_PROXY_SSL_HEADER")
 
     def __init__(self) -> None:
-        self.DEFAULT_CHARSET = "utf-8"
-        self.SECURE_PROXY_SSL_HEADER: Any = None
+        super().__init__()
         self.refresh()
 
     def refresh(self, **kwargs: Any) -> None:
         if kwargs.get("setting", self.NAMES[0]) in self.NAMES and settings.configured:
-            self.DEFAULT_CHARSET = settings.DEFAULT_CHARSET
-            self.SECURE_PROXY_SSL_HEADER = settings.SECURE_PROXY_SSL_HEADER
+            self.set(settings.DEFAULT_CHARSET, settings.SECURE_PROXY_SSL_HEADER)
 
 
 _SNAPSHOT = SettingsSnapshot()

@@ -121,6 +121,7 @@ BEFORE = ("requests_total", "responses_total", "requests_latency_before", "reque
 # Re-entrant: a subclass' __init__ may itself ask for an instance.
 _INSTANCE_LOCK = threading.RLock()
 
+
 class Metrics:
     """The HTTP metric families, one attribute each; one shared instance per class (``get_instance()``).
 
