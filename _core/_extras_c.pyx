@@ -134,7 +134,7 @@ def queue_seconds(value, double now):
 
 cdef double _queue_seconds(value, double now) except? -2.0:
     # -1.0: not observed.
-    cdef double stamp
+    cdef double stamp, waited
     if type(value) is not str or not value or len(<str>value) > 40:
         return -1.0
     if (<str>value).startswith("t="):
@@ -149,7 +149,7 @@ cdef double _queue_seconds(value, double now) except? -2.0:
         stamp /= 1e6
     elif stamp > 1e11:
         stamp /= 1e3
-    cdef double waited = now - stamp
+    waited = now - stamp
     if 0.0 <= waited <= 3600.0:
         return waited
     return -1.0
@@ -163,6 +163,7 @@ cdef class _State:
 
     cdef readonly str method
     cdef readonly double started
+    cdef double queued  # < 0: none; observed once the view is known not to be excluded
     cdef object inflight
     cdef object db
 
@@ -294,6 +295,7 @@ cdef class Extras:
             state.method = method
             state.started = dp_clock()
             state.db = _MISSING
+            state.queued = -1.0
             d[_KEY] = state
             if self._inflight is not None:
                 cell = self._inflight_cells.get(method)
@@ -307,9 +309,7 @@ cdef class Extras:
                 if header is None:
                     header = meta.get("HTTP_X_QUEUE_START")
                 if header is not None:
-                    waited = _queue_seconds(header, _wall())
-                    if waited >= 0.0:
-                        _observe(self._queue, waited)
+                    state.queued = _queue_seconds(header, _wall())
             if self._db_begin is not None:
                 state.db = self._db_begin()
             return state
@@ -335,6 +335,8 @@ cdef class Extras:
                 self._db_finish(st, route(request), True)
                 return _SKIP
             elapsed = dp_clock() - st.started
+            if st.queued >= 0.0:
+                _observe(self._queue, st.queued)
             name = route(request) if (self._route_requests is not None or self._db_end is not None) else None
             if self._route_requests is not None:
                 methods = self._routes.get(name)
@@ -371,6 +373,8 @@ cdef class Extras:
             return
         (<_State>state).release()
         try:
+            if (<_State>state).queued >= 0.0:
+                _observe(self._queue, (<_State>state).queued)
             self._db_finish(<_State>state, route(request), False)
         except Exception:
             _log_failure("a failed request")

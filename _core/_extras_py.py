@@ -117,13 +117,14 @@ class _State:
     Also the in-flight gauge's closer: ``response.close()`` calls it (once).
     """
 
-    __slots__ = ("db", "inflight", "method", "started")
+    __slots__ = ("db", "inflight", "method", "queued", "started")
 
     def __init__(self, method: str, started: float) -> None:
         self.method = method
         self.started = started
         self.inflight: Any = None
         self.db: Any = _MISSING
+        self.queued: float | None = None  # observed once the view is known not to be excluded
 
     def __call__(self) -> None:
         cell, self.inflight = self.inflight, None
@@ -262,9 +263,7 @@ class Extras:
                 if header is None:
                     header = meta.get("HTTP_X_QUEUE_START")
                 if header is not None:
-                    waited = queue_seconds(header, time())
-                    if waited is not None:
-                        self._queue.observe(waited)
+                    state.queued = queue_seconds(header, time())
             if self._db_begin is not None:
                 state.db = self._db_begin()
             return state
@@ -282,6 +281,8 @@ class Extras:
                 self._db_finish(state, route(request), True)
                 return SKIP
             elapsed = perf_counter() - state.started
+            if state.queued is not None:
+                self._queue.observe(state.queued)
             name = route(request) if (self._route_requests is not None or self._db_end is not None) else None
             if self._route_requests is not None:
                 methods = self._routes.get(name)  # type: ignore[arg-type]
@@ -319,6 +320,8 @@ class Extras:
             return
         state()
         try:
+            if state.queued is not None:
+                self._queue.observe(state.queued)
             self._db_finish(state, route(request))
         except Exception:
             _log_failure("a failed request")
@@ -342,4 +345,3 @@ class Extras:
             self._db_discard(token)
             return
         self._db_end(token, name)
-

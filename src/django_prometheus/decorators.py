@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from asgiref.sync import iscoroutinefunction
+
 from django_prometheus._core import _extras
 
 __all__ = ["do_not_track"]
@@ -23,14 +25,26 @@ def do_not_track(view: V) -> V:
     try:
         setattr(view, _extras.DO_NOT_TRACK, True)
     except (AttributeError, TypeError):  # a bound method or a builtin: wrap it instead
+        view = _wrapped(view)
+    from django_prometheus.http import extras
+
+    extras.view_marked()
+    return view
+
+
+def _wrapped(view: Any) -> Any:
+    if iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            return await view(*args, **kwargs)
+
+        wrapper: Any = awrapper
+    else:
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return view(*args, **kwargs)
 
-        setattr(wrapper, _extras.DO_NOT_TRACK, True)
-        view = wrapper  # type: ignore[assignment]
-    from django_prometheus.http import extras
-
-    extras.view_marked()
-    return view
+    setattr(wrapper, _extras.DO_NOT_TRACK, True)
+    return wrapper

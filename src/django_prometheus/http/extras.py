@@ -92,7 +92,8 @@ def exclude_paths() -> re.Pattern[str] | None:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise ImproperlyConfigured(f"PROMETHEUS_EXCLUDE_PATHS: {pattern!r} is not a regex ({exc})") from None
+            message = f"PROMETHEUS_EXCLUDE_PATHS: {pattern!r} is not a regex ({exc})"
+            raise ImproperlyConfigured(message) from None
     if not patterns:
         return None
     return re.compile("|".join(f"(?:{p})" for p in patterns))
