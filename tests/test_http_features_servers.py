@@ -144,3 +144,30 @@ def test_uvicorn_asgi(tmp_path: Path, core: str):
     env = {"DJANGO_PROMETHEUS_NO_EXTENSIONS": "1" if core == "pure" else ""}
     with serve(args, port, tmp_path / "uvicorn.log", "tests.features_project.settings", **env) as base:
         _scenario(base, "/astream")
+
+
+def test_gunicorn_multiprocess_in_flight_is_a_livesum(tmp_path: Path):
+    mp_dir = tmp_path / "mp"
+    mp_dir.mkdir()
+    port = free_port()
+    args = ["gunicorn", "tests.features_project.wsgi:application", "-b", f"127.0.0.1:{port}"]
+    args += ["-w", "2", "--worker-class", "gthread", "--threads", "4"]
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(mp_dir)}
+    with serve(args, port, tmp_path / "gunicorn.log", "tests.features_project.settings", **env) as base:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for _ in range(40):
+                with httpx.Client(base_url=base, timeout=30) as fresh:  # spread over the workers
+                    assert fresh.get("/ok").status_code == 200
+            host, port_text = base.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port_text)), timeout=10) as held:
+                held.sendall(f"GET /stream HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                assert held.recv(4096).startswith(b"HTTP/1.1 200")
+                samples = _samples(client)
+                assert _v(samples, INFLIGHT, method="GET") == 1  # the held stream, in whichever worker
+            deadline = time.monotonic() + 20
+            while _v(samples, INFLIGHT, method="GET") != 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                samples = _samples(client)
+    assert _v(samples, INFLIGHT, method="GET") == 0
+    assert _v(samples, ROUTE, route="ok", method="GET", status="200") == 40
+    assert list(mp_dir.glob("gauge_livesum_*.db")), sorted(p.name for p in mp_dir.iterdir())
