@@ -66,6 +66,7 @@ cdef dict _METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "TR
 cdef str _INVALID = "<invalid method>"
 cdef dict _GROUPS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 cdef Py_ssize_t _STATUS_CACHE_MAX = 1024
+cdef Py_ssize_t _FUNC_CACHE_MAX = 4096
 cdef object _MISSING = object()
 
 
@@ -155,6 +156,16 @@ cdef double _queue_seconds(value, double now) except? -2.0:
     return -1.0
 
 
+cdef bint _marked(func) except -1:
+    # ``do_not_track`` on the view function, or on the class behind ``as_view()`` (Django, DRF).
+    if getattr(func, _DO_NOT_TRACK, False):
+        return True
+    for owner in (getattr(func, "view_class", None), getattr(func, "cls", None)):
+        if owner is not None and getattr(owner, _DO_NOT_TRACK, False):
+            return True
+    return False
+
+
 cdef class _State:
     """One request the features own: when it began, its method, its in-flight cell, its DB token.
 
@@ -164,6 +175,7 @@ cdef class _State:
     cdef readonly str method
     cdef readonly double started
     cdef double queued  # < 0: none; observed once the view is known not to be excluded
+    cdef int view_excluded  # -1: not decided yet (the view exclusions, decided once a request)
     cdef object inflight
     cdef object db
 
@@ -201,7 +213,7 @@ cdef class Extras:
     cdef object _db_begin, _db_end, _db_discard
     cdef bint _group, _defer
     cdef frozenset _exclude_views
-    cdef dict _routes, _inflight_cells, _statuses
+    cdef dict _routes, _inflight_cells, _statuses, _funcs
 
     def __init__(self, config):
         self._route_requests = config.route_requests
@@ -219,6 +231,7 @@ cdef class Extras:
         self._routes = {}
         self._inflight_cells = {}
         self._statuses = {}
+        self._funcs = {}
 
     @property
     def defer(self):
@@ -245,11 +258,17 @@ cdef class Extras:
         if match is None:
             return False
         func = match.func
-        if getattr(func, _DO_NOT_TRACK, False):
+        try:
+            marked = self._funcs.get(func)
+        except TypeError:  # an unhashable view callable
+            marked = _marked(func)
+        else:
+            if marked is None:
+                marked = _marked(func)
+                if len(self._funcs) < _FUNC_CACHE_MAX:
+                    self._funcs[func] = marked
+        if marked:
             return True
-        for owner in (getattr(func, "view_class", None), getattr(func, "cls", None)):
-            if owner is not None and getattr(owner, _DO_NOT_TRACK, False):
-                return True
         views = self._exclude_views
         if views:
             return (
@@ -259,13 +278,29 @@ cdef class Extras:
             )
         return False
 
+    cdef bint _decided(self, request, state) except -1:
+        # The view exclusions, decided once per request (hooks, inner and outer end ask in turn).
+        cdef _State st
+        if not self._defer:
+            return False
+        if type(state) is not _State:
+            state = request.__dict__.get(_KEY)
+            if type(state) is not _State:
+                return state is True or self._view_excluded(request)
+        st = <_State>state
+        if st.view_excluded < 0:
+            if getattr(request, "resolver_match", None) is None:
+                return False  # not resolved (yet): decide later
+            st.view_excluded = self._view_excluded(request)
+        return st.view_excluded
+
     def excluded(self, request):
         """The After middleware's hooks: whether this request is recorded in no HTTP family."""
         try:
             state = request.__dict__.get(_KEY)
             if state is True:
                 return True
-            return self._defer and self._view_excluded(request)
+            return self._decided(request, state)
         except Exception:
             _log_failure("an exclusion rule")
             return False
@@ -296,6 +331,7 @@ cdef class Extras:
             state.started = dp_clock()
             state.db = _MISSING
             state.queued = -1.0
+            state.view_excluded = -1
             d[_KEY] = state
             if self._inflight is not None:
                 cell = self._inflight_cells.get(method)
@@ -324,13 +360,13 @@ cdef class Extras:
         cdef double elapsed
         if type(state) is not _State:
             try:
-                return _SKIP if self._defer and self._view_excluded(request) else None
+                return _SKIP if self._decided(request, None) else None
             except Exception:
                 _log_failure("an exclusion rule")
                 return None
         st = <_State>state
         try:
-            if self._defer and self._view_excluded(request):
+            if self._decided(request, st):
                 st.release()
                 self._db_finish(st, route(request), True)
                 return _SKIP

@@ -44,6 +44,7 @@ _METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPT
 _INVALID = "<invalid method>"
 _GROUPS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _STATUS_CACHE_MAX = 1024
+_FUNC_CACHE_MAX = 4096
 _MISSING: Any = object()
 
 
@@ -111,13 +112,23 @@ def queue_seconds(value: object, now: float) -> float | None:
     return None
 
 
+def _marked(func: Any) -> bool:
+    # ``do_not_track`` on the view function, or on the class behind ``as_view()`` (Django, DRF).
+    if getattr(func, DO_NOT_TRACK, False):
+        return True
+    for owner in (getattr(func, "view_class", None), getattr(func, "cls", None)):
+        if owner is not None and getattr(owner, DO_NOT_TRACK, False):
+            return True
+    return False
+
+
 class _State:
     """One request the features own: when it began, its method, its in-flight cell, its DB token.
 
     Also the in-flight gauge's closer: ``response.close()`` calls it (once).
     """
 
-    __slots__ = ("db", "inflight", "method", "queued", "started")
+    __slots__ = ("db", "inflight", "method", "queued", "started", "view_excluded")
 
     def __init__(self, method: str, started: float) -> None:
         self.method = method
@@ -125,6 +136,7 @@ class _State:
         self.inflight: Any = None
         self.db: Any = _MISSING
         self.queued: float | None = None  # observed once the view is known not to be excluded
+        self.view_excluded: bool | None = None  # the view exclusions, decided once a request
 
     def __call__(self) -> None:
         cell, self.inflight = self.inflight, None
@@ -161,6 +173,7 @@ class Extras:
         "_db_end",
         "_exclude_paths",
         "_exclude_views",
+        "_funcs",
         "_group",
         "_inflight",
         "_inflight_cells",
@@ -187,6 +200,7 @@ class Extras:
         self._routes: dict[str, dict[str, _RouteMethod]] = {}
         self._inflight_cells: dict[str, Any] = {}
         self._statuses: dict[object, str] = {}
+        self._funcs: dict[Any, bool] = {}
 
     # -- exclusions ------------------------------------------------------------------------------
 
@@ -207,11 +221,17 @@ class Extras:
         if match is None:
             return False
         func = match.func
-        if getattr(func, DO_NOT_TRACK, False):
+        try:
+            marked = self._funcs.get(func)
+        except TypeError:  # an unhashable view callable
+            marked = _marked(func)
+        else:
+            if marked is None:
+                marked = _marked(func)
+                if len(self._funcs) < _FUNC_CACHE_MAX:
+                    self._funcs[func] = marked
+        if marked:
             return True
-        for owner in (getattr(func, "view_class", None), getattr(func, "cls", None)):
-            if owner is not None and getattr(owner, DO_NOT_TRACK, False):
-                return True
         views = self._exclude_views
         if views:
             return (
@@ -221,13 +241,27 @@ class Extras:
             )
         return False
 
+    def _decided(self, request: Any, state: Any) -> bool:
+        # The view exclusions, decided once per request (hooks, inner and outer end ask in turn).
+        if not self.defer:
+            return False
+        if type(state) is not _State:
+            state = request.__dict__.get(KEY)
+            if type(state) is not _State:
+                return state is True or self.view_excluded(request)
+        if state.view_excluded is None:
+            if getattr(request, "resolver_match", None) is None:
+                return False  # not resolved (yet): decide later
+            state.view_excluded = self.view_excluded(request)
+        return state.view_excluded
+
     def excluded(self, request: Any) -> bool:
         """The After middleware's hooks: whether this request is recorded in no HTTP family."""
         try:
             state = request.__dict__.get(KEY)
             if state is True:
                 return True
-            return self.defer and self.view_excluded(request)
+            return self._decided(request, state)
         except Exception:
             _log_failure("an exclusion rule")
             return False
@@ -275,8 +309,8 @@ class Extras:
         """Record the route; ``SKIP`` for a view-excluded request (the core drops its deferred counts)."""
         try:
             if state is INNER or type(state) is not _State:
-                return SKIP if self.defer and self.view_excluded(request) else None
-            if self.defer and self.view_excluded(request):
+                return SKIP if self._decided(request, None) else None
+            if self._decided(request, state):
                 state()
                 self._db_finish(state, route(request), True)
                 return SKIP
