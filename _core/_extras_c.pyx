@@ -15,6 +15,7 @@ its own failures (instrumentation never breaks a request).
 import logging
 from time import time as _wall
 
+cimport cython
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
 from . import _cells_c
@@ -166,6 +167,7 @@ cdef bint _marked(func) except -1:
     return False
 
 
+@cython.no_gc  # it refers to a cell, a method string and a DB token: no cycle through it
 cdef class _State:
     """One request the features own: when it began, its method, its in-flight cell, its DB token.
 
@@ -243,7 +245,7 @@ cdef class Extras:
         """Whether ``PROMETHEUS_EXCLUDE_PATHS`` excludes the request (decided before the view resolves)."""
         if self._paths_search is None:
             return False
-        state = request.__dict__.get(_KEY)
+        state = getattr(request, _KEY, None)
         if state is not None:
             return state is True
         path = getattr(request, "path_info", None)
@@ -284,7 +286,7 @@ cdef class Extras:
         if not self._defer:
             return False
         if type(state) is not _State:
-            state = request.__dict__.get(_KEY)
+            state = getattr(request, _KEY, None)
             if type(state) is not _State:
                 return state is True or self._view_excluded(request)
         st = <_State>state
@@ -297,7 +299,7 @@ cdef class Extras:
     def excluded(self, request):
         """The After middleware's hooks: whether this request is recorded in no HTTP family."""
         try:
-            state = request.__dict__.get(_KEY)
+            state = getattr(request, _KEY, None)
             if state is True:
                 return True
             return self._decided(request, state)
@@ -312,14 +314,15 @@ cdef class Extras:
         cdef _State state
         cdef double waited
         try:
-            d = request.__dict__
-            found = d.get(_KEY)
+            # getattr/setattr, not request.__dict__: that would turn the request's inline
+            # attribute values into a dict, slowing every later attribute access of Django's.
+            found = getattr(request, _KEY, None)
             if found is not None:  # the outer middleware began the request: it owns it
                 return _SKIP if found is True else _INNER
             if self._paths_search is not None:
                 path = request.path_info
                 if type(path) is str and self._paths_search(path) is not None:
-                    d[_KEY] = True
+                    setattr(request, _KEY, True)
                     return _SKIP
             method = request.method
             if type(method) is str:
@@ -332,7 +335,7 @@ cdef class Extras:
             state.db = _MISSING
             state.queued = -1.0
             state.view_excluded = -1
-            d[_KEY] = state
+            setattr(request, _KEY, state)
             if self._inflight is not None:
                 cell = self._inflight_cells.get(method)
                 if cell is None:

@@ -209,7 +209,7 @@ class Extras:
         paths = self._exclude_paths
         if paths is None:
             return False
-        state = request.__dict__.get(KEY)
+        state = getattr(request, KEY, None)
         if state is not None:
             return state is True
         path = getattr(request, "path_info", None)
@@ -246,7 +246,7 @@ class Extras:
         if not self.defer:
             return False
         if type(state) is not _State:
-            state = request.__dict__.get(KEY)
+            state = getattr(request, KEY, None)
             if type(state) is not _State:
                 return state is True or self.view_excluded(request)
         if state.view_excluded is None:
@@ -258,7 +258,7 @@ class Extras:
     def excluded(self, request: Any) -> bool:
         """The After middleware's hooks: whether this request is recorded in no HTTP family."""
         try:
-            state = request.__dict__.get(KEY)
+            state = getattr(request, KEY, None)
             if state is True:
                 return True
             return self._decided(request, state)
@@ -271,20 +271,21 @@ class Extras:
     def begin(self, request: Any, outer: bool) -> Any:
         """A state for ``end``; ``SKIP`` (the core's, passed as ``skip``) for an excluded path."""
         try:
-            d = request.__dict__
-            state = d.get(KEY)
+            # getattr/setattr, not request.__dict__: that would turn the request's inline
+            # attribute values into a dict, slowing every later attribute access of Django's.
+            state = getattr(request, KEY, None)
             if state is not None:  # the outer middleware began the request: it owns it
                 return SKIP if state is True else INNER
             paths = self._exclude_paths
             if paths is not None:
                 path = request.path_info
                 if type(path) is str and paths.search(path) is not None:
-                    d[KEY] = True
+                    setattr(request, KEY, True)
                     return SKIP
             method = request.method
             method = _METHODS.get(method, _INVALID) if type(method) is str else _INVALID
             state = _State(method, perf_counter())
-            d[KEY] = state
+            setattr(request, KEY, state)
             if self._inflight is not None:
                 cell = self._inflight_cells.get(method)
                 if cell is None:
