@@ -19,6 +19,11 @@ class DjangoPrometheusConfig(AppConfig):
 
         checks.register(check_access_settings)
 
+        from django_prometheus.http import extras  # the opt-in HTTP features, if any is on
+
+        checks.register(extras.check_settings)
+        extras.install()
+
         SetupPrometheusExportsFromConfig()
 
         if getattr(settings, "PROMETHEUS_INSTRUMENT_DATABASES", False):  # DB metrics without an ENGINE swap

@@ -40,6 +40,22 @@ def _log_failure(what: str) -> None:
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", what)
 
 
+def _extras_call(method: Any, *args: Any) -> Any:
+    # The opt-in features on the extension path (they log their own failures; this is the backstop).
+    try:
+        return method(*args)
+    except Exception:
+        _log_failure("a request (opt-in features)")
+        return None
+
+
+def _hook_excluded(request: HttpRequest) -> bool:
+    # The After middleware's hooks on the extension path: a request excluded by path (a view
+    # exclusion comes too late for the hooks, which counted the request on its way in).
+    extras = _http.get_extras()
+    return extras is not None and bool(_extras_call(extras.path_excluded, request))
+
+
 class _PrometheusMiddleware(_http.Middleware):
     """What both middlewares share: construction, mode selection and upstream's helper methods."""
 
@@ -105,22 +121,51 @@ class _PrometheusMiddleware(_http.Middleware):
 
     # The default path is the core's ``__call__``/``__acall__``; these run the hooks instead.
     def _call_hooks(self, request: HttpRequest) -> Any:
-        # Upstream's MiddlewareMixin.__call__; our own hooks log their failures.
-        response = self.process_request(request)  # type: ignore[attr-defined]
-        response = response or self.get_response(request)
-        return self.process_response(request, response)  # type: ignore[attr-defined]
+        # Upstream's MiddlewareMixin.__call__; our own hooks log their failures. With the opt-in
+        # features on, they run around it: a path exclusion skips the hooks, a view exclusion
+        # only the features (the hooks counted the request before its view was known).
+        extras = _http.get_extras()
+        state = None if extras is None else _extras_call(extras.begin, request, self._outer)
+        if state is _http.SKIP:
+            return self.get_response(request)
+        try:
+            response = self.process_request(request)  # type: ignore[attr-defined]
+            response = response or self.get_response(request)
+            response = self.process_response(request, response)  # type: ignore[attr-defined]
+        except BaseException:
+            if state is not None:
+                _extras_call(extras.abort, request, state, self._outer)  # type: ignore[union-attr]
+            raise
+        if state is not None:
+            _extras_call(extras.end, request, response, state, self._outer)  # type: ignore[union-attr]
+        return response
 
     async def _acall_hooks(self, request: HttpRequest) -> Any:
         # Overridden hooks are user code that may touch the database: run them in a thread, as upstream.
-        response = await sync_to_async(self.process_request, thread_sensitive=True)(request)  # type: ignore[attr-defined]
-        response = response or await self.get_response(request)
-        return await sync_to_async(self.process_response, thread_sensitive=True)(request, response)  # type: ignore[attr-defined]
+        extras = _http.get_extras()
+        state = None if extras is None else _extras_call(extras.begin, request, self._outer)
+        if state is _http.SKIP:
+            return await self.get_response(request)
+        try:
+            response = await sync_to_async(self.process_request, thread_sensitive=True)(request)  # type: ignore[attr-defined]
+            response = response or await self.get_response(request)
+            response = await sync_to_async(self.process_response, thread_sensitive=True)(request, response)  # type: ignore[attr-defined]
+        except BaseException:
+            if state is not None:
+                _extras_call(extras.abort, request, state, self._outer)  # type: ignore[union-attr]
+            raise
+        if state is not None:
+            _extras_call(extras.end, request, response, state, self._outer)  # type: ignore[union-attr]
+        return response
+
+    _outer = False
 
 
 class PrometheusBeforeMiddleware(_PrometheusMiddleware):
     """Monitoring middleware that should run before other middlewares."""
 
     _METRICS = BEFORE
+    _outer = True
 
     def _base(self) -> type:
         return PrometheusBeforeMiddleware
@@ -218,7 +263,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         """Upstream's hook (the extension path): count by view, transport and method."""
         try:
             view = _http.hook_view_name(request)
-            if view is not None:
+            if view is not None and not _hook_excluded(request):
                 self.label_metric(
                     self.metrics.requests_by_view_transport_method,
                     request,
@@ -233,7 +278,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         """Upstream's hook (the extension path): count by template name."""
         try:
             name = _http.template_name(response)
-            if name is not None:
+            if name is not None and not _hook_excluded(request):
                 self.label_metric(
                     self.metrics.responses_by_templatename, request, response=response, templatename=name
                 ).inc()
@@ -283,6 +328,8 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         """Upstream's hook (the extension path): count by exception type and view."""
         # fix 5: no latency here; process_response observes the failed request once.
         try:
+            if _hook_excluded(request):
+                return
             self.label_metric(self.metrics.exceptions_by_type, request, type=type(exception).__name__).inc()
             view = _http.hook_view_name(request)
             if view is not None:

@@ -68,6 +68,15 @@ else:
 # The migration gauges (django_migrations_applied_total / _unapplied_total) on /metrics.
 PROMETHEUS_EXPORT_MIGRATIONS = True
 
+# The opt-in families the dashboard's route, database and cache panels read (README).
+PROMETHEUS_ROUTE_METRICS = True
+PROMETHEUS_INFLIGHT_METRICS = True
+PROMETHEUS_QUEUE_TIME_METRICS = True
+PROMETHEUS_REQUEST_DB_METRICS = True
+PROMETHEUS_CACHE_OPERATION_METRICS = True
+# Prometheus' own scrapes are not traffic.
+PROMETHEUS_EXCLUDE_PATHS = [r"^/metrics$"]
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,238 @@
+"""The opt-in HTTP features: settings read once, families created once, the core's ``Extras`` installed.
+
+- ``PROMETHEUS_ROUTE_METRICS`` (+ ``PROMETHEUS_GROUP_STATUS_CODES``):
+  ``django_http_route_requests_total{route,method,status}`` and
+  ``django_http_route_request_duration_seconds{route,method}``;
+- ``PROMETHEUS_EXCLUDE_PATHS`` / ``PROMETHEUS_EXCLUDE_VIEWS`` and
+  ``django_prometheus.decorators.do_not_track``: requests in no HTTP family;
+- ``PROMETHEUS_INFLIGHT_METRICS``: ``django_http_requests_in_progress{method}``;
+- ``PROMETHEUS_QUEUE_TIME_METRICS``: ``django_http_request_queue_seconds``;
+- ``PROMETHEUS_REQUEST_DB_METRICS``: the per-request DB accounting
+  (``django_prometheus.db.per_request``) begun and ended around each request.
+
+``install()`` runs when the app is ready and again whenever Django reports a
+change of one of these settings (``override_settings``); with every feature
+off nothing is installed (``_http.get_extras()`` is None) and the default path
+pays one pointer check. The per-request work is the core's (``_core/_extras``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from django_prometheus import conf
+from django_prometheus._core import _extras, _http
+from django_prometheus.metrics import Counter, Gauge, Histogram
+
+__all__ = ["SETTINGS", "build", "families", "install", "view_marked"]
+
+#: The settings ``install()`` reads.
+SETTINGS = frozenset(
+    {
+        "PROMETHEUS_ROUTE_METRICS",
+        "PROMETHEUS_GROUP_STATUS_CODES",
+        "PROMETHEUS_EXCLUDE_PATHS",
+        "PROMETHEUS_EXCLUDE_VIEWS",
+        "PROMETHEUS_INFLIGHT_METRICS",
+        "PROMETHEUS_QUEUE_TIME_METRICS",
+        "PROMETHEUS_REQUEST_DB_METRICS",
+        "PROMETHEUS_METRIC_NAMESPACE",
+        "PROMETHEUS_LATENCY_BUCKETS",
+    }
+)
+
+_lock = threading.RLock()
+_families: dict[str, Any] = {}
+_families_key: Any = None
+_views_marked = False
+
+
+class _Config:
+    """What the core's ``Extras`` receives (see its docstring)."""
+
+    route_requests: Any = None
+    route_duration: Any = None
+    group_status = False
+    inflight: Any = None
+    queue: Any = None
+    exclude_paths: Any = None
+    exclude_views: frozenset[str] = frozenset()
+    defer = False
+    db_begin: Any = None
+    db_end: Any = None
+    db_discard: Any = None
+
+
+def _flag(name: str) -> bool:
+    value = conf.setting(name, False)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def _strings(name: str) -> tuple[str, ...]:
+    value = conf.setting(name, ())
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ImproperlyConfigured(f"{name} must be a list of strings, not {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise ImproperlyConfigured(f"{name} must be a list of non-empty strings; {item!r} is not one")
+    return tuple(value)
+
+
+def exclude_paths() -> re.Pattern[str] | None:
+    """``PROMETHEUS_EXCLUDE_PATHS``: one regex, searched in ``request.path_info``, or None."""
+    patterns = _strings("PROMETHEUS_EXCLUDE_PATHS")
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            message = f"PROMETHEUS_EXCLUDE_PATHS: {pattern!r} is not a regex ({exc})"
+            raise ImproperlyConfigured(message) from None
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+def families() -> dict[str, Any]:
+    """The four families of the features (created on first use; again if the namespace or buckets change)."""
+    global _families_key
+    with _lock:
+        key = (conf.namespace(), conf.latency_buckets())
+        if _families_key != key:
+            _unregister()
+            namespace, buckets = key
+            route_duration = Histogram(
+                "django_http_route_request_duration_seconds",
+                "Histogram of request processing time by URL route and method.",
+                ["route", "method"],
+                namespace=namespace,
+                buckets=buckets,
+            )
+            _apply_exemplars(route_duration)
+            _families.update(
+                route_requests=Counter(
+                    "django_http_route_requests_total",
+                    "Count of responses by URL route, method and status.",
+                    ["route", "method", "status"],
+                    namespace=namespace,
+                ),
+                route_duration=route_duration,
+                inflight=Gauge(
+                    "django_http_requests_in_progress",
+                    "Requests being processed (responses not yet closed), by method.",
+                    ["method"],
+                    namespace=namespace,
+                    multiprocess_mode="livesum",
+                ),
+                queue=Histogram(
+                    "django_http_request_queue_seconds",
+                    "Histogram of the time requests waited before Django (X-Request-Start, X-Queue-Start).",
+                    namespace=namespace,
+                    buckets=buckets,
+                ),
+            )
+            _families_key = key
+        return dict(_families)
+
+
+def _unregister() -> None:
+    from prometheus_client import REGISTRY
+
+    for metric in _families.values():
+        try:
+            REGISTRY.unregister(metric)
+        except KeyError:  # the user unregistered it
+            pass
+    _families.clear()
+
+
+def _apply_exemplars(metric: Any) -> None:
+    try:
+        from django_prometheus.http.exemplars import apply
+    except ImportError:  # built in parallel; the lead removes this guard when it lands
+        return
+    apply(metric)
+
+
+def _per_request() -> Any:
+    try:
+        from django_prometheus.db import per_request
+    except ImportError:  # built in parallel; the lead removes this guard when it lands
+        return None
+    return per_request if per_request.enabled() else None
+
+
+def build() -> Any:
+    """The core's ``Extras`` for the current settings, or None when every feature is off.
+
+    Raises ``ImproperlyConfigured`` for a setting of the wrong type or a bad regex.
+    """
+    config = _Config()
+    routes = _flag("PROMETHEUS_ROUTE_METRICS")
+    config.group_status = _flag("PROMETHEUS_GROUP_STATUS_CODES")
+    inflight = _flag("PROMETHEUS_INFLIGHT_METRICS")
+    queue = _flag("PROMETHEUS_QUEUE_TIME_METRICS")
+    config.exclude_paths = exclude_paths()
+    config.exclude_views = frozenset(_strings("PROMETHEUS_EXCLUDE_VIEWS"))
+    config.defer = bool(config.exclude_views) or _views_marked
+    per_request = _per_request()
+    if per_request is not None:
+        config.db_begin = per_request.begin
+        config.db_end = per_request.end
+        config.db_discard = getattr(per_request, "discard", None)
+    if not (routes or inflight or queue or config.exclude_paths is not None or config.defer or per_request):
+        return None
+    if routes or inflight or queue:
+        made = families()
+        if routes:
+            config.route_requests = made["route_requests"].labels
+            config.route_duration = made["route_duration"].labels
+        if inflight:
+            config.inflight = made["inflight"].labels
+        if queue:
+            config.queue = made["queue"]._cell
+    return _extras.Extras(config)
+
+
+def install() -> None:
+    """Build the features from the settings and install them in the middlewares' core (None: all off)."""
+    with _lock:
+        _http.set_extras(build())
+
+
+def view_marked() -> None:
+    """``do_not_track`` marked a view: view exclusions are on from now on."""
+    global _views_marked
+    with _lock:
+        if _views_marked:
+            return
+        _views_marked = True
+        try:
+            install()
+        except ImproperlyConfigured:  # reported by the app's start-up and the system check
+            pass
+
+
+def check_settings(**kwargs: object) -> list[Any]:
+    """``manage.py check``: the features' settings are valid."""
+    from django.core import checks
+
+    try:
+        build()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="django_prometheus.E002")]
+    return []
+
+
+def _changed(setting: str, **kwargs: Any) -> None:
+    if setting in SETTINGS:
+        install()
+
+
+setting_changed.connect(_changed, weak=False, dispatch_uid="django_prometheus.http.extras")

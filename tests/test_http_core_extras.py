@@ -1,0 +1,252 @@
+"""The features' core (``_core/_extras``), compiled and pure side by side, on real Django requests."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from types import SimpleNamespace
+
+import pytest
+from django.http import HttpResponse, StreamingHttpResponse
+from django.test import RequestFactory
+from django.urls import resolve
+from django_prometheus._core import _cells, _extras
+
+pytestmark = pytest.mark.urls("tests.features_project.urls")
+
+CORES = {"pure": ("_extras_py", "_http_py", "_cells_py")}
+if _extras.USE_EXTENSIONS:
+    CORES["compiled"] = ("_extras_c", "_http_c", "_cells_c")
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_installed():
+    yield
+    from django_prometheus.http import extras
+
+    extras._views_marked = False  # the project's do_not_track marked views on import
+    extras.install()
+
+
+def _load(impl: str):
+    return [importlib.import_module(f"django_prometheus._core.{name}") for name in CORES[impl]]
+
+
+class Family:
+    """A labelled family of real core cells: ``labels(*values)`` -> cell, and every child."""
+
+    def __init__(self, make):
+        self.make, self.children = make, {}
+
+    def labels(self, *values):
+        return self.children.setdefault(values, self.make())
+
+
+def _config(cells, **overrides):
+    config = SimpleNamespace(
+        route_requests=Family(cells.Counter).labels,
+        route_duration=Family(lambda: cells.Histogram((0.1, 1.0, float("inf")))).labels,
+        group_status=False,
+        inflight=Family(cells.Gauge).labels,
+        queue=cells.Histogram((0.1, 1.0, float("inf"))),
+        exclude_paths=None,
+        exclude_views=frozenset(),
+        defer=False,
+        db_begin=None,
+        db_end=None,
+        db_discard=None,
+    )
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    return config
+
+
+def _close(response) -> None:
+    # What HttpResponseBase.close() does for its closers, without request_finished (which
+    # closes the test's database connections).
+    closers = list(response._resource_closers)
+    for closer in closers:
+        closer()
+    for closer in closers:
+        closer()  # a closer called twice releases once
+
+
+def _request(path: str, method: str = "GET", **meta):
+    request = RequestFactory().generic(method, path, **meta)
+    try:
+        request.resolver_match = resolve(path)
+    except Exception:
+        pass
+    return request
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_route_rule(impl):
+    extras, _, _ = _load(impl)
+    assert extras.route(_request("/shop/items/3/")) == "shop/items/<int:pk>/"
+    assert extras.route(_request("/shop/legacy/3/")) == "shop/legacy/(?P<pk>[0-9]+)/$"
+    assert extras.route(_request("/nowhere")) == "<unmatched>"
+    assert extras.route(object()) == "<unmatched>"
+    from django_prometheus.http.routes import route
+
+    assert route(_request("/ninja/things/1")) == extras.route(_request("/ninja/things/1"))
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_status_labels(impl):
+    extras, _, _ = _load(impl)
+    assert [extras.status_label(c, True) for c in (101, 200, 302, 404, 503)] == [
+        "1xx",
+        "2xx",
+        "3xx",
+        "4xx",
+        "5xx",
+    ]
+    assert extras.status_label(200, False) == "200"
+    assert extras.status_label(999, True) == "999"
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_queue_seconds_tells_units_apart_and_refuses_nonsense(impl):
+    extras, _, _ = _load(impl)
+    now = 1_800_000_000.5
+    assert extras.queue_seconds("t=1800000000.25", now) == pytest.approx(0.25)
+    assert extras.queue_seconds("1800000000250", now) == pytest.approx(0.25)  # ms
+    assert extras.queue_seconds("t=1800000000250000", now) == pytest.approx(0.25)  # µs
+    for bad in (
+        None,
+        b"1",
+        "",
+        "t=",
+        "x",
+        "-1",
+        "0",
+        "nan",
+        "inf",
+        "1e400",
+        "9" * 50,
+        "1800000001.5",
+        "1799990000",
+    ):
+        assert extras.queue_seconds(bad, now) is None, bad
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_one_owner_per_request_and_inner_follows_outer(impl):
+    extras_mod, http, cells = _load(impl)
+    config = _config(cells)
+    extras = extras_mod.Extras(config)
+    request = _request("/ok", HTTP_X_QUEUE_START=f"t={time.time() - 0.2:.3f}")
+    outer = extras.begin(request, True)
+    inner = extras.begin(request, False)
+    assert inner is extras_mod.INNER and outer is not inner
+    gauge = config.inflight.__self__.children[("GET",)]
+    assert gauge.get() == 1
+    response = HttpResponse(b"ok")
+    assert extras.end(request, response, inner, False) is None
+    assert extras.end(request, response, outer, True) is None
+    routes = config.route_requests.__self__.children
+    assert {k: v.get() for k, v in routes.items()} == {("ok", "GET", "200"): 1.0}
+    assert config.queue.count == 1 and 0.1 < config.queue.sum < 5
+    assert gauge.get() == 1  # until the response is closed
+    _close(response)
+    _close(response)
+    assert gauge.get() == 0
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_path_and_view_exclusions(impl):
+    import re
+
+    extras_mod, http, cells = _load(impl)
+    config = _config(
+        cells, exclude_paths=re.compile(r"^/metrics$"), exclude_views=frozenset({"shop:item"}), defer=True
+    )
+    extras = extras_mod.Extras(config)
+    metrics = _request("/metrics")
+    assert extras.begin(metrics, True) is http.SKIP
+    assert extras.begin(metrics, False) is http.SKIP
+    assert extras.excluded(metrics) and extras.path_excluded(metrics)
+    item = _request("/shop/items/1/")
+    state = extras.begin(item, True)
+    assert not extras.path_excluded(item) and extras.excluded(item)
+    assert extras.end(item, HttpResponse(), extras.begin(item, False), False) is http.SKIP
+    assert extras.end(item, HttpResponse(), state, True) is http.SKIP
+    untracked = _request("/untracked")  # do_not_track
+    state = extras.begin(untracked, True)
+    assert extras.end(untracked, HttpResponse(), state, True) is http.SKIP
+    assert config.route_requests.__self__.children == {}
+    assert all(g.get() == 0 for g in config.inflight.__self__.children.values())
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_per_request_db_accounting_is_begun_and_ended_with_the_route(impl):
+    extras_mod, http, cells = _load(impl)
+    calls = []
+    config = _config(
+        cells,
+        db_begin=lambda: calls.append("begin") or len(calls),
+        db_end=lambda token, route: calls.append(("end", token, route)),
+        db_discard=lambda token: calls.append(("discard", token)),
+        exclude_views=frozenset({"by-name"}),
+        defer=True,
+    )
+    extras = extras_mod.Extras(config)
+    for path in ("/shop/items/1/", "/nowhere", "/by-name"):
+        request = _request(path)
+        state = extras.begin(request, True)
+        extras.begin(request, False)  # the inner middleware never begins a second accounting
+        extras.end(request, HttpResponse(), state, True)
+    request = _request("/boom")
+    extras.abort(request, extras.begin(request, True), True)
+    assert calls == [
+        "begin",
+        ("end", 1, "shop/items/<int:pk>/"),
+        "begin",
+        ("end", 3, "<unmatched>"),
+        "begin",
+        ("discard", 5),
+        "begin",
+        ("end", 7, "boom"),
+    ]
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_a_failing_feature_never_breaks_the_request(impl, caplog):
+    extras_mod, http, cells = _load(impl)
+
+    def broken(*values):
+        raise RuntimeError("labels")
+
+    config = _config(cells, route_requests=broken, inflight=broken)
+    extras = extras_mod.Extras(config)
+    request = _request("/ok")
+    with caplog.at_level(logging.ERROR, logger="django_prometheus"):
+        state = extras.begin(request, True)
+        assert state is extras_mod.INNER  # recorded as if no feature were on
+        assert extras.end(request, HttpResponse(), state, True) is None
+        extras.abort(request, state, True)
+    assert any("opt-in features" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_a_streaming_response_without_closers_releases_at_once(impl):
+    extras_mod, http, cells = _load(impl)
+    config = _config(cells)
+    extras = extras_mod.Extras(config)
+    request = _request("/short-stream")
+    state = extras.begin(request, True)
+    extras.end(request, SimpleNamespace(status_code=200), state, True)  # not an HttpResponseBase
+    assert config.inflight.__self__.children[("GET",)].get() == 0
+    request = _request("/short-stream")
+    state = extras.begin(request, True)
+    response = StreamingHttpResponse(iter([b"a"]))
+    extras.end(request, response, state, True)
+    assert config.inflight.__self__.children[("GET",)].get() == 1
+    _close(response)
+    assert config.inflight.__self__.children[("GET",)].get() == 0
+
+
+def test_the_features_follow_the_cells_choice():
+    assert _extras.USE_EXTENSIONS == _cells.USE_EXTENSIONS
