@@ -360,8 +360,21 @@ def test_in_flight_counts_the_request_while_it_runs_and_releases_it(settings):
 def test_in_flight_waits_for_a_streaming_response_to_close(settings):
     settings.PROMETHEUS_INFLIGHT_METRICS = True
     from django.core.handlers.wsgi import WSGIHandler
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
     from django.test import RequestFactory
 
+    # As Django's test client does: the suite's DB connections are not this test's to close.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        _stream_through_wsgi(WSGIHandler, RequestFactory)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+def _stream_through_wsgi(WSGIHandler, RequestFactory):
     handler = WSGIHandler()
     environ = RequestFactory().get("/short-stream").environ
     started = []
@@ -370,17 +383,9 @@ def test_in_flight_waits_for_a_streaming_response_to_close(settings):
     assert REGISTRY.get_sample_value(INFLIGHT, {"method": "GET"}) == 1
     assert b"".join(body) == b"abc"
     assert REGISTRY.get_sample_value(INFLIGHT, {"method": "GET"}) == 1  # sent, not yet closed
-    from django.core.signals import request_finished
-    from django.db import close_old_connections
-
-    # As Django's test client does: the suite's DB connections are not this test's to close.
-    request_finished.disconnect(close_old_connections)
-    try:
-        body.close()
-        assert REGISTRY.get_sample_value(INFLIGHT, {"method": "GET"}) == 0
-        body.close()  # closing twice releases once
-    finally:
-        request_finished.connect(close_old_connections)
+    body.close()
+    assert REGISTRY.get_sample_value(INFLIGHT, {"method": "GET"}) == 0
+    body.close()  # closing twice releases once
     assert REGISTRY.get_sample_value(INFLIGHT, {"method": "GET"}) == 0
 
 

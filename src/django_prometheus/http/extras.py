@@ -202,8 +202,13 @@ def build() -> Any:
 
 def install() -> None:
     """Build the features from the settings and install them in the middlewares' core (None: all off)."""
+    global _families_key
     with _lock:
-        _http.set_extras(build())
+        built = build()
+        _http.set_extras(built)
+        if built is None:  # every feature off: their families leave the registry too
+            _unregister()
+            _families_key = None
 
 
 def view_marked() -> None:
