@@ -39,6 +39,7 @@ __all__ = [
     "REPEAT_THRESHOLD",
     "SETTING",
     "begin",
+    "discard",
     "enabled",
     "end",
     "families",
@@ -165,3 +166,13 @@ def end(token: Any, route: str) -> None:
             repeated.inc()
     except Exception:
         logger.exception("django_prometheus: could not record per-request DB metrics")
+
+
+def discard(token: Any) -> None:
+    """Stop accounting ``token``'s request without observing it (an excluded request). Never raises."""
+    if token is None:
+        return
+    try:
+        _db.end_request(token)
+    except Exception:  # pragma: no cover - defensive: instrumentation never breaks a request
+        logger.exception("django_prometheus: could not stop per-request DB accounting")

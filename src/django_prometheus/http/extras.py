@@ -153,18 +153,14 @@ def _unregister() -> None:
 
 
 def _apply_exemplars(metric: Any) -> None:
-    try:
-        from django_prometheus.http.exemplars import apply
-    except ImportError:  # built in parallel; the lead removes this guard when it lands
-        return
+    from django_prometheus.http.exemplars import apply
+
     apply(metric)
 
 
 def _per_request() -> Any:
-    try:
-        from django_prometheus.db import per_request
-    except ImportError:  # built in parallel; the lead removes this guard when it lands
-        return None
+    from django_prometheus.db import per_request
+
     return per_request if per_request.enabled() else None
 
 
@@ -185,7 +181,7 @@ def build() -> Any:
     if per_request is not None:
         config.db_begin = per_request.begin
         config.db_end = per_request.end
-        config.db_discard = getattr(per_request, "discard", None)
+        config.db_discard = per_request.discard
     if not (routes or inflight or queue or config.exclude_paths is not None or config.defer or per_request):
         return None
     if routes or inflight or queue:
