@@ -110,6 +110,25 @@ def _build_reused_in_request(impl: str) -> Op:
     return op
 
 
+def _hook_settings(impl: str) -> dict[str, Any]:
+    if impl == "upstream":
+        raise NotImplementedError("a yardstick of Django's hook, not an instrumentation")
+    return {"DATABASES": {"default": _database("sqlite", "bare")}, "INSTALLED_APPS": [], "USE_TZ": True}
+
+
+def _build_reused_with_hook(impl: str) -> Op:
+    # Django's own price of ``connection.execute_wrappers`` (the hook the no-swap path uses):
+    # every row but bare runs one do-nothing wrapper, and nothing of ours.
+    connection = _connection()
+    if impl != "bare":
+
+        def passthrough(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+            return execute(sql, params, many, context)
+
+        connection.execute_wrappers.append(passthrough)
+    return _build_reused(impl)
+
+
 def _build_new_cursor(impl: str) -> Op:
     connection = _connection()
 
@@ -132,6 +151,9 @@ DB_SQLITE_NOSWAP = Case(
 DB_PG_NOSWAP = Case(
     "db_postgresql_execute_reused_cursor_noswap", _settings_for("postgresql", True), _build_reused
 )
+# A yardstick, not an instrumentation: one do-nothing execute wrapper on stock Django (its
+# rows other than bare are identical). The noswap case's added cost minus this one is ours.
+DB_SQLITE_HOOK = Case("db_sqlite_execute_reused_cursor_django_hook", _hook_settings, _build_reused_with_hook)
 # Per-request accounting on (ENGINE path): compare with db_sqlite_execute_reused_cursor.
 DB_SQLITE_REQUEST = Case(
     "db_sqlite_execute_reused_cursor_per_request",
@@ -145,6 +167,7 @@ CASES = [
     DB_PG_NEW,
     DB_SQLITE_NOSWAP,
     DB_PG_NOSWAP,
+    DB_SQLITE_HOOK,
     DB_SQLITE_REQUEST,
 ]
 
