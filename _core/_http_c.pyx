@@ -21,27 +21,8 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 
 from . import _cells_c
 
-cdef extern from *:
-    """
-    #if defined(_WIN32)
-    #include <windows.h>
-    static double dp_now(void) {
-        LARGE_INTEGER f, c;
-        QueryPerformanceFrequency(&f);
-        QueryPerformanceCounter(&c);
-        return (double)c.QuadPart / (double)f.QuadPart;
-    }
-    #else
-    #include <time.h>
-    /* CLOCK_MONOTONIC: what time.perf_counter() reads on Linux and macOS. */
-    static double dp_now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    }
-    #endif
-    """
-    double dp_now() nogil
+cdef extern from "dp_clock.h":
+    double dp_clock() nogil
 
 # The cells' C entry points (declared in _cells_c.pyx; keep the two structs identical).
 ctypedef void (*dp_cell_add)(object, double) noexcept
@@ -314,7 +295,7 @@ cdef class _Recorder:
     def on_request(self, request):
         """Record the request; its start time on the monotonic clock (also when recording failed)."""
         self._begin(request)
-        return dp_now()
+        return dp_clock()
 
     def on_response(self, request, response, started=None):
         """Record the response; ``started`` None means the request was never seen (unknown latency)."""
@@ -340,7 +321,7 @@ cdef class BeforeRecorder(_Recorder):
         return None
 
     cdef int _end(self, request, response, state, double started) except -1:
-        cdef double end = dp_now()
+        cdef double end = dp_clock()
         try:
             _inc(self._responses)
             if started != started:
@@ -583,7 +564,7 @@ cdef class AfterRecorder(_Recorder):
         return charset(response)
 
     cdef int _end(self, request, response, state, double started) except -1:
-        cdef double end = dp_now()
+        cdef double end = dp_clock()
         cdef _Kind kind
         cdef _Outcome outcome
         cdef PyObject *last
@@ -744,7 +725,7 @@ cdef class Middleware:
         if _extras is not None:
             return self._call_extras(request, recorder, _extras)
         recorded = recorder._begin(request)
-        cdef double started = dp_now()
+        cdef double started = dp_clock()
         response = self.get_response(request)
         recorder._end(request, response, recorded, started)
         return response
@@ -758,7 +739,7 @@ cdef class Middleware:
         extras = _extras
         if extras is None:
             recorded = recorder._begin(request)
-            started = dp_now()
+            started = dp_clock()
             response = await self.get_response(request)
             recorder._end(request, response, recorded, started)
             return response
@@ -768,7 +749,7 @@ cdef class Middleware:
             return await self.get_response(request)
         defer = _extras_defer(extras, state)
         recorded = None if defer else recorder._begin(request)
-        started = dp_now()
+        started = dp_clock()
         try:
             response = await self.get_response(request)
         except BaseException:
@@ -786,7 +767,7 @@ cdef class Middleware:
             return self.get_response(request)
         defer = _extras_defer(extras, state)
         recorded = None if defer else recorder._begin(request)
-        started = dp_now()
+        started = dp_clock()
         try:
             response = self.get_response(request)
         except BaseException:
