@@ -10,8 +10,9 @@ from django.conf import settings
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    import django_prometheus
     from django_prometheus._core import _cells
+
+    import django_prometheus
 
     core = "compiled" if _cells.USE_EXTENSIONS else "pure"
     return [

@@ -38,7 +38,12 @@ _FILE_CACHE_DIR = tempfile.mkdtemp(prefix="dp-filecache-")
 # and for network backends a "<name>_dead" one pointing at a closed port.
 _BACKENDS = {
     "locmem": ("django.core.cache.backends.locmem.LocMemCache", "locmem.LocMemCache", None, None),
-    "filebased": ("django.core.cache.backends.filebased.FileBasedCache", "filebased.FileBasedCache", _FILE_CACHE_DIR, None),
+    "filebased": (
+        "django.core.cache.backends.filebased.FileBasedCache",
+        "filebased.FileBasedCache",
+        _FILE_CACHE_DIR,
+        None,
+    ),
     "pymemcache": (
         "django.core.cache.backends.memcached.PyMemcacheCache",
         "memcached.PyMemcacheCache",
@@ -66,7 +71,9 @@ _OPTIONS = {
     "redis": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
 }
 
-CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache", "LOCATION": "default"}}
+CACHES = {
+    "default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache", "LOCATION": "default"}
+}
 for _name, (_bare, _ours, _location, _dead) in _BACKENDS.items():
     _common = {"LOCATION": _location or _name, "OPTIONS": _OPTIONS.get(_name, {}), "KEY_PREFIX": _name}
     CACHES[_name] = {"BACKEND": f"django_prometheus.cache.backends.{_ours}", **_common}
@@ -79,4 +86,7 @@ CACHES["redis_dead_ignored"] = {
     **CACHES["redis_dead"],
     "OPTIONS": {**_OPTIONS["redis"], "IGNORE_EXCEPTIONS": True},
 }
-CACHES["redis_dead_ignored_bare"] = {**CACHES["redis_dead_bare"], "OPTIONS": CACHES["redis_dead_ignored"]["OPTIONS"]}
+CACHES["redis_dead_ignored_bare"] = {
+    **CACHES["redis_dead_bare"],
+    "OPTIONS": CACHES["redis_dead_ignored"]["OPTIONS"],
+}

@@ -7,5 +7,7 @@ from django.conf import settings as _settings
 # As upstream, importing the package imports the middleware module. Guarded so that
 # importing it before settings are configured (tools, docs builds) still works.
 if _settings.configured:
-    from django_prometheus import middleware  # noqa: F401
-    from django_prometheus import models  # noqa: F401
+    from django_prometheus import (
+        middleware,  # noqa: F401
+        models,  # noqa: F401
+    )

@@ -19,9 +19,8 @@ import prometheus_client
 from django.http import HttpRequest, HttpResponse
 
 from django_prometheus import access, migrations, negotiation
-from django_prometheus.exposition import aggregate_registry, render
-
 from django_prometheus.conf import multiprocess_dir
+from django_prometheus.exposition import aggregate_registry, render
 
 
 def _multiproc_dir() -> str | None:
