@@ -36,7 +36,10 @@ else:
     )
     # Strip symbols and debug info at link time (Python's CFLAGS carry -g): unstripped, the
     # modules weigh megabytes. Here rather than in a wheel step, so every build path agrees.
+    # DJANGO_PROMETHEUS_KEEP_SYMBOLS=1 keeps them, for profiles (callgrind, perf) that name functions.
     strip_args = {"darwin": ["-Wl,-x"], "win32": []}.get(sys.platform, ["-s"])
+    if os.environ.get("DJANGO_PROMETHEUS_KEEP_SYMBOLS", "") not in ("", "0"):
+        strip_args = []
     for ext in ext_modules:
         ext.extra_link_args = [*ext.extra_link_args, *strip_args]
 
