@@ -108,7 +108,8 @@ build_interp() {
 # C-extension packages with no free-threaded build: left out of the venv (each would re-enable
 # the GIL on import, or has no wheel for 3.13t), and the tests that need them deselected;
 # psycopg runs as its pure-Python implementation, mysqlclient is replaced by PyMySQL.
-SKIP_DISTS=${FT_SKIP_DISTS:-"pylibmc mysqlclient psycopg2-binary psycopg-binary"}
+# django-ninja: its pydantic-core has no free-threaded wheel here, and building it needs crates.io.
+SKIP_DISTS=${FT_SKIP_DISTS:-"pylibmc mysqlclient psycopg2-binary psycopg-binary django-ninja"}
 # pytest -k expression for the tests that need one of them.
 SKIP_TESTS=${FT_SKIP_TESTS:-"not pylibmc and not psycopg2"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import time
 from types import SimpleNamespace
@@ -90,7 +91,9 @@ def test_the_route_rule(impl):
     assert extras.route(object()) == "<unmatched>"
     from django_prometheus.http.routes import route
 
-    assert route(_request("/ninja/things/1")) == extras.route(_request("/ninja/things/1"))
+    assert route(_request("/shop/items/3/")) == extras.route(_request("/shop/items/3/"))
+    if importlib.util.find_spec("ninja") is not None:  # absent on free-threaded CPython
+        assert route(_request("/ninja/things/1")) == extras.route(_request("/ninja/things/1"))
 
 
 @pytest.mark.parametrize("impl", list(CORES))
