@@ -9,6 +9,18 @@ import pytest
 from django.conf import settings
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        # Free-threaded CPython frees the service clients' connection pools (redis-py, httpx)
+        # from the cycle collector, at any later test, so their sockets' ResourceWarning lands in
+        # whichever test runs then; with the GIL, reference counting closes them on the spot.
+        config.addinivalue_line(
+            "filterwarnings",
+            "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning",
+        )
+        config.addinivalue_line("filterwarnings", "ignore:unclosed <socket.socket:ResourceWarning")
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     from django_prometheus._core import _cells
 
