@@ -22,6 +22,7 @@ PATH_CACHE_MAX = _impl.PATH_CACHE_MAX
 QUEUE_MAX_SECONDS = _impl.QUEUE_MAX_SECONDS
 UNMATCHED = _impl.UNMATCHED
 Extras = _impl.Extras
+SpanIds = _impl.SpanIds
 owned = _impl.owned
 queue_seconds = _impl.queue_seconds
 route = _impl.route
@@ -36,6 +37,7 @@ __all__ = [
     "UNMATCHED",
     "USE_EXTENSIONS",
     "Extras",
+    "SpanIds",
     "owned",
     "queue_seconds",
     "route",

@@ -18,7 +18,9 @@ from time import time as _time_time
 cimport cython
 from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport Py_TYPE, PyObject
+from cpython.ref cimport Py_DECREF
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
+from cpython.contextvars cimport PyContextVar_Get
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
 from . import _cells_c
@@ -88,6 +90,7 @@ __all__ = [
     "QUEUE_MAX_SECONDS",
     "UNMATCHED",
     "Extras",
+    "SpanIds",
     "owned",
     "queue_seconds",
     "route",
@@ -669,6 +672,41 @@ cdef class Extras:
             self._db_discard(token)
             return
         self._db_end(token, name)
+
+
+@cython.final
+cdef class SpanIds:
+    """The exemplar capture's guard: None at once while the current Context holds no span.
+
+    ``var`` is the ContextVar that holds OpenTelemetry's current Context (a dict
+    that is never changed once made), ``key`` the span's key in it, ``slow()`` the
+    full capture (asked whenever a span may be current). The last Context seen
+    without a span is remembered: outside a trace, a capture is one ContextVar read.
+    """
+
+    cdef object var, key, slow, spanless
+
+    def __init__(self, var, key, slow):
+        self.var = var
+        self.key = key
+        self.slow = slow
+        self.spanless = None
+
+    def __call__(self):
+        cdef PyObject *found = NULL
+        PyContextVar_Get(self.var, NULL, &found)
+        if found is NULL:
+            return self.slow()
+        context = <object> found
+        Py_DECREF(context)  # PyContextVar_Get gave a new reference; ``context`` holds its own
+        if context is self.spanless:
+            return None
+        if type(context) is not dict and not isinstance(context, dict):
+            return self.slow()
+        if (<dict> context).get(self.key) is None:
+            self.spanless = context
+            return None
+        return self.slow()
 
 
 # --- the C entry points of ``_http_c``'s middlewares ---------------------------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "QUEUE_MAX_SECONDS",
     "UNMATCHED",
     "Extras",
+    "SpanIds",
     "owned",
     "queue_seconds",
     "route",
@@ -329,9 +330,7 @@ class Extras:
     def _named(self, match: Any) -> bool:
         views = self._exclude_views
         return bool(views) and (
-            match.view_name in views
-            or match.url_name in views
-            or getattr(match, "_func_path", None) in views
+            match.view_name in views or match.url_name in views or getattr(match, "_func_path", None) in views
         )
 
     def _decided(self, request: Any, state: Any) -> bool:
@@ -486,3 +485,34 @@ class Extras:
             self._db_discard(token)
             return
         self._db_end(token, name)
+
+
+class SpanIds:
+    """The exemplar capture's guard: None at once while the current Context holds no span.
+
+    ``var`` is the ContextVar that holds OpenTelemetry's current Context (a dict
+    that is never changed once made), ``key`` the span's key in it, ``slow()`` the
+    full capture (asked whenever a span may be current). The last Context seen
+    without a span is remembered: outside a trace, a capture is one ContextVar read.
+    """
+
+    __slots__ = ("key", "slow", "spanless", "var")
+
+    def __init__(self, var: Any, key: str, slow: Any) -> None:
+        self.var = var
+        self.key = key
+        self.slow = slow
+        self.spanless: Any = None
+
+    def __call__(self) -> Any:
+        context = self.var.get(None)
+        if context is None:
+            return self.slow()
+        if context is self.spanless:
+            return None
+        if not isinstance(context, dict):
+            return self.slow()
+        if context.get(self.key) is None:
+            self.spanless = context
+            return None
+        return self.slow()
