@@ -126,6 +126,7 @@ cdef Py_ssize_t _PATH_CACHE_MAX = PATH_CACHE_MAX
 cdef Py_ssize_t _PATH_KEY_MAX = 512  # longer paths are searched, not kept
 cdef Py_ssize_t _OWNED_MAX = 1 << 16
 cdef object _MISSING = object()
+cdef object _TRUE = True  # compared by pointer (a bare ``True`` in C is the integer 1)
 
 
 class _Inner:
@@ -195,7 +196,7 @@ cdef bint _own_skip(request) except -1:
 
 
 cdef int _forget(request) except -1:
-    if PyDict_GetItem(_owned, request) == <PyObject *> True:
+    if PyDict_GetItem(_owned, request) == <PyObject *> _TRUE:
         PyDict_DelItem(_owned, request)
     return 0
 
@@ -404,6 +405,10 @@ cdef class Extras:
         # ``_http_c.set_extras`` takes the C entry points for exactly this type.
         return (Extras, _SEAM)
 
+    def cache_sizes(self):
+        """How many entries each of the bounded caches holds (tests: hostile input grows none)."""
+        return {"paths": len(self._paths), "views": len(self._funcs), "statuses": len(self._statuses)}
+
     # -- exclusions ------------------------------------------------------------------------------
 
     def path_excluded(self, request):
@@ -422,7 +427,7 @@ cdef class Extras:
             return False
         found = PyDict_GetItem(self._paths, path)
         if found is not NULL:
-            return found == <PyObject *> True
+            return found == <PyObject *> _TRUE
         excluded = self._paths_search(path) is not None
         if len(<str> path) <= _PATH_KEY_MAX:
             if len(self._paths) >= _PATH_CACHE_MAX:
@@ -464,7 +469,7 @@ cdef class Extras:
             return self._named(match)
         found = PyDict_GetItem(rule.names, name)
         if found is not NULL:
-            return found == <PyObject *> True
+            return found == <PyObject *> _TRUE
         excluded = self._named(match)
         if len(rule.names) >= _NAMES_CACHE_MAX:
             rule.names.clear()

@@ -268,6 +268,10 @@ class Extras:
         self._funcs: dict[Any, _ViewRule] = {}
         self._paths: dict[str, bool] = {}
 
+    def cache_sizes(self) -> dict[str, int]:
+        """How many entries each of the bounded caches holds (tests: hostile input grows none)."""
+        return {"paths": len(self._paths), "views": len(self._funcs), "statuses": len(self._statuses)}
+
     # -- exclusions ------------------------------------------------------------------------------
 
     def path_excluded(self, request: Any) -> bool:
