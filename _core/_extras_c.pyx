@@ -202,10 +202,14 @@ cdef int _forget(request) except -1:
 
 
 cdef inline int _disown(request, _State state) except -1:
+    # Only this state's owner put it in the table (a second begin of the request finds it and
+    # is INNER), so the entry under ``request`` is this state.
     if state.keyed:
         state.keyed = False
-        if PyDict_GetItem(_owned, request) is <PyObject *> state:
+        try:
             PyDict_DelItem(_owned, request)
+        except KeyError:
+            pass
     return 0
 
 
@@ -269,16 +273,46 @@ def queue_seconds(value, double now):
     return None if waited < 0.0 else waited
 
 
+cdef double[23] _POW10
+cdef int _i
+for _i in range(23):
+    _POW10[_i] = 10.0 ** _i
+
+
 cdef double _stamp(str value) except? -2.0:
-    # The header's number, -1.0 when unparsable. The plain forms (digits, a point) are read
-    # in place, without slicing ``t=`` off into a new string; anything else float() decides.
-    cdef Py_ssize_t size
+    # The header's number, -1.0 when unparsable. The forms proxies write (digits, one point)
+    # are read in place, without slicing ``t=`` off into a new string (within a unit of the
+    # last place of what float() reads); anything else float() decides.
+    cdef Py_ssize_t size, i
     cdef const char *text = PyUnicode_AsUTF8AndSize(value, &size)
     cdef char *stop
+    cdef char c
     cdef double stamp
+    cdef long long whole = 0, fraction = 0
+    cdef int digits = 0, decimals = 0
+    cdef bint point = False
     if size >= 2 and text[0] == b't' and text[1] == b'=':
         text += 2
         size -= 2
+    i = 0
+    while i < size:
+        c = text[i]
+        if b'0' <= c <= b'9':
+            digits += 1
+            if digits > 18:
+                break
+            if point:
+                fraction = fraction * 10 + (c - 48)
+                decimals += 1
+            else:
+                whole = whole * 10 + (c - 48)
+        elif c == b'.' and not point:
+            point = True
+        else:
+            break
+        i += 1
+    if i == size and digits > 0:
+        return <double> whole + <double> fraction / _POW10[decimals]
     if size > 0 and (b'0' <= text[0] <= b'9' or text[0] == b'.'):
         stamp = PyOS_string_to_double(text, &stop, NULL)
         if stop == text + size:
@@ -292,10 +326,10 @@ cdef double _stamp(str value) except? -2.0:
 cdef double _queue_seconds(value, double now) except? -2.0:
     # -1.0: not observed.
     cdef double stamp, waited
-    if type(value) is not str or not value or len(<str>value) > 40:
+    if type(value) is not str or len(<str>value) == 0 or len(<str>value) > 40:
         return -1.0
     stamp = _stamp(<str>value)
-    if not stamp > 0.0 or stamp == float("inf"):
+    if not stamp > 0.0 or stamp > 1.7976931348623157e308:  # nan, negative, zero or inf
         return -1.0
     if stamp > 1e14:
         stamp /= 1e6
