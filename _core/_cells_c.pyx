@@ -582,13 +582,15 @@ def record_get_many(requested, Py_ssize_t found, Counter gets not None,
 # package path), so the other compiled modules reach the cells through this
 # capsule: ``_http_c`` and ``_cache_c`` increment a cell with one C call, not a
 # method lookup. They check a cell's type once, when they bind it. Both declare
-# the same struct; change the three together.
+# the same struct; change the three together (a module may declare a prefix of it:
+# entries are only ever added at the end).
 
 ctypedef void (*dp_cell_add)(object, double) noexcept
 
 cdef struct dp_cells_api:
     dp_cell_add counter_inc
     dp_cell_add histogram_observe
+    dp_cell_add gauge_add  # ``_extras_c``: the in-flight gauge (a negative amount decrements)
 
 
 cdef void _api_counter_inc(object cell, double amount) noexcept:
@@ -599,9 +601,14 @@ cdef void _api_histogram_observe(object cell, double amount) noexcept:
     (<Histogram> cell)._observe(amount)
 
 
+cdef void _api_gauge_add(object cell, double amount) noexcept:
+    dp_add(&(<Gauge> cell)._v, amount)
+
+
 cdef dp_cells_api _api
 _api.counter_inc = _api_counter_inc
 _api.histogram_observe = _api_histogram_observe
+_api.gauge_add = _api_gauge_add
 C_API = PyCapsule_New(<void *> &_api, "django_prometheus._core._cells_c.C_API", NULL)
 
 # --- Multiprocess mode ------------------------------------------------------

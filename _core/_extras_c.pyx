@@ -13,10 +13,15 @@ its own failures (instrumentation never breaks a request).
 """
 
 import logging
-from time import time as _wall
+from time import time as _time_time
 
 cimport cython
-from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
+from cpython.object cimport Py_TYPE, PyObject
+from cpython.ref cimport Py_DECREF
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
+from cpython.contextvars cimport PyContextVar_Get
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
 from . import _cells_c
 from ._http_c import SKIP
@@ -24,25 +29,69 @@ from ._http_c import SKIP
 cdef extern from "dp_clock.h":
     double dp_clock() nogil
 
-# The cells' C entry points (declared in _cells_c.pyx; keep the two structs identical).
+cdef extern from *:
+    """
+    /* The wall clock time.time() reads (X-Request-Start is a stamp since the epoch). */
+    #ifdef _WIN32
+    #include <windows.h>
+    static double dp_wall(void) {
+        FILETIME ft;
+        ULARGE_INTEGER t;
+        GetSystemTimePreciseAsFileTime(&ft);
+        t.LowPart = ft.dwLowDateTime;
+        t.HighPart = ft.dwHighDateTime;
+        return (double)(t.QuadPart - 116444736000000000ULL) * 1e-7;
+    }
+    #else
+    #include <time.h>
+    static double dp_wall(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
+    #endif
+    """
+    double dp_wall() nogil
+    double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) except? -1.0
+
+# The cells' C entry points (declared in _cells_c.pyx; a prefix of its struct, entries only added).
 ctypedef void (*dp_cell_add)(object, double) noexcept
 
 cdef struct dp_cells_api:
     dp_cell_add counter_inc
     dp_cell_add histogram_observe
+    dp_cell_add gauge_add
 
 cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
     _cells_c.C_API, "django_prometheus._core._cells_c.C_API")
 cdef type _Counter = _cells_c.Counter
 cdef type _Histogram = _cells_c.Histogram
+cdef type _Gauge = _cells_c.Gauge
+
+# The middlewares' C entry points into the features (declared in _http_c.pyx too: keep the two
+# structs identical). ``_http_c`` calls them for an ``Extras`` of this module, the Python
+# protocol (``begin``, ``end``, ...) for anything else.
+ctypedef object (*dp_seam_begin)(object, object, bint, int *)
+ctypedef object (*dp_seam_end)(object, object, object, object, bint)
+ctypedef int (*dp_seam_abort)(object, object, object, bint) except -1
+ctypedef int (*dp_seam_excluded)(object, object) except -1
+
+cdef struct dp_extras_api:
+    dp_seam_begin begin
+    dp_seam_end end
+    dp_seam_abort abort
+    dp_seam_excluded excluded
 
 __all__ = [
     "DO_NOT_TRACK",
     "INNER",
     "KEY",
+    "PATH_CACHE_MAX",
     "QUEUE_MAX_SECONDS",
     "UNMATCHED",
     "Extras",
+    "SpanIds",
+    "owned",
     "queue_seconds",
     "route",
     "status_label",
@@ -54,10 +103,14 @@ logger = logging.getLogger("django_prometheus.middleware")
 UNMATCHED = "<unmatched>"
 #: The longest queue time observed; beyond it the header is someone else's clock or a replay.
 QUEUE_MAX_SECONDS = 3600.0
-#: The request's attribute that carries the features' state from one middleware to the other.
+#: The request's attribute that carries the features' state when the owners' table cannot
+#: (an excluded path, a request type with its own ``__hash__``, a full table).
 KEY = "_prometheus_extras"
 #: The view attribute ``do_not_track`` sets.
 DO_NOT_TRACK = "_prometheus_do_not_track"
+#: Path exclusion results kept for recent paths (then the table starts again: hostile paths
+#: cost a regex search each, never memory).
+PATH_CACHE_MAX = 1024
 
 cdef str _UNMATCHED = UNMATCHED
 cdef str _KEY = KEY
@@ -68,7 +121,12 @@ cdef str _INVALID = "<invalid method>"
 cdef dict _GROUPS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 cdef Py_ssize_t _STATUS_CACHE_MAX = 1024
 cdef Py_ssize_t _FUNC_CACHE_MAX = 4096
+cdef Py_ssize_t _NAMES_CACHE_MAX = 64  # view names per view function (a view routed under many names)
+cdef Py_ssize_t _PATH_CACHE_MAX = PATH_CACHE_MAX
+cdef Py_ssize_t _PATH_KEY_MAX = 512  # longer paths are searched, not kept
+cdef Py_ssize_t _OWNED_MAX = 1 << 16
 cdef object _MISSING = object()
+cdef object _TRUE = True  # compared by pointer (a bare ``True`` in C is the integer 1)
 
 
 class _Inner:
@@ -81,6 +139,78 @@ class _Inner:
 #: ``begin``'s state in the inner middleware when the outer one owns the request.
 INNER = _Inner()
 cdef object _INNER = INNER
+
+# The requests an outer middleware owns, while it does: request -> _State. The inner
+# middleware and the hooks find the state here instead of on a request attribute: an extra
+# attribute turns a request's inline values into a dict, slowing every later attribute read of
+# Django's and ours. Keyed by identity (only request types with object's own hash), so it is
+# right under threads, ASGI interleaving and nested requests; the owner removes its entry at
+# its end or abort. Shared by every ``Extras`` (one installed mid-request finds the other's).
+cdef dict _owned = {}
+# Set once a state went on a request attribute instead: from then on a lookup that misses the
+# table also reads the attribute.
+cdef bint _on_attributes = False
+cdef void *_object_hash = <void *> Py_TYPE(_MISSING).tp_hash  # object's own
+
+
+def owned():
+    """How many requests the features' table holds now (tests: it empties as requests end)."""
+    return len(_owned)
+
+
+cdef inline bint _keyable(request) noexcept:
+    return <void *> Py_TYPE(request).tp_hash == _object_hash
+
+
+cdef inline object _find(request):
+    # The state the outer middleware left: a _State, True (an excluded path) or None.
+    cdef PyObject *found
+    if _keyable(request):
+        found = PyDict_GetItem(_owned, request)
+        if found is not NULL:
+            return <object> found
+    if _on_attributes:
+        return getattr(request, _KEY, None)
+    return None
+
+
+cdef int _own(request, state) except -1:
+    global _on_attributes
+    if type(state) is _State and _keyable(request) and len(_owned) < _OWNED_MAX:
+        PyDict_SetItem(_owned, request, state)
+        (<_State> state).keyed = True
+    else:
+        _on_attributes = True
+        # getattr/setattr, not request.__dict__: that would turn the request's inline
+        # attribute values into a dict, slowing every later attribute access of Django's.
+        setattr(request, _KEY, state)
+    return 0
+
+
+cdef bint _own_skip(request) except -1:
+    # An excluded path, in the table (the C seam's middleware takes it out: ``_forget``).
+    if _keyable(request) and len(_owned) < _OWNED_MAX:
+        PyDict_SetItem(_owned, request, True)
+        return True
+    return False
+
+
+cdef int _forget(request) except -1:
+    if PyDict_GetItem(_owned, request) == <PyObject *> _TRUE:
+        PyDict_DelItem(_owned, request)
+    return 0
+
+
+cdef inline int _disown(request, _State state) except -1:
+    # Only this state's owner put it in the table (a second begin of the request finds it and
+    # is INNER), so the entry under ``request`` is this state.
+    if state.keyed:
+        state.keyed = False
+        try:
+            PyDict_DelItem(_owned, request)
+        except KeyError:
+            pass
+    return 0
 
 
 cdef inline void _inc(object cell) except *:
@@ -95,6 +225,15 @@ cdef inline void _observe(object cell, double amount) except *:
         _api.histogram_observe(cell, amount)
     else:
         cell.observe(amount)
+
+
+cdef inline void _gauge_add(object cell, double amount) except *:
+    if type(cell) is _Gauge:
+        _api.gauge_add(cell, amount)
+    elif amount > 0:
+        cell.inc(amount)
+    else:
+        cell.dec(-amount)
 
 
 cdef void _log_failure(str where):
@@ -134,18 +273,63 @@ def queue_seconds(value, double now):
     return None if waited < 0.0 else waited
 
 
+cdef double[23] _POW10
+cdef int _i
+for _i in range(23):
+    _POW10[_i] = 10.0 ** _i
+
+
+cdef double _stamp(str value) except? -2.0:
+    # The header's number, -1.0 when unparsable. The forms proxies write (digits, one point)
+    # are read in place, without slicing ``t=`` off into a new string (within a unit of the
+    # last place of what float() reads); anything else float() decides.
+    cdef Py_ssize_t size, i
+    cdef const char *text = PyUnicode_AsUTF8AndSize(value, &size)
+    cdef char *stop
+    cdef char c
+    cdef double stamp
+    cdef long long whole = 0, fraction = 0
+    cdef int digits = 0, decimals = 0
+    cdef bint point = False
+    if size >= 2 and text[0] == b't' and text[1] == b'=':
+        text += 2
+        size -= 2
+    i = 0
+    while i < size:
+        c = text[i]
+        if b'0' <= c <= b'9':
+            digits += 1
+            if digits > 18:
+                break
+            if point:
+                fraction = fraction * 10 + (c - 48)
+                decimals += 1
+            else:
+                whole = whole * 10 + (c - 48)
+        elif c == b'.' and not point:
+            point = True
+        else:
+            break
+        i += 1
+    if i == size and digits > 0:
+        return <double> whole + <double> fraction / _POW10[decimals]
+    if size > 0 and (b'0' <= text[0] <= b'9' or text[0] == b'.'):
+        stamp = PyOS_string_to_double(text, &stop, NULL)
+        if stop == text + size:
+            return stamp
+    try:
+        return float(value[2:] if value.startswith("t=") else value)
+    except ValueError:
+        return -1.0
+
+
 cdef double _queue_seconds(value, double now) except? -2.0:
     # -1.0: not observed.
     cdef double stamp, waited
-    if type(value) is not str or not value or len(<str>value) > 40:
+    if type(value) is not str or len(<str>value) == 0 or len(<str>value) > 40:
         return -1.0
-    if (<str>value).startswith("t="):
-        value = (<str>value)[2:]
-    try:
-        stamp = float(value)
-    except ValueError:
-        return -1.0
-    if not stamp > 0.0 or stamp == float("inf"):
+    stamp = _stamp(<str>value)
+    if not stamp > 0.0 or stamp > 1.7976931348623157e308:  # nan, negative, zero or inf
         return -1.0
     if stamp > 1e14:
         stamp /= 1e6
@@ -178,6 +362,7 @@ cdef class _State:
     cdef readonly double started
     cdef double queued  # < 0: none; observed once the view is known not to be excluded
     cdef int view_excluded  # -1: not decided yet (the view exclusions, decided once a request)
+    cdef bint keyed  # in the owners' table
     cdef object inflight
     cdef object db
 
@@ -189,7 +374,7 @@ cdef class _State:
         self.inflight = None
         if cell is not None:
             try:
-                cell.dec(1.0)
+                _gauge_add(cell, -1.0)
             except Exception:
                 _log_failure("an in-flight request")
 
@@ -197,6 +382,13 @@ cdef class _State:
 cdef class _RouteMethod:
     cdef object duration
     cdef dict statuses
+
+
+@cython.final
+cdef class _ViewRule:
+    # The view exclusions of one view function: ``do_not_track``, then by view name (bounded).
+    cdef bint marked
+    cdef dict names
 
 
 cdef class Extras:
@@ -209,13 +401,15 @@ cdef class Extras:
     ``path_info``), ``exclude_views`` (URL names, namespaced names, dotted view
     paths), ``defer`` (view exclusions may apply), ``db_begin``/``db_end``
     (per-request DB accounting) and ``db_discard`` (stop it without observing).
+    The compiled middlewares call the same work through ``_dp_c_seam`` (C, no
+    Python calls); the methods below are the protocol for everything else.
     """
 
     cdef object _route_requests, _route_duration, _inflight, _queue, _paths_search
     cdef object _db_begin, _db_end, _db_discard
     cdef bint _group, _defer
     cdef frozenset _exclude_views
-    cdef dict _routes, _inflight_cells, _statuses, _funcs
+    cdef dict _routes, _inflight_cells, _statuses, _funcs, _paths
 
     def __init__(self, config):
         self._route_requests = config.route_requests
@@ -234,10 +428,20 @@ cdef class Extras:
         self._inflight_cells = {}
         self._statuses = {}
         self._funcs = {}
+        self._paths = {}
 
     @property
     def defer(self):
         return self._defer
+
+    @property
+    def _dp_c_seam(self):
+        # ``_http_c.set_extras`` takes the C entry points for exactly this type.
+        return (Extras, _SEAM)
+
+    def cache_sizes(self):
+        """How many entries each of the bounded caches holds (tests: hostile input grows none)."""
+        return {"paths": len(self._paths), "views": len(self._funcs), "statuses": len(self._statuses)}
 
     # -- exclusions ------------------------------------------------------------------------------
 
@@ -245,40 +449,74 @@ cdef class Extras:
         """Whether ``PROMETHEUS_EXCLUDE_PATHS`` excludes the request (decided before the view resolves)."""
         if self._paths_search is None:
             return False
-        state = getattr(request, _KEY, None)
+        state = _find(request)
         if state is not None:
             return state is True
-        path = getattr(request, "path_info", None)
-        return type(path) is str and self._paths_search(path) is not None
+        return self._path_excluded(getattr(request, "path_info", None))
+
+    cdef bint _path_excluded(self, path) except -1:
+        # The regex's answer for ``path``, kept for recent paths (bounded: see PATH_CACHE_MAX).
+        cdef PyObject *found
+        if type(path) is not str:
+            return False
+        found = PyDict_GetItem(self._paths, path)
+        if found is not NULL:
+            return found == <PyObject *> _TRUE
+        excluded = self._paths_search(path) is not None
+        if len(<str> path) <= _PATH_KEY_MAX:
+            if len(self._paths) >= _PATH_CACHE_MAX:
+                self._paths.clear()
+            self._paths[path] = excluded
+        return excluded
 
     def view_excluded(self, request):
         """Whether the resolved view is excluded (``do_not_track`` or ``PROMETHEUS_EXCLUDE_VIEWS``)."""
-        return self._view_excluded(request)
+        return self._view_excluded(getattr(request, "resolver_match", None))
 
-    cdef bint _view_excluded(self, request) except -1:
-        match = getattr(request, "resolver_match", None)
+    cdef bint _view_excluded(self, match) except -1:
+        # Decided once per (view function, view name): the rule reads four attributes of the
+        # match and three set memberships; the answer is a dict lookup after the first time.
+        cdef _ViewRule rule
+        cdef PyObject *found
         if match is None:
             return False
         func = match.func
         try:
-            marked = self._funcs.get(func)
+            found = PyDict_GetItem(self._funcs, func)
         except TypeError:  # an unhashable view callable
-            marked = _marked(func)
+            return _marked(func) or self._named(match)
+        if found is NULL:
+            rule = _ViewRule.__new__(_ViewRule)
+            rule.marked = _marked(func)
+            rule.names = {}
+            if len(self._funcs) >= _FUNC_CACHE_MAX:
+                self._funcs.clear()
+            self._funcs[func] = rule
         else:
-            if marked is None:
-                marked = _marked(func)
-                if len(self._funcs) < _FUNC_CACHE_MAX:
-                    self._funcs[func] = marked
-        if marked:
+            rule = <_ViewRule> found
+        if rule.marked:
             return True
+        if not self._exclude_views:
+            return False
+        name = match.view_name
+        if type(name) is not str:
+            return self._named(match)
+        found = PyDict_GetItem(rule.names, name)
+        if found is not NULL:
+            return found == <PyObject *> _TRUE
+        excluded = self._named(match)
+        if len(rule.names) >= _NAMES_CACHE_MAX:
+            rule.names.clear()
+        rule.names[name] = excluded
+        return excluded
+
+    cdef bint _named(self, match) except -1:
         views = self._exclude_views
-        if views:
-            return (
-                match.view_name in views
-                or match.url_name in views
-                or getattr(match, "_func_path", None) in views
-            )
-        return False
+        return bool(views) and (
+            match.view_name in views
+            or match.url_name in views
+            or getattr(match, "_func_path", None) in views
+        )
 
     cdef bint _decided(self, request, state) except -1:
         # The view exclusions, decided once per request (hooks, inner and outer end ask in turn).
@@ -286,21 +524,29 @@ cdef class Extras:
         if not self._defer:
             return False
         if type(state) is not _State:
-            state = getattr(request, _KEY, None)
+            state = _find(request)
             if type(state) is not _State:
-                return state is True or self._view_excluded(request)
+                return state is True or self._view_excluded(getattr(request, "resolver_match", None))
         st = <_State>state
         if st.view_excluded < 0:
-            if getattr(request, "resolver_match", None) is None:
+            match = getattr(request, "resolver_match", None)
+            if match is None:
                 return False  # not resolved (yet): decide later
-            st.view_excluded = self._view_excluded(request)
+            st.view_excluded = self._view_excluded(match)
         return st.view_excluded
 
     def excluded(self, request):
         """The After middleware's hooks: whether this request is recorded in no HTTP family."""
+        return self._excluded(request)
+
+    cdef bint _excluded(self, request) noexcept:
         try:
-            state = getattr(request, _KEY, None)
-            if state is True:
+            state = _find(request)
+            if state is None and self._paths_search is not None:
+                # Not owned: no outer middleware, or it skipped an excluded path.
+                if self._path_excluded(getattr(request, "path_info", None)):
+                    return True
+            elif state is True:
                 return True
             return self._decided(request, state)
         except Exception:
@@ -311,19 +557,23 @@ cdef class Extras:
 
     def begin(self, request, bint outer):
         """A state for ``end``; ``SKIP`` for an excluded path."""
-        cdef _State state
-        cdef double waited
+        return self._begin(request, NULL)
+
+    cdef object _begin(self, request, int *skipped):
+        # ``skipped`` (the C seam): an excluded path goes in the owners' table, and
+        # ``skipped[0]`` tells the middleware to take it out again (``_forget``) when it is done;
+        # NULL (the Python protocol, which has no such call): on the request's attribute.
+        cdef _State state = None
         try:
-            # getattr/setattr, not request.__dict__: that would turn the request's inline
-            # attribute values into a dict, slowing every later attribute access of Django's.
-            found = getattr(request, _KEY, None)
+            found = _find(request)
             if found is not None:  # the outer middleware began the request: it owns it
                 return _SKIP if found is True else _INNER
-            if self._paths_search is not None:
-                path = request.path_info
-                if type(path) is str and self._paths_search(path) is not None:
-                    setattr(request, _KEY, True)
-                    return _SKIP
+            if self._paths_search is not None and self._path_excluded(request.path_info):
+                if skipped is not NULL and _own_skip(request):
+                    skipped[0] = 1
+                else:
+                    _own(request, True)
+                return _SKIP
             method = request.method
             if type(method) is str:
                 method = _METHODS.get(method, _INVALID)
@@ -335,29 +585,39 @@ cdef class Extras:
             state.db = _MISSING
             state.queued = -1.0
             state.view_excluded = -1
-            setattr(request, _KEY, state)
             if self._inflight is not None:
                 cell = self._inflight_cells.get(method)
                 if cell is None:
                     cell = self._inflight_cells.setdefault(method, self._inflight(method))
-                cell.inc(1.0)
+                _gauge_add(cell, 1.0)
                 state.inflight = cell
             if self._queue is not None:
                 meta = request.META
-                header = meta.get("HTTP_X_REQUEST_START")
-                if header is None:
-                    header = meta.get("HTTP_X_QUEUE_START")
+                if type(meta) is dict:
+                    header = (<dict> meta).get("HTTP_X_REQUEST_START")
+                    if header is None:
+                        header = (<dict> meta).get("HTTP_X_QUEUE_START")
+                else:
+                    header = meta.get("HTTP_X_REQUEST_START")
+                    if header is None:
+                        header = meta.get("HTTP_X_QUEUE_START")
                 if header is not None:
-                    state.queued = _queue_seconds(header, _wall())
+                    state.queued = _queue_seconds(header, dp_wall())
             if self._db_begin is not None:
                 state.db = self._db_begin()
+            _own(request, state)
             return state
         except Exception:
             _log_failure("a request")
+            if state is not None:
+                state.release()
             return _INNER  # record the upstream families as if no feature were on
 
     def end(self, request, response, state, bint outer):
         """Record the route; ``SKIP`` for a view-excluded request (the core drops its deferred counts)."""
+        return self._end(request, response, state)
+
+    cdef object _end(self, request, response, state):
         cdef _State st
         cdef _RouteMethod entry
         cdef double elapsed
@@ -370,9 +630,11 @@ cdef class Extras:
         st = <_State>state
         try:
             if self._decided(request, st):
+                _disown(request, st)
                 st.release()
                 self._db_finish(st, route(request), True)
                 return _SKIP
+            _disown(request, st)
             elapsed = dp_clock() - st.started
             if st.queued >= 0.0:
                 _observe(self._queue, st.queued)
@@ -403,13 +665,24 @@ cdef class Extras:
                     st.release()
         except Exception:
             _log_failure("a response")
+            try:
+                _disown(request, st)
+            except Exception:
+                pass
             st.release()
         return None
 
     def abort(self, request, state, bint outer):
         """``get_response`` raised: release the in-flight slot and the DB accounting."""
+        self._abort(request, state)
+
+    cdef int _abort(self, request, state) except -1:
         if type(state) is not _State:
-            return
+            return 0
+        try:
+            _disown(request, <_State>state)
+        except Exception:
+            _log_failure("a failed request")
         (<_State>state).release()
         try:
             if (<_State>state).queued >= 0.0:
@@ -417,6 +690,7 @@ cdef class Extras:
             self._db_finish(<_State>state, route(request), False)
         except Exception:
             _log_failure("a failed request")
+        return 0
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -437,3 +711,71 @@ cdef class Extras:
             self._db_discard(token)
             return
         self._db_end(token, name)
+
+
+@cython.final
+cdef class SpanIds:
+    """The exemplar capture's guard: None at once while the current Context holds no span.
+
+    ``var`` is the ContextVar that holds OpenTelemetry's current Context (a dict
+    that is never changed once made), ``key`` the span's key in it, ``slow()`` the
+    full capture (asked whenever a span may be current). The last Context seen
+    without a span is remembered: outside a trace, a capture is one ContextVar read.
+    """
+
+    cdef object var, key, slow, spanless
+
+    def __init__(self, var, key, slow):
+        self.var = var
+        self.key = key
+        self.slow = slow
+        self.spanless = None
+
+    def __call__(self):
+        cdef PyObject *found = NULL
+        PyContextVar_Get(self.var, NULL, &found)
+        if found is NULL:
+            return self.slow()
+        context = <object> found
+        Py_DECREF(context)  # PyContextVar_Get gave a new reference; ``context`` holds its own
+        if context is self.spanless:
+            return None
+        if type(context) is not dict and not isinstance(context, dict):
+            return self.slow()
+        if (<dict> context).get(self.key) is None:
+            self.spanless = context
+            return None
+        return self.slow()
+
+
+# --- the C entry points of ``_http_c``'s middlewares ---------------------------------------------
+
+
+cdef object _seam_begin(object extras, object request, bint outer, int *flags):
+    # flags: 1 defer the recorder's request-time counts; 2 call ``abort(SKIP)`` when done.
+    cdef int skipped = 0
+    state = (<Extras> extras)._begin(request, &skipped)
+    flags[0] = (1 if (<Extras> extras)._defer else 0) | (2 if skipped else 0)
+    return state
+
+
+cdef object _seam_end(object extras, object request, object response, object state, bint outer):
+    return (<Extras> extras)._end(request, response, state)
+
+
+cdef int _seam_abort(object extras, object request, object state, bint outer) except -1:
+    if state is _SKIP:  # the excluded path's entry (flag 2 of begin)
+        return _forget(request)
+    return (<Extras> extras)._abort(request, state)
+
+
+cdef int _seam_excluded(object extras, object request) except -1:
+    return (<Extras> extras)._excluded(request)
+
+
+cdef dp_extras_api _seam
+_seam.begin = _seam_begin
+_seam.end = _seam_end
+_seam.abort = _seam_abort
+_seam.excluded = _seam_excluded
+cdef object _SEAM = PyCapsule_New(<void *> &_seam, "django_prometheus._core._extras_c.SEAM", NULL)

@@ -21,9 +21,12 @@ __all__ = [
     "DO_NOT_TRACK",
     "INNER",
     "KEY",
+    "PATH_CACHE_MAX",
     "QUEUE_MAX_SECONDS",
     "UNMATCHED",
     "Extras",
+    "SpanIds",
+    "owned",
     "queue_seconds",
     "route",
     "status_label",
@@ -35,16 +38,23 @@ logger = logging.getLogger("django_prometheus.middleware")
 UNMATCHED = "<unmatched>"
 #: The longest queue time observed; beyond it the header is someone else's clock or a replay.
 QUEUE_MAX_SECONDS = 3600.0
-#: The request's attribute that carries the features' state from one middleware to the other.
+#: The request's attribute that carries the features' state when the owners' table cannot
+#: (an excluded path, a request type with its own ``__hash__``, a full table).
 KEY = "_prometheus_extras"
 #: The view attribute ``do_not_track`` sets.
 DO_NOT_TRACK = "_prometheus_do_not_track"
+#: Path exclusion results kept for recent paths (then the table starts again: hostile paths
+#: cost a regex search each, never memory).
+PATH_CACHE_MAX = 1024
 
 _METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH")}
 _INVALID = "<invalid method>"
 _GROUPS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _STATUS_CACHE_MAX = 1024
 _FUNC_CACHE_MAX = 4096
+_NAMES_CACHE_MAX = 64  # view names per view function (a view routed under many names)
+_PATH_KEY_MAX = 512  # longer paths are searched, not kept
+_OWNED_MAX = 1 << 16
 _MISSING: Any = object()
 
 
@@ -57,6 +67,50 @@ class _Inner:
 
 #: ``begin``'s state in the inner middleware when the outer one owns the request.
 INNER: Any = _Inner()
+
+
+# The requests an outer middleware owns, while it does: request -> _State (the compiled
+# twin's rules, read there): found by identity instead of on a request attribute.
+_owned: dict[Any, Any] = {}
+_on_attributes = [False]  # set once a state went on a request attribute instead
+
+
+def owned() -> int:
+    """How many requests the features' table holds now (tests: it empties as requests end)."""
+    return len(_owned)
+
+
+def _keyable(request: Any) -> bool:
+    return type(request).__hash__ is object.__hash__
+
+
+def _find(request: Any) -> Any:
+    # The state the outer middleware left: a _State, True (an excluded path) or None.
+    if _keyable(request):
+        found = _owned.get(request)
+        if found is not None:
+            return found
+    if _on_attributes[0]:
+        return getattr(request, KEY, None)
+    return None
+
+
+def _own(request: Any, state: Any) -> None:
+    if type(state) is _State and _keyable(request) and len(_owned) < _OWNED_MAX:
+        _owned[request] = state
+        state.keyed = True
+    else:
+        _on_attributes[0] = True
+        # getattr/setattr, not request.__dict__: that would turn the request's inline
+        # attribute values into a dict, slowing every later attribute access of Django's.
+        setattr(request, KEY, state)
+
+
+def _disown(request: Any, state: Any) -> None:
+    if state.keyed:
+        state.keyed = False
+        if _owned.get(request) is state:
+            _owned.pop(request, None)
 
 
 def _log_failure(where: str) -> None:
@@ -128,7 +182,7 @@ class _State:
     Also the in-flight gauge's closer: ``response.close()`` calls it (once).
     """
 
-    __slots__ = ("db", "inflight", "method", "queued", "started", "view_excluded")
+    __slots__ = ("db", "inflight", "keyed", "method", "queued", "started", "view_excluded")
 
     def __init__(self, method: str, started: float) -> None:
         self.method = method
@@ -137,6 +191,7 @@ class _State:
         self.db: Any = _MISSING
         self.queued: float | None = None  # observed once the view is known not to be excluded
         self.view_excluded: bool | None = None  # the view exclusions, decided once a request
+        self.keyed = False  # in the owners' table
 
     def __call__(self) -> None:
         cell, self.inflight = self.inflight, None
@@ -153,6 +208,15 @@ class _RouteMethod:
     def __init__(self, duration: Any) -> None:
         self.duration = duration
         self.statuses: dict[object, Any] = {}
+
+
+class _ViewRule:
+    # The view exclusions of one view function: ``do_not_track``, then by view name (bounded).
+    __slots__ = ("marked", "names")
+
+    def __init__(self, marked: bool) -> None:
+        self.marked = marked
+        self.names: dict[str, bool] = {}
 
 
 class Extras:
@@ -177,6 +241,7 @@ class Extras:
         "_group",
         "_inflight",
         "_inflight_cells",
+        "_paths",
         "_queue",
         "_route_duration",
         "_route_requests",
@@ -200,66 +265,102 @@ class Extras:
         self._routes: dict[str, dict[str, _RouteMethod]] = {}
         self._inflight_cells: dict[str, Any] = {}
         self._statuses: dict[object, str] = {}
-        self._funcs: dict[Any, bool] = {}
+        self._funcs: dict[Any, _ViewRule] = {}
+        self._paths: dict[str, bool] = {}
+
+    def cache_sizes(self) -> dict[str, int]:
+        """How many entries each of the bounded caches holds (tests: hostile input grows none)."""
+        return {"paths": len(self._paths), "views": len(self._funcs), "statuses": len(self._statuses)}
 
     # -- exclusions ------------------------------------------------------------------------------
 
     def path_excluded(self, request: Any) -> bool:
         """Whether ``PROMETHEUS_EXCLUDE_PATHS`` excludes the request (decided before the view resolves)."""
-        paths = self._exclude_paths
-        if paths is None:
+        if self._exclude_paths is None:
             return False
-        state = getattr(request, KEY, None)
+        state = _find(request)
         if state is not None:
             return state is True
-        path = getattr(request, "path_info", None)
-        return type(path) is str and paths.search(path) is not None
+        return self._path_excluded(getattr(request, "path_info", None))
+
+    def _path_excluded(self, path: Any) -> bool:
+        # The regex's answer for ``path``, kept for recent paths (bounded: see PATH_CACHE_MAX).
+        if type(path) is not str:
+            return False
+        found = self._paths.get(path)
+        if found is not None:
+            return found
+        excluded = self._exclude_paths.search(path) is not None
+        if len(path) <= _PATH_KEY_MAX:
+            if len(self._paths) >= PATH_CACHE_MAX:
+                self._paths.clear()
+            self._paths[path] = excluded
+        return excluded
 
     def view_excluded(self, request: Any) -> bool:
         """Whether the resolved view is excluded (``do_not_track`` or ``PROMETHEUS_EXCLUDE_VIEWS``)."""
-        match = getattr(request, "resolver_match", None)
+        return self._view_excluded(getattr(request, "resolver_match", None))
+
+    def _view_excluded(self, match: Any) -> bool:
+        # Decided once per (view function, view name), as the compiled twin does.
         if match is None:
             return False
         func = match.func
         try:
-            marked = self._funcs.get(func)
+            rule = self._funcs.get(func)
         except TypeError:  # an unhashable view callable
-            marked = _marked(func)
-        else:
-            if marked is None:
-                marked = _marked(func)
-                if len(self._funcs) < _FUNC_CACHE_MAX:
-                    self._funcs[func] = marked
-        if marked:
+            return _marked(func) or self._named(match)
+        if rule is None:
+            rule = _ViewRule(_marked(func))
+            if len(self._funcs) >= _FUNC_CACHE_MAX:
+                self._funcs.clear()
+            self._funcs[func] = rule
+        if rule.marked:
             return True
+        if not self._exclude_views:
+            return False
+        name = match.view_name
+        if type(name) is not str:
+            return self._named(match)
+        found = rule.names.get(name)
+        if found is not None:
+            return found
+        excluded = self._named(match)
+        if len(rule.names) >= _NAMES_CACHE_MAX:
+            rule.names.clear()
+        rule.names[name] = excluded
+        return excluded
+
+    def _named(self, match: Any) -> bool:
         views = self._exclude_views
-        if views:
-            return (
-                match.view_name in views
-                or match.url_name in views
-                or getattr(match, "_func_path", None) in views
-            )
-        return False
+        return bool(views) and (
+            match.view_name in views or match.url_name in views or getattr(match, "_func_path", None) in views
+        )
 
     def _decided(self, request: Any, state: Any) -> bool:
         # The view exclusions, decided once per request (hooks, inner and outer end ask in turn).
         if not self.defer:
             return False
         if type(state) is not _State:
-            state = getattr(request, KEY, None)
+            state = _find(request)
             if type(state) is not _State:
-                return state is True or self.view_excluded(request)
+                return state is True or self._view_excluded(getattr(request, "resolver_match", None))
         if state.view_excluded is None:
-            if getattr(request, "resolver_match", None) is None:
+            match = getattr(request, "resolver_match", None)
+            if match is None:
                 return False  # not resolved (yet): decide later
-            state.view_excluded = self.view_excluded(request)
+            state.view_excluded = self._view_excluded(match)
         return state.view_excluded
 
     def excluded(self, request: Any) -> bool:
         """The After middleware's hooks: whether this request is recorded in no HTTP family."""
         try:
-            state = getattr(request, KEY, None)
-            if state is True:
+            state = _find(request)
+            if state is None and self._exclude_paths is not None:
+                # Not owned: no outer middleware, or it skipped an excluded path.
+                if self._path_excluded(getattr(request, "path_info", None)):
+                    return True
+            elif state is True:
                 return True
             return self._decided(request, state)
         except Exception:
@@ -270,22 +371,17 @@ class Extras:
 
     def begin(self, request: Any, outer: bool) -> Any:
         """A state for ``end``; ``SKIP`` (the core's, passed as ``skip``) for an excluded path."""
+        state = None
         try:
-            # getattr/setattr, not request.__dict__: that would turn the request's inline
-            # attribute values into a dict, slowing every later attribute access of Django's.
-            state = getattr(request, KEY, None)
-            if state is not None:  # the outer middleware began the request: it owns it
-                return SKIP if state is True else INNER
-            paths = self._exclude_paths
-            if paths is not None:
-                path = request.path_info
-                if type(path) is str and paths.search(path) is not None:
-                    setattr(request, KEY, True)
-                    return SKIP
+            found = _find(request)
+            if found is not None:  # the outer middleware began the request: it owns it
+                return SKIP if found is True else INNER
+            if self._exclude_paths is not None and self._path_excluded(request.path_info):
+                _own(request, True)
+                return SKIP
             method = request.method
             method = _METHODS.get(method, _INVALID) if type(method) is str else _INVALID
             state = _State(method, perf_counter())
-            setattr(request, KEY, state)
             if self._inflight is not None:
                 cell = self._inflight_cells.get(method)
                 if cell is None:
@@ -301,9 +397,12 @@ class Extras:
                     state.queued = queue_seconds(header, time())
             if self._db_begin is not None:
                 state.db = self._db_begin()
+            _own(request, state)
             return state
         except Exception:
             _log_failure("a request")
+            if state is not None:
+                state()
             return INNER  # record the upstream families as if no feature were on
 
     def end(self, request: Any, response: Any, state: Any, outer: bool) -> Any:
@@ -312,9 +411,11 @@ class Extras:
             if state is INNER or type(state) is not _State:
                 return SKIP if self._decided(request, None) else None
             if self._decided(request, state):
+                _disown(request, state)
                 state()
                 self._db_finish(state, route(request), True)
                 return SKIP
+            _disown(request, state)
             elapsed = perf_counter() - state.started
             if state.queued is not None:
                 self._queue.observe(state.queued)
@@ -346,6 +447,10 @@ class Extras:
         except Exception:
             _log_failure("a response")
             if type(state) is _State:
+                try:
+                    _disown(request, state)
+                except Exception:
+                    pass
                 state()
         return None
 
@@ -353,6 +458,10 @@ class Extras:
         """``get_response`` raised: release the in-flight slot and the DB accounting."""
         if type(state) is not _State:
             return
+        try:
+            _disown(request, state)
+        except Exception:
+            _log_failure("a failed request")
         state()
         try:
             if state.queued is not None:
@@ -380,3 +489,34 @@ class Extras:
             self._db_discard(token)
             return
         self._db_end(token, name)
+
+
+class SpanIds:
+    """The exemplar capture's guard: None at once while the current Context holds no span.
+
+    ``var`` is the ContextVar that holds OpenTelemetry's current Context (a dict
+    that is never changed once made), ``key`` the span's key in it, ``slow()`` the
+    full capture (asked whenever a span may be current). The last Context seen
+    without a span is remembered: outside a trace, a capture is one ContextVar read.
+    """
+
+    __slots__ = ("key", "slow", "spanless", "var")
+
+    def __init__(self, var: Any, key: str, slow: Any) -> None:
+        self.var = var
+        self.key = key
+        self.slow = slow
+        self.spanless: Any = None
+
+    def __call__(self) -> Any:
+        context = self.var.get(None)
+        if context is None:
+            return self.slow()
+        if context is self.spanless:
+            return None
+        if not isinstance(context, dict):
+            return self.slow()
+        if context.get(self.key) is None:
+            self.spanless = context
+            return None
+        return self.slow()

@@ -17,7 +17,7 @@ import logging
 import re
 
 from cpython.object cimport PyObject
-from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 
 from . import _cells_c
 
@@ -233,6 +233,25 @@ class _Skip:
 SKIP = _Skip()
 cdef object _SKIP = SKIP
 cdef object _extras = None
+# ``_extras`` again when it is an ``_extras_c.Extras``: the middlewares call its work through
+# ``_seam`` (C function pointers, no Python call). One pointer, written whole: a thread reads
+# either the old object or the new one, and ``_seam`` never changes once set.
+cdef object _c_extras = None
+
+# The compiled features' C entry points (declared in _extras_c.pyx: keep the two structs identical).
+ctypedef object (*dp_seam_begin)(object, object, bint, int *)
+ctypedef object (*dp_seam_end)(object, object, object, object, bint)
+ctypedef int (*dp_seam_abort)(object, object, object, bint) except -1
+ctypedef int (*dp_seam_excluded)(object, object) except -1
+
+cdef struct dp_extras_api:
+    dp_seam_begin begin  # flags out: 1 defer, 2 call abort(SKIP) when the request is done
+    dp_seam_end end
+    dp_seam_abort abort
+    dp_seam_excluded excluded
+
+cdef dp_extras_api *_seam = NULL
+cdef const char *_SEAM_NAME = "django_prometheus._core._extras_c.SEAM"
 
 
 def set_extras(extras):
@@ -252,9 +271,21 @@ def set_extras(extras):
       template-response and exception hooks while ``extras`` is installed.
 
     Each method logs and swallows its own failures; one that raises anyway is
-    logged here and the request is recorded as if no feature were on.
+    logged here and the request is recorded as if no feature were on. The
+    compiled ``Extras`` (exactly that type) is called through its C entry points.
     """
-    global _extras
+    global _extras, _c_extras, _seam
+    c_extras = None
+    if extras is not None:
+        try:
+            seam = extras._dp_c_seam
+        except AttributeError:
+            seam = None
+        if (type(seam) is tuple and len(<tuple>seam) == 2 and type(extras) is (<tuple>seam)[0]
+                and PyCapsule_IsValid((<tuple>seam)[1], _SEAM_NAME)):
+            _seam = <dp_extras_api *> PyCapsule_GetPointer((<tuple>seam)[1], _SEAM_NAME)
+            c_extras = extras
+    _c_extras = c_extras
     _extras = extras
 
 
@@ -269,6 +300,8 @@ cdef inline bint _hook_excluded(request) except -1:
     if extras is None:
         return False
     try:
+        if extras is _c_extras:
+            return _seam.excluded(extras, request)
         return bool(extras.excluded(request))
     except Exception:
         _log_failure("an exclusion rule")
@@ -661,29 +694,43 @@ cdef class AfterRecorder(_Recorder):
 cdef object _NO_STATE = object()  # extras.begin raised: record as if no feature were on
 
 
-cdef object _extras_begin(extras, request, bint outer):
+cdef object _extras_begin(extras, request, bint outer, int *flags):
+    # The state for _extras_finish; flags[0]: 1 defer the recorder's request-time counts,
+    # 2 tell the features when a skipped request is done (_extras_skipped).
+    flags[0] = 0
     try:
-        return extras.begin(request, outer)
+        if extras is _c_extras:
+            return _seam.begin(extras, request, outer, flags)
+        state = extras.begin(request, outer)
     except Exception:
         _log_failure("a request (opt-in features)")
         return _NO_STATE
+    if state is not _SKIP:
+        try:
+            if extras.defer:
+                flags[0] = 1
+        except Exception:
+            _log_failure("a request (opt-in features)")
+    return state
 
 
-cdef bint _extras_defer(extras, state) except -1:
-    if state is _NO_STATE:
-        return False
+cdef int _extras_skipped(extras, request, bint outer) except -1:
+    # A skipped request is done (flag 2): the compiled features forget it.
     try:
-        return bool(extras.defer)
+        _seam.abort(extras, request, _SKIP, outer)
     except Exception:
         _log_failure("a request (opt-in features)")
-        return False
+    return 0
 
 
 cdef int _extras_abort(extras, request, state, bint outer) except -1:
     if state is _NO_STATE:
         return 0
     try:
-        extras.abort(request, state, outer)
+        if extras is _c_extras:
+            _seam.abort(extras, request, state, outer)
+        else:
+            extras.abort(request, state, outer)
     except Exception:
         _log_failure("a failed request (opt-in features)")
     return 0
@@ -694,7 +741,10 @@ cdef int _extras_finish(extras, _Recorder recorder, request, response, state, bi
     skip = None
     if state is not _NO_STATE:
         try:
-            skip = extras.end(request, response, state, outer)
+            if extras is _c_extras:
+                skip = _seam.end(extras, request, response, state, outer)
+            else:
+                skip = extras.end(request, response, state, outer)
         except Exception:
             _log_failure("a response (opt-in features)")
     if defer:
@@ -735,7 +785,8 @@ cdef class Middleware:
         if recorder is None:
             return await self._acall_hooks(request)
         cdef double started
-        cdef bint outer, defer
+        cdef bint outer
+        cdef int flags = 0
         extras = _extras
         if extras is None:
             recorded = recorder._begin(request)
@@ -743,37 +794,45 @@ cdef class Middleware:
             response = await self.get_response(request)
             recorder._end(request, response, recorded, started)
             return response
-        outer = isinstance(recorder, BeforeRecorder)
-        state = _extras_begin(extras, request, outer)
+        outer = type(recorder) is BeforeRecorder or isinstance(recorder, BeforeRecorder)
+        state = _extras_begin(extras, request, outer, &flags)
         if state is _SKIP:
+            if flags & 2:
+                try:
+                    return await self.get_response(request)
+                finally:
+                    _extras_skipped(extras, request, outer)
             return await self.get_response(request)
-        defer = _extras_defer(extras, state)
-        recorded = None if defer else recorder._begin(request)
+        recorded = None if flags & 1 else recorder._begin(request)
         started = dp_clock()
         try:
             response = await self.get_response(request)
         except BaseException:
             _extras_abort(extras, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, defer, recorded, started)
+        _extras_finish(extras, recorder, request, response, state, outer, flags & 1, recorded, started)
         return response
 
     cdef object _call_extras(self, request, _Recorder recorder, extras):
-        cdef bint outer = isinstance(recorder, BeforeRecorder)
-        cdef bint defer
+        cdef bint outer = type(recorder) is BeforeRecorder or isinstance(recorder, BeforeRecorder)
+        cdef int flags = 0
         cdef double started
-        state = _extras_begin(extras, request, outer)
+        state = _extras_begin(extras, request, outer, &flags)
         if state is _SKIP:
+            if flags & 2:
+                try:
+                    return self.get_response(request)
+                finally:
+                    _extras_skipped(extras, request, outer)
             return self.get_response(request)
-        defer = _extras_defer(extras, state)
-        recorded = None if defer else recorder._begin(request)
+        recorded = None if flags & 1 else recorder._begin(request)
         started = dp_clock()
         try:
             response = self.get_response(request)
         except BaseException:
             _extras_abort(extras, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, defer, recorded, started)
+        _extras_finish(extras, recorder, request, response, state, outer, flags & 1, recorded, started)
         return response
 
     # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.

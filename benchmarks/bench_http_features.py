@@ -10,7 +10,12 @@ default path. Compare each case's ``added instr`` with ``http_wsgi``'s.
 - ``http_features_wsgi_all`` / ``http_features_asgi_all``: route metrics with
   grouped status codes, in-flight, queue time (the request carries
   ``X-Request-Start``), a path exclusion and a view exclusion that both miss
-  (so the request is recorded, and the counts are deferred to the response).
+  (so the request is recorded, and the counts are deferred to the response),
+  and exemplars (OpenTelemetry is installed, no span is current: what every
+  request outside a trace pays).
+
+Fixed loop counts, as ``bench_http``'s cases: the instruction count is the
+slope over them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ ALL = {
     "PROMETHEUS_QUEUE_TIME_METRICS": True,
     "PROMETHEUS_EXCLUDE_PATHS": [r"^/metrics$"],
     "PROMETHEUS_EXCLUDE_VIEWS": ["prometheus-django-metrics"],
+    "PROMETHEUS_EXEMPLARS": True,
 }
 
 
@@ -39,9 +45,13 @@ def _all(impl: str) -> dict[str, Any]:
     return {**bench_http._settings(impl), **ALL}
 
 
-def _queue_header() -> dict[str, str]:
+def _queue_stamp() -> str:
     # A proxy's stamp a few milliseconds ago (always within the hour the features accept).
-    return {"HTTP_X_REQUEST_START": f"t={time.time() - 0.005:.3f}"}
+    return f"t={time.time() - 0.005:.3f}"
+
+
+def _queue_header() -> dict[str, str]:
+    return {"HTTP_X_REQUEST_START": _queue_stamp()}
 
 
 def _build_routes(impl: str) -> Op:
@@ -53,12 +63,64 @@ def _build_all(impl: str) -> Op:
 
 
 def _build_asgi_all(impl: str) -> Op:
-    return bench_http._build_asgi(impl)
+    # bench_http's ASGI request, with the proxy's X-Request-Start header in its scope.
+    import asyncio
+
+    from django.core.handlers.asgi import ASGIHandler
+
+    handler = ASGIHandler()
+    loop = asyncio.new_event_loop()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/async",
+        "raw_path": b"/async",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"x-request-start", _queue_stamp().encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    body = {"type": "http.request", "body": b"", "more_body": False}
+    statuses: list[int] = []
+
+    async def request() -> None:
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return body
+            await loop.create_future()  # after the body a client waits; Django cancels this
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await handler(dict(scope), receive, send)
+
+    def op() -> None:
+        loop.run_until_complete(request())
+
+    op()
+    if statuses != [200]:
+        raise RuntimeError(f"the ASGI benchmark request answered {statuses}")
+    statuses.clear()
+    return op
 
 
-HTTP_FEATURES_WSGI_ROUTES = Case("http_features_wsgi_routes", _routes, _build_routes)
-HTTP_FEATURES_WSGI_ALL = Case("http_features_wsgi_all", _all, _build_all)
-HTTP_FEATURES_ASGI_ALL = Case("http_features_asgi_all", _all, _build_asgi_all)
+WSGI_COUNTS = bench_http.WSGI_COUNTS
+ASGI_COUNTS = (15, 30, 45)
+HTTP_FEATURES_WSGI_ROUTES = Case(
+    "http_features_wsgi_routes", _routes, _build_routes, warmup=500, counts=WSGI_COUNTS
+)
+HTTP_FEATURES_WSGI_ALL = Case("http_features_wsgi_all", _all, _build_all, warmup=500, counts=WSGI_COUNTS)
+HTTP_FEATURES_ASGI_ALL = Case("http_features_asgi_all", _all, _build_asgi_all, warmup=200, counts=ASGI_COUNTS)
 CASES = [HTTP_FEATURES_WSGI_ROUTES, HTTP_FEATURES_WSGI_ALL, HTTP_FEATURES_ASGI_ALL]
 
 

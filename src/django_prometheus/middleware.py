@@ -56,6 +56,29 @@ def _hook_excluded(request: HttpRequest) -> bool:
     return extras is not None and bool(_extras_call(extras.path_excluded, request))
 
 
+class _Features:
+    """The opt-in features around one request on the extension path (``_http.set_extras``' protocol)."""
+
+    __slots__ = ("extras", "outer", "request", "state")
+
+    def __init__(self, request: HttpRequest, outer: bool) -> None:
+        self.extras = extras = _http.get_extras()
+        self.request, self.outer = request, outer
+        self.state = None if extras is None else _extras_call(extras.begin, request, outer)
+
+    @property
+    def skip(self) -> bool:
+        return self.state is _http.SKIP
+
+    def abort(self) -> None:
+        if self.state is not None:
+            _extras_call(self.extras.abort, self.request, self.state, self.outer)
+
+    def end(self, response: Any) -> None:
+        if self.state is not None:
+            _extras_call(self.extras.end, self.request, response, self.state, self.outer)
+
+
 class _PrometheusMiddleware(_http.Middleware):
     """What both middlewares share: construction, mode selection and upstream's helper methods."""
 
@@ -120,42 +143,37 @@ class _PrometheusMiddleware(_http.Middleware):
         return metric.labels(**labels) if labels else metric
 
     # The default path is the core's ``__call__``/``__acall__``; these run the hooks instead.
+    # With the opt-in features on, they run around the hooks (``_Features``): a path exclusion
+    # skips the hooks, a view exclusion only the features (the hooks counted the request
+    # before its view was known).
     def _call_hooks(self, request: HttpRequest) -> Any:
-        # Upstream's MiddlewareMixin.__call__; our own hooks log their failures. With the opt-in
-        # features on, they run around it: a path exclusion skips the hooks, a view exclusion
-        # only the features (the hooks counted the request before its view was known).
-        extras = _http.get_extras()
-        state = None if extras is None else _extras_call(extras.begin, request, self._outer)
-        if state is _http.SKIP:
+        # Upstream's MiddlewareMixin.__call__; our own hooks log their failures.
+        features = _Features(request, self._outer)
+        if features.skip:
             return self.get_response(request)
         try:
             response = self.process_request(request)  # type: ignore[attr-defined]
             response = response or self.get_response(request)
             response = self.process_response(request, response)  # type: ignore[attr-defined]
         except BaseException:
-            if state is not None:
-                _extras_call(extras.abort, request, state, self._outer)  # type: ignore[union-attr]
+            features.abort()
             raise
-        if state is not None:
-            _extras_call(extras.end, request, response, state, self._outer)  # type: ignore[union-attr]
+        features.end(response)
         return response
 
     async def _acall_hooks(self, request: HttpRequest) -> Any:
         # Overridden hooks are user code that may touch the database: run them in a thread, as upstream.
-        extras = _http.get_extras()
-        state = None if extras is None else _extras_call(extras.begin, request, self._outer)
-        if state is _http.SKIP:
+        features = _Features(request, self._outer)
+        if features.skip:
             return await self.get_response(request)
         try:
             response = await sync_to_async(self.process_request, thread_sensitive=True)(request)  # type: ignore[attr-defined]
             response = response or await self.get_response(request)
             response = await sync_to_async(self.process_response, thread_sensitive=True)(request, response)  # type: ignore[attr-defined]
         except BaseException:
-            if state is not None:
-                _extras_call(extras.abort, request, state, self._outer)  # type: ignore[union-attr]
+            features.abort()
             raise
-        if state is not None:
-            _extras_call(extras.end, request, response, state, self._outer)  # type: ignore[union-attr]
+        features.end(response)
         return response
 
     _outer = False

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from django_prometheus import conf
+from django_prometheus._core import _extras
 
 __all__ = ["apply", "capture", "enabled"]
 
@@ -65,8 +67,34 @@ def capture() -> Callable[[], dict[str, str] | None] | None:
             last[0] = (ctx, labels)
             return labels
 
-        _capture = span_ids
+        var, span_key = _current_context()
+        # The core's guard in front of it: a current Context without a span in it (every
+        # request outside a trace) answers None without a Python call.
+        _capture = span_ids if var is None else _extras.SpanIds(var, span_key, span_ids)
     return _capture
+
+
+def _current_context() -> tuple[ContextVar[Any] | None, str | None]:
+    """The ContextVar of the current Context and the span's key in it, as OpenTelemetry ships them.
+
+    The default runtime context (``ContextVarsRuntimeContext``) holds the current
+    Context in a ContextVar; reading it directly is what ``get_current_span`` does
+    through four Python calls. Any other runtime context, or an OpenTelemetry that
+    moved these: (None, None), and every capture asks ``get_current_span``.
+    """
+    try:
+        from opentelemetry import context as otel_context
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+        from opentelemetry.trace.propagation import _SPAN_KEY
+    except ImportError:
+        return None, None
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime) is not ContextVarsRuntimeContext or not isinstance(var, ContextVar):
+        return None, None
+    if not isinstance(_SPAN_KEY, str):
+        return None, None
+    return var, _SPAN_KEY
 
 
 def apply(metric: Any) -> None:
