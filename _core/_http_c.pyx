@@ -19,7 +19,7 @@ import re
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.ref cimport Py_XDECREF, Py_XINCREF
 
 from . import _cells_c
 
@@ -189,19 +189,32 @@ cdef inline object _dict_get(dict d, key):
     return None if found is NULL else <object>found
 
 
-cdef inline int _slot_clear(dp_http_slot *slot) except -1:
-    cdef PyObject *request = slot.request
-    cdef PyObject *kind = slot.kind
-    cdef PyObject *match = slot.match
-    cdef PyObject *view = slot.view
-    slot.recorder = NULL
-    slot.request = slot.kind = slot.match = slot.view = NULL
-    # Released once the slot is consistent: a finaliser may run and use the slot again.
-    Py_XDECREF(request)
-    Py_XDECREF(kind)
-    Py_XDECREF(match)
-    Py_XDECREF(view)
+cdef inline int _slot_set(dp_http_slot *slot, void *recorder, PyObject *request, PyObject *kind,
+                          PyObject *match, PyObject *view) except -1:
+    # Takes new references to what it is given (NULL allowed) and drops the old ones once
+    # the slot is consistent: a finaliser run by the release may use the slot again.
+    cdef PyObject *old_request = slot.request
+    cdef PyObject *old_kind = slot.kind
+    cdef PyObject *old_match = slot.match
+    cdef PyObject *old_view = slot.view
+    Py_XINCREF(request)
+    Py_XINCREF(kind)
+    Py_XINCREF(match)
+    Py_XINCREF(view)
+    slot.recorder = recorder
+    slot.request = request
+    slot.kind = kind
+    slot.match = match
+    slot.view = view
+    Py_XDECREF(old_request)
+    Py_XDECREF(old_kind)
+    Py_XDECREF(old_match)
+    Py_XDECREF(old_view)
     return 0
+
+
+cdef inline int _slot_clear(dp_http_slot *slot) except -1:
+    return _slot_set(slot, NULL, NULL, NULL, NULL, NULL)
 
 
 cdef void _log_failure(str where) noexcept:
@@ -594,21 +607,12 @@ cdef class AfterRecorder(_Recorder):
     cdef object _begin(self, request):
         cdef _Kind kind = None
         cdef double size
-        cdef dp_http_slot *slot
-        cdef PyObject *held
         try:
             meta = request.META
             kind = self._kind(request, meta)
             # For on_view and a later _end on this thread (the middlewares' call hands _end
             # the kind it returns; on_response does not).
-            slot = dp_http_slot_get()
-            if slot.request is not NULL:
-                _slot_clear(slot)
-            Py_INCREF(request)
-            Py_INCREF(kind)
-            slot.request = <PyObject *>request
-            slot.kind = <PyObject *>kind
-            slot.recorder = <void *>self
+            _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
             _inc(kind.by_method)
             _inc(kind.by_transport)
             if type(meta) is dict:
@@ -645,12 +649,8 @@ cdef class AfterRecorder(_Recorder):
             if slot.recorder is <void *>self and slot.request is <PyObject *>request:
                 kind = <_Kind>slot.kind
                 if slot.match is not <PyObject *>match:  # what _end reads again, if unchanged
-                    Py_INCREF(match)
-                    Py_INCREF(name)
-                    Py_XDECREF(slot.view)
-                    Py_XDECREF(slot.match)
-                    slot.match = <PyObject *>match
-                    slot.view = <PyObject *>name
+                    _slot_set(slot, <void *>self, <PyObject *>request, <PyObject *>kind,
+                              <PyObject *>match, <PyObject *>name)
             else:
                 kind = self._kind(request, None)
             last = kind.last_view
