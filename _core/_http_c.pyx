@@ -16,13 +16,49 @@ request).
 import logging
 import re
 
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
+from cpython.ref cimport Py_XDECREF, Py_XINCREF
 
 from . import _cells_c
 
 cdef extern from "dp_clock.h":
     double dp_clock() nogil
+
+# What the After recorder's _begin learnt of a request, for the hooks and _end that follow it on
+# the same thread: one slot per thread (so threads and free-threaded builds never share it),
+# matched by the identity of the recorder and the request. It holds references to the request,
+# its _Kind and what on_view read (the resolver match and its view name), so an address it
+# compares is never a freed and reused one; _end of the request empties it, the next request's
+# _begin on the thread replaces it. Anything else (an interleaved request under ASGI, a nested
+# one, a hook called without _begin) does not match and is worked out from the request again.
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #  define DP_THREAD_LOCAL __declspec(thread)
+    #elif defined(__GNUC__) || defined(__clang__)
+    #  define DP_THREAD_LOCAL __thread
+    #else
+    #  define DP_THREAD_LOCAL _Thread_local
+    #endif
+    typedef struct {
+        void *recorder;     /* compared, never dereferenced */
+        PyObject *request;  /* the references below are owned */
+        PyObject *kind;
+        PyObject *match;
+        PyObject *view;
+    } dp_http_slot;
+    static DP_THREAD_LOCAL dp_http_slot dp_http_slot_tls;
+    static dp_http_slot *dp_http_slot_get(void) { return &dp_http_slot_tls; }
+    """
+    ctypedef struct dp_http_slot:
+        void *recorder
+        PyObject *request
+        PyObject *kind
+        PyObject *match
+        PyObject *view
+    dp_http_slot *dp_http_slot_get() nogil
 
 # The cells' C entry points (declared in _cells_c.pyx; keep the two structs identical).
 ctypedef void (*dp_cell_add)(object, double) noexcept
@@ -108,6 +144,79 @@ cdef inline bint _same(a, b) except -1:
     return a is b or a == b
 
 
+cdef extern from *:
+    """
+    /* Two exact str objects: equal when their length, kind and bytes are (PEP 393 strings
+     * are canonical, so equal text has equal kind); no hash, no rich comparison. */
+    static int dp_str_eq(PyObject *a, PyObject *b) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+        int kind = PyUnicode_KIND(a);
+        if (n != PyUnicode_GET_LENGTH(b) || kind != (int)PyUnicode_KIND(b)) return 0;
+        return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * (size_t)kind) == 0;
+    }
+    """
+    bint dp_str_eq(object a, object b) nogil
+
+
+# For the fresh strings Django builds per request (the method, the view name, the content
+# type): compared by length and bytes, never hashed.
+cdef inline bint _same_str(a, b) noexcept:
+    # Both exact str and equal (a str subclass never matches, as it never is a key here).
+    return a is b or (type(a) is str and type(b) is str and dp_str_eq(a, b))
+
+
+cdef inline bint _same_key(a, b) except -1:
+    # ``a is b or a == b`` (dict key equality), the bytes compared directly for two exact str.
+    if a is b:
+        return True
+    if type(a) is str and type(b) is str:
+        return dp_str_eq(a, b)
+    return a == b
+
+
+cdef inline bint _eq_str(a, str b) except -1:
+    # ``a == b``, the bytes compared directly when ``a`` is an exact str.
+    if a is b:
+        return True
+    if type(a) is str:
+        return dp_str_eq(a, b)
+    return a == b
+
+
+cdef inline object _dict_get(dict d, key):
+    # ``d.get(key)`` without the call machinery; None when absent.
+    cdef PyObject *found = PyDict_GetItemWithError(d, key)
+    return None if found is NULL else <object>found
+
+
+cdef inline int _slot_set(dp_http_slot *slot, void *recorder, PyObject *request, PyObject *kind,
+                          PyObject *match, PyObject *view) except -1:
+    # Takes new references to what it is given (NULL allowed) and drops the old ones once
+    # the slot is consistent: a finaliser run by the release may use the slot again.
+    cdef PyObject *old_request = slot.request
+    cdef PyObject *old_kind = slot.kind
+    cdef PyObject *old_match = slot.match
+    cdef PyObject *old_view = slot.view
+    Py_XINCREF(request)
+    Py_XINCREF(kind)
+    Py_XINCREF(match)
+    Py_XINCREF(view)
+    slot.recorder = recorder
+    slot.request = request
+    slot.kind = kind
+    slot.match = match
+    slot.view = view
+    Py_XDECREF(old_request)
+    Py_XDECREF(old_kind)
+    Py_XDECREF(old_match)
+    Py_XDECREF(old_view)
+    return 0
+
+
+cdef inline int _slot_clear(dp_http_slot *slot) except -1:
+    return _slot_set(slot, NULL, NULL, NULL, NULL, NULL)
+
+
 cdef void _log_failure(str where) noexcept:
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", where)
 
@@ -128,26 +237,27 @@ cpdef str transport(request):
     return "https" if request.is_secure() else "http"
 
 
-cpdef object view_name(request):
-    """The ``view`` label of responses and latency: the resolved view's name, else ``<unnamed view>``.
+# Upstream's quirk, kept: the response rule maps only a missing name to ``<unnamed view>``,
+# the hooks' rule (process_view, process_exception) an empty one too. Both from the
+# resolver match's ``view_name``; these two are the only places the mapping is written.
+cdef inline object _response_view(name):
+    return _UNNAMED if name is None else name
 
-    Upstream's quirk, kept: here only a missing name becomes ``<unnamed view>``;
-    ``hook_view_name`` (process_view, process_exception) also maps an empty one.
-    """
+
+cdef inline object _hook_view(name):
+    return name or _UNNAMED
+
+
+cpdef object view_name(request):
+    """The ``view`` label of responses and latency: the resolved view's name, else ``<unnamed view>``."""
     match = getattr(request, "resolver_match", None)
-    if match is not None:
-        name = match.view_name
-        if name is not None:
-            return name
-    return _UNNAMED
+    return _UNNAMED if match is None else _response_view(match.view_name)
 
 
 cpdef object hook_view_name(request):
     """The ``view`` label of process_view and process_exception: None (nothing counted) when unresolved."""
     match = getattr(request, "resolver_match", None)
-    if match is None:
-        return None
-    return match.view_name or _UNNAMED
+    return None if match is None else _hook_view(match.view_name)
 
 
 cpdef object body_length(value):
@@ -204,7 +314,8 @@ cdef class Settings:
     cdef public object DEFAULT_CHARSET
     cdef public object SECURE_PROXY_SSL_HEADER
     # What HttpResponse writes when given no content type, and its charset label (the regex's).
-    cdef readonly object default_content_type, default_content_type_charset
+    cdef readonly str default_content_type
+    cdef readonly object default_content_type_charset
 
     def __init__(self, default_charset="utf-8", secure_proxy_ssl_header=None):
         self.set(default_charset, secure_proxy_ssl_header)
@@ -372,18 +483,21 @@ cdef class _Kind:
     cdef readonly str method, transport
     cdef object by_method, by_transport
     cdef dict views, responses
-    # The last outcome looked up, borrowed: ``responses`` keeps every outcome alive and never
-    # drops one, and a pointer is read and written whole, so threads see one outcome or another.
+    # The last outcome and (view, cell) entry looked up, borrowed: ``responses`` and ``views``
+    # keep every one alive and never drop one, and a pointer is read and written whole, so
+    # threads see one entry or another.
     cdef PyObject *last
+    cdef PyObject *last_view
 
     def __init__(self, cells, str method, str transport):
         self.method = method
         self.transport = transport
         self.by_method = cells.requests_by_method(method)
         self.by_transport = cells.requests_by_transport(transport)
-        self.views = {}  # view -> requests_by_view_transport_method cell
+        self.views = {}  # view -> (view, requests_by_view_transport_method cell)
         self.responses = {}  # (status, view, charset) -> _Outcome
         self.last = NULL
+        self.last_view = NULL
 
 
 cdef class _Outcome:
@@ -401,6 +515,10 @@ cdef class _Outcome:
         self.latency = cells.requests_latency_by_view_method(view, method)
 
 
+cdef str _HTTPS = "https"
+cdef str _META = "META"
+
+
 cdef class AfterRecorder(_Recorder):
     """What ``PrometheusAfterMiddleware`` records, with every label combination resolved once."""
 
@@ -413,6 +531,10 @@ cdef class AfterRecorder(_Recorder):
     # _types, which keep them alive and never drop one; one pointer, read and written whole.
     cdef PyObject *_last_scheme
     cdef PyObject *_last_type
+    # The last _Kind of each transport, borrowed (_http and _https keep them): a request's fresh
+    # method string is compared with its method, bytes only, before it is hashed for a lookup.
+    cdef PyObject *_last_http
+    cdef PyObject *_last_https
     cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
 
     def __init__(self, cells):
@@ -432,7 +554,9 @@ cdef class AfterRecorder(_Recorder):
         self._secure_methods = cells.secure_methods
         self._last_scheme = NULL
         self._last_type = NULL
-        self._schemes = {}  # request type -> (type, (attribute, key) of its scheme, or None)
+        self._last_http = NULL
+        self._last_https = NULL
+        self._schemes = {}  # request type -> (type, (attribute, key, is META) of its scheme, or None)
         self._http = {}  # method -> _Kind, one dict per transport (only the nine methods are keys)
         self._https = {}
         self._types = {}
@@ -454,7 +578,7 @@ cdef class AfterRecorder(_Recorder):
             if cls.is_secure is is_secure and cls.scheme is scheme:
                 for base, attr, key, get_scheme in self._scheme_sources:
                     if issubclass(cls, base) and cls._get_scheme is get_scheme:
-                        source = (attr, key)
+                        source = (attr, key, attr == _META)
                         break
             record = self._schemes.setdefault(cls, (cls, source))
         self._last_scheme = <PyObject *>record
@@ -465,9 +589,10 @@ cdef class AfterRecorder(_Recorder):
             return self._fast_settings.DEFAULT_CHARSET
         return self._settings.DEFAULT_CHARSET
 
-    cdef bint _is_secure(self, request) except -1:
+    cdef bint _is_secure(self, request, meta) except -1:
         # The transport rule is request.is_secure(); for Django's own request classes, with
-        # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly.
+        # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly
+        # (from ``meta``, the request's META when the caller has it, for WSGIRequest).
         source = self._scheme_source(type(request))
         if source is None:
             return request.is_secure()
@@ -477,47 +602,59 @@ cdef class AfterRecorder(_Recorder):
             proxy_header = self._settings.SECURE_PROXY_SSL_HEADER
         if proxy_header:
             return request.is_secure()
-        values = getattr(request, (<tuple>source)[0])
+        if (<tuple>source)[2]:
+            values = request.META if meta is None else meta
+        else:
+            values = getattr(request, (<tuple>source)[0])
         if type(values) is dict:
-            return (<dict>values).get((<tuple>source)[1]) == "https"
-        return values.get((<tuple>source)[1]) == "https"
+            scheme = _dict_get(<dict>values, (<tuple>source)[1])
+        else:
+            scheme = values.get((<tuple>source)[1])
+        if scheme is None:
+            # Not where Django's request keeps it (e.g. META replaced): ask the request.
+            return request.is_secure()
+        return _eq_str(scheme, _HTTPS)
 
-    cdef _Kind _kind(self, request):
-        # One lookup by the request's own method string: only the sanitised nine (and
-        # ``<invalid method>``) are ever keys, so a client cannot grow the dict.
+    cdef _Kind _kind(self, request, meta):
+        # The request's own method string is compared with the last kind's method, then looked
+        # up: only the sanitised nine (and ``<invalid method>``) are ever keys, so a client
+        # cannot grow the dict.
         method = request.method
-        cdef bint secure = self._is_secure(request)
+        cdef bint secure = self._is_secure(request, meta)
+        cdef PyObject *last = self._last_https if secure else self._last_http
+        if last is not NULL and _same_str(method, (<_Kind>last).method):
+            return <_Kind>last
         cdef dict kinds = self._https if secure else self._http
-        kind = kinds.get(method) if type(method) is str else None
+        kind = _dict_get(kinds, method) if type(method) is str else None
         if kind is None:
             label = sanitize_method(method)
-            kind = kinds.get(label)
+            kind = _dict_get(kinds, label)
             if kind is None:
                 kind = kinds.setdefault(label, _Kind(self._cells, label, "https" if secure else "http"))
+        if secure:
+            self._last_https = <PyObject *>kind
+        else:
+            self._last_http = <PyObject *>kind
         return <_Kind>kind
-
-    cdef _Kind _kind_of(self, request):
-        kind = getattr(request, "_prometheus_kind", None)
-        if type(kind) is _Kind:
-            return <_Kind>kind
-        return self._kind(request)
 
     cdef object _begin(self, request):
         cdef _Kind kind = None
         cdef double size
         try:
-            kind = self._kind(request)
-            request._prometheus_kind = kind  # for on_view; _end gets it from the middleware
+            meta = request.META
+            kind = self._kind(request, meta)
+            # For on_view and a later _end on this thread (the middlewares' call hands _end
+            # the kind it returns; on_response does not).
+            _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
             _inc(kind.by_method)
             _inc(kind.by_transport)
-            meta = request.META
             if type(meta) is dict:
-                ajax = (<dict>meta).get("HTTP_X_REQUESTED_WITH")
-                length = (<dict>meta).get("CONTENT_LENGTH")
+                ajax = _dict_get(<dict>meta, "HTTP_X_REQUESTED_WITH")
+                length = _dict_get(<dict>meta, "CONTENT_LENGTH")
             else:
                 ajax = meta.get("HTTP_X_REQUESTED_WITH")
                 length = meta.get("CONTENT_LENGTH")
-            if ajax == "XMLHttpRequest":
+            if ajax is not None and _eq_str(ajax, "XMLHttpRequest"):
                 _inc(self._ajax)
             size = _body_size(length)
             if size >= 0:
@@ -531,17 +668,34 @@ cdef class AfterRecorder(_Recorder):
     def on_view(self, request, view_func=None, view_args=None, view_kwargs=None):
         """``process_view``: count the request by (view, transport, method)."""
         cdef _Kind kind
+        cdef dp_http_slot *slot
+        cdef PyObject *last
         try:
-            view = hook_view_name(request)
-            if view is None or _hook_excluded(request):
+            match = getattr(request, "resolver_match", None)
+            if match is None:
                 return
-            kind = self._kind_of(request)
-            cell = kind.views.get(view)
-            if cell is None:
-                cell = kind.views.setdefault(
-                    view, self._cells.requests_by_view_transport_method(view, kind.transport, kind.method)
-                )
-            _inc(cell)
+            name = match.view_name
+            view = _hook_view(name)
+            if _hook_excluded(request):
+                return
+            slot = dp_http_slot_get()
+            if slot.recorder is <void *>self and slot.request is <PyObject *>request:
+                kind = <_Kind>slot.kind
+                if slot.match is not <PyObject *>match:  # what _end reads again, if unchanged
+                    _slot_set(slot, <void *>self, <PyObject *>request, <PyObject *>kind,
+                              <PyObject *>match, <PyObject *>name)
+            else:
+                kind = self._kind(request, None)
+            last = kind.last_view
+            if last is not NULL and _same_str(view, (<tuple>last)[0]):
+                entry = <tuple>last
+            else:
+                entry = _dict_get(kind.views, view)
+                if entry is None:
+                    cell = self._cells.requests_by_view_transport_method(view, kind.transport, kind.method)
+                    entry = kind.views.setdefault(view, (view, cell))
+                kind.last_view = <PyObject *>entry
+            _inc((<tuple>entry)[1])
         except Exception:
             _log_failure("a view")
 
@@ -578,12 +732,17 @@ cdef class AfterRecorder(_Recorder):
                 return value
             store = getattr(response.headers, "_store", None)
             if type(store) is dict:
-                entry = (<dict>store).get("content-type")
-                content_type = entry[1] if entry is not None else None
+                entry = _dict_get(<dict>store, "content-type")
+                if entry is None:
+                    content_type = None
+                elif type(entry) is tuple and len(<tuple>entry) == 2:
+                    content_type = (<tuple>entry)[1]
+                else:
+                    content_type = entry[1]
                 if not content_type:
                     return self._default_charset()
                 known = self._fast_settings
-                if known is not None and content_type == known.default_content_type:
+                if known is not None and _eq_str(content_type, known.default_content_type):
                     # What HttpResponse writes by default: no hashing of a fresh string.
                     value = known.default_content_type_charset
                     return known.DEFAULT_CHARSET if value is None else value
@@ -604,17 +763,34 @@ cdef class AfterRecorder(_Recorder):
         cdef tuple info
         cdef Py_ssize_t total
         cdef int content, streaming
+        cdef dp_http_slot *slot
+        cdef bint mine
         try:
-            kind = <_Kind>state if type(state) is _Kind else self._kind_of(request)
-            view = view_name(request)
+            slot = dp_http_slot_get()
+            mine = slot.recorder is <void *>self and slot.request is <PyObject *>request
+            if type(state) is _Kind:
+                kind = <_Kind>state
+            elif mine:
+                kind = <_Kind>slot.kind
+            else:
+                kind = self._kind(request, None)
+            match = getattr(request, "resolver_match", None)
+            if match is None:
+                view = _UNNAMED
+            elif mine and slot.match is <PyObject *>match:
+                view = _response_view(<object>slot.view)  # the name on_view read of this match
+            else:
+                view = _response_view(match.view_name)
+            if mine:
+                _slot_clear(slot)
             status = response.status_code
             info = self._type_info(type(response))
             content = info[2]
             streaming = info[3]
             label = self._charset_of(response, info[1])
             last = kind.last
-            if last is not NULL and _same((<_Outcome>last).status, status) and _same(
-                (<_Outcome>last).view, view
+            if last is not NULL and _same((<_Outcome>last).status, status) and _same_key(
+                view, (<_Outcome>last).view
             ) and _same((<_Outcome>last).charset, label):
                 outcome = <_Outcome>last
             else:

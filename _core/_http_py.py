@@ -81,12 +81,12 @@ def transport(request: Any) -> str:
     return "https" if request.is_secure() else "http"
 
 
+# Upstream's quirk, kept: the response rule maps only a missing name to ``<unnamed view>``,
+# the hooks' rule (process_view, process_exception) an empty one too. Both from the
+# resolver match's ``view_name``; these two are the only places the mapping is written
+# (the compiled twin's _end reuses the name its on_view read, through the same mapping).
 def view_name(request: Any) -> str:
-    """The ``view`` label of responses and latency: the resolved view's name, else ``<unnamed view>``.
-
-    Upstream's quirk, kept: here only a missing name becomes ``<unnamed view>``;
-    ``hook_view_name`` (process_view, process_exception) also maps an empty one.
-    """
+    """The ``view`` label of responses and latency: the resolved view's name, else ``<unnamed view>``."""
     match = getattr(request, "resolver_match", None)
     if match is not None:
         name = match.view_name
@@ -394,7 +394,7 @@ class AfterRecorder(_Recorder):
         self._streaming_content = self._streaming_response.content
         self._scheme_sources = cells.scheme_sources
         self._secure_methods = cells.secure_methods
-        self._schemes: dict[type, tuple[str, str] | None] = {}  # request type -> its scheme's place
+        self._schemes: dict[type, tuple[str, str, bool] | None] = {}  # request type -> its scheme's place
         self._http: dict[str, _Kind] = {}  # method -> kind, one dict per transport (the nine are keys)
         self._https: dict[str, _Kind] = {}
         self._types: dict[type, tuple[bool, int, int]] = {}
@@ -405,7 +405,7 @@ class AfterRecorder(_Recorder):
 
     # -- request ---------------------------------------------------------------------------------
 
-    def _scheme_source(self, cls: type) -> tuple[str, str] | None:
+    def _scheme_source(self, cls: type) -> tuple[str, str, bool] | None:
         source = self._schemes.get(cls, _MISSING)
         if source is _MISSING:
             source = None
@@ -413,24 +413,31 @@ class AfterRecorder(_Recorder):
             if cls.is_secure is is_secure and cls.scheme is scheme:  # type: ignore[attr-defined]
                 for base, attr, key, get_scheme in self._scheme_sources:
                     if issubclass(cls, base) and cls._get_scheme is get_scheme:  # type: ignore[attr-defined]
-                        source = (attr, key)
+                        source = (attr, key, attr == "META")
                         break
             source = self._schemes.setdefault(cls, source)
         return source
 
-    def _is_secure(self, request: Any) -> bool:
+    def _is_secure(self, request: Any, meta: Any) -> bool:
         # The transport rule is request.is_secure(); for Django's own request classes, with
-        # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly.
+        # no SECURE_PROXY_SSL_HEADER, that is the scheme the server passed, read directly
+        # (from ``meta``, the request's META when the caller has it, for WSGIRequest).
         source = self._scheme_source(type(request))
         if source is None or (self._fast_settings or self._settings).SECURE_PROXY_SSL_HEADER:
             return request.is_secure()
-        return getattr(request, source[0]).get(source[1]) == "https"
+        attr, key, from_meta = source
+        values = (request.META if meta is None else meta) if from_meta else getattr(request, attr)
+        scheme = values.get(key)
+        if scheme is None:
+            # Not where Django's request keeps it (e.g. META replaced): ask the request.
+            return request.is_secure()
+        return scheme == "https"
 
-    def _kind(self, request: Any) -> _Kind:
+    def _kind(self, request: Any, meta: Any) -> _Kind:
         # One lookup by the request's own method string: only the sanitised nine (and
         # ``<invalid method>``) are ever keys, so a client cannot grow the dict.
         method = request.method
-        secure = self._is_secure(request)
+        secure = self._is_secure(request, meta)
         kinds = self._https if secure else self._http
         kind = kinds.get(method) if type(method) is str else None
         if kind is None:
@@ -443,11 +450,14 @@ class AfterRecorder(_Recorder):
     def _begin(self, request: Any) -> Any:
         kind = None
         try:
-            kind = self._kind(request)
-            request._prometheus_kind = kind  # for on_view; _end gets it from the middleware
+            meta = request.META
+            kind = self._kind(request, meta)
+            # For on_view and on_response (the middlewares' call hands _end the kind it
+            # returns). The compiled twin keeps it in a per-thread slot instead, which a
+            # Python-level slot (threading.local and a tuple) would make dearer than this.
+            request._prometheus_kind = kind
             kind.by_method.inc()
             kind.by_transport.inc()
-            meta = request.META
             if meta.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
                 self._ajax.inc()
             size = body_length(meta.get("CONTENT_LENGTH"))
@@ -459,7 +469,7 @@ class AfterRecorder(_Recorder):
 
     def _kind_of(self, request: Any) -> _Kind:
         kind = getattr(request, "_prometheus_kind", None)
-        return kind if type(kind) is _Kind else self._kind(request)
+        return kind if type(kind) is _Kind else self._kind(request, None)
 
     # -- view ------------------------------------------------------------------------------------
 

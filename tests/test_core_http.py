@@ -498,3 +498,127 @@ def test_the_extras_seam_aborts_and_survives_a_failing_extras(impl, caplog):
         http.set_extras(None)
     assert cells.samples()["responses_total", ()] == 1.0  # recorded as if no feature were on
     assert any("opt-in features" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_interleaved_and_nested_requests_keep_their_own_labels(impl):
+    # What _begin hands to on_view and _end (per thread in the compiled core) belongs to one
+    # request: requests that interleave (ASGI) or nest (a view serving a request inside its
+    # own) keep their own method, transport and view; a hook never seen by _begin works them out.
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    after, other = http.AfterRecorder(cells), http.AfterRecorder(cells)
+    rf = RequestFactory()
+    a = _resolved(rf.get("/a"), "a")
+    b = _resolved(rf.post("/b", secure=True), "b")
+    started = after.on_request(a)
+    after.on_request(b)
+    after.on_view(a)
+    after.on_view(b)
+    after.on_response(a, HttpResponse(b"a"), started)
+    after.on_response(b, HttpResponse(b"b", status=201), started)
+    outer, inner = _resolved(rf.put("/o"), "outer"), _resolved(rf.delete("/i"), "inner")
+    after.on_request(outer)
+    after.on_view(outer)
+    after.on_request(inner)
+    after.on_view(inner)
+    after.on_response(inner, HttpResponse(b"i"), started)
+    after.on_response(outer, HttpResponse(b"o"), started)
+    # Another recorder and a request it never saw begin.
+    unseen = _resolved(rf.patch("/u"), "unseen")
+    after.on_request(unseen)
+    other.on_view(unseen)
+    other.on_response(unseen, HttpResponse(b"u"), started)
+    samples = cells.samples()
+    assert {k[1]: v for k, v in samples.items() if k[0] == "requests_by_view_transport_method"} == {
+        ("a", "http", "GET"): 1.0,
+        ("b", "https", "POST"): 1.0,
+        ("outer", "http", "PUT"): 1.0,
+        ("inner", "http", "DELETE"): 1.0,
+        ("unseen", "http", "PATCH"): 1.0,
+    }
+    assert {k[1]: v for k, v in samples.items() if k[0] == "responses_by_status_view_method"} == {
+        ("200", "a", "GET"): 1.0,
+        ("201", "b", "POST"): 1.0,
+        ("200", "outer", "PUT"): 1.0,
+        ("200", "inner", "DELETE"): 1.0,
+        ("200", "unseen", "PATCH"): 1.0,
+    }
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_response_view_follows_a_resolver_match_changed_after_process_view(impl):
+    # _end may reuse the name process_view read, only while the request keeps that match.
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    after = http.AfterRecorder(cells)
+    rf = RequestFactory()
+    for replacement in ("second", None, ""):
+        request = _resolved(rf.get("/"), "first")
+        started = after.on_request(request)
+        after.on_view(request)
+        if replacement is None:
+            request.resolver_match = None
+        else:
+            _resolved(request, "placeholder").resolver_match.view_name = replacement
+        after.on_response(request, HttpResponse(b"ok"), started)
+    samples = cells.samples()
+    assert samples["requests_by_view_transport_method", ("first", "http", "GET")] == 3.0
+    assert samples["responses_by_status_view_method", ("200", "second", "GET")] == 1.0
+    assert samples["responses_by_status_view_method", ("200", "<unnamed view>", "GET")] == 1.0
+    assert samples["responses_by_status_view_method", ("200", "", "GET")] == 1.0  # the response rule
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_scheme_is_read_from_meta_and_asked_of_the_request_when_missing_there(impl):
+    # WSGIRequest's META is its environ; a META replaced without the scheme asks is_secure().
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    after = http.AfterRecorder(cells)
+    rf = RequestFactory()
+    replaced = rf.get("/", secure=True)
+    replaced.META = {k: v for k, v in replaced.META.items() if k != "wsgi.url_scheme"}
+    after.on_request(replaced)  # environ still says https
+    after.on_request(rf.get("/", secure=True))
+    after.on_request(rf.get("/"))
+    samples = cells.samples()
+    assert samples["requests_by_transport", ("https",)] == 2.0
+    assert samples["requests_by_transport", ("http",)] == 1.0
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_requests_on_two_threads_keep_their_own_labels(impl):
+    import threading
+
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    after = http.AfterRecorder(cells)
+    rf = RequestFactory()
+    first_began, second_done = threading.Event(), threading.Event()
+
+    def first() -> None:
+        request = _resolved(rf.get("/"), "first")
+        started = after.on_request(request)
+        first_began.set()
+        second_done.wait(5)
+        after.on_view(request)
+        after.on_response(request, HttpResponse(b"1"), started)
+
+    def second() -> None:
+        first_began.wait(5)
+        request = _resolved(rf.post("/", secure=True), "second")
+        started = after.on_request(request)
+        after.on_view(request)
+        after.on_response(request, HttpResponse(b"2"), started)
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    samples = cells.samples()
+    assert samples["requests_by_view_transport_method", ("first", "http", "GET")] == 1.0
+    assert samples["requests_by_view_transport_method", ("second", "https", "POST")] == 1.0
+    assert samples["responses_by_status_view_method", ("200", "first", "GET")] == 1.0
+    assert samples["responses_by_status_view_method", ("200", "second", "POST")] == 1.0

@@ -62,9 +62,11 @@ class HttpCells:
     # The transport rule is ``request.is_secure()``. Where a request class keeps Django's
     # ``is_secure``/``scheme`` and this ``_get_scheme``, and SECURE_PROXY_SSL_HEADER is unset,
     # the answer is the scheme the server passed: (class, attribute, key, its _get_scheme).
+    # WSGIRequest reads it from ``environ``, which Django also makes its ``META`` (one dict): the
+    # recorders read META anyway, so they look there, and ask ``is_secure()`` if it is missing.
     secure_methods = (HttpRequest.is_secure, HttpRequest.scheme)
     scheme_sources = (
-        (WSGIRequest, "environ", "wsgi.url_scheme", WSGIRequest._get_scheme),
+        (WSGIRequest, "META", "wsgi.url_scheme", WSGIRequest._get_scheme),
         (ASGIRequest, "scope", "scheme", ASGIRequest._get_scheme),
     )
 
