@@ -8,6 +8,17 @@ a call to ``os.getloadavg()``, the marker the runner gives callgrind as
 ``--dump-before``: every segment lands in its own dump, all in one process.
 Prints one JSON line on stdout; exits 3 with the reason on stderr when IMPL
 cannot run in this interpreter.
+
+Where the probe's instructions go depends on the process' memory layout, and
+that depends on everything the interpreter allocates before the case starts:
+the environment, ``argv``, the executable's path, the working directory. In
+CPython 3.12 the type attribute cache is indexed by the *address* of the
+attribute name, so a few bytes more of environment move the interned names,
+change which lookups collide and shift a request's count by a few thousand
+instructions (measured: 713,784 vs 715,766 vs 717,488 for one build of
+``http_wsgi``, only the environment differing). The runner therefore starts
+every probe the same way, :func:`probe_command` in :func:`probe_env` from
+the repository root, and a count run started otherwise says so on stderr.
 """
 
 from __future__ import annotations
@@ -18,10 +29,25 @@ import os
 import platform
 import sys
 import timeit
+from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from ._harness import core_in_use, find_case, prepare
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Variables a probe inherits (the DB cases' service settings); everything else is dropped.
+PASSED_PREFIXES = ("DP_",)
+#: What every probe's environment holds besides those.
+FIXED_ENV = {"LANG": "C.UTF-8", "PATH": os.defpath, "PYTHONHASHSEED": "0"}
+#: Padding that shifts the memory layout by its length (``probe_env(layout=N)``).
+LAYOUT_VAR = "DP_BENCH_LAYOUT"
+#: Set by valgrind's Debian wrapper script (and its shell) or by Python's locale coercion,
+#: the same on every run: not the caller's doing.
+NOT_THE_CALLERS = frozenset(
+    ("GLIBCPP_FORCE_NEW", "GLIBCXX_FORCE_NEW", "LD_LIBRARY_PATH", "LD_PRELOAD", "PWD", "LC_CTYPE")
+)
 
 # A fixed count, not a duration: every count run must do identical warm-up.
 WARMUP_CALLS = 2_000
@@ -34,6 +60,46 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "-"
+
+
+def probe_env(environ: Mapping[str, str] = os.environ, layout: int = 0) -> dict[str, str]:
+    """The environment a probe runs in: :data:`FIXED_ENV`, the ``DP_*`` variables, sorted.
+
+    ``layout`` > 0 adds :data:`LAYOUT_VAR` of that many bytes: the same
+    measurement in a memory layout shifted by that much (see the runner's
+    ``--layouts``).
+    """
+    passed = {k: v for k, v in environ.items() if k.startswith(PASSED_PREFIXES) and k != LAYOUT_VAR}
+    if layout:
+        passed[LAYOUT_VAR] = "x" * layout
+    return dict(sorted((FIXED_ENV | passed).items()))
+
+
+def probe_command(python: str, *args: object) -> list[str]:
+    """``python -m benchmarks._probe ARGS`` with ``python`` absolute; run it from :data:`ROOT`, stdin null."""
+    return [os.path.abspath(python), "-m", "benchmarks._probe", *map(str, args)]
+
+
+def _launch_drift() -> list[str]:
+    """How this process was started unlike the runner's probes (empty: the same way)."""
+    drift = []
+    here = {k: v for k, v in os.environ.items() if k not in NOT_THE_CALLERS}
+    wanted = probe_env(here, len(here.get(LAYOUT_VAR, "")))
+    if here != wanted:
+        extra = sorted(set(here) - set(wanted))
+        differ = sorted(k for k in wanted if here.get(k) != wanted[k])
+        drift.append(f"environment (extra: {', '.join(extra) or '-'}; differing: {', '.join(differ) or '-'})")
+    if not os.path.isabs(sys.orig_argv[0]):
+        drift.append(f"a relative interpreter path {sys.orig_argv[0]!r}")
+    if Path.cwd() != ROOT:
+        drift.append(f"the working directory {os.getcwd()!r}")
+    try:
+        null = os.path.samestat(os.fstat(0), os.stat(os.devnull))
+    except OSError:  # stdin closed
+        null = False
+    if not null:
+        drift.append("stdin not /dev/null")
+    return drift
 
 
 def _calibrated_ns(timer: timeit.Timer, repeat: int, min_seconds: float) -> list[float]:
@@ -65,6 +131,21 @@ def run(case_name: str, impl: str, mode: str, n: str, min_seconds: float = 0.05)
     timer.timeit(min(WARMUP_CALLS, case.warmup))
     result: dict[str, Any] = {"core": core_in_use()}
     if mode == "count":
+        if drift := _launch_drift():
+            cmd = " ".join(
+                [
+                    "env -i",
+                    *(f"{k}={v}" for k, v in probe_env().items()),
+                    "valgrind ...",
+                    *probe_command(sys.orig_argv[0], case_name, impl, mode, n),
+                    "</dev/null",
+                ]
+            )
+            print(
+                f"warning: counting with {'; '.join(drift)}: instructions per op can differ from the "
+                f"runner's by thousands; the runner's way, from {ROOT}: {cmd}",
+                file=sys.stderr,
+            )
         _segments(timer, [int(k) for k in n.split(",")])
         return result
     result["samples"] = _calibrated_ns(timer, int(n), min_seconds)
