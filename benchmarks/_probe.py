@@ -23,13 +23,15 @@ the repository root, and a count run started otherwise says so on stderr.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
 import platform
 import sys
+import time
 import timeit
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -102,7 +104,32 @@ def _launch_drift() -> list[str]:
     return drift
 
 
-def _calibrated_ns(timer: timeit.Timer, repeat: int, min_seconds: float) -> list[float]:
+class _LoopTimer:
+    """``timeit.Timer``'s ``timeit(number)`` for a coroutine function: ``number`` awaits, one loop run."""
+
+    def __init__(self, aop: Callable[[], Awaitable[object]]) -> None:
+        self._aop = aop
+        self._loop = asyncio.new_event_loop()
+
+    async def _repeat(self, number: int) -> float:
+        aop, clock = self._aop, time.perf_counter
+        start = clock()
+        for _ in range(number):
+            await aop()
+        return clock() - start
+
+    def timeit(self, number: int = 1_000_000) -> float:
+        # The GC off while timing, as timeit.Timer does.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._loop.run_until_complete(self._repeat(number))
+        finally:
+            if enabled:
+                gc.enable()
+
+
+def _calibrated_ns(timer: timeit.Timer | _LoopTimer, repeat: int, min_seconds: float) -> list[float]:
     number = 1
     while (elapsed := timer.timeit(number)) < min_seconds:
         # Jump towards the target, but at most 100x: one early sample is noisy.
@@ -110,7 +137,7 @@ def _calibrated_ns(timer: timeit.Timer, repeat: int, min_seconds: float) -> list
     return [timer.timeit(number) / number * 1e9 for _ in range(repeat)]
 
 
-def _segments(timer: timeit.Timer, counts: list[int]) -> None:
+def _segments(timer: timeit.Timer | _LoopTimer, counts: list[int]) -> None:
     gc.collect()
     os.getloadavg()  # the marker: what came before (start-up, warm-up) is its own dump
     for k in counts:
@@ -127,7 +154,7 @@ def run(case_name: str, impl: str, mode: str, n: str, min_seconds: float = 0.05)
         print(exc, file=sys.stderr)
         raise SystemExit(3) from None
     # timeit.Timer turns the GC off while it times, as asv's time_* benchmarks do.
-    timer = timeit.Timer(op)
+    timer = _LoopTimer(op) if case.is_async else timeit.Timer(op)  # type: ignore[arg-type]
     timer.timeit(min(WARMUP_CALLS, case.warmup))
     result: dict[str, Any] = {"core": core_in_use()}
     if mode == "count":
