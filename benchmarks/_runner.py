@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "--layouts",
         type=int,
         metavar="N",
-        help="count in N memory layouts and report the mean (default 3; 1 with --quick)",
+        help="count in N memory layouts (each padded 24 bytes more) and report the mean (default 1)",
     )
     parser.add_argument("--json", metavar="FILE", type=Path, help="also dump the results")
     parser.add_argument("--plot", metavar="PNG", type=Path, help="also draw the results (needs matplotlib)")
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     valgrind = shutil.which("valgrind") and not args.no_valgrind
     if valgrind:
-        layouts = args.layouts or (1 if args.quick else 3)
+        layouts = args.layouts or 1
         loop_ns = CALLGRIND_LOOP_NS / (4 if args.quick else 1)
         _count_instructions(cases, results, pythons, loop_ns, layouts)
 
