@@ -11,14 +11,19 @@ cannot run in this interpreter.
 
 Where the probe's instructions go depends on the process' memory layout, and
 that depends on everything the interpreter allocates before the case starts:
-the environment, ``argv``, the executable's path, the working directory. In
+the environment, ``argv``, the executable's path, the working directory,
+what stdin is, whether a module is compiled or read from its ``.pyc``. In
 CPython 3.12 the type attribute cache is indexed by the *address* of the
 attribute name, so a few bytes more of environment move the interned names,
 change which lookups collide and shift a request's count by a few thousand
 instructions (measured: 713,784 vs 715,766 vs 717,488 for one build of
-``http_wsgi``, only the environment differing). The runner therefore starts
-every probe the same way, :func:`probe_command` in :func:`probe_env` from
-the repository root, and a count run started otherwise says so on stderr.
+``http_wsgi``, only the launch differing). The runner therefore starts every
+probe the same way, :func:`probe_command` in :func:`probe_env` from the
+repository root with stdin ``/dev/null``, after compiling ``benchmarks/``;
+a count run started otherwise says so on stderr, with the command that
+counts as the runner does. Any code change moves the layout as well (the
+same build in other layouts: 715,576 to 718,453), which ``--layouts N``
+averages over.
 """
 
 from __future__ import annotations
