@@ -68,7 +68,7 @@ IMPLS = ("bare", "compiled", "pure", "upstream")
 NO_EXTENSIONS = "DJANGO_PROMETHEUS_NO_EXTENSIONS"
 CELLS = "django_prometheus._core._cells"
 
-Op = Callable[[], object]
+Op = Callable[[], object]  # for an async case, a coroutine function (``Case.is_async``)
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,9 @@ class Case:
     warmup: int = 2_000  # calls before measuring (a scrape of 10,000 children needs a handful)
     #: Loop counts for the instruction count (a slope over several); () sizes them from the timing.
     counts: tuple[int, ...] = ()
+    #: ``build`` returns a coroutine function: the probe awaits it K times in one coroutine, on
+    #: one event loop run per timed or counted loop, so no per-call loop turn is measured.
+    is_async: bool = False
 
 
 def load_cases(pattern: str | None = None) -> list[Case]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -18,12 +19,14 @@ from pathlib import Path
 from statistics import median
 
 from ._harness import IMPLS, Case, load_cases
-from ._probe import MARKER
+from ._probe import MARKER, probe_command, probe_env
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_VENV = ROOT / ".venv-upstream"
 # Same versions as ours on both sides; the DB drivers only where this env has them (PostgreSQL cases).
 UPSTREAM_DISTS = ("django-prometheus", "Django", "prometheus_client", "psycopg", "psycopg-binary")
+#: Bytes of padding between the memory layouts a count is repeated in (``--layouts``).
+LAYOUT_STEP = 24
 # Callgrind runs Python ~50-100x slower: this much native loop time (the middle count) keeps a run short.
 CALLGRIND_LOOP_NS = 1e8
 HEADER = tuple("case|impl|core|ns/op|×bare|instr/op|×bare|added% time|added% instr|note".split("|"))
@@ -37,7 +40,8 @@ class Result:
     reason: str | None = None  # why this impl is n/a
     core: str = ""
     samples: list[float] = field(default_factory=list)
-    instr: float | None = None
+    instr: float | None = None  # the mean over the layouts
+    instr_layouts: list[float] = field(default_factory=list)
     k: int = 0
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -52,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter loops")
     parser.add_argument("--rounds", type=int, help="rounds over all implementations")
     parser.add_argument("--no-valgrind", action="store_true", help="skip instruction counts")
+    parser.add_argument(
+        "--layouts",
+        type=int,
+        metavar="N",
+        help="count in N memory layouts (each padded 24 bytes more) and report the mean (default 1)",
+    )
     parser.add_argument("--json", metavar="FILE", type=Path, help="also dump the results")
     parser.add_argument("--plot", metavar="PNG", type=Path, help="also draw the results (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -63,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     repeat, min_seconds = (3, 0.02) if args.quick else (5, 0.05)
 
     pythons, unavailable = _interpreters()
+    # A probe that compiles a module first allocates differently from one that reads its .pyc, and
+    # the count moves with that (see _probe): write them now, so every probe reads them.
+    compileall.compile_dir(Path(__file__).parent, quiet=1)
     results = {
         (c.name, impl): Result(c.name, impl, reason=unavailable.get(impl)) for c in cases for impl in IMPLS
     }
@@ -78,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 
     valgrind = shutil.which("valgrind") and not args.no_valgrind
     if valgrind:
-        _count_instructions(cases, results, pythons, CALLGRIND_LOOP_NS / (4 if args.quick else 1))
+        layouts = args.layouts or 1
+        loop_ns = CALLGRIND_LOOP_NS / (4 if args.quick else 1)
+        _count_instructions(cases, results, pythons, loop_ns, layouts)
 
     print(_report(cases, results, rounds, bool(valgrind)))
     if args.json:
@@ -152,10 +167,19 @@ def _run(cmd: list[str]) -> str:
     return proc.stdout
 
 
-def _probe(python: str, *args: object, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    cmd = [*prefix, python, "-m", "benchmarks._probe", *map(str, args)]
-    env = os.environ | {"PYTHONHASHSEED": "0"}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+def _probe(
+    python: str, *args: object, prefix: tuple[str, ...] = (), layout: int = 0
+) -> subprocess.CompletedProcess[str]:
+    # One environment, argv and directory for every probe, timed or counted: see _probe's docstring.
+    cmd = [*prefix, *probe_command(python, *args)]
+    return subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env=probe_env(layout=layout),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _measure(res: Result, python: str, repeat: int, min_seconds: float) -> None:
@@ -172,14 +196,27 @@ def _measure(res: Result, python: str, repeat: int, min_seconds: float) -> None:
 
 
 def _count_instructions(
-    cases: list[Case], results: dict[tuple[str, str], Result], pythons: dict[str, str], loop_ns: float
+    cases: list[Case],
+    results: dict[tuple[str, str], Result],
+    pythons: dict[str, str],
+    loop_ns: float,
+    layouts: int = 1,
 ) -> None:
     """Instructions per op: the slope over several loop counts, all counted in one callgrind run.
 
     The loop counts are fixed (the case's ``counts``, or a power of two sized
-    from the timing), the inputs are identical, ``PYTHONHASHSEED`` is fixed and
-    each segment frees its own garbage: two runs count the same instructions,
-    give or take a few per op. The slope cancels what a segment pays once.
+    from the timing), the inputs are identical, every probe is launched the
+    same way (``PYTHONHASHSEED=0``, one environment, stdin, argv and
+    directory) and each segment frees its own garbage: two runs of one build
+    count the same instructions, give or take a few per op. The slope cancels
+    what a segment pays once.
+
+    What stays is luck of layout: CPython's attribute cache collides by the
+    addresses of names, so a change anywhere that moves memory by a few bytes
+    moves a request's count by up to ~1,500 either way. With ``layouts`` > 1
+    each count is repeated with the environment padded by ``LAYOUT_STEP``
+    more bytes each time, and ``instr`` is the mean (``instr_layouts`` has
+    each one).
     """
     jobs = []
     with (
@@ -196,30 +233,36 @@ def _count_instructions(
             )
             for res in live:
                 res.k = sum(counts)
-                out = Path(tmp, f"{case.name}.{res.impl}.out")
-                callgrind = (
-                    "valgrind",
-                    "--tool=callgrind",
-                    f"--dump-before={MARKER}",
-                    f"--callgrind-out-file={out}",
-                )
-                job = pool.submit(
-                    _probe,
-                    pythons[res.impl],
-                    res.case,
-                    res.impl,
-                    "count",
-                    ",".join(map(str, counts)),
-                    prefix=callgrind,
-                )
-                jobs.append((res, counts, out, job))
+                for layout in range(0, layouts * LAYOUT_STEP, LAYOUT_STEP):
+                    out = Path(tmp, f"{case.name}.{res.impl}.{layout}.out")
+                    callgrind = (
+                        "valgrind",
+                        "--tool=callgrind",
+                        f"--dump-before={MARKER}",
+                        f"--callgrind-out-file={out}",
+                    )
+                    job = pool.submit(
+                        _probe,
+                        pythons[res.impl],
+                        res.case,
+                        res.impl,
+                        "count",
+                        ",".join(map(str, counts)),
+                        prefix=callgrind,
+                        layout=layout,
+                    )
+                    jobs.append((res, counts, out, job))
         for res, counts, out, job in jobs:
             proc = job.result()
             segments = _segment_counts(out, len(counts)) if proc.returncode == 0 else None
             if segments is None:
                 _log(f"callgrind failed for {res.case}/{res.impl}: {_last_line(proc.stderr)}")
             else:
-                res.instr = _slope(counts, segments)
+                res.instr_layouts.append(_slope(counts, segments))
+        for res, *_ in jobs:
+            # All layouts or none: a mean over some would not compare with the others.
+            if len(res.instr_layouts) == layouts:
+                res.instr = sum(res.instr_layouts) / layouts
 
 
 def _auto_counts(calls: float) -> tuple[int, ...]:
@@ -247,7 +290,9 @@ def _slope(xs: tuple[int, ...], ys: list[int]) -> float:
 
 
 def _report(cases: list[Case], results: dict[tuple[str, str], Result], rounds: int, valgrind: bool) -> str:
-    counts = "callgrind instructions, PYTHONHASHSEED=0" if valgrind else "no instruction counts"
+    n = max((len(r.instr_layouts) for r in results.values()), default=0)
+    layouts = f", mean of {n} memory layouts" if n > 1 else ""
+    counts = f"callgrind instructions{layouts}, PYTHONHASHSEED=0" if valgrind else "no instruction counts"
     lines = [f"{platform.platform()}, {os.cpu_count()} CPUs; median of {rounds} interleaved rounds; {counts}"]
     for impl in IMPLS:
         if res := next((r for r in results.values() if r.impl == impl and r.versions), None):
@@ -283,8 +328,14 @@ def _row(results: dict[tuple[str, str], Result], case: str, impl: str) -> tuple[
         _ratio(res.instr, bare.instr),
         _added(res.ns, bare.ns, upstream.ns),
         _added(res.instr, bare.instr, upstream.instr),
-        "",
+        _spread(res),
     )
+
+
+def _spread(res: Result) -> str:
+    if res.instr is None or len(res.instr_layouts) < 2:
+        return ""
+    return f"instr {_fmt(min(res.instr_layouts))}..{_fmt(max(res.instr_layouts))}"
 
 
 def _fmt(value: float | None) -> str:

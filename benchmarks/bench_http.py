@@ -7,13 +7,30 @@ the README tells users to. ``op`` is one whole request: a fresh WSGI environ
 through ``WSGIHandler`` (and ``response.close()``, as a WSGI server calls it),
 or one ``ASGIHandler`` call run to completion on an event loop.
 
+``http_asgi`` is the ASGI request end to end, and its counts are mostly the
+handler's scheduling: Django sends ``request_started``/``request_finished``
+and runs every sync-only hook through ``sync_to_async``, so each request hops
+threads, and what a hop costs depends on when the threads wake. ``http_asgi_chain``
+is the same request through the same async middleware chain
+(``load_middleware(is_async=True)``), deterministic: one coroutine awaits the
+chain K times on one loop run (an async case, see ``Case.is_async``), each
+time with a fresh ``ASGIRequest`` from a fixed scope and ``response.close()``
+after, and ``sync_to_async`` calls run inline, on the loop's thread, through
+an executor that runs what it is given when it is given it (asgiref's
+``ThreadSensitiveContext(executor=...)``, entered per request): no thread
+pool, no wake-up is counted. The hops themselves are left out for every impl
+alike, so upstream's added cost here is lower than in a real ASGI server (its
+middlewares are sync-only and hop twice each), and ours is not flattered.
+
 This module doubles as the URLconf of the benchmark project (``urlpatterns`` is
 built on first access, so importing it needs no Django settings).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from ._harness import IMPLS, Case, Op, prepare
@@ -207,6 +224,66 @@ def _build_asgi(impl: str) -> Op:
     return op
 
 
+class _InlineExecutor(Executor):
+    """Runs each call in ``submit``, on the caller's thread: one call at a time, as asgiref requires."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting coroutine, as a worker thread would
+            future.set_exception(exc)
+        return future
+
+
+ASGI_SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/async",
+    "raw_path": b"/async",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"host", b"testserver")],
+    "client": ("127.0.0.1", 50000),
+    "server": ("testserver", 80),
+}
+
+
+def _build_asgi_chain(impl: str) -> Any:
+    import asyncio
+
+    from asgiref.sync import ThreadSensitiveContext
+    from django.core.handlers.asgi import ASGIRequest
+    from django.core.handlers.base import BaseHandler
+    from django.urls import set_script_prefix
+
+    handler = BaseHandler()
+    handler.load_middleware(is_async=True)  # settings.MIDDLEWARE: bare's, or ours/upstream's around it
+    chain = handler._middleware_chain
+    set_script_prefix("/")  # what ASGIHandler sets per request, from the (fixed) scope
+    inline = _InlineExecutor()
+    answers: list[Any] = []
+
+    async def aop() -> None:
+        request = ASGIRequest(dict(ASGI_SCOPE), io.BytesIO(b""))
+        async with ThreadSensitiveContext(executor=inline):
+            response = await chain(request)
+        response.close()
+        if not answers:
+            answers.append(response)
+
+    asyncio.run(aop())  # fail here, not in the timing loop, if the project is broken
+    response = answers[0]
+    if response.status_code != 200 or response.cookies:
+        raise RuntimeError(
+            f"the ASGI chain benchmark request answered {response.status_code} {response.cookies}"
+        )
+    return aop
+
+
 # Fixed loop counts: the instruction count is the slope over them (see the runner). Every
 # label combination is resolved on the first request; a few hundred more reach the steady state.
 # An ASGI request costs ten times a WSGI one (an event loop turn, the handler's tasks and
@@ -215,7 +292,11 @@ WSGI_COUNTS = (150, 300, 450)
 HTTP_WSGI = Case("http_wsgi", _settings, _build_wsgi, warmup=500, counts=WSGI_COUNTS)
 HTTP_WSGI_BROWSER = Case("http_wsgi_browser", _settings, _build_wsgi_browser, warmup=500, counts=WSGI_COUNTS)
 HTTP_ASGI = Case("http_asgi", _settings, _build_asgi, warmup=200, counts=(15, 30, 45))
-CASES = [HTTP_WSGI, HTTP_WSGI_BROWSER, HTTP_ASGI]
+# No thread hop per request: it costs about what a WSGI request costs.
+HTTP_ASGI_CHAIN = Case(
+    "http_asgi_chain", _settings, _build_asgi_chain, warmup=500, counts=WSGI_COUNTS, is_async=True
+)
+CASES = [HTTP_WSGI, HTTP_WSGI_BROWSER, HTTP_ASGI, HTTP_ASGI_CHAIN]
 
 
 class HttpRequestCost:
@@ -228,6 +309,8 @@ class HttpRequestCost:
         self.wsgi = prepare(HTTP_WSGI, impl)
         self.wsgi_browser = prepare(HTTP_WSGI_BROWSER, impl)
         self.asgi = prepare(HTTP_ASGI, impl)
+        self.asgi_chain = prepare(HTTP_ASGI_CHAIN, impl)
+        self.loop = asyncio.new_event_loop()
 
     def time_wsgi(self, impl: str) -> None:
         self.wsgi()
@@ -237,6 +320,10 @@ class HttpRequestCost:
 
     def time_asgi(self, impl: str) -> None:
         self.asgi()
+
+    def time_asgi_chain(self, impl: str) -> None:
+        # One loop run per call here (asv times a function); the runner awaits K in one run.
+        self.loop.run_until_complete(self.asgi_chain())
 
     def peakmem_wsgi_2k(self, impl: str) -> None:
         # Steady-state requests must not grow memory (cells are resolved once).

@@ -12,9 +12,27 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 60
+
+#: A scrape's samples: ``(name, frozenset(labels.items()))`` -> value.
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_samples(text: str) -> Samples:
+    """Every sample of a scrape (Prometheus text format), keyed by name and exact label set."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample_value(samples: Samples, name: str, **labels: str) -> float:
+    """The value of the sample ``name`` with exactly ``labels``; 0.0 when the scrape has none."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def free_port() -> int:

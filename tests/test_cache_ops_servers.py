@@ -14,9 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import free_port, serve
+from tests.servers import Samples, free_port, parse_samples, serve
 
 ALIASES = {"default": "locmem", "sessions": "native_redis", "pages": "memcached", "fragments": "redis"}
 # What one request to /sync/<alias> records (operation, result), and /async/<alias> the same in twins.
@@ -31,17 +30,12 @@ def _serve(args: list[str], port: int, log: Path):
     return serve(args, port, log, "tests.cache_project.settings", DP_CACHE_TEST_PREFIX=uuid.uuid4().hex[:8])
 
 
-def _hit(base: str, paths: list[str]) -> dict[tuple[str, frozenset], float]:
+def _hit(base: str, paths: list[str]) -> Samples:
     with httpx.Client(base_url=base, timeout=30) as client:
         with ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(lambda p: client.get(p).status_code, paths))
         assert statuses == [200] * len(paths)
-        text = client.get("/metrics").text
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+        return parse_samples(client.get("/metrics").text)
 
 
 def _operations(samples, alias: str) -> dict[tuple[str, str], float]:

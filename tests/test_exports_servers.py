@@ -25,7 +25,8 @@ from typing import NamedTuple
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.servers import Samples, parse_samples, sample_value
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -117,21 +118,15 @@ def get(port: int, path: str = "/metrics", headers: dict[str, str] | None = None
         conn.close()
 
 
-def samples(body: bytes) -> dict[tuple[str, frozenset], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(body.decode())
-        for s in family.samples
-    }
+def samples(body: bytes) -> Samples:
+    return parse_samples(body.decode())
 
 
 OK_REQUESTS = "django_http_requests_total_by_view_transport_method_total"
 
 
 def ok_count(body: bytes) -> float:
-    return samples(body).get(
-        (OK_REQUESTS, frozenset({"view": "ok", "transport": "http", "method": "GET"}.items())), 0.0
-    )
+    return sample_value(samples(body), OK_REQUESTS, view="ok", transport="http", method="GET")
 
 
 PROMETHEUS_2_ACCEPT = (

@@ -14,26 +14,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import free_port, serve
+from tests.servers import Samples, free_port, parse_samples, sample_value, serve
 
 ROUTE = "django_http_route_requests_total"
 INFLIGHT = "django_http_requests_in_progress"
 NINJA = importlib.util.find_spec("ninja") is not None  # not on free-threaded CPython (no pydantic-core)
 
 
-def _samples(client: httpx.Client) -> dict[tuple[str, frozenset], float]:
-    text = client.get("/metrics").text
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+def _samples(client: httpx.Client) -> Samples:
+    return parse_samples(client.get("/metrics").text)
 
 
-def _v(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+_v = sample_value
 
 
 def _abandon(base: str, path: str) -> None:

@@ -11,9 +11,8 @@ import socket
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import free_port, serve
+from tests.servers import Samples, free_port, parse_samples, sample_value, serve
 
 
 def _serve(args: list[str], port: int, log: Path):
@@ -34,7 +33,7 @@ SCENARIO = [
 ]
 
 
-def _run_scenario(base: str) -> dict[tuple[str, frozenset], float]:
+def _run_scenario(base: str) -> Samples:
     statuses: dict[int, int] = {}
     with httpx.Client(base_url=base, timeout=30) as client:
         for method, path, body, headers, times in SCENARIO:
@@ -42,17 +41,12 @@ def _run_scenario(base: str) -> dict[tuple[str, frozenset], float]:
                 response = client.request(method, path, content=body, headers=headers)
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         assert statuses == {200: 230, 500: 40, 404: 30}
-        text = client.get("/metrics").text
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+        return parse_samples(client.get("/metrics").text)
 
 
-def _check(samples: dict[tuple[str, frozenset], float]) -> None:
+def _check(samples: Samples) -> None:
     def v(name: str, **labels: str) -> float:
-        return samples.get((name, frozenset(labels.items())), 0.0)
+        return sample_value(samples, name, **labels)
 
     # The scrape itself is counted on the way in, not yet on the way out.
     assert v("django_http_requests_before_middlewares_total") == 301
@@ -139,15 +133,10 @@ def test_gunicorn_an_absurd_content_length_is_ignored_and_the_latency_kept(tmp_p
             assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\nok"), answer[:200]
         with httpx.Client(base_url=base, timeout=30) as client:
             assert client.get("/ok").status_code == 200
-            text = client.get("/metrics").text
-    samples = {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+            samples = parse_samples(client.get("/metrics").text)
 
     def v(name: str, **labels: str) -> float:
-        return samples.get((name, frozenset(labels.items())), 0.0)
+        return sample_value(samples, name, **labels)
 
     lat = "django_http_requests_latency_seconds_by_view_method_count"
     assert v(lat, view="ok", method="GET") == 21  # every latency kept

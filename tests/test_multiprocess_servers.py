@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.servers import Samples, parse_samples, sample_value
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -105,22 +106,14 @@ def send_all(port: int, plan: list[tuple[str, str]], threads: int = 4) -> None:
     assert not errors, errors[:5]
 
 
-def scrape_text(text: str) -> dict[tuple[str, frozenset], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+scrape_text = parse_samples
+value = sample_value
 
 
-def scrape_port(port: int) -> dict[tuple[str, frozenset], float]:
+def scrape_port(port: int) -> Samples:
     status, body = request(port, "GET", "/metrics")
     assert status == 200
-    return scrape_text(body.decode())
-
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse_samples(body.decode())
 
 
 def expected_counts(plan):
