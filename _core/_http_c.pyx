@@ -536,6 +536,7 @@ cdef class AfterRecorder(_Recorder):
     cdef PyObject *_last_http
     cdef PyObject *_last_https
     cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
+    cdef tuple _rules  # (record, family) of the specs with a ``record`` rule (``Spec.record``)
 
     def __init__(self, cells):
         self._cells = cells
@@ -564,6 +565,7 @@ cdef class AfterRecorder(_Recorder):
         self._templates = {}
         self._exc_types = {}
         self._exc_views = {}
+        self._rules = tuple(getattr(cells, "rules", ()))
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -827,6 +829,12 @@ cdef class AfterRecorder(_Recorder):
                 _observe(outcome.latency, end - started)
         except Exception:
             _log_failure("a response")
+        if self._rules:
+            for record, family in self._rules:
+                try:
+                    record(family, request, response)
+                except Exception:
+                    _log_failure("a response")
         return 0
 
     # -- rarer hooks -----------------------------------------------------------------------------

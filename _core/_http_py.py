@@ -359,6 +359,7 @@ class AfterRecorder(_Recorder):
         "_content_types",
         "_exc_types",
         "_exc_views",
+        "_rules",
         "_fast_settings",
         "_http",
         "_https",
@@ -401,6 +402,7 @@ class AfterRecorder(_Recorder):
         self._content_types: dict[str, object] = {}
         self._templates: dict[str, Any] = {}
         self._exc_types: dict[str, Any] = {}
+        self._rules = tuple(getattr(cells, "rules", ()))  # (record, family): ``Spec.record``
         self._exc_views: dict[str, Any] = {}
 
     # -- request ---------------------------------------------------------------------------------
@@ -571,6 +573,11 @@ class AfterRecorder(_Recorder):
                 outcome.latency.observe(end - started)
         except Exception:
             _log_failure("a response")
+        for record, family in self._rules:
+            try:
+                record(family, request, response)
+            except Exception:
+                _log_failure("a response")
 
     # -- rarer hooks -----------------------------------------------------------------------------
 

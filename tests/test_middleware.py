@@ -301,7 +301,7 @@ def test_helpers_behave_as_upstream():
 def test_metrics_is_a_singleton_of_prometheus_client_metrics():
     metrics = Metrics.get_instance()
     assert Metrics.get_instance() is metrics
-    for attr, (cls, name, _doc, labels) in mw._SPECS.items():
+    for attr, (cls, name, _doc, labels, *_rule) in mw._SPECS.items():
         metric = getattr(metrics, attr)
         assert isinstance(metric, MetricWrapperBase)
         assert metric._name == (

@@ -22,7 +22,7 @@ from django.http import HttpRequest
 from django_prometheus import conf
 from django_prometheus._core import _http
 from django_prometheus.http.cells import HttpCells
-from django_prometheus.http.metrics import BEFORE, SPECS, Metrics, has_default_labels
+from django_prometheus.http.metrics import BEFORE, SPECS, Metrics, has_default_labels, rules
 from django_prometheus.metrics import Counter, Histogram  # noqa: F401  (importable from here, as before)
 from django_prometheus.utils import Time, TimeSince
 
@@ -107,6 +107,7 @@ class _PrometheusMiddleware(_http.Middleware):
         if use_buckets is not None:
             use_buckets(conf.latency_buckets())
         self.metrics = metrics
+        self._rules = rules(metrics)  # recorded by the After middleware (``Spec.record``)
         self.async_mode = iscoroutinefunction(get_response)
         default = self._is_default()
         self._recorder = self._make_recorder(HttpCells(metrics, self._METRICS)) if default else None
@@ -310,6 +311,11 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
             self._record_response(request, response)
         except Exception:
             _log_failure("a response")
+        for record, metric in self._rules:  # the families beyond upstream's (``Spec.record``)
+            try:
+                record(metric, request, response)
+            except Exception:
+                _log_failure("a response")
         return response
 
     def _record_response(self, request: HttpRequest, response: Any) -> None:

@@ -11,7 +11,7 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from django_prometheus._core import _http
-from django_prometheus.http.metrics import SPECS
+from django_prometheus.http.metrics import SPECS, rules
 
 __all__ = ["HttpCells", "SettingsSnapshot"]
 
@@ -75,3 +75,4 @@ class HttpCells:
         for attr in attrs:
             metric = getattr(metrics, attr)
             setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))
+        self.rules = rules(metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from prometheus_client import REGISTRY
@@ -12,20 +13,34 @@ from django_prometheus.http import exemplars
 from django_prometheus.metrics import Counter, Histogram
 from django_prometheus.utils import PowersOf
 
-__all__ = ["BEFORE", "BODY", "LATENCY", "SPECS", "Metrics", "Spec", "has_default_labels"]
+__all__ = ["BEFORE", "BODY", "LATENCY", "SPECS", "Metrics", "Spec", "has_default_labels", "rules"]
+
+#: ``record(metric, request, response)``: records one response into ``metric`` (the family).
+Rule = Callable[[Any, Any, Any], None]
 
 
 class Spec(NamedTuple):
-    """One HTTP family: its class, declared name, documentation and label names."""
+    """One HTTP family: its class, declared name, documentation, label names and, if new, its rule.
+
+    ``record`` is how a family beyond upstream's is recorded: called with the
+    family, the request and the response once per response, by
+    ``PrometheusAfterMiddleware`` on every path (both core twins, sync and async,
+    and the hook-by-hook path); a rule that raises is logged and the request goes
+    on. Upstream's 19 leave it None: their rules are written once in the core's
+    recorders, for speed.
+    """
 
     cls: type
     name: str
     documentation: str
     labelnames: tuple[str, ...]
+    record: Rule | None = None
 
 
-# ``Metrics`` attribute -> spec. Adding a family: a spec here, then its rule in the recorders
-# (``_core/_http_c.pyx`` and ``_http_py.py``) and in the middleware's hook path.
+# ``Metrics`` attribute -> spec. Adding a family: a spec here with its ``record`` rule; that is
+# all (``tests/test_http_rules.py``). A family that must cost next to nothing per request can
+# instead get a hand-written rule in the recorders (``_core/_http_c.pyx`` and ``_http_py.py``,
+# tested side by side) and in the middleware's hook path, as upstream's have.
 SPECS: dict[str, Spec] = {
     "requests_total": Spec(
         Counter,
@@ -152,7 +167,8 @@ class Metrics:
         return metric_cls(name, documentation, labelnames=labelnames, **kwargs)
 
     def _register_one(self, attr: str, buckets: tuple[float, ...]) -> Any:
-        metric_cls, name, documentation, labelnames = SPECS[attr]
+        spec = SPECS[attr]
+        metric_cls, name, documentation, labelnames = spec.cls, spec.name, spec.documentation, spec.labelnames
         kwargs: dict[str, Any] = {"namespace": conf.namespace()}
         if attr in LATENCY:
             kwargs["buckets"] = buckets
@@ -188,6 +204,17 @@ class Metrics:
                 except KeyError:  # the user unregistered it, or registered it elsewhere
                     pass
             self._register_one(attr, buckets)
+
+
+def rules(metrics: Any) -> tuple[tuple[Rule, Any], ...]:
+    """(rule, family) of every spec with a ``record`` rule, as ``metrics`` holds them (After's)."""
+    found = []
+    for attr, spec in SPECS.items():
+        if spec.record is not None and attr not in BEFORE:
+            metric = getattr(metrics, attr, None)
+            if metric is not None:
+                found.append((spec.record, metric))
+    return tuple(found)
 
 
 def has_default_labels(metrics: Any, attrs: tuple[str, ...]) -> bool:
