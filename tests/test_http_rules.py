@@ -13,14 +13,12 @@ import logging
 
 import pytest
 from django.test import AsyncClient, Client
-from prometheus_client import REGISTRY
-from prometheus_client.metrics import MetricWrapperBase
 
 from django_prometheus.http import metrics as http_metrics
 from django_prometheus.http.metrics import Spec
 from django_prometheus.metrics import Counter, Histogram
 from django_prometheus.middleware import Metrics, PrometheusAfterMiddleware, PrometheusBeforeMiddleware
-from tests.http_project.checks import TEMPLATES, Delta
+from tests.http_project.checks import TEMPLATES, Delta, metrics_instead
 
 pytestmark = [
     pytest.mark.urls("tests.http_project.urls"),
@@ -78,21 +76,12 @@ class HookAfter(RuleAfter):
 @pytest.fixture
 def new_families(settings, monkeypatch):
     """``SPECS`` with the three new specs, and a ``Metrics`` instance that registered them."""
-    default = Metrics.get_instance()  # before the patch: upstream's families only
+    Metrics.get_instance()  # before the patch: upstream's families only
     for attr, spec in NEW_SPECS.items():
         monkeypatch.setitem(http_metrics.SPECS, attr, spec)
     settings.TEMPLATES = TEMPLATES
-    owned = [m for m in vars(default).values() if isinstance(m, MetricWrapperBase)]
-    for metric in owned:
-        REGISTRY.unregister(metric)
-    RuleMetrics._instance = None
-    yield RuleMetrics.get_instance()
-    for metric in vars(RuleMetrics._instance).values():
-        if isinstance(metric, MetricWrapperBase):
-            REGISTRY.unregister(metric)
-    RuleMetrics._instance = None
-    for metric in owned:
-        REGISTRY.register(metric)
+    with metrics_instead(RuleMetrics) as instance:
+        yield instance
 
 
 def _use(settings, after):

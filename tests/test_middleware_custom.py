@@ -6,11 +6,9 @@ import asyncio
 
 import pytest
 from django.test import AsyncClient, Client
-from prometheus_client import REGISTRY
-from prometheus_client.metrics import MetricWrapperBase
 
 from django_prometheus.middleware import Metrics, PrometheusAfterMiddleware, PrometheusBeforeMiddleware
-from tests.http_project.checks import TEMPLATES, Delta
+from tests.http_project.checks import TEMPLATES, Delta, metrics_instead
 
 pytestmark = [
     pytest.mark.urls("tests.http_project.urls"),
@@ -61,19 +59,8 @@ class AppMetricsAfterMiddleware(CustomLabels, PrometheusAfterMiddleware):
 def custom_metrics(settings):
     settings.TEMPLATES = TEMPLATES
     settings.MIDDLEWARE = [f"{__name__}.AppMetricsBeforeMiddleware", f"{__name__}.AppMetricsAfterMiddleware"]
-    default = Metrics.get_instance()
-    owned = [m for m in vars(default).values() if isinstance(m, MetricWrapperBase)]
-    # Upstream's recipe: free the names, then let the subclass build its own instance.
-    for metric in owned:
-        REGISTRY.unregister(metric)
-    CustomMetrics._instance = None
-    yield CustomMetrics.get_instance()
-    for metric in vars(CustomMetrics._instance).values():
-        if isinstance(metric, MetricWrapperBase):
-            REGISTRY.unregister(metric)
-    CustomMetrics._instance = None
-    for metric in owned:
-        REGISTRY.register(metric)
+    with metrics_instead(CustomMetrics) as instance:
+        yield instance
 
 
 def test_get_instance_is_per_class_as_upstream(custom_metrics):

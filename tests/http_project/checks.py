@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
@@ -83,3 +87,31 @@ class Delta:
     def __call__(self, name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
         return value(name, self.registry, **labels) - self.before.get(key, 0.0)
+
+
+def _owned(instance) -> list[MetricWrapperBase]:
+    return [m for m in vars(instance).values() if isinstance(m, MetricWrapperBase)]
+
+
+@contextmanager
+def metrics_instead(cls) -> Iterator:
+    """Give the HTTP family names to a fresh ``cls`` instance (a Metrics subclass), then back.
+
+    Upstream's recipe for a subclass that changes families: free the names the
+    default instance registered, let the subclass build its own, and afterwards
+    restore the default's so other tests see upstream's families again.
+    """
+    from django_prometheus.middleware import Metrics
+
+    default = _owned(Metrics.get_instance())
+    for metric in default:
+        REGISTRY.unregister(metric)
+    cls._instance = None
+    try:
+        yield cls.get_instance()
+    finally:
+        for metric in _owned(cls._instance):
+            REGISTRY.unregister(metric)
+        cls._instance = None
+        for metric in default:
+            REGISTRY.register(metric)
