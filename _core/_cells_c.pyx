@@ -814,12 +814,7 @@ cdef class MultiProcessStore:
         cell._store = self
         cell._key = key
         cell._p = NULL
-        self.check_pid()
-        with self._lock:
-            self._check_open()
-            self._tracked.append(cell)
-        self._attach(cell)  # its zero shows from now on, as prometheus_client's values do
-        return cell
+        return self._track(cell)
 
     def histogram(self, bounds, bucket_keys, str sum_key):
         """A Histogram whose buckets and sum are entries of this process' histogram file."""
@@ -831,6 +826,10 @@ cdef class MultiProcessStore:
         cell._keys = keys
         cell._sum_key = sum_key
         cell._sum_p = NULL
+        return self._track(cell)
+
+    cdef object _track(self, object cell):
+        """Keep ``cell`` re-attachable after a fork, and give it its slots now."""
         self.check_pid()
         with self._lock:
             self._check_open()

@@ -493,12 +493,7 @@ class MultiProcessStore:
         cell._key = key
         cell._store = self
         cell._file = None
-        self.check_pid()
-        with self._lock:
-            self._check_open()
-            self._tracked.append(cell)
-        self._attach(cell)  # its zero shows from now on, as prometheus_client's values do
-        return cell
+        return self._track(cell)
 
     def histogram(self, bounds: Iterable[float], bucket_keys: Iterable[str], sum_key: str) -> Histogram:
         """A Histogram whose buckets and sum are entries of this process' histogram file."""
@@ -509,6 +504,10 @@ class MultiProcessStore:
         cell._file = None
         if len(cell._bucket_keys) != len(cell.bounds):
             raise ValueError("one key per bucket is needed")
+        return self._track(cell)
+
+    def _track(self, cell: Any) -> Any:
+        """Keep ``cell`` re-attachable after a fork, and give it its entries now."""
         self.check_pid()
         with self._lock:
             self._check_open()
