@@ -433,6 +433,18 @@ cdef class _Recorder:
     cdef object _begin(self, request):
         return None
 
+    # The deferred path (features whose exclusions wait for the view) splits _begin in two: the
+    # request's own facts at once (_resolve), the counts once the request is known to be
+    # recorded (_count, handed what _resolve returned); _drop when it is not.
+    cdef object _resolve(self, request):
+        return None
+
+    cdef object _count(self, request, resolved):
+        return self._begin(request)
+
+    cdef int _drop(self, request) except -1:
+        return 0
+
     cdef int _end(self, request, response, state, double started) except -1:
         return 0
 
@@ -641,29 +653,61 @@ cdef class AfterRecorder(_Recorder):
 
     cdef object _begin(self, request):
         cdef _Kind kind = None
-        cdef double size
         try:
             meta = request.META
             kind = self._kind(request, meta)
             # For on_view and a later _end on this thread (the middlewares' call hands _end
             # the kind it returns; on_response does not).
             _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
-            _inc(kind.by_method)
-            _inc(kind.by_transport)
-            if type(meta) is dict:
-                ajax = _dict_get(<dict>meta, "HTTP_X_REQUESTED_WITH")
-                length = _dict_get(<dict>meta, "CONTENT_LENGTH")
-            else:
-                ajax = meta.get("HTTP_X_REQUESTED_WITH")
-                length = meta.get("CONTENT_LENGTH")
-            if ajax is not None and _eq_str(ajax, "XMLHttpRequest"):
-                _inc(self._ajax)
-            size = _body_size(length)
-            if size >= 0:
-                _observe(self._request_body, size)
+            self._count_request(kind, meta)
         except Exception:
             _log_failure("a request")
         return kind
+
+    cdef inline int _count_request(self, _Kind kind, meta) except -1:
+        # _begin's counts: the request's method and transport, ajax, body size.
+        cdef double size
+        _inc(kind.by_method)
+        _inc(kind.by_transport)
+        if type(meta) is dict:
+            ajax = _dict_get(<dict>meta, "HTTP_X_REQUESTED_WITH")
+            length = _dict_get(<dict>meta, "CONTENT_LENGTH")
+        else:
+            ajax = meta.get("HTTP_X_REQUESTED_WITH")
+            length = meta.get("CONTENT_LENGTH")
+        if ajax is not None and _eq_str(ajax, "XMLHttpRequest"):
+            _inc(self._ajax)
+        size = _body_size(length)
+        if size >= 0:
+            _observe(self._request_body, size)
+        return 0
+
+    cdef object _resolve(self, request):
+        # _begin's kind and slot, without its counts: on_view and _end find both in the slot.
+        cdef _Kind kind = None
+        try:
+            kind = self._kind(request, request.META)
+            _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
+        except Exception:
+            _log_failure("a request")
+        return kind
+
+    cdef object _count(self, request, resolved):
+        # The deferred counts of a request _resolve saw (resolved: its kind; None: it failed).
+        if type(resolved) is not _Kind:
+            return self._begin(request)
+        try:
+            self._count_request(<_Kind>resolved, request.META)
+        except Exception:
+            _log_failure("a request")
+        return resolved
+
+    cdef int _drop(self, request) except -1:
+        # An excluded request: let go of what _resolve (and on_view) put in the slot.
+        cdef dp_http_slot *slot = dp_http_slot_get()
+        if slot.recorder is <void *>self and slot.request is <PyObject *>request:
+            _slot_clear(slot)
+        return 0
 
     # -- view ------------------------------------------------------------------------------------
 
@@ -933,8 +977,9 @@ cdef int _extras_finish(extras, _Recorder recorder, request, response, state, bi
             _log_failure("a response (opt-in features)")
     if defer:
         if skip is _SKIP:
+            recorder._drop(request)
             return 0
-        recorded = recorder._begin(request)
+        recorded = recorder._count(request, recorded)
     recorder._end(request, response, recorded, started)
     return 0
 
@@ -987,7 +1032,7 @@ cdef class Middleware:
                 finally:
                     _extras_skipped(extras, request, outer)
             return await self.get_response(request)
-        recorded = None if flags & 1 else recorder._begin(request)
+        recorded = recorder._resolve(request) if flags & 1 else recorder._begin(request)
         started = dp_clock()
         try:
             response = await self.get_response(request)
@@ -1009,7 +1054,7 @@ cdef class Middleware:
                 finally:
                     _extras_skipped(extras, request, outer)
             return self.get_response(request)
-        recorded = None if flags & 1 else recorder._begin(request)
+        recorded = recorder._resolve(request) if flags & 1 else recorder._begin(request)
         started = dp_clock()
         try:
             response = self.get_response(request)
