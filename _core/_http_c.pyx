@@ -354,12 +354,14 @@ ctypedef object (*dp_seam_begin)(object, object, bint, int *)
 ctypedef object (*dp_seam_end)(object, object, object, object, bint)
 ctypedef int (*dp_seam_abort)(object, object, object, bint) except -1
 ctypedef int (*dp_seam_excluded)(object, object) except -1
+ctypedef int (*dp_seam_view)(object, object, object, object) except -1
 
 cdef struct dp_extras_api:
     dp_seam_begin begin  # flags out: 1 defer, 2 call abort(SKIP) when the request is done
     dp_seam_end end
     dp_seam_abort abort
     dp_seam_excluded excluded
+    dp_seam_view view  # excluded, from the view hook: (extras, request, match, match.view_name)
 
 cdef dp_extras_api *_seam = NULL
 cdef const char *_SEAM_NAME = "django_prometheus._core._extras_c.SEAM"
@@ -403,6 +405,13 @@ def set_extras(extras):
 def get_extras():
     """The object ``set_extras`` installed, or None."""
     return _extras
+
+
+cdef inline bint _view_hook_excluded(request, match, name) except -1:
+    # _hook_excluded for on_view, which hands the compiled features what it read of the match.
+    if _extras is _c_extras:
+        return _seam.view(_extras, request, match, name)
+    return _hook_excluded(request)
 
 
 cdef inline bint _hook_excluded(request) except -1:
@@ -722,7 +731,7 @@ cdef class AfterRecorder(_Recorder):
                 return
             name = match.view_name
             view = _hook_view(name)
-            if _hook_excluded(request):
+            if _extras is not None and _view_hook_excluded(request, match, name):
                 return
             slot = dp_http_slot_get()
             if slot.recorder is <void *>self and slot.request is <PyObject *>request:
