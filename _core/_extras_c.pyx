@@ -821,6 +821,7 @@ cdef class SpanIds:
     def __call__(self):
         return self._ids()
 
+    @cython.binding(False)  # a plain method: its bound form is called by vectorcall, no arguments
     def capture(self):
         """The same as calling the guard; as a bound method, a histogram calls it by vectorcall."""
         return self._ids()
