@@ -16,7 +16,7 @@ import logging
 from time import time as _time_time
 
 cimport cython
-from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_GetItemWithError, PyDict_SetItem
 from cpython.object cimport Py_TYPE, PyObject
 from cpython.ref cimport Py_DECREF, Py_XDECREF, Py_XINCREF
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
@@ -262,6 +262,12 @@ cdef inline int _disown(request, _State state) except -1:
     return 0
 
 
+cdef inline object _dict_get(dict d, key):
+    # ``d.get(key)`` without the call machinery; None when absent.
+    cdef PyObject *found = PyDict_GetItemWithError(d, key)
+    return None if found is NULL else <object>found
+
+
 cdef inline void _inc(object cell) except *:
     if type(cell) is _Counter:
         _api.counter_inc(cell, 1.0)
@@ -459,6 +465,8 @@ cdef class Extras:
     cdef bint _group, _defer
     cdef frozenset _exclude_views
     cdef tuple _last_view  # (view function, view name, excluded) of the last view decided
+    cdef tuple _last_method  # (method label, the request's method string, in-flight cell or None)
+    cdef tuple _last_route  # (route, method label, status, _RouteMethod, status cell)
     cdef dict _routes, _inflight_cells, _statuses, _funcs, _paths
 
     def __init__(self, config):
@@ -661,29 +669,41 @@ cdef class Extras:
                 else:
                     _own(request, True)
                 return _SKIP
+            # The last request's method and in-flight cell, when its method string is the same
+            # (a compare: the request's string is new each time, hashing it is dearer).
             method = request.method
-            if type(method) is str:
-                method = _METHODS.get(method, _INVALID)
+            seen = self._last_method
+            if seen is not None and type(method) is str and <str> method == <str> (<tuple> seen)[1]:
+                method = (<tuple> seen)[0]
+                cell = (<tuple> seen)[2]
             else:
-                method = _INVALID
+                raw = method
+                if type(method) is str:
+                    method = _METHODS.get(method, _INVALID)
+                else:
+                    method = _INVALID
+                cell = None
+                if self._inflight is not None:
+                    cell = self._inflight_cells.get(method)
+                    if cell is None:
+                        cell = self._inflight_cells.setdefault(method, self._inflight(method))
+                if method is not _INVALID:
+                    self._last_method = (method, raw, cell)
             state = _State.__new__(_State)
             state.method = method
             state.started = dp_clock()
             state.db = _MISSING
             state.queued = -1.0
             state.view_excluded = -1
-            if self._inflight is not None:
-                cell = self._inflight_cells.get(method)
-                if cell is None:
-                    cell = self._inflight_cells.setdefault(method, self._inflight(method))
+            if cell is not None:
                 _gauge_add(cell, 1.0)
                 state.inflight = cell
             if self._queue is not None:
                 meta = request.META
                 if type(meta) is dict:
-                    header = (<dict> meta).get("HTTP_X_REQUEST_START")
+                    header = _dict_get(<dict> meta, "HTTP_X_REQUEST_START")
                     if header is None:
-                        header = (<dict> meta).get("HTTP_X_QUEUE_START")
+                        header = _dict_get(<dict> meta, "HTTP_X_QUEUE_START")
                 else:
                     header = meta.get("HTTP_X_REQUEST_START")
                     if header is None:
@@ -706,7 +726,6 @@ cdef class Extras:
 
     cdef object _end(self, request, response, state):
         cdef _State st
-        cdef _RouteMethod entry
         cdef double elapsed
         if type(state) is not _State:
             try:
@@ -727,22 +746,7 @@ cdef class Extras:
                 _observe(self._queue, st.queued)
             name = route(request) if (self._route_requests is not None or self._db_end is not None) else None
             if self._route_requests is not None:
-                methods = self._routes.get(name)
-                if methods is None:
-                    methods = self._routes.setdefault(name, {})
-                found = (<dict>methods).get(st.method)
-                if found is None:
-                    entry = _RouteMethod.__new__(_RouteMethod)
-                    entry.duration = self._route_duration(name, st.method)
-                    entry.statuses = {}
-                    found = (<dict>methods).setdefault(st.method, entry)
-                entry = <_RouteMethod>found
-                status = response.status_code
-                cell = entry.statuses.get(status)
-                if cell is None:
-                    cell = entry.statuses.setdefault(status, self._route_requests(name, st.method, self._status(status)))
-                _inc(cell)
-                _observe(entry.duration, elapsed)
+                self._route_record(name, st.method, response.status_code, elapsed)
             self._db_finish(st, name, False)
             if st.inflight is not None:
                 closers = getattr(response, "_resource_closers", None)
@@ -758,6 +762,35 @@ cdef class Extras:
                 pass
             st.release()
         return None
+
+    cdef int _route_record(self, name, str method, status, double elapsed) except -1:
+        # The route families' cells of (route, method, status), as the last response's by
+        # identity (a top-level pattern's route is the same string each time), else looked up.
+        cdef _RouteMethod entry
+        seen = self._last_route
+        if seen is not None and (<tuple> seen)[0] is name and (<tuple> seen)[1] is method and (
+            (<tuple> seen)[2] is status
+        ):
+            entry = <_RouteMethod> (<tuple> seen)[3]
+            cell = (<tuple> seen)[4]
+        else:
+            methods = self._routes.get(name)
+            if methods is None:
+                methods = self._routes.setdefault(name, {})
+            found = (<dict>methods).get(method)
+            if found is None:
+                entry = _RouteMethod.__new__(_RouteMethod)
+                entry.duration = self._route_duration(name, method)
+                entry.statuses = {}
+                found = (<dict>methods).setdefault(method, entry)
+            entry = <_RouteMethod>found
+            cell = entry.statuses.get(status)
+            if cell is None:
+                cell = entry.statuses.setdefault(status, self._route_requests(name, method, self._status(status)))
+            self._last_route = (name, method, status, entry, cell)
+        _inc(cell)
+        _observe(entry.duration, elapsed)
+        return 0
 
     def abort(self, request, state, bint outer):
         """``get_response`` raised: release the in-flight slot and the DB accounting."""
