@@ -304,6 +304,10 @@ cpdef str route(request):
     match = getattr(request, "resolver_match", None)
     if match is None:
         return _UNMATCHED
+    return _match_route(match)
+
+
+cdef inline str _match_route(match):
     value = getattr(match, "route", None)
     return <str>value if type(value) is str and value else _UNMATCHED
 
@@ -420,6 +424,7 @@ cdef class _State:
     cdef bint keyed  # in the owners' table
     cdef object inflight
     cdef object db
+    cdef object route  # None, or the route the view hook read of the resolver match
 
     def __call__(self):
         self.release()
@@ -618,6 +623,9 @@ cdef class Extras:
                     return True
             elif state is True:
                 return True
+            if type(state) is _State and (self._route_requests is not None or self._db_end is not None):
+                # The route, for _end: Django resolves a request once, before the view hooks.
+                (<_State> state).route = _match_route(match)
             if not self._defer:
                 return False
             if type(state) is not _State:
@@ -744,7 +752,10 @@ cdef class Extras:
             elapsed = dp_clock() - st.started
             if st.queued >= 0.0:
                 _observe(self._queue, st.queued)
-            name = route(request) if (self._route_requests is not None or self._db_end is not None) else None
+            if self._route_requests is not None or self._db_end is not None:
+                name = route(request) if st.route is None else st.route
+            else:
+                name = None
             if self._route_requests is not None:
                 self._route_record(name, st.method, response.status_code, elapsed)
             self._db_finish(st, name, False)
