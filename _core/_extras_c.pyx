@@ -411,6 +411,7 @@ cdef bint _marked(func) except -1:
 
 
 @cython.no_gc  # it refers to a cell, a method string and a DB token: no cycle through it
+@cython.freelist(8)  # one a request: reused, not allocated (Cython turns this off without the GIL)
 cdef class _State:
     """One request the features own: when it began, its method, its in-flight cell, its DB token.
 

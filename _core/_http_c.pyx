@@ -693,23 +693,27 @@ cdef class AfterRecorder(_Recorder):
 
     cdef object _resolve(self, request):
         # _begin's kind and slot, without its counts: on_view and _end find both in the slot.
-        cdef _Kind kind = None
+        # (kind, META) for _count, which then need not read META again; None if it failed.
+        cdef _Kind kind
         try:
-            kind = self._kind(request, request.META)
+            meta = request.META
+            kind = self._kind(request, meta)
             _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
+            return (kind, meta)
+        except Exception:
+            _log_failure("a request")
+        return None
+
+    cdef object _count(self, request, resolved):
+        # The deferred counts of a request _resolve saw; returns its kind, for _end.
+        if type(resolved) is not tuple:
+            return self._begin(request)
+        kind = (<tuple>resolved)[0]
+        try:
+            self._count_request(<_Kind>kind, (<tuple>resolved)[1])
         except Exception:
             _log_failure("a request")
         return kind
-
-    cdef object _count(self, request, resolved):
-        # The deferred counts of a request _resolve saw (resolved: its kind; None: it failed).
-        if type(resolved) is not _Kind:
-            return self._begin(request)
-        try:
-            self._count_request(<_Kind>resolved, request.META)
-        except Exception:
-            _log_failure("a request")
-        return resolved
 
     cdef int _drop(self, request) except -1:
         # An excluded request: let go of what _resolve (and on_view) put in the slot.
