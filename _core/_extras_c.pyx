@@ -16,9 +16,9 @@ import logging
 from time import time as _time_time
 
 cimport cython
-from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_GetItemWithError, PyDict_SetItem
 from cpython.object cimport Py_TYPE, PyObject
-from cpython.ref cimport Py_DECREF
+from cpython.ref cimport Py_DECREF, Py_XDECREF, Py_XINCREF
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from cpython.contextvars cimport PyContextVar_Get
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
@@ -75,12 +75,14 @@ ctypedef object (*dp_seam_begin)(object, object, bint, int *)
 ctypedef object (*dp_seam_end)(object, object, object, object, bint)
 ctypedef int (*dp_seam_abort)(object, object, object, bint) except -1
 ctypedef int (*dp_seam_excluded)(object, object) except -1
+ctypedef int (*dp_seam_view)(object, object, object, object) except -1
 
 cdef struct dp_extras_api:
     dp_seam_begin begin
     dp_seam_end end
     dp_seam_abort abort
     dp_seam_excluded excluded
+    dp_seam_view view  # excluded, from the view hook: (extras, request, match, match.view_name)
 
 __all__ = [
     "DO_NOT_TRACK",
@@ -146,11 +148,52 @@ cdef object _INNER = INNER
 # Django's and ours. Keyed by identity (only request types with object's own hash), so it is
 # right under threads, ASGI interleaving and nested requests; the owner removes its entry at
 # its end or abort. Shared by every ``Extras`` (one installed mid-request finds the other's).
+cdef class _State
 cdef dict _owned = {}
 # Set once a state went on a request attribute instead: from then on a lookup that misses the
 # table also reads the attribute.
 cdef bint _on_attributes = False
 cdef void *_object_hash = <void *> Py_TYPE(_MISSING).tp_hash  # object's own
+
+
+# The state this thread's outer middleware owns now (strong references, while it is in the
+# table): the inner middleware, the view hook and the inner end find it without hashing the
+# request. Anything else (another thread's request, ASGI interleaving) misses it and looks in
+# the table.
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #  define DP_EXTRAS_TLS __declspec(thread)
+    #elif defined(__GNUC__) || defined(__clang__)
+    #  define DP_EXTRAS_TLS __thread
+    #else
+    #  define DP_EXTRAS_TLS _Thread_local
+    #endif
+    typedef struct {
+        PyObject *request;
+        PyObject *state;
+    } dp_extras_last;
+    static DP_EXTRAS_TLS dp_extras_last dp_extras_last_tls;
+    static dp_extras_last *dp_extras_last_get(void) { return &dp_extras_last_tls; }
+    """
+    ctypedef struct dp_extras_last:
+        PyObject *request
+        PyObject *state
+    dp_extras_last *dp_extras_last_get() nogil
+
+
+cdef inline int _last_set(PyObject *request, PyObject *state) except -1:
+    # New references to what it is given (NULL allowed); the old ones dropped once it is set.
+    cdef dp_extras_last *last = dp_extras_last_get()
+    cdef PyObject *old_request = last.request
+    cdef PyObject *old_state = last.state
+    Py_XINCREF(request)
+    Py_XINCREF(state)
+    last.request = request
+    last.state = state
+    Py_XDECREF(old_request)
+    Py_XDECREF(old_state)
+    return 0
 
 
 def owned():
@@ -165,6 +208,9 @@ cdef inline bint _keyable(request) noexcept:
 cdef inline object _find(request):
     # The state the outer middleware left: a _State, True (an excluded path) or None.
     cdef PyObject *found
+    cdef dp_extras_last *last = dp_extras_last_get()
+    if last.request is <PyObject *> request and (<_State> last.state).keyed:
+        return <object> last.state
     if _keyable(request):
         found = PyDict_GetItem(_owned, request)
         if found is not NULL:
@@ -179,6 +225,7 @@ cdef int _own(request, state) except -1:
     if type(state) is _State and _keyable(request) and len(_owned) < _OWNED_MAX:
         PyDict_SetItem(_owned, request, state)
         (<_State> state).keyed = True
+        _last_set(<PyObject *> request, <PyObject *> state)
     else:
         _on_attributes = True
         # getattr/setattr, not request.__dict__: that would turn the request's inline
@@ -206,11 +253,19 @@ cdef inline int _disown(request, _State state) except -1:
     # is INNER), so the entry under ``request`` is this state.
     if state.keyed:
         state.keyed = False
+        if dp_extras_last_get().request is <PyObject *> request:
+            _last_set(NULL, NULL)
         try:
             PyDict_DelItem(_owned, request)
         except KeyError:
             pass
     return 0
+
+
+cdef inline object _dict_get(dict d, key):
+    # ``d.get(key)`` without the call machinery; None when absent.
+    cdef PyObject *found = PyDict_GetItemWithError(d, key)
+    return None if found is NULL else <object>found
 
 
 cdef inline void _inc(object cell) except *:
@@ -249,6 +304,10 @@ cpdef str route(request):
     match = getattr(request, "resolver_match", None)
     if match is None:
         return _UNMATCHED
+    return _match_route(match)
+
+
+cdef inline str _match_route(match):
     value = getattr(match, "route", None)
     return <str>value if type(value) is str and value else _UNMATCHED
 
@@ -352,6 +411,7 @@ cdef bint _marked(func) except -1:
 
 
 @cython.no_gc  # it refers to a cell, a method string and a DB token: no cycle through it
+@cython.freelist(8)  # one a request: reused, not allocated (Cython turns this off without the GIL)
 cdef class _State:
     """One request the features own: when it began, its method, its in-flight cell, its DB token.
 
@@ -365,6 +425,7 @@ cdef class _State:
     cdef bint keyed  # in the owners' table
     cdef object inflight
     cdef object db
+    cdef object route  # None, or the route the view hook read of the resolver match
 
     def __call__(self):
         self.release()
@@ -409,6 +470,9 @@ cdef class Extras:
     cdef object _db_begin, _db_end, _db_discard
     cdef bint _group, _defer
     cdef frozenset _exclude_views
+    cdef tuple _last_view  # (view function, view name, excluded) of the last view decided
+    cdef tuple _last_method  # (method label, the request's method string, in-flight cell or None)
+    cdef tuple _last_route  # (route, method label, status, _RouteMethod, status cell)
     cdef dict _routes, _inflight_cells, _statuses, _funcs, _paths
 
     def __init__(self, config):
@@ -473,14 +537,29 @@ cdef class Extras:
         """Whether the resolved view is excluded (``do_not_track`` or ``PROMETHEUS_EXCLUDE_VIEWS``)."""
         return self._view_excluded(getattr(request, "resolver_match", None))
 
-    cdef bint _view_excluded(self, match) except -1:
+    cdef bint _view_excluded(self, match, name=_MISSING) except -1:
         # Decided once per (view function, view name): the rule reads four attributes of the
-        # match and three set memberships; the answer is a dict lookup after the first time.
+        # match and three set memberships; the answer is a dict lookup after the first time,
+        # and two compares for the same view as the last request's. ``name``: the match's
+        # view_name when the caller read it already.
         cdef _ViewRule rule
         cdef PyObject *found
+        cdef tuple seen
         if match is None:
             return False
         func = match.func
+        if name is _MISSING:
+            name = match.view_name
+        seen = self._last_view
+        if seen is not None and seen[0] is func and seen[1] is name:
+            return seen[2] is _TRUE
+        excluded = self._rule_excluded(match, func, name)
+        self._last_view = (func, name, excluded)
+        return excluded
+
+    cdef object _rule_excluded(self, match, func, name):
+        cdef _ViewRule rule
+        cdef PyObject *found
         try:
             found = PyDict_GetItem(self._funcs, func)
         except TypeError:  # an unhashable view callable
@@ -498,12 +577,11 @@ cdef class Extras:
             return True
         if not self._exclude_views:
             return False
-        name = match.view_name
         if type(name) is not str:
             return self._named(match)
         found = PyDict_GetItem(rule.names, name)
         if found is not NULL:
-            return found == <PyObject *> _TRUE
+            return <object> found
         excluded = self._named(match)
         if len(rule.names) >= _NAMES_CACHE_MAX:
             rule.names.clear()
@@ -534,6 +612,32 @@ cdef class Extras:
                 return False  # not resolved (yet): decide later
             st.view_excluded = self._view_excluded(match)
         return st.view_excluded
+
+    cdef bint _view_hook(self, request, match, name) noexcept:
+        # _excluded for the After middleware's view hook, which read the match and its view
+        # name already.
+        cdef _State st
+        try:
+            state = _find(request)
+            if state is None and self._paths_search is not None:
+                if self._path_excluded(getattr(request, "path_info", None)):
+                    return True
+            elif state is True:
+                return True
+            if type(state) is _State and (self._route_requests is not None or self._db_end is not None):
+                # The route, for _end: Django resolves a request once, before the view hooks.
+                (<_State> state).route = _match_route(match)
+            if not self._defer:
+                return False
+            if type(state) is not _State:
+                return self._view_excluded(match, name)
+            st = <_State> state
+            if st.view_excluded < 0:
+                st.view_excluded = self._view_excluded(match, name)
+            return st.view_excluded
+        except Exception:
+            _log_failure("an exclusion rule")
+            return False
 
     def excluded(self, request):
         """The After middleware's hooks: whether this request is recorded in no HTTP family."""
@@ -574,29 +678,41 @@ cdef class Extras:
                 else:
                     _own(request, True)
                 return _SKIP
+            # The last request's method and in-flight cell, when its method string is the same
+            # (a compare: the request's string is new each time, hashing it is dearer).
             method = request.method
-            if type(method) is str:
-                method = _METHODS.get(method, _INVALID)
+            seen = self._last_method
+            if seen is not None and type(method) is str and <str> method == <str> (<tuple> seen)[1]:
+                method = (<tuple> seen)[0]
+                cell = (<tuple> seen)[2]
             else:
-                method = _INVALID
+                raw = method
+                if type(method) is str:
+                    method = _METHODS.get(method, _INVALID)
+                else:
+                    method = _INVALID
+                cell = None
+                if self._inflight is not None:
+                    cell = self._inflight_cells.get(method)
+                    if cell is None:
+                        cell = self._inflight_cells.setdefault(method, self._inflight(method))
+                if method is not _INVALID:
+                    self._last_method = (method, raw, cell)
             state = _State.__new__(_State)
             state.method = method
             state.started = dp_clock()
             state.db = _MISSING
             state.queued = -1.0
             state.view_excluded = -1
-            if self._inflight is not None:
-                cell = self._inflight_cells.get(method)
-                if cell is None:
-                    cell = self._inflight_cells.setdefault(method, self._inflight(method))
+            if cell is not None:
                 _gauge_add(cell, 1.0)
                 state.inflight = cell
             if self._queue is not None:
                 meta = request.META
                 if type(meta) is dict:
-                    header = (<dict> meta).get("HTTP_X_REQUEST_START")
+                    header = _dict_get(<dict> meta, "HTTP_X_REQUEST_START")
                     if header is None:
-                        header = (<dict> meta).get("HTTP_X_QUEUE_START")
+                        header = _dict_get(<dict> meta, "HTTP_X_QUEUE_START")
                 else:
                     header = meta.get("HTTP_X_REQUEST_START")
                     if header is None:
@@ -619,7 +735,6 @@ cdef class Extras:
 
     cdef object _end(self, request, response, state):
         cdef _State st
-        cdef _RouteMethod entry
         cdef double elapsed
         if type(state) is not _State:
             try:
@@ -638,24 +753,12 @@ cdef class Extras:
             elapsed = dp_clock() - st.started
             if st.queued >= 0.0:
                 _observe(self._queue, st.queued)
-            name = route(request) if (self._route_requests is not None or self._db_end is not None) else None
+            if self._route_requests is not None or self._db_end is not None:
+                name = route(request) if st.route is None else st.route
+            else:
+                name = None
             if self._route_requests is not None:
-                methods = self._routes.get(name)
-                if methods is None:
-                    methods = self._routes.setdefault(name, {})
-                found = (<dict>methods).get(st.method)
-                if found is None:
-                    entry = _RouteMethod.__new__(_RouteMethod)
-                    entry.duration = self._route_duration(name, st.method)
-                    entry.statuses = {}
-                    found = (<dict>methods).setdefault(st.method, entry)
-                entry = <_RouteMethod>found
-                status = response.status_code
-                cell = entry.statuses.get(status)
-                if cell is None:
-                    cell = entry.statuses.setdefault(status, self._route_requests(name, st.method, self._status(status)))
-                _inc(cell)
-                _observe(entry.duration, elapsed)
+                self._route_record(name, st.method, response.status_code, elapsed)
             self._db_finish(st, name, False)
             if st.inflight is not None:
                 closers = getattr(response, "_resource_closers", None)
@@ -671,6 +774,35 @@ cdef class Extras:
                 pass
             st.release()
         return None
+
+    cdef int _route_record(self, name, str method, status, double elapsed) except -1:
+        # The route families' cells of (route, method, status), as the last response's by
+        # identity (a top-level pattern's route is the same string each time), else looked up.
+        cdef _RouteMethod entry
+        seen = self._last_route
+        if seen is not None and (<tuple> seen)[0] is name and (<tuple> seen)[1] is method and (
+            (<tuple> seen)[2] is status
+        ):
+            entry = <_RouteMethod> (<tuple> seen)[3]
+            cell = (<tuple> seen)[4]
+        else:
+            methods = self._routes.get(name)
+            if methods is None:
+                methods = self._routes.setdefault(name, {})
+            found = (<dict>methods).get(method)
+            if found is None:
+                entry = _RouteMethod.__new__(_RouteMethod)
+                entry.duration = self._route_duration(name, method)
+                entry.statuses = {}
+                found = (<dict>methods).setdefault(method, entry)
+            entry = <_RouteMethod>found
+            cell = entry.statuses.get(status)
+            if cell is None:
+                cell = entry.statuses.setdefault(status, self._route_requests(name, method, self._status(status)))
+            self._last_route = (name, method, status, entry, cell)
+        _inc(cell)
+        _observe(entry.duration, elapsed)
+        return 0
 
     def abort(self, request, state, bint outer):
         """``get_response`` raised: release the in-flight slot and the DB accounting."""
@@ -732,6 +864,14 @@ cdef class SpanIds:
         self.spanless = None
 
     def __call__(self):
+        return self._ids()
+
+    @cython.binding(False)  # a plain method: its bound form is called by vectorcall, no arguments
+    def capture(self):
+        """The same as calling the guard; as a bound method, a histogram calls it by vectorcall."""
+        return self._ids()
+
+    cdef object _ids(self):
         cdef PyObject *found = NULL
         PyContextVar_Get(self.var, NULL, &found)
         if found is NULL:
@@ -773,7 +913,12 @@ cdef int _seam_excluded(object extras, object request) except -1:
     return (<Extras> extras)._excluded(request)
 
 
+cdef int _seam_view(object extras, object request, object match, object name) except -1:
+    return (<Extras> extras)._view_hook(request, match, name)
+
+
 cdef dp_extras_api _seam
+_seam.view = _seam_view
 _seam.begin = _seam_begin
 _seam.end = _seam_end
 _seam.abort = _seam_abort

@@ -354,12 +354,14 @@ ctypedef object (*dp_seam_begin)(object, object, bint, int *)
 ctypedef object (*dp_seam_end)(object, object, object, object, bint)
 ctypedef int (*dp_seam_abort)(object, object, object, bint) except -1
 ctypedef int (*dp_seam_excluded)(object, object) except -1
+ctypedef int (*dp_seam_view)(object, object, object, object) except -1
 
 cdef struct dp_extras_api:
     dp_seam_begin begin  # flags out: 1 defer, 2 call abort(SKIP) when the request is done
     dp_seam_end end
     dp_seam_abort abort
     dp_seam_excluded excluded
+    dp_seam_view view  # excluded, from the view hook: (extras, request, match, match.view_name)
 
 cdef dp_extras_api *_seam = NULL
 cdef const char *_SEAM_NAME = "django_prometheus._core._extras_c.SEAM"
@@ -405,6 +407,13 @@ def get_extras():
     return _extras
 
 
+cdef inline bint _view_hook_excluded(request, match, name) except -1:
+    # _hook_excluded for on_view, which hands the compiled features what it read of the match.
+    if _extras is _c_extras:
+        return _seam.view(_extras, request, match, name)
+    return _hook_excluded(request)
+
+
 cdef inline bint _hook_excluded(request) except -1:
     # The After middleware's view, template and exception hooks, while features are on.
     extras = _extras
@@ -432,6 +441,18 @@ cdef class _Recorder:
 
     cdef object _begin(self, request):
         return None
+
+    # The deferred path (features whose exclusions wait for the view) splits _begin in two: the
+    # request's own facts at once (_resolve), the counts once the request is known to be
+    # recorded (_count, handed what _resolve returned); _drop when it is not.
+    cdef object _resolve(self, request):
+        return None
+
+    cdef object _count(self, request, resolved):
+        return self._begin(request)
+
+    cdef int _drop(self, request) except -1:
+        return 0
 
     cdef int _end(self, request, response, state, double started) except -1:
         return 0
@@ -641,29 +662,65 @@ cdef class AfterRecorder(_Recorder):
 
     cdef object _begin(self, request):
         cdef _Kind kind = None
-        cdef double size
         try:
             meta = request.META
             kind = self._kind(request, meta)
             # For on_view and a later _end on this thread (the middlewares' call hands _end
             # the kind it returns; on_response does not).
             _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
-            _inc(kind.by_method)
-            _inc(kind.by_transport)
-            if type(meta) is dict:
-                ajax = _dict_get(<dict>meta, "HTTP_X_REQUESTED_WITH")
-                length = _dict_get(<dict>meta, "CONTENT_LENGTH")
-            else:
-                ajax = meta.get("HTTP_X_REQUESTED_WITH")
-                length = meta.get("CONTENT_LENGTH")
-            if ajax is not None and _eq_str(ajax, "XMLHttpRequest"):
-                _inc(self._ajax)
-            size = _body_size(length)
-            if size >= 0:
-                _observe(self._request_body, size)
+            self._count_request(kind, meta)
         except Exception:
             _log_failure("a request")
         return kind
+
+    cdef inline int _count_request(self, _Kind kind, meta) except -1:
+        # _begin's counts: the request's method and transport, ajax, body size.
+        cdef double size
+        _inc(kind.by_method)
+        _inc(kind.by_transport)
+        if type(meta) is dict:
+            ajax = _dict_get(<dict>meta, "HTTP_X_REQUESTED_WITH")
+            length = _dict_get(<dict>meta, "CONTENT_LENGTH")
+        else:
+            ajax = meta.get("HTTP_X_REQUESTED_WITH")
+            length = meta.get("CONTENT_LENGTH")
+        if ajax is not None and _eq_str(ajax, "XMLHttpRequest"):
+            _inc(self._ajax)
+        size = _body_size(length)
+        if size >= 0:
+            _observe(self._request_body, size)
+        return 0
+
+    cdef object _resolve(self, request):
+        # _begin's kind and slot, without its counts: on_view and _end find both in the slot.
+        # (kind, META) for _count, which then need not read META again; None if it failed.
+        cdef _Kind kind
+        try:
+            meta = request.META
+            kind = self._kind(request, meta)
+            _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
+            return (kind, meta)
+        except Exception:
+            _log_failure("a request")
+        return None
+
+    cdef object _count(self, request, resolved):
+        # The deferred counts of a request _resolve saw; returns its kind, for _end.
+        if type(resolved) is not tuple:
+            return self._begin(request)
+        kind = (<tuple>resolved)[0]
+        try:
+            self._count_request(<_Kind>kind, (<tuple>resolved)[1])
+        except Exception:
+            _log_failure("a request")
+        return kind
+
+    cdef int _drop(self, request) except -1:
+        # An excluded request: let go of what _resolve (and on_view) put in the slot.
+        cdef dp_http_slot *slot = dp_http_slot_get()
+        if slot.recorder is <void *>self and slot.request is <PyObject *>request:
+            _slot_clear(slot)
+        return 0
 
     # -- view ------------------------------------------------------------------------------------
 
@@ -678,7 +735,7 @@ cdef class AfterRecorder(_Recorder):
                 return
             name = match.view_name
             view = _hook_view(name)
-            if _hook_excluded(request):
+            if _extras is not None and _view_hook_excluded(request, match, name):
                 return
             slot = dp_http_slot_get()
             if slot.recorder is <void *>self and slot.request is <PyObject *>request:
@@ -933,8 +990,9 @@ cdef int _extras_finish(extras, _Recorder recorder, request, response, state, bi
             _log_failure("a response (opt-in features)")
     if defer:
         if skip is _SKIP:
+            recorder._drop(request)
             return 0
-        recorded = recorder._begin(request)
+        recorded = recorder._count(request, recorded)
     recorder._end(request, response, recorded, started)
     return 0
 
@@ -987,7 +1045,7 @@ cdef class Middleware:
                 finally:
                     _extras_skipped(extras, request, outer)
             return await self.get_response(request)
-        recorded = None if flags & 1 else recorder._begin(request)
+        recorded = recorder._resolve(request) if flags & 1 else recorder._begin(request)
         started = dp_clock()
         try:
             response = await self.get_response(request)
@@ -1009,7 +1067,7 @@ cdef class Middleware:
                 finally:
                     _extras_skipped(extras, request, outer)
             return self.get_response(request)
-        recorded = None if flags & 1 else recorder._begin(request)
+        recorded = recorder._resolve(request) if flags & 1 else recorder._begin(request)
         started = dp_clock()
         try:
             response = self.get_response(request)

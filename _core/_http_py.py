@@ -258,8 +258,9 @@ def _extras_finish(
             _log_failure("a response (opt-in features)")
     if defer:
         if skip is SKIP:
+            recorder._drop(request)
             return
-        recorded = recorder._begin(request)
+        recorded = recorder._count(request, recorded)
     recorder._end(request, response, recorded, started)
 
 
@@ -278,6 +279,18 @@ class _Recorder:
 
     def _begin(self, request: Any) -> Any:
         return None
+
+    # The deferred path (features whose exclusions wait for the view) splits _begin in two: the
+    # request's own facts at once (_resolve), the counts once the request is known to be
+    # recorded (_count, handed what _resolve returned); _drop when it is not.
+    def _resolve(self, request: Any) -> Any:
+        return None
+
+    def _count(self, request: Any, resolved: Any) -> Any:
+        return self._begin(request)
+
+    def _drop(self, request: Any) -> None:
+        pass
 
     def _end(self, request: Any, response: Any, state: Any, started: float | None) -> None:
         pass
@@ -469,6 +482,33 @@ class AfterRecorder(_Recorder):
             _log_failure("a request")
         return kind
 
+    def _resolve(self, request: Any) -> Any:
+        # _begin's kind, without its counts: on_view and _end find it on the request.
+        kind = None
+        try:
+            kind = self._kind(request, request.META)
+            request._prometheus_kind = kind
+        except Exception:
+            _log_failure("a request")
+        return kind
+
+    def _count(self, request: Any, resolved: Any) -> Any:
+        # The deferred counts of a request _resolve saw (resolved: its kind; None: it failed).
+        if type(resolved) is not _Kind:
+            return self._begin(request)
+        try:
+            meta = request.META
+            resolved.by_method.inc()
+            resolved.by_transport.inc()
+            if meta.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
+                self._ajax.inc()
+            size = body_length(meta.get("CONTENT_LENGTH"))
+            if size is not None:
+                self._request_body.observe(size)
+        except Exception:
+            _log_failure("a request")
+        return resolved
+
     def _kind_of(self, request: Any) -> _Kind:
         kind = getattr(request, "_prometheus_kind", None)
         return kind if type(kind) is _Kind else self._kind(request, None)
@@ -659,7 +699,7 @@ class Middleware:
         if state is SKIP:
             return await self.get_response(request)
         defer = _extras_defer(extras, state)
-        recorded = None if defer else recorder._begin(request)
+        recorded = recorder._resolve(request) if defer else recorder._begin(request)
         started = perf_counter()
         try:
             response = await self.get_response(request)
@@ -675,7 +715,7 @@ class Middleware:
         if state is SKIP:
             return self.get_response(request)
         defer = _extras_defer(extras, state)
-        recorded = None if defer else recorder._begin(request)
+        recorded = recorder._resolve(request) if defer else recorder._begin(request)
         started = perf_counter()
         try:
             response = self.get_response(request)

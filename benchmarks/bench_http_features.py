@@ -7,6 +7,8 @@ the features' settings on. ``bare`` ignores them (no django_prometheus);
 default path. Compare each case's ``added instr`` with ``http_wsgi``'s.
 
 - ``http_features_wsgi_routes``: ``PROMETHEUS_ROUTE_METRICS`` alone;
+- ``http_features_wsgi_<feature>`` (grouped, inflight, queue, paths, views,
+  exemplars): that feature alone (with the queue header), for a per-feature profile;
 - ``http_features_wsgi_all`` / ``http_features_asgi_all``: route metrics with
   grouped status codes, in-flight, queue time (the request carries
   ``X-Request-Start``), a path exclusion and a view exclusion that both miss
@@ -34,6 +36,18 @@ ALL = {
     "PROMETHEUS_EXCLUDE_PATHS": [r"^/metrics$"],
     "PROMETHEUS_EXCLUDE_VIEWS": ["prometheus-django-metrics"],
     "PROMETHEUS_EXEMPLARS": True,
+}
+
+
+#: One feature at a time (``http_features_wsgi_<name>``): what each adds, for the profile.
+ONE = {
+    "routes": {"PROMETHEUS_ROUTE_METRICS": True},
+    "grouped": {"PROMETHEUS_ROUTE_METRICS": True, "PROMETHEUS_GROUP_STATUS_CODES": True},
+    "inflight": {"PROMETHEUS_INFLIGHT_METRICS": True},
+    "queue": {"PROMETHEUS_QUEUE_TIME_METRICS": True},
+    "paths": {"PROMETHEUS_EXCLUDE_PATHS": [r"^/metrics$"]},
+    "views": {"PROMETHEUS_EXCLUDE_VIEWS": ["prometheus-django-metrics"]},
+    "exemplars": {"PROMETHEUS_EXEMPLARS": True},
 }
 
 
@@ -121,7 +135,18 @@ HTTP_FEATURES_WSGI_ROUTES = Case(
 )
 HTTP_FEATURES_WSGI_ALL = Case("http_features_wsgi_all", _all, _build_all, warmup=500, counts=WSGI_COUNTS)
 HTTP_FEATURES_ASGI_ALL = Case("http_features_asgi_all", _all, _build_asgi_all, warmup=200, counts=ASGI_COUNTS)
-CASES = [HTTP_FEATURES_WSGI_ROUTES, HTTP_FEATURES_WSGI_ALL, HTTP_FEATURES_ASGI_ALL]
+
+
+def _one(name: str) -> Case:
+    def settings(impl: str) -> dict[str, Any]:
+        return {**bench_http._settings(impl), **ONE[name]}
+
+    return Case(f"http_features_wsgi_{name}", settings, _build_all, warmup=500, counts=WSGI_COUNTS)
+
+
+# (routes alone keeps its own case above, without the queue header.)
+ONE_CASES = [_one(name) for name in ONE if name != "routes"]
+CASES = [HTTP_FEATURES_WSGI_ROUTES, HTTP_FEATURES_WSGI_ALL, HTTP_FEATURES_ASGI_ALL, *ONE_CASES]
 
 
 class HttpRouteMetricsCost:

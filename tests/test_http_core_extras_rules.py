@@ -197,6 +197,24 @@ def test_the_exemplar_guard_answers_none_without_asking_while_no_span_is_current
     assert guard() is None and len(asked) == 2
 
 
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_exemplar_guards_capture_method_answers_as_the_guard(impl):
+    module = importlib.import_module(f"django_prometheus._core.{CORES[impl][0]}")
+    var: contextvars.ContextVar[dict] = contextvars.ContextVar("current")
+    asked = []
+
+    def slow():
+        asked.append(1)
+        return {"trace_id": "t", "span_id": "s"}
+
+    capture = module.SpanIds(var, "span-key", slow).capture
+    assert capture() == {"trace_id": "t", "span_id": "s"} and len(asked) == 1
+    var.set({})
+    assert capture() is None and len(asked) == 1
+    var.set({"span-key": object()})
+    assert capture() == {"trace_id": "t", "span_id": "s"} and len(asked) == 2
+
+
 # --- the compiled middlewares' C seam -----------------------------------------------------------
 
 

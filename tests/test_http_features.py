@@ -254,6 +254,42 @@ def test_excluding_nothing_changes_nothing_else(routes):
     assert d(ROUTE, route="ok", method="GET", status="200") == 1
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_request_recorded_on_the_deferred_path_counts_as_on_the_default_path(routes, mode):
+    # A view exclusion is configured (the request-time counts wait for the view), and misses:
+    # every upstream family counts the request once, with the same labels as with no feature on.
+    routes.PROMETHEUS_EXCLUDE_VIEWS = ["by-name"]
+    headers = {"X-Requested-With": "XMLHttpRequest"}
+    path = "/ok" if mode == "sync" else "/aok"
+    view = path[1:]
+    for _ in range(2):  # the second one as the first: nothing left over from the first
+        d = Delta()
+        if mode == "sync":
+            response = client().post(path, b"12345", content_type="text/plain", headers=headers)
+        else:
+            import asyncio
+
+            post = AsyncClient().post(path, b"12345", content_type="text/plain", headers=headers)
+            response = asyncio.run(post)
+        assert response.status_code == 200
+        assert d("django_http_requests_before_middlewares_total") == 1
+        assert d("django_http_requests_total_by_method_total", method="POST") == 1
+        assert d("django_http_requests_total_by_transport_total", transport="http") == 1
+        vtm = "django_http_requests_total_by_view_transport_method_total"
+        assert d(vtm, view=view, transport="http", method="POST") == 1
+        assert d("django_http_ajax_requests_total") == 1
+        assert d("django_http_requests_body_total_bytes_count") == 1
+        assert d("django_http_requests_body_total_bytes_sum") == 5
+        by_status = "django_http_responses_total_by_status_view_method_total"
+        assert d(by_status, status="200", view=view, method="POST") == 1
+        assert d("django_http_requests_latency_seconds_by_view_method_count", view=view, method="POST") == 1
+        assert d(ROUTE, route=view, method="POST", status="200") == 1
+    d = Delta()
+    client().get("/by-name")  # excluded: nothing, also after a recorded request on the thread
+    assert d("django_http_requests_total_by_method_total", method="GET") == 0
+    assert d("django_http_requests_before_middlewares_total") == 0
+
+
 def test_do_not_track_applied_after_the_middlewares_are_built(settings):
     extras._views_marked = False
     extras.install()

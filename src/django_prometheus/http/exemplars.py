@@ -69,8 +69,10 @@ def capture() -> Callable[[], dict[str, str] | None] | None:
 
         var, span_key = _current_context()
         # The core's guard in front of it: a current Context without a span in it (every
-        # request outside a trace) answers None without a Python call.
-        _capture = span_ids if var is None else _extras.SpanIds(var, span_key, span_ids)
+        # request outside a trace) answers None without a Python call. Its bound ``capture``
+        # method, not the guard itself: a histogram calls that by vectorcall (the compiled
+        # guard's ``__call__`` goes through an argument tuple on each of a request's captures).
+        _capture = span_ids if var is None else _extras.SpanIds(var, span_key, span_ids).capture
     return _capture
 
 
