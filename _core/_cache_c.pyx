@@ -41,14 +41,11 @@ __all__ = [
     "note_failure",
 ]
 
-ctypedef void (*_add_t)(object, double) noexcept
+include "dp_api.pxi"  # dp_cells_api
 
-cdef struct _cells_api:  # _cells_c.pyx's dp_cells_api: keep them identical
-    _add_t counter_inc
-    _add_t histogram_observe
-cdef _cells_api *_api = <_cells_api *> PyCapsule_GetPointer(C_API, "django_prometheus._core._cells_c.C_API")
-cdef _add_t _add = _api.counter_inc
-cdef _add_t _observe = _api.histogram_observe
+cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(C_API, "django_prometheus._core._cells_c.C_API")
+cdef dp_cell_add _add = _api.counter_inc
+cdef dp_cell_add _observe = _api.histogram_observe
 cdef object _MISSING = MISSING
 
 #: The outermost cache operation in progress in this context, if any.

@@ -580,17 +580,10 @@ def record_get_many(requested, Py_ssize_t found, Counter gets not None,
 #
 # A .pxd beside this file would be ignored (the folder installs under another
 # package path), so the other compiled modules reach the cells through this
-# capsule: ``_http_c`` and ``_cache_c`` increment a cell with one C call, not a
-# method lookup. They check a cell's type once, when they bind it. Both declare
-# the same struct; change the three together (a module may declare a prefix of it:
-# entries are only ever added at the end).
+# capsule: ``_http_c``, ``_cache_c`` and ``_extras_c`` increment a cell with one C
+# call, not a method lookup (the struct is declared once, in dp_api.pxi).
 
-ctypedef void (*dp_cell_add)(object, double) noexcept
-
-cdef struct dp_cells_api:
-    dp_cell_add counter_inc
-    dp_cell_add histogram_observe
-    dp_cell_add gauge_add  # ``_extras_c``: the in-flight gauge (a negative amount decrements)
+include "dp_api.pxi"
 
 
 cdef void _api_counter_inc(object cell, double amount) noexcept:

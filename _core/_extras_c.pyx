@@ -54,35 +54,14 @@ cdef extern from *:
     double dp_wall() nogil
     double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) except? -1.0
 
-# The cells' C entry points (declared in _cells_c.pyx; a prefix of its struct, entries only added).
-ctypedef void (*dp_cell_add)(object, double) noexcept
-
-cdef struct dp_cells_api:
-    dp_cell_add counter_inc
-    dp_cell_add histogram_observe
-    dp_cell_add gauge_add
+# The cells' and the seam's C entry points (dp_cells_api, dp_extras_api).
+include "dp_api.pxi"
 
 cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
     _cells_c.C_API, "django_prometheus._core._cells_c.C_API")
 cdef type _Counter = _cells_c.Counter
 cdef type _Histogram = _cells_c.Histogram
 cdef type _Gauge = _cells_c.Gauge
-
-# The middlewares' C entry points into the features (declared in _http_c.pyx too: keep the two
-# structs identical). ``_http_c`` calls them for an ``Extras`` of this module, the Python
-# protocol (``begin``, ``end``, ...) for anything else.
-ctypedef object (*dp_seam_begin)(object, object, bint, int *)
-ctypedef object (*dp_seam_end)(object, object, object, object, bint)
-ctypedef int (*dp_seam_abort)(object, object, object, bint) except -1
-ctypedef int (*dp_seam_excluded)(object, object) except -1
-ctypedef int (*dp_seam_view)(object, object, object, object) except -1
-
-cdef struct dp_extras_api:
-    dp_seam_begin begin
-    dp_seam_end end
-    dp_seam_abort abort
-    dp_seam_excluded excluded
-    dp_seam_view view  # excluded, from the view hook: (extras, request, match, match.view_name)
 
 __all__ = [
     "DO_NOT_TRACK",

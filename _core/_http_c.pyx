@@ -60,12 +60,8 @@ cdef extern from *:
         PyObject *view
     dp_http_slot *dp_http_slot_get() nogil
 
-# The cells' C entry points (declared in _cells_c.pyx; keep the two structs identical).
-ctypedef void (*dp_cell_add)(object, double) noexcept
-
-cdef struct dp_cells_api:
-    dp_cell_add counter_inc
-    dp_cell_add histogram_observe
+# The cells' and the features' C entry points (dp_cells_api, dp_extras_api).
+include "dp_api.pxi"
 
 cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
     _cells_c.C_API, "django_prometheus._core._cells_c.C_API")
@@ -349,20 +345,7 @@ cdef object _extras = None
 # either the old object or the new one, and ``_seam`` never changes once set.
 cdef object _c_extras = None
 
-# The compiled features' C entry points (declared in _extras_c.pyx: keep the two structs identical).
-ctypedef object (*dp_seam_begin)(object, object, bint, int *)
-ctypedef object (*dp_seam_end)(object, object, object, object, bint)
-ctypedef int (*dp_seam_abort)(object, object, object, bint) except -1
-ctypedef int (*dp_seam_excluded)(object, object) except -1
-ctypedef int (*dp_seam_view)(object, object, object, object) except -1
-
-cdef struct dp_extras_api:
-    dp_seam_begin begin  # flags out: 1 defer, 2 call abort(SKIP) when the request is done
-    dp_seam_end end
-    dp_seam_abort abort
-    dp_seam_excluded excluded
-    dp_seam_view view  # excluded, from the view hook: (extras, request, match, match.view_name)
-
+# The compiled features' C entry points: ``dp_extras_api`` (dp_api.pxi).
 cdef dp_extras_api *_seam = NULL
 cdef const char *_SEAM_NAME = "django_prometheus._core._extras_c.SEAM"
 
