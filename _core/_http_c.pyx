@@ -693,7 +693,6 @@ cdef class AfterRecorder(_Recorder):
         cdef PyObject *exc_tb
         if slot.recorder is <void *>self and slot.request is <PyObject *>request:
             PyErr_Fetch(&exc_type, &exc_value, &exc_tb)  # a release may run a finaliser
-            slot.recorder = NULL
             _slot_clear_noexcept(slot)
             PyErr_Restore(exc_type, exc_value, exc_tb)
         return 0
