@@ -16,10 +16,13 @@ request).
 import logging
 import re
 
+cimport cython
+
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
-from cpython.ref cimport Py_XDECREF, Py_XINCREF
+from cpython.exc cimport PyErr_Fetch, PyErr_Restore
+from cpython.ref cimport Py_DECREF, Py_XDECREF, Py_XINCREF
 
 from . import _cells_c
 
@@ -211,6 +214,10 @@ cdef inline int _slot_set(dp_http_slot *slot, void *recorder, PyObject *request,
 
 cdef inline int _slot_clear(dp_http_slot *slot) except -1:
     return _slot_set(slot, NULL, NULL, NULL, NULL, NULL)
+
+
+cdef inline void _slot_clear_noexcept(dp_http_slot *slot) noexcept:
+    _slot_set(slot, NULL, NULL, NULL, NULL, NULL)
 
 
 cdef void _log_failure(str where) noexcept:
@@ -439,6 +446,18 @@ cdef class _Recorder:
 
     cdef int _end(self, request, response, state, double started) except -1:
         return 0
+
+    cdef int _abort(self, request) noexcept:
+        # get_response raised (or the awaitable was thrown into, closed or dropped): forget the
+        # request. Called with an exception pending: keeps it.
+        return 0
+
+    def _finish(self, request, response, recorded, double started):
+        # The ASGI default path's end (``_http_await``): _end with what _begin returned.
+        self._end(request, response, recorded, started)
+
+    def _fail(self, request):
+        self._abort(request)
 
     def on_request(self, request):
         """Record the request; its start time on the monotonic clock (also when recording failed)."""
@@ -705,21 +724,37 @@ cdef class AfterRecorder(_Recorder):
             _slot_clear(slot)
         return 0
 
+    cdef int _abort(self, request) noexcept:
+        # The slot must not keep a failed request (and what it references) alive until the
+        # next request on this thread.
+        cdef dp_http_slot *slot = dp_http_slot_get()
+        cdef PyObject *exc_type
+        cdef PyObject *exc_value
+        cdef PyObject *exc_tb
+        if slot.recorder is <void *>self and slot.request is <PyObject *>request:
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb)  # a release may run a finaliser
+            _slot_clear_noexcept(slot)
+            PyErr_Restore(exc_type, exc_value, exc_tb)
+        return 0
+
     # -- view ------------------------------------------------------------------------------------
 
     def on_view(self, request, view_func=None, view_args=None, view_kwargs=None):
         """``process_view``: count the request by (view, transport, method)."""
+        self._view(request)
+
+    cdef int _view(self, request) except -1:
         cdef _Kind kind
         cdef dp_http_slot *slot
         cdef PyObject *last
         try:
             match = getattr(request, "resolver_match", None)
             if match is None:
-                return
+                return 0
             name = match.view_name
             view = _hook_view(name)
             if _extras is not None and _view_hook_excluded(request, match, name):
-                return
+                return 0
             slot = dp_http_slot_get()
             if slot.recorder is <void *>self and slot.request is <PyObject *>request:
                 kind = <_Kind>slot.kind
@@ -740,6 +775,7 @@ cdef class AfterRecorder(_Recorder):
             _inc((<tuple>entry)[1])
         except Exception:
             _log_failure("a view")
+        return 0
 
     # -- response --------------------------------------------------------------------------------
 
@@ -992,18 +1028,27 @@ cdef class Middleware:
     cdef public _Recorder _recorder
 
     def __call__(self, request):
-        if self.async_mode:
-            return self.__acall__(request)
         cdef _Recorder recorder = self._recorder
+        cdef PyObject *response
+        if self.async_mode:
+            if recorder is None or _extras is not None:
+                return self.__acall__(request)
+            return _acall_default(self, recorder, request)
         if recorder is None:
             return self._call_hooks(request)
         if _extras is not None:
             return self._call_extras(request, recorder, _extras)
         recorded = recorder._begin(request)
         cdef double started = dp_clock()
-        response = self.get_response(request)
-        recorder._end(request, response, recorded, started)
-        return response
+        # Called through C so that the normal path saves no exception state (a Cython try).
+        response = dp_call1(<PyObject *>self.get_response, <PyObject *>request)
+        if response is NULL:
+            recorder._abort(request)
+            dp_reraise()
+        result = <object>response
+        Py_DECREF(<object>response)
+        recorder._end(request, result, recorded, started)
+        return result
 
     async def __acall__(self, request):
         cdef _Recorder recorder = self._recorder
@@ -1060,9 +1105,90 @@ cdef class Middleware:
         _extras_finish(extras, recorder, request, response, state, outer, flags & 1, recorded, started)
         return response
 
+    def _async_hooks(self):
+        """The After middleware's ``process_view`` and ``process_template_response`` under ASGI.
+
+        Awaitable-returning callables, so Django adds no ``sync_to_async``; the view
+        hook records when called and returns an awaitable already done (no coroutine
+        per request). The caller marks them as coroutine functions.
+        """
+        return _AsyncView(self, <AfterRecorder>self._recorder), self._process_template_response_async
+
     # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.
     async def _process_view_async(self, request, view_func, view_args, view_kwargs):
         (<AfterRecorder>self._recorder).on_view(request)
 
     async def _process_template_response_async(self, request, response):
         return (<AfterRecorder>self._recorder).on_template_response(request, response)
+
+
+# --- the default path under ASGI ------------------------------------------------------------------
+#
+# A Cython ``async def`` costs a coroutine, its closure, an ``__await__`` wrapper per await and an
+# exception-state save per resume. Instead the middlewares' call records the request, calls
+# ``get_response`` and returns ``_http_await.record_around``'s coroutine (Python bytecode: CPython
+# resumes native coroutines frame to frame), which records the response through ``_finish``.
+
+cdef extern from *:
+    """
+    static PyObject *dp_call1(PyObject *func, PyObject *arg) {
+        return PyObject_CallOneArg(func, arg);
+    }
+    static int dp_reraise(void) { return -1; }  /* the pending exception propagates */
+    """
+    PyObject *dp_call1(PyObject *func, PyObject *arg)
+    int dp_reraise() except -1
+    ctypedef struct PyTypeObject:
+        PyObject *(*tp_iternext)(PyObject *)
+
+
+from ._http_await import record_around as _record_around
+
+
+cdef object _acall_default(Middleware mw, _Recorder recorder, request):
+    recorded = recorder._begin(request)
+    cdef double started = dp_clock()
+    # Called through C so that the normal path saves no exception state (a Cython try).
+    cdef PyObject *inner = dp_call1(<PyObject *>mw.get_response, <PyObject *>request)
+    if inner is NULL:
+        recorder._abort(request)
+        dp_reraise()
+    awaitable = <object>inner
+    Py_DECREF(awaitable)
+    return _record_around(recorder, request, awaitable, recorded, started)
+
+
+@cython.final
+cdef class _Done:
+    """An awaitable already done, with None as its result."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+
+cdef PyObject *_done_next(PyObject *op) noexcept:
+    return NULL  # exhausted, no exception: the await's result is None
+
+
+(<PyTypeObject *>_Done).tp_iternext = _done_next
+cdef _Done _DONE = _Done()
+
+
+@cython.final
+cdef class _AsyncView:
+    """The After middleware's ``process_view`` under ASGI: records, returns an awaitable already done."""
+
+    cdef AfterRecorder recorder
+    cdef readonly object __self__  # the middleware, as for a bound method
+    cdef dict __dict__  # for the coroutine-function mark
+
+    def __init__(self, middleware, AfterRecorder recorder):
+        self.__self__ = middleware
+        self.recorder = recorder
+
+    def __call__(self, request, view_func=None, view_args=None, view_kwargs=None):
+        self.recorder._view(request)
+        return _DONE

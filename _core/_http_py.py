@@ -725,6 +725,10 @@ class Middleware:
         _extras_finish(extras, recorder, request, response, state, outer, defer, recorded, started)
         return response
 
+    def _async_hooks(self) -> tuple[Any, Any]:
+        """The After middleware's ``process_view`` and ``process_template_response`` under ASGI."""
+        return self._process_view_async, self._process_template_response_async
+
     # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.
     async def _process_view_async(
         self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any

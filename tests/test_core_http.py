@@ -622,3 +622,101 @@ def test_requests_on_two_threads_keep_their_own_labels(impl):
     assert samples["requests_by_view_transport_method", ("second", "https", "POST")] == 1.0
     assert samples["responses_by_status_view_method", ("200", "first", "GET")] == 1.0
     assert samples["responses_by_status_view_method", ("200", "second", "POST")] == 1.0
+
+
+def _pair(http: Any, cells: Any, view: Any, *, asynchronous: bool = False) -> Any:
+    # Before around After around ``view``, as the middlewares' call runs them (no hooks).
+    class Before(http.Middleware):
+        pass
+
+    class After(http.Middleware):
+        pass
+
+    after = After()
+    after.get_response = view
+    after._recorder = http.AfterRecorder(cells)
+    before = Before()
+    before.get_response = after
+    before._recorder = http.BeforeRecorder(cells)
+    after.async_mode = before.async_mode = asynchronous
+    return before
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+@pytest.mark.parametrize("impl", list(CORES))
+def test_a_request_whose_get_response_raises_is_not_kept_alive(impl, asynchronous):
+    import asyncio
+    import gc
+    import weakref
+
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+
+    def sync_view(request: Any) -> Any:
+        raise _Boom
+
+    async def async_view(request: Any) -> Any:
+        raise _Boom
+
+    before = _pair(http, cells, async_view if asynchronous else sync_view, asynchronous=asynchronous)
+    request = _resolved(RequestFactory().get("/boom"), "boom")
+    alive = weakref.ref(request)
+    with pytest.raises(_Boom):
+        if asynchronous:
+            asyncio.run(before(request))
+        else:
+            before(request)
+    del request
+    gc.collect()
+    assert alive() is None
+    samples = cells.samples()
+    assert samples["requests_total", ()] == 1.0
+    assert samples.get(("responses_total", ()), 0.0) == 0.0  # nothing recorded of a response
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_async_call_records_around_an_awaited_get_response(impl):
+    import asyncio
+
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    response = HttpResponse(b"ok")
+
+    async def view(request: Any) -> Any:
+        await asyncio.sleep(0)  # suspends: the awaitable is resumed through both middlewares
+        return response
+
+    before = _pair(http, cells, view, asynchronous=True)
+    request = _resolved(RequestFactory().get("/ok"), "ok")
+    assert asyncio.run(before(request)) is response
+    samples = cells.samples()
+    assert samples["requests_total", ()] == samples["responses_total", ()] == 1.0
+    assert samples["requests_latency_by_view_method", ("ok", "GET")] == 1.0
+    assert samples["responses_by_status_view_method", ("200", "ok", "GET")] == 1.0
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_async_view_hook_counts_when_awaited_and_returns_none(impl):
+    import asyncio
+
+    from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    before = _pair(http, cells, None, asynchronous=True)
+    after = before.get_response
+    view_hook, _ = after._async_hooks()
+    if not iscoroutinefunction(view_hook):
+        view_hook = markcoroutinefunction(view_hook)
+    assert iscoroutinefunction(view_hook)
+    request = _resolved(RequestFactory().get("/v"), "v")
+
+    async def run() -> Any:
+        return await view_hook(request, None, (), {})
+
+    assert asyncio.run(run()) is None
+    assert cells.samples()["requests_by_view_transport_method", ("v", "http", "GET")] == 1.0

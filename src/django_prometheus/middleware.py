@@ -242,8 +242,9 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         # Django runs exception middleware synchronously in both modes.
         self.process_exception = recorder.on_exception
         if self.async_mode:
-            self.process_view = self._process_view_async
-            self.process_template_response = self._process_template_response_async
+            view, template = self._async_hooks()
+            self.process_view = view if iscoroutinefunction(view) else markcoroutinefunction(view)
+            self.process_template_response = template
         else:
             self.process_view = recorder.on_view
             self.process_template_response = recorder.on_template_response
