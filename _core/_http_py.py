@@ -471,16 +471,20 @@ class AfterRecorder(_Recorder):
             # returns). The compiled twin keeps it in a per-thread slot instead, which a
             # Python-level slot (threading.local and a tuple) would make dearer than this.
             request._prometheus_kind = kind
-            kind.by_method.inc()
-            kind.by_transport.inc()
-            if meta.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
-                self._ajax.inc()
-            size = body_length(meta.get("CONTENT_LENGTH"))
-            if size is not None:
-                self._request_body.observe(size)
+            self._count_request(kind, meta)
         except Exception:
             _log_failure("a request")
         return kind
+
+    def _count_request(self, kind: _Kind, meta: Any) -> None:
+        # _begin's counts: the request's method and transport, ajax, body size.
+        kind.by_method.inc()
+        kind.by_transport.inc()
+        if meta.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
+            self._ajax.inc()
+        size = body_length(meta.get("CONTENT_LENGTH"))
+        if size is not None:
+            self._request_body.observe(size)
 
     def _resolve(self, request: Any) -> Any:
         # _begin's kind, without its counts: on_view and _end find it on the request.
@@ -497,14 +501,7 @@ class AfterRecorder(_Recorder):
         if type(resolved) is not _Kind:
             return self._begin(request)
         try:
-            meta = request.META
-            resolved.by_method.inc()
-            resolved.by_transport.inc()
-            if meta.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
-                self._ajax.inc()
-            size = body_length(meta.get("CONTENT_LENGTH"))
-            if size is not None:
-                self._request_body.observe(size)
+            self._count_request(resolved, request.META)
         except Exception:
             _log_failure("a request")
         return resolved

@@ -626,18 +626,7 @@ def test_requests_on_two_threads_keep_their_own_labels(impl):
 
 def _pair(http: Any, cells: Any, view: Any, *, asynchronous: bool = False) -> Any:
     # Before around After around ``view``, as the middlewares' call runs them (no hooks).
-    class Before(http.Middleware):
-        pass
-
-    class After(http.Middleware):
-        pass
-
-    after = After()
-    after.get_response = view
-    after._recorder = http.AfterRecorder(cells)
-    before = Before()
-    before.get_response = after
-    before._recorder = http.BeforeRecorder(cells)
+    before, after = _stack(http, cells, view)
     after.async_mode = before.async_mode = asynchronous
     return before
 
