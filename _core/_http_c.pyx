@@ -1078,6 +1078,7 @@ cdef class Middleware:
         try:
             response = await self.get_response(request)
         except BaseException:
+            recorder._abort(request)  # the slot must not keep the failed request alive
             _extras_abort(extras, request, state, outer)
             raise
         _extras_finish(extras, recorder, request, response, state, outer, flags & 1, recorded, started)
@@ -1100,6 +1101,7 @@ cdef class Middleware:
         try:
             response = self.get_response(request)
         except BaseException:
+            recorder._abort(request)  # the slot must not keep the failed request alive
             _extras_abort(extras, request, state, outer)
             raise
         _extras_finish(extras, recorder, request, response, state, outer, flags & 1, recorded, started)

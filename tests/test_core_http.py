@@ -635,9 +635,10 @@ class _Boom(Exception):
     pass
 
 
+@pytest.mark.parametrize("extras", [False, True], ids=["default", "extras"])
 @pytest.mark.parametrize("asynchronous", [False, True])
 @pytest.mark.parametrize("impl", list(CORES))
-def test_a_request_whose_get_response_raises_is_not_kept_alive(impl, asynchronous):
+def test_a_request_whose_get_response_raises_is_not_kept_alive(impl, asynchronous, extras):
     import asyncio
     import gc
     import weakref
@@ -654,16 +655,22 @@ def test_a_request_whose_get_response_raises_is_not_kept_alive(impl, asynchronou
     before = _pair(http, cells, async_view if asynchronous else sync_view, asynchronous=asynchronous)
     request = _resolved(RequestFactory().get("/boom"), "boom")
     alive = weakref.ref(request)
-    with pytest.raises(_Boom):
-        if asynchronous:
-            asyncio.run(before(request))
-        else:
-            before(request)
+    installed = _Extras(http, defer=True) if extras else None  # the deferred path's slot too
+    http.set_extras(installed)
+    try:
+        with pytest.raises(_Boom):
+            if asynchronous:
+                asyncio.run(before(request))
+            else:
+                before(request)
+    finally:
+        http.set_extras(None)
     del request
     gc.collect()
     assert alive() is None
     samples = cells.samples()
-    assert samples["requests_total", ()] == 1.0
+    if not extras:  # (the deferred path counts a request once the exclusion is decided)
+        assert samples["requests_total", ()] == 1.0
     assert samples.get(("responses_total", ()), 0.0) == 0.0  # nothing recorded of a response
 
 
