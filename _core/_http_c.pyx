@@ -1116,10 +1116,8 @@ cdef class Middleware:
         """
         return _AsyncView(self, <AfterRecorder>self._recorder), self._process_template_response_async
 
-    # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.
-    async def _process_view_async(self, request, view_func, view_args, view_kwargs):
-        (<AfterRecorder>self._recorder).on_view(request)
-
+    # The After middleware's template hook under ASGI: a native coroutine, so Django adds no
+    # sync_to_async (its view hook is ``_AsyncView``).
     async def _process_template_response_async(self, request, response):
         return (<AfterRecorder>self._recorder).on_template_response(request, response)
 
