@@ -33,6 +33,9 @@ import io
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction
+from django.utils.decorators import sync_and_async_middleware
+
 from ._harness import IMPLS, Case, Op, prepare
 
 DEFAULT_MIDDLEWARE = [
@@ -72,7 +75,7 @@ BROWSER_HEADERS = {
 }
 
 
-def _settings(impl: str) -> dict[str, Any]:
+def _settings(impl: str, floor: bool = False) -> dict[str, Any]:
     apps = [
         "django.contrib.auth",
         "django.contrib.contenttypes",
@@ -80,7 +83,10 @@ def _settings(impl: str) -> dict[str, Any]:
         "django.contrib.messages",
     ]
     middleware = list(DEFAULT_MIDDLEWARE)
-    if impl != "bare":
+    if impl == "bare" and floor:
+        floor_pair = f"{__name__}.pass_through_middleware"
+        middleware = [floor_pair, *middleware, floor_pair]
+    elif impl != "bare":
         apps.append("django_prometheus")
         middleware = [
             "django_prometheus.middleware.PrometheusBeforeMiddleware",
@@ -98,6 +104,32 @@ def _settings(impl: str) -> dict[str, Any]:
         "DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         "LOGGING_CONFIG": None,
     }
+
+
+def _floor_settings(impl: str) -> dict[str, Any]:
+    return _settings(impl, floor=True)
+
+
+@sync_and_async_middleware
+def pass_through_middleware(get_response: Any) -> Any:
+    """A middleware that does nothing, in the shape Django's documentation gives one for both modes.
+
+    Sync, it returns what ``get_response`` returns; async, it awaits it (what any middleware that
+    looks at the response has to do). The ``*_passthrough`` cases' ``bare`` puts two of these where
+    ours go, so their bare minus the plain case's bare, in one run, is what two middlewares cost
+    Django before they do anything (its ``convert_exception_to_response`` wrapper and the call).
+    """
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: Any) -> Any:
+            return await get_response(request)
+
+    else:
+
+        def middleware(request: Any) -> Any:
+            return get_response(request)
+
+    return middleware
 
 
 _urlpatterns: list[Any] | None = None
@@ -296,7 +328,28 @@ HTTP_ASGI = Case("http_asgi", _settings, _build_asgi, warmup=200, counts=(15, 30
 HTTP_ASGI_CHAIN = Case(
     "http_asgi_chain", _settings, _build_asgi_chain, warmup=500, counts=WSGI_COUNTS, is_async=True
 )
-CASES = [HTTP_WSGI, HTTP_WSGI_BROWSER, HTTP_ASGI, HTTP_ASGI_CHAIN]
+# The floor: the same requests, where ``bare`` has two pass-through middlewares in our places
+# (every other impl is as above). This case's bare minus http_wsgi's bare, in one run, is what
+# any two middlewares cost; its "added" is what ours cost beyond that.
+HTTP_WSGI_PASSTHROUGH = Case(
+    "http_wsgi_passthrough", _floor_settings, _build_wsgi, warmup=500, counts=WSGI_COUNTS
+)
+HTTP_ASGI_CHAIN_PASSTHROUGH = Case(
+    "http_asgi_chain_passthrough",
+    _floor_settings,
+    _build_asgi_chain,
+    warmup=500,
+    counts=WSGI_COUNTS,
+    is_async=True,
+)
+CASES = [
+    HTTP_WSGI,
+    HTTP_WSGI_BROWSER,
+    HTTP_ASGI,
+    HTTP_ASGI_CHAIN,
+    HTTP_WSGI_PASSTHROUGH,
+    HTTP_ASGI_CHAIN_PASSTHROUGH,
+]
 
 
 class HttpRequestCost:
