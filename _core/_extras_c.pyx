@@ -597,11 +597,8 @@ cdef class Extras:
         # name already.
         cdef _State st
         try:
-            state = _find(request)
-            if state is None and self._paths_search is not None:
-                if self._path_excluded(getattr(request, "path_info", None)):
-                    return True
-            elif state is True:
+            state = self._state_or_excluded(request)
+            if state is True:
                 return True
             if type(state) is _State and (self._route_requests is not None or self._db_end is not None):
                 # The route, for _end: Django resolves a request once, before the view hooks.
@@ -622,14 +619,19 @@ cdef class Extras:
         """The After middleware's hooks: whether this request is recorded in no HTTP family."""
         return self._excluded(request)
 
+    cdef object _state_or_excluded(self, request):
+        # The request's state in the owners' table; True when its path is excluded: the outer
+        # middleware skipped it, or (not owned: no outer middleware) its path matches.
+        state = _find(request)
+        if state is None and self._paths_search is not None:
+            if self._path_excluded(getattr(request, "path_info", None)):
+                return True
+        return state
+
     cdef bint _excluded(self, request) noexcept:
         try:
-            state = _find(request)
-            if state is None and self._paths_search is not None:
-                # Not owned: no outer middleware, or it skipped an excluded path.
-                if self._path_excluded(getattr(request, "path_info", None)):
-                    return True
-            elif state is True:
+            state = self._state_or_excluded(request)
+            if state is True:
                 return True
             return self._decided(request, state)
         except Exception:

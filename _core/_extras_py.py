@@ -352,15 +352,20 @@ class Extras:
             state.view_excluded = self._view_excluded(match)
         return state.view_excluded
 
+    def _state_or_excluded(self, request: Any) -> Any:
+        # The request's state in the owners' table; True when its path is excluded: the outer
+        # middleware skipped it, or (not owned: no outer middleware) its path matches.
+        state = _find(request)
+        if state is None and self._exclude_paths is not None:
+            if self._path_excluded(getattr(request, "path_info", None)):
+                return True
+        return state
+
     def excluded(self, request: Any) -> bool:
         """The After middleware's hooks: whether this request is recorded in no HTTP family."""
         try:
-            state = _find(request)
-            if state is None and self._exclude_paths is not None:
-                # Not owned: no outer middleware, or it skipped an excluded path.
-                if self._path_excluded(getattr(request, "path_info", None)):
-                    return True
-            elif state is True:
+            state = self._state_or_excluded(request)
+            if state is True:
                 return True
             return self._decided(request, state)
         except Exception:
