@@ -1026,8 +1026,15 @@ cdef class Middleware:
     cdef public object get_response
     cdef public bint async_mode
     cdef public _Recorder _recorder
+    cdef void *_vectorcall  # Django's call of a middleware, without an argument tuple (see below)
+
+    def __cinit__(self, *args, **kwargs):
+        self._vectorcall = dp_vectorcall_entry(0)
 
     def __call__(self, request):
+        return self._call(request)
+
+    cdef object _call(self, request):
         cdef _Recorder recorder = self._recorder
         cdef PyObject *response
         if self.async_mode:
@@ -1184,11 +1191,104 @@ cdef class _AsyncView:
     cdef AfterRecorder recorder
     cdef readonly object __self__  # the middleware, as for a bound method
     cdef dict __dict__  # for the coroutine-function mark
+    cdef void *_vectorcall
+
+    def __cinit__(self, *args, **kwargs):
+        self._vectorcall = dp_vectorcall_entry(1)
 
     def __init__(self, middleware, AfterRecorder recorder):
         self.__self__ = middleware
         self.recorder = recorder
 
     def __call__(self, request, view_func=None, view_args=None, view_kwargs=None):
+        return self._call(request)
+
+    cdef object _call(self, request):
         self.recorder._view(request)
         return _DONE
+
+
+# --- vectorcall ------------------------------------------------------------------------------------
+#
+# Django calls a middleware with one argument and the view hook with four. Through a type's
+# tp_call that builds an argument tuple and parses it again; a vectorcall entry (the function
+# pointer in each instance, at the type's tp_vectorcall_offset) takes the arguments as they are.
+# The usual call goes straight to the cdef ``_call``; any other (keywords, another count) goes
+# to tp_call, so its errors are Cython's. Python subclasses that keep ``__call__`` inherit the
+# entry from Python 3.12; before that (or if a subclass defines ``__call__``) tp_call serves.
+
+cdef extern from *:
+    """
+    typedef PyObject *(*dp_call_impl)(PyObject *, PyObject *);
+    static dp_call_impl dp_vectorcall_impls[2];
+    static Py_ssize_t dp_vectorcall_nargs[2][2] = {{1, 1}, {1, 4}};  /* usual count, lowest..highest */
+
+    static PyObject *dp_vectorcall_via_tp_call(PyObject *self, PyObject *const *args, size_t nargsf,
+                                               PyObject *kwnames) {
+        Py_ssize_t n = PyVectorcall_NARGS(nargsf), nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i;
+        PyObject *tuple = PyTuple_New(n), *kwargs = NULL, *result = NULL;
+        if (tuple == NULL) return NULL;
+        for (i = 0; i < n; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SET_ITEM(tuple, i, args[i]);
+        }
+        if (nk) {
+            kwargs = PyDict_New();
+            if (kwargs == NULL) goto done;
+            for (i = 0; i < nk; i++)
+                if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[n + i]) < 0) goto done;
+        }
+        result = Py_TYPE(self)->tp_call(self, tuple, kwargs);
+    done:
+        Py_DECREF(tuple);
+        Py_XDECREF(kwargs);
+        return result;
+    }
+
+    #define DP_VECTORCALL(which) \
+        static PyObject *dp_vectorcall_##which(PyObject *self, PyObject *const *args, size_t nargsf, \
+                                               PyObject *kwnames) { \
+            Py_ssize_t n = PyVectorcall_NARGS(nargsf); \
+            if (kwnames == NULL && n >= dp_vectorcall_nargs[which][0] && n <= dp_vectorcall_nargs[which][1]) \
+                return dp_vectorcall_impls[which](self, args[0]); \
+            return dp_vectorcall_via_tp_call(self, args, nargsf, kwnames); \
+        }
+    DP_VECTORCALL(0)
+    DP_VECTORCALL(1)
+
+    static void *dp_vectorcall_entry(int which) {
+        return which ? (void *)dp_vectorcall_1 : (void *)dp_vectorcall_0;
+    }
+
+    static void dp_vectorcall_enable(PyObject *type, int which, void *impl, Py_ssize_t offset) {
+        PyTypeObject *t = (PyTypeObject *)type;
+        dp_vectorcall_impls[which] = (dp_call_impl)impl;
+        t->tp_vectorcall_offset = offset;
+        t->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+        PyType_Modified(t);
+    }
+    """
+    void *dp_vectorcall_entry(int which)
+    void dp_vectorcall_enable(object type, int which, void *impl, Py_ssize_t offset)
+
+
+cdef object _middleware_call(object self, object request):
+    return (<Middleware>self)._call(request)
+
+
+cdef object _async_view_call(object self, object request):
+    return (<_AsyncView>self)._call(request)
+
+
+cdef int _enable_vectorcall() except -1:
+    # The entry's offset in the object, read off one instance of each type.
+    cdef Middleware middleware = Middleware.__new__(Middleware)
+    cdef _AsyncView view = _AsyncView.__new__(_AsyncView)
+    dp_vectorcall_enable(Middleware, 0, <void *>_middleware_call,
+                         <char *>&middleware._vectorcall - <char *><void *>middleware)
+    dp_vectorcall_enable(_AsyncView, 1, <void *>_async_view_call,
+                         <char *>&view._vectorcall - <char *><void *>view)
+    return 0
+
+
+_enable_vectorcall()

@@ -728,8 +728,8 @@ class Middleware:
 
     # The After middleware's hooks under ASGI: native coroutines, so Django adds no sync_to_async.
     async def _process_view_async(
-        self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any
-    ) -> None:
+        self, request: Any, view_func: Any = None, view_args: Any = None, view_kwargs: Any = None
+    ) -> None:  # the arguments as the compiled twin's (and on_view's)
         self._recorder.on_view(request)  # type: ignore[union-attr]
 
     async def _process_template_response_async(self, request: Any, response: Any) -> Any:

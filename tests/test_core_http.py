@@ -716,3 +716,39 @@ def test_the_async_view_hook_counts_when_awaited_and_returns_none(impl):
 
     assert asyncio.run(run()) is None
     assert cells.samples()["requests_by_view_transport_method", ("v", "http", "GET")] == 1.0
+
+
+@pytest.mark.parametrize("impl", list(CORES))
+def test_the_middlewares_and_the_async_view_hook_take_every_call_form(impl):
+    # The compiled twin has a vectorcall entry for Django's usual calls (one argument; the view
+    # hook's four); keywords and wrong counts go through tp_call and behave as a def would.
+    import asyncio
+    import sys
+
+    http, cells_module = _load(impl)
+    cells = Cells(cells_module)
+    response = HttpResponse(b"ok")
+    before = _pair(http, cells, lambda request: response)
+    rf = RequestFactory()
+    assert before(_resolved(rf.get("/"), "ok")) is response
+    assert before(request=_resolved(rf.get("/"), "ok")) is response
+    with pytest.raises(TypeError):
+        before()
+    with pytest.raises(TypeError):
+        before(_resolved(rf.get("/"), "ok"), None)
+    view_hook, _ = _pair(http, cells, None, asynchronous=True).get_response._async_hooks()
+
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        return await view_hook(*args, **kwargs)
+
+    request = _resolved(rf.get("/v"), "v")
+    for args, kwargs in (((request,), {}), ((request, None, (), {}), {}), ((), {"request": request})):
+        assert asyncio.run(run(*args, **kwargs)) is None
+    with pytest.raises(TypeError):
+        view_hook(request, None, (), {}, None)
+    samples = cells.samples()
+    assert samples["requests_total", ()] == samples["responses_total", ()] == 2.0
+    assert samples["requests_by_view_transport_method", ("v", "http", "GET")] == 3.0
+    if impl == "compiled" and sys.version_info >= (3, 12):  # subclasses inherit the entry from 3.12
+        vectorcall = 1 << 11  # Py_TPFLAGS_HAVE_VECTORCALL
+        assert type(before).__flags__ & vectorcall and type(view_hook).__flags__ & vectorcall
