@@ -752,3 +752,14 @@ def test_the_middlewares_and_the_async_view_hook_take_every_call_form(impl):
     if impl == "compiled" and sys.version_info >= (3, 12):  # subclasses inherit the entry from 3.12
         vectorcall = 1 << 11  # Py_TPFLAGS_HAVE_VECTORCALL
         assert type(before).__flags__ & vectorcall and type(view_hook).__flags__ & vectorcall
+
+    # A subclass's own __call__, in its body or set later, is what Django's call reaches.
+    class Own(http.Middleware):
+        def __call__(self, request: Any) -> Any:
+            return "own"
+
+    class Late(http.Middleware):
+        pass
+
+    Late.__call__ = lambda self, request: "late"  # type: ignore[method-assign]
+    assert Own()(request) == "own" and Late()(request) == "late"
