@@ -1029,7 +1029,7 @@ cdef class Middleware:
     cdef void *_vectorcall  # Django's call of a middleware, without an argument tuple (see below)
 
     def __cinit__(self, *args, **kwargs):
-        self._vectorcall = dp_vectorcall_entry(0)
+        self._vectorcall = dp_vectorcall_entry(False)
 
     def __call__(self, request):
         return self._call(request)
@@ -1194,7 +1194,7 @@ cdef class _AsyncView:
     cdef void *_vectorcall
 
     def __cinit__(self, *args, **kwargs):
-        self._vectorcall = dp_vectorcall_entry(1)
+        self._vectorcall = dp_vectorcall_entry(True)
 
     def __init__(self, middleware, AfterRecorder recorder):
         self.__self__ = middleware
@@ -1220,8 +1220,7 @@ cdef class _AsyncView:
 cdef extern from *:
     """
     typedef PyObject *(*dp_call_impl)(PyObject *, PyObject *);
-    static dp_call_impl dp_vectorcall_impls[2];
-    static Py_ssize_t dp_vectorcall_nargs[2][2] = {{1, 1}, {1, 4}};  /* usual count, lowest..highest */
+    static dp_call_impl dp_middleware_impl, dp_view_impl;  /* set by dp_vectorcall_enable */
 
     static PyObject *dp_vectorcall_via_tp_call(PyObject *self, PyObject *const *args, size_t nargsf,
                                                PyObject *kwnames) {
@@ -1245,31 +1244,33 @@ cdef extern from *:
         return result;
     }
 
-    #define DP_VECTORCALL(which) \
-        static PyObject *dp_vectorcall_##which(PyObject *self, PyObject *const *args, size_t nargsf, \
-                                               PyObject *kwnames) { \
-            Py_ssize_t n = PyVectorcall_NARGS(nargsf); \
-            if (kwnames == NULL && n >= dp_vectorcall_nargs[which][0] && n <= dp_vectorcall_nargs[which][1]) \
-                return dp_vectorcall_impls[which](self, args[0]); \
-            return dp_vectorcall_via_tp_call(self, args, nargsf, kwnames); \
-        }
-    DP_VECTORCALL(0)
-    DP_VECTORCALL(1)
-
-    static void *dp_vectorcall_entry(int which) {
-        return which ? (void *)dp_vectorcall_1 : (void *)dp_vectorcall_0;
+    static PyObject *dp_middleware_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                              PyObject *kwnames) {
+        if (kwnames == NULL && PyVectorcall_NARGS(nargsf) == 1) return dp_middleware_impl(self, args[0]);
+        return dp_vectorcall_via_tp_call(self, args, nargsf, kwnames);
     }
 
-    static void dp_vectorcall_enable(PyObject *type, int which, void *impl, Py_ssize_t offset) {
+    static PyObject *dp_view_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                        PyObject *kwnames) {  /* (request[, view_func, args, kwargs]) */
+        Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+        if (kwnames == NULL && n >= 1 && n <= 4) return dp_view_impl(self, args[0]);
+        return dp_vectorcall_via_tp_call(self, args, nargsf, kwnames);
+    }
+
+    static void *dp_vectorcall_entry(int view) {
+        return view ? (void *)dp_view_vectorcall : (void *)dp_middleware_vectorcall;
+    }
+
+    static void dp_vectorcall_enable(PyObject *type, int view, void *impl, Py_ssize_t offset) {
         PyTypeObject *t = (PyTypeObject *)type;
-        dp_vectorcall_impls[which] = (dp_call_impl)impl;
+        if (view) dp_view_impl = (dp_call_impl)impl; else dp_middleware_impl = (dp_call_impl)impl;
         t->tp_vectorcall_offset = offset;
         t->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
         PyType_Modified(t);
     }
     """
-    void *dp_vectorcall_entry(int which)
-    void dp_vectorcall_enable(object type, int which, void *impl, Py_ssize_t offset)
+    void *dp_vectorcall_entry(bint view)
+    void dp_vectorcall_enable(object type, bint view, void *impl, Py_ssize_t offset)
 
 
 cdef object _middleware_call(object self, object request):
@@ -1284,9 +1285,9 @@ cdef int _enable_vectorcall() except -1:
     # The entry's offset in the object, read off one instance of each type.
     cdef Middleware middleware = Middleware.__new__(Middleware)
     cdef _AsyncView view = _AsyncView.__new__(_AsyncView)
-    dp_vectorcall_enable(Middleware, 0, <void *>_middleware_call,
+    dp_vectorcall_enable(Middleware, False, <void *>_middleware_call,
                          <char *>&middleware._vectorcall - <char *><void *>middleware)
-    dp_vectorcall_enable(_AsyncView, 1, <void *>_async_view_call,
+    dp_vectorcall_enable(_AsyncView, True, <void *>_async_view_call,
                          <char *>&view._vectorcall - <char *><void *>view)
     return 0
 
