@@ -101,10 +101,14 @@ class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
         cells = self._prometheus_cells
         try:
             found = self.client.get_many(keys, version=version, client=client)
-        except ConnectionInterrupted as exc:
+        except Exception as exc:
             n = len(set(keys))
             cells.gets.inc(n)
             cells.fails.inc(n)
+            if not isinstance(exc, ConnectionInterrupted):
+                # not a connection failure, which django-redis passes on as it is (a Redis
+                # Cluster refusing an MGET across hash slots, say): failed all the same
+                raise
             if self._ignore_exceptions:
                 note_failure()
                 if self._log_ignored_exceptions:
