@@ -78,7 +78,7 @@ def close(*caches: Any) -> None:
                 if connection is not None:
                     client.connection_factory.disconnect(connection)
                     client._clients[i] = None
-        else:
+        elif "_cache" in vars(cache):  # its client, created on first use (if that worked)
             for pool in cache._cache._pools.values():
                 pool.disconnect()
                 manager = getattr(pool, "sentinel_manager", None)
@@ -290,7 +290,15 @@ def test_sentinel_primary_killed_during_traffic(healthy):
         topology.wait_failed_over(old)
 
         kinds = {name: traffic.kinds(name) for name in traffic.log}
-        print(kinds, {n: traffic.errors(n) for n in traffic.log})
+        print(
+            kinds,
+            {
+                f"{r[1].__module__}.{r[1].__qualname__}": r[2]
+                for rs in traffic.log.values()
+                for r in rs
+                if r[0] == "raised"
+            },
+        )
         for name in traffic.log:
             assert all(
                 r[1] in (True, "value", MARK, ABSENT) for r in traffic.log[name] if r[0] == "returned"
@@ -434,8 +442,19 @@ def test_cluster_through_django_redis_connection_factory_counts_each_get(cluster
         assert ours.get_many(tagged) == bare.get_many(tagged) == {"{tag}:zero": 0, "{tag}:none": None}
         assert ours.get_or_set("fresh", 1) == bare.get_or_set("fresh", 1) == 1
         assert ours.has_key("key3") is bare.has_key("key3") is True
-        # has_key asks EXISTS: not a get
+        assert ours.incr("key3", 10) == bare.incr("key3", 10) == 13
+        # has_key asks EXISTS and incr runs INCRBY: neither is a get
         assert delta() == (len(keys) + 1 + len(VALUES) + 3 + 1, len(keys) + len(VALUES) + 2, 3, 0)
+        # multi-key writes spanning every node: redis-py splits them per slot
+        assert ours.delete_many(keys) == bare.delete_many(keys)
+        assert ours.get_many(["{tag}:zero", "{tag}:text"]) == {"{tag}:zero": 0, "{tag}:text": "text"}
+        for node in cluster.nodes:
+            with node.client() as c:
+                assert not [
+                    k
+                    for k in c.keys("*")
+                    if not k.startswith((b"ours:1:{tag}", b"bare:1:{tag}", b"ours:1:fresh", b"bare:1:fresh"))
+                ]
 
         # keys in different slots: redis-py refuses the MGET, as without us; each key a failure
         delta = Delta("redis")
@@ -472,6 +491,13 @@ def _moved_key(*caches: Any) -> str:
             {"REDIS_CLIENT_CLASS": "redis.cluster.RedisCluster"},
             redis.exceptions.RedisClusterException,
             id="django-redis-client-class",
+        ),
+        pytest.param(
+            NativeRedisCache,
+            DjangoRedisCache,
+            {"pool_class": "redis.cluster.ClusterConnectionPool"},
+            ImportError,
+            id="native-pool-class",
         ),
     ],
 )
