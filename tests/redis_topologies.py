@@ -95,12 +95,19 @@ def _ping(port: int) -> bool:
 
 
 def start_server(
-    directory: Path, name: str, args: Callable[[int, tuple[int, ...]], list[str]], extra: int = 0
+    directory: Path,
+    name: str,
+    args: Callable[[int, tuple[int, ...]], list[str]],
+    extra: int = 0,
+    port: int | None = None,
 ) -> Server:
-    """``redis-server`` with ``args(port, extra_ports)`` (a config file first, if any), answering PING."""
+    """``redis-server`` with ``args(port, extra_ports)`` (a config file first, if any), answering PING.
+
+    On ``port`` if given, else on one picked free (again if another process takes it first).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    for _attempt in range(3):
-        port = free_port()
+    for _attempt in range(1 if port else 3):
+        port = port or free_port()
         extra_ports = tuple(free_port() for _ in range(extra))
         log = directory / f"{name}-{port}.log"
         with log.open("ab") as out:  # the child keeps its own descriptor
@@ -122,7 +129,8 @@ def start_server(
         server.stop(signal.SIGKILL)
         if "Address already in use" not in server.tail():
             raise AssertionError(f"{name} on {port} did not answer PING:\n{server.tail()}")
-    raise AssertionError(f"{name}: no free port after 3 attempts")
+        port = None
+    raise AssertionError(f"{name}: its port was taken, every attempt")
 
 
 def _common(directory: Path, port: int) -> list[str]:
@@ -131,11 +139,13 @@ def _common(directory: Path, port: int) -> list[str]:
             "--dir", str(directory), "--daemonize", "no", "--repl-diskless-sync-delay", "0"]  # fmt: skip
 
 
-def start_data_node(directory: Path, name: str, primary: Server | None = None) -> Server:
+def start_data_node(
+    directory: Path, name: str, primary: Server | None = None, port: int | None = None
+) -> Server:
     """A primary, or a replica of ``primary`` once its link is up and in sync."""
     replica_of = ["--replicaof", "127.0.0.1", str(primary.port)] if primary else []
     server = start_server(
-        directory / name, name, lambda port, _: [*_common(directory / name, port), *replica_of]
+        directory / name, name, lambda p, _: [*_common(directory / name, p), *replica_of], port=port
     )
     if primary is not None:
         try:
@@ -175,6 +185,14 @@ class SentinelTopology:
 
     def node(self, port: int) -> Server:
         return next(s for s in self.data if s.port == port)
+
+    def revive(self) -> None:
+        """Start killed data nodes again on their ports, as replicas of the current primary."""
+        for dead in [s for s in self.data if not s.alive()]:
+            primary = self.node(self.primary_port())
+            self.data[self.data.index(dead)] = start_data_node(
+                self.directory, f"revived-{dead.port}", primary, port=dead.port
+            )
 
     def wait_healthy(self) -> None:
         """Every sentinel agrees on a live primary and knows a synced replica and the other sentinels."""

@@ -109,6 +109,7 @@ def sentinel(tmp_path_factory, django_redis_pools) -> Iterator[topologies.Sentin
 
 @pytest.fixture
 def healthy(sentinel) -> topologies.SentinelTopology:
+    sentinel.revive()  # after the failover test, whichever order the tests run in
     sentinel.wait_healthy()
     return sentinel
 
@@ -248,7 +249,8 @@ def test_sentinel_primary_killed_during_traffic(healthy):
 
     django-redis' SentinelClient reading from the replica (writes fail meanwhile) and reading
     from the primary (LOCATION names it alone: gets fail), raising and with IGNORE_EXCEPTIONS,
-    and Django's own backend: ours next to the bare backend, each the same way.
+    and Django's own backend: ours next to the bare backend, each the same way. The next
+    test using the topology restarts the killed node (as a replica of the new primary).
     """
     topology = healthy
     caches: dict[str, tuple[Any, bool, bool]] = {}  # name -> (cache, ignoring, reads from the replica)
