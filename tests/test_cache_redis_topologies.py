@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+from django.test import override_settings
 from django_redis.cache import RedisCache as BareDjangoRedisCache
 from django_redis.pool import ConnectionFactory
 from prometheus_client import REGISTRY
@@ -60,6 +61,29 @@ class Delta:
 
     def __call__(self) -> tuple[float, float, float, float]:
         return tuple(a - b for a, b in zip(counts(self.label), self.start, strict=True))  # type: ignore[return-value]
+
+
+class Operations:
+    """``django_cache_operations_total`` of hand-made django-redis backends since creation."""
+
+    LABELS = {"alias": "<unnamed>", "backend": "redis"}
+    RESULTS = (("get", "hit"), ("get", "miss"), ("get", "error"), ("set", "ok"), ("set", "error"))
+
+    def __init__(self) -> None:
+        self.start = self.counts()
+
+    def counts(self) -> dict[tuple[str, str], float]:
+        return {
+            (op, result): REGISTRY.get_sample_value(
+                "django_cache_operations_total", {**self.LABELS, "operation": op, "result": result}
+            )
+            or 0.0
+            for op, result in self.RESULTS
+        }
+
+    def __call__(self) -> dict[tuple[str, str], float]:
+        now = self.counts()
+        return {key: now[key] - self.start[key] for key in self.RESULTS}
 
 
 def outcome(call: Callable[[], Any]) -> tuple:
@@ -254,10 +278,8 @@ def test_sentinel_primary_killed_during_traffic(healthy):
     """
     topology = healthy
     caches: dict[str, tuple[Any, bool, bool]] = {}  # name -> (cache, ignoring, reads from the replica)
-    for location, replica_reads in (
-        (f"redis://{topology.service}/1", True),
-        ([f"redis://{topology.service}/2?is_master=1"], False),
-    ):
+    primary_only = [f"redis://{topology.service}/2?is_master=1"]
+    for location, replica_reads in ((f"redis://{topology.service}/1", True), (primary_only, False)):
         for ignoring in (False, True) if not replica_reads else (False,):
             suffix = (" replica" if replica_reads else "") + (" ignoring" if ignoring else "")
             ours, bare = sentinel_pair(
@@ -269,19 +291,23 @@ def test_sentinel_primary_killed_during_traffic(healthy):
             )
     native, native_bare = native_sentinel_pair(topology, db=4)
     caches["native"], caches["native bare"] = (native, False, False), (native_bare, False, False)
+    with override_settings(PROMETHEUS_CACHE_OPERATION_METRICS=True):
+        # the opt-in families too: reads and writes to the primary, every result counted once
+        caches["ours ops"] = (sentinel_pair(topology, primary_only)[0], False, False)
     try:
         for cache, _, _ in caches.values():
             cache.set("present", "value")
         old = topology.primary_port()
         topologies.replicated(topology.node(old), [s for s in topology.data if s.port != old])
         deltas = {"redis": Delta("redis"), "native_redis": Delta("native_redis")}
+        operations = Operations()
         topology.node(old).stop(signal.SIGKILL)
         traffic = Traffic(topology, old)
 
         def round_(i: int) -> dict[str, tuple]:
             results = {}
             for name, (cache, ignoring, replica_reads) in caches.items():
-                if replica_reads:
+                if replica_reads or name == "ours ops":
                     results[f"{name} set"] = outcome(lambda c=cache: c.set(f"k{i}", i))
                 results[name] = outcome(lambda c=cache: c.get("present", MARK))
                 if not ignoring:  # with IGNORE_EXCEPTIONS a failure and a miss look alike
@@ -313,6 +339,8 @@ def test_sentinel_primary_killed_during_traffic(healthy):
             ("ours ignoring", "bare ignoring", "default"),
             ("native", "native bare", "raised"),
             ("ours replica set", "bare replica set", "raised"),
+            ("ours ops", "bare", "raised"),
+            ("ours ops set", "bare replica set", "raised"),
         ):
             for name in (ours, bare):
                 assert kinds[name].get(failure, 0) >= 1 and kinds[name].get("value", 0) >= 1, kinds
@@ -332,6 +360,15 @@ def test_sentinel_primary_killed_during_traffic(healthy):
 
         for label, delta in deltas.items():
             assert delta() == tally(label)
+        reads, writes = kinds["ours ops"], kinds["ours ops set"]
+        absent = kinds["ours ops absent"]
+        assert operations() == {
+            ("get", "hit"): reads.get("value", 0),
+            ("get", "miss"): reads.get("default", 0) + absent.get("default", 0),
+            ("get", "error"): reads.get("raised", 0) + absent.get("raised", 0),
+            ("set", "ok"): writes.get("value", 0),
+            ("set", "error"): writes.get("raised", 0),
+        }
         assert caches["ours"][0].get("present") == native.get("present") == "value"
     finally:
         close(*(cache for cache, _, _ in caches.values()))
