@@ -222,6 +222,19 @@ def test_native_backend_with_a_sentinel_connection_pool_counts_each_get(healthy)
         close(ours, bare)
 
 
+def test_native_backend_with_a_sentinel_pool_class_alone_fails_as_without_us(sentinel):
+    location = f"redis://{sentinel.service}/0"
+    options = {"pool_class": "redis.sentinel.SentinelConnectionPool"}
+    ours = NativeRedisCache(location, {"OPTIONS": dict(options)})
+    bare = DjangoRedisCache(location, {"OPTIONS": dict(options)})
+    delta = Delta("native_redis")
+    ours_get, bare_get = outcome(lambda: ours.get("key")), outcome(lambda: bare.get("key"))
+    assert ours_get == bare_get
+    assert ours_get[:2] == ("raised", TypeError)
+    assert "missing 2 required positional arguments: 'service_name' and 'sentinel_manager'" in ours_get[2]
+    assert delta() == (1, 0, 0, 1)
+
+
 class Traffic:
     """A bounded loop of cache calls around a failover, recording every outcome per cache."""
 
