@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -116,7 +117,7 @@ def start_server(
                 cwd=directory,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         server = Server(port, proc, log, extra_ports)
         deadline = time.monotonic() + STARTUP_SECONDS
