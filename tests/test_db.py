@@ -402,8 +402,29 @@ def test_exporting_cursor_wrapper_returns_one_class_per_key() -> None:
     assert a is common.ExportingCursorWrapper(SQLiteCursorWrapper, "x", "sqlite")
     assert a is not common.ExportingCursorWrapper(SQLiteCursorWrapper, "y", "sqlite")
     assert issubclass(a, SQLiteCursorWrapper)
-    with pytest.raises(TypeError):
-        common.ExportingCursorWrapper(a, "x", "sqlite")
+
+
+@pytest.mark.django_db(databases=["sqlite"])
+def test_exporting_cursor_wrapper_returns_an_exporting_class_as_it_is() -> None:
+    # Issue 23 item 3: upstream wraps again; a backend calling it on a class it did not create
+    # must get no TypeError and no second layer (which would count every query twice).
+    from django.db.backends.utils import CursorWrapper
+
+    a = common.ExportingCursorWrapper(CursorWrapper, "sqlite", "sqlite")
+    assert common.ExportingCursorWrapper(a, "sqlite", "sqlite") is a
+    assert common.ExportingCursorWrapper(a, "other", "postgresql") is a
+
+    class Custom(a):  # a backend's own subclass of an exporting class
+        pass
+
+    assert common.ExportingCursorWrapper(Custom, "sqlite", "sqlite") is Custom
+    delta = Delta("sqlite", "sqlite")
+    connection = connections["sqlite"]
+    connection.ensure_connection()
+    cursor = common.ExportingCursorWrapper(a, "sqlite", "sqlite")(connection.create_cursor(), connection)
+    with cursor:
+        cursor.execute("SELECT 1")
+    assert delta() == {"execute": 1, "duration_count": 1}
 
 
 def test_fast_path_matches_the_core_in_use() -> None:

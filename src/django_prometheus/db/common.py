@@ -144,7 +144,14 @@ def ExportingCursorWrapper(cursor_class: type, alias: str, vendor: str) -> type:
     ``execute``/``executemany``. One class per (cursor_class, alias, vendor),
     created on first use and reused for every cursor after that; its methods
     hold the cells directly.
+
+    A ``cursor_class`` that already exports (made here, for any alias and
+    vendor, or a subclass of one) is returned as it is: a second layer would
+    count every query twice (upstream wraps again, and its deeper MRO was
+    upstream's #445). Custom backends may call this on classes they did not create.
     """
+    if getattr(cursor_class, "_prometheus_exporting", False):
+        return cursor_class
     key = (cursor_class, alias, vendor)
     cls = _cursor_classes.get(key)
     if cls is None:
@@ -156,8 +163,6 @@ def ExportingCursorWrapper(cursor_class: type, alias: str, vendor: str) -> type:
 
 
 def _make_cursor_class(cursor_class: type, alias: str, vendor: str) -> type:
-    if getattr(cursor_class, "_prometheus_exporting", False):
-        raise TypeError(f"{cursor_class!r} is already an exporting cursor class")
     cells = DBCells.for_labels(alias, vendor)
     namespace = {
         "__module__": __name__,
