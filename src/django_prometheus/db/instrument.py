@@ -23,7 +23,7 @@ from django.db.backends.signals import connection_created
 
 from django_prometheus.db.common import DatabaseWrapperMixin, DBCells
 
-__all__ = ["SETTING", "instrument_databases"]
+__all__ = ["SETTING", "instrument_databases", "is_instrumentation"]
 
 SETTING = "PROMETHEUS_INSTRUMENT_DATABASES"
 _UID = "django_prometheus.db.instrument"
@@ -58,31 +58,49 @@ def instrument_databases() -> None:
     if _wanted is None:
         connection_created.disconnect(dispatch_uid=_UID)
         return
+    # Idempotent: ready() runs again under modify_settings(INSTALLED_APPS=...), and one
+    # dispatch_uid keeps one receiver however often this connects it.
     connection_created.connect(_on_connection_created, dispatch_uid=_UID)
-    # Connections opened before the app was ready (in this thread) get it now.
+    # Connections opened before the app was ready (in this thread) get it now; one that
+    # already has our wrapper was counted when it connected, and is not counted again.
     for connection in connections.all(initialized_only=True):
         if connection.connection is not None:
-            instrument(connection)
+            instrument(connection, new=False)
 
 
 def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
     instrument(connection)
 
 
-def instrument(connection: Any) -> None:
-    """Count ``connection`` (a new connection) and make sure its execute wrapper is in place."""
+def instrument(connection: Any, new: bool = True) -> None:
+    """Make sure ``connection``'s execute wrapper is in place, and count it as a new connection.
+
+    ``new=False`` (a connection found open, not one just made): counted only if it had
+    no wrapper of ours yet, so sweeping the open connections twice never counts twice.
+    """
     wanted = _wanted
     if wanted is None or isinstance(connection, DatabaseWrapperMixin):
         return
     if wanted is not True and connection.alias not in wanted:
         return
     cells = DBCells.for_labels(connection.alias, connection.vendor)
-    cells.connections.inc()
     wrappers = connection.execute_wrappers
     ours = cells.execute_wrapper
-    if not any(w is ours for w in wrappers):
+    missing = not any(w is ours for w in wrappers)
+    if new or missing:
+        cells.connections.inc()
+    if missing:
         # First, i.e. outermost: a user's execute_wrapper() block appends and pops its own at the end.
         wrappers.insert(0, ours)
+
+
+def is_instrumentation(wrapper: Any) -> bool:
+    """Whether ``wrapper``, an entry of some ``connection.execute_wrappers``, is ours.
+
+    For code that inspects that list: ``[w for w in connection.execute_wrappers
+    if not is_instrumentation(w)]`` is what it would hold without this package.
+    """
+    return any(wrapper is cells.execute_wrapper for cells in list(DBCells._shared.values()))
 
 
 def uninstrument(connection: Any) -> None:
