@@ -193,6 +193,50 @@ def export_cursor(cursor: Any, alias: str, vendor: str) -> Any:
     return cursor
 
 
+def account_transaction_control(connection: Any) -> None:
+    """Make ``connection``'s BEGIN/COMMIT/ROLLBACK count as queries of the request being accounted.
+
+    For the no-swap path (the ENGINE path does it in ``DatabaseWrapperMixin``): the
+    instance's ``_set_autocommit``/``_commit``/``_rollback`` are wrapped where Django's
+    ``debug_transaction`` logs them, once per connection object; the class stays Django's.
+    """
+    if "_commit" in connection.__dict__:
+        return
+    real_set = connection._set_autocommit
+
+    def _set_autocommit(autocommit: bool) -> Any:
+        if autocommit:
+            return real_set(autocommit)
+        t0 = perf_counter()
+        try:
+            return real_set(autocommit)
+        finally:
+            _db.account_statement("BEGIN", perf_counter() - t0)
+
+    def ending(real: Any, sql: str) -> Any:
+        def end() -> Any:
+            if connection.connection is None:
+                return real()
+            t0 = perf_counter()
+            try:
+                return real()
+            finally:
+                _db.account_statement(sql, perf_counter() - t0)
+
+        return end
+
+    connection._set_autocommit = _set_autocommit
+    connection._commit = ending(connection._commit, "COMMIT")
+    connection._rollback = ending(connection._rollback, "ROLLBACK")
+
+
+def remove_transaction_control(connection: Any) -> None:
+    """Undo ``account_transaction_control``."""
+    if "_commit" in connection.__dict__:
+        for name in ("_set_autocommit", "_commit", "_rollback"):
+            connection.__dict__.pop(name, None)
+
+
 class DatabaseWrapperMixin:
     """Put first in the MRO of a Django ``DatabaseWrapper``.
 
@@ -256,22 +300,45 @@ class DatabaseWrapperMixin:
 
     # Transactions: begin when autocommit goes off (atomic()'s outermost block,
     # set_autocommit(False)), end at the commit or rollback that reaches the driver.
+    # The BEGIN, COMMIT and ROLLBACK Django logs for them (``debug_transaction``) also
+    # count as queries of the request being accounted, as assertNumQueries counts them.
 
     def _set_autocommit(self, autocommit: bool) -> Any:
-        result = super()._set_autocommit(autocommit)  # type: ignore[misc]
-        self._prometheus_transaction_start = 0.0 if autocommit else perf_counter()
+        if autocommit:
+            result = super()._set_autocommit(autocommit)  # type: ignore[misc]
+            self._prometheus_transaction_start = 0.0
+            return result
+        t0 = perf_counter()
+        try:
+            result = super()._set_autocommit(autocommit)  # type: ignore[misc]
+        finally:
+            now = perf_counter()
+            _db.account_statement("BEGIN", now - t0)
+        self._prometheus_transaction_start = now
         return result
 
     def _commit(self) -> Any:
         start = self._prometheus_transaction_start
-        result = super()._commit()  # type: ignore[misc]
+        if self.connection is None:  # Django sends (and logs) nothing then
+            return super()._commit()  # type: ignore[misc]
+        t0 = perf_counter()
+        try:
+            result = super()._commit()  # type: ignore[misc]
+        finally:
+            _db.account_statement("COMMIT", perf_counter() - t0)
         if start and self.connection is not None:
             self._prometheus_end_transaction(start, self._prometheus_cells.commits)
         return result
 
     def _rollback(self) -> Any:
         start = self._prometheus_transaction_start
-        result = super()._rollback()  # type: ignore[misc]
+        if self.connection is None:
+            return super()._rollback()  # type: ignore[misc]
+        t0 = perf_counter()
+        try:
+            result = super()._rollback()  # type: ignore[misc]
+        finally:
+            _db.account_statement("ROLLBACK", perf_counter() - t0)
         if start and self.connection is not None:
             self._prometheus_end_transaction(start, self._prometheus_cells.rollbacks)
         return result

@@ -12,8 +12,10 @@ succeeded, so the ``DatabaseWrapper`` objects Django's connection handler
 ``get_new_connection`` wrapped on the instance (the class stays Django's):
 every attempt counts in ``django_db_new_connections_total`` and every failed one
 in ``django_db_new_connection_errors_total``, as on the ENGINE path.
-Transactions (commits and rollbacks do not pass through execute wrappers)
-stay with the ENGINE path.
+The transaction families stay with the ENGINE path (commits and rollbacks do
+not pass through execute wrappers); for queries per request, the instance's
+``_set_autocommit``/``_commit``/``_rollback`` are wrapped so that ``BEGIN``,
+``COMMIT`` and ``ROLLBACK`` count where Django logs them, as on the ENGINE path.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from django_prometheus.db.common import DatabaseWrapperMixin, DBCells
+from django_prometheus.db.common import (
+    DatabaseWrapperMixin,
+    DBCells,
+    account_transaction_control,
+    remove_transaction_control,
+)
 
 __all__ = ["SETTING", "instrument_databases", "is_instrumentation"]
 
@@ -146,6 +153,8 @@ def instrument(connection: Any, new: bool = True) -> None:
     if missing:
         # First, i.e. outermost: a user's execute_wrapper() block appends and pops its own at the end.
         wrappers.insert(0, ours)
+    # Before any transaction: atomic() connects first, then begins.
+    account_transaction_control(connection)
 
 
 def is_instrumentation(wrapper: Any) -> bool:
@@ -163,3 +172,4 @@ def uninstrument(connection: Any) -> None:
     connection.execute_wrappers[:] = [w for w in connection.execute_wrappers if w is not ours]
     if getattr(connection.__dict__.get("get_new_connection"), "_prometheus_counts", False):
         del connection.get_new_connection
+    remove_transaction_control(connection)
