@@ -584,3 +584,16 @@ def test_the_execute_wrapper_calls_through_and_counts(db_core: tuple[Any, Any]) 
         ("boom", [1], False, context),
     ]
     assert (executes.get(), many.get(), duration.count) == (7, 5, 4)
+
+
+@on_postgresql
+def test_upstreams_cursor_class_helper_is_importable_and_djangos(alias: str, vendor: str) -> None:
+    # Custom backends written for upstream import it; ours never sets it as cursor_factory.
+    from django.db.backends.postgresql.base import Cursor
+
+    from django_prometheus.db.backends.common import get_postgres_cursor_class
+
+    assert get_postgres_cursor_class() is Cursor
+    connection = connections[alias]
+    connection.ensure_connection()
+    assert connection.connection.cursor_factory is Cursor
