@@ -28,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.signals import connection_created
 
+from django_prometheus.db import pool
 from django_prometheus.db.common import (
     DatabaseWrapperMixin,
     DBCells,
@@ -111,8 +112,9 @@ def watch(connection: Any) -> None:
     Only for a chosen alias on a stock ENGINE; what it wraps is the instance's
     ``get_new_connection``, so the class and every other wrapper stay Django's.
     """
-    if not _wanted_alias(connection) or "get_new_connection" in connection.__dict__:
+    if not _wanted_alias(connection) or _counts_connects(connection):
         return
+    pool.watch(connection)  # a pooled alias: its checkouts and returns too (multiprocess mode)
     real = connection.get_new_connection
     cells = DBCells.for_labels(connection.alias, connection.vendor)
 
@@ -128,6 +130,10 @@ def watch(connection: Any) -> None:
 
     get_new_connection._prometheus_counts = True  # type: ignore[attr-defined]
     connection.get_new_connection = get_new_connection
+
+
+def _counts_connects(connection: Any) -> bool:
+    return getattr(connection.__dict__.get("get_new_connection"), "_prometheus_counts", False)
 
 
 def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -147,7 +153,7 @@ def instrument(connection: Any, new: bool = True) -> None:
     wrappers = connection.execute_wrappers
     ours = cells.execute_wrapper
     missing = not any(w is ours for w in wrappers)
-    watched = getattr(connection.__dict__.get("get_new_connection"), "_prometheus_counts", False)
+    watched = _counts_connects(connection)
     if (new and not watched) or (missing and not new):
         cells.connections.inc()
     if missing:
@@ -170,6 +176,7 @@ def uninstrument(connection: Any) -> None:
     """Take the execute wrapper off ``connection`` (tests, and users switching it off at runtime)."""
     ours = DBCells.for_labels(connection.alias, connection.vendor).execute_wrapper
     connection.execute_wrappers[:] = [w for w in connection.execute_wrappers if w is not ours]
-    if getattr(connection.__dict__.get("get_new_connection"), "_prometheus_counts", False):
+    if _counts_connects(connection):
         del connection.get_new_connection
+    pool.unwatch(connection)
     remove_transaction_control(connection)
