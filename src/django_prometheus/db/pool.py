@@ -21,6 +21,7 @@ over every process, dead ones included, as every counter is).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import weakref
@@ -199,12 +200,19 @@ class PoolPublisher:
             "django_db_pool_size", SIZE_DOC, ["alias", "bound"], multiprocess_mode="liveall", **kwargs
         )
         self.counters = tuple(Counter(name, doc, ["alias"], **kwargs) for name, _k, _s, doc in COUNTERS)
-        self._stats = PoolStats()
         self._lock = threading.Lock()
+        self._forget()
+
+    def _forget(self) -> None:
+        # Per process: a worker forked from a process that wrote (gunicorn --preload) starts afresh.
+        self._pid = os.getpid()
+        self._stats = PoolStats()
         # alias -> (cells, last written gauge values, counter totals written)
         self._written: dict[str, list[Any]] = {}
 
     def _cells(self, alias: str) -> list[Any]:
+        if self._pid != os.getpid():
+            self._forget()
         entry = self._written.get(alias)
         if entry is None:
             cells = (
@@ -218,8 +226,9 @@ class PoolPublisher:
     def publish(self, alias: str, pool: Any, waiting_extra: int = 0) -> None:
         """Write ``pool``'s statistics now (only what changed). Never raises."""
         try:
-            state, bounds, values = read_stats(pool, waiting_extra)
+            # Read under the lock too: two threads' readings are written in the order they were taken.
             with self._lock:
+                state, bounds, values = read_stats(pool, waiting_extra)
                 cells, gauges, written = self._cells(alias)
                 for i, value in enumerate((*state, *bounds)):
                     if gauges[i] != value:
