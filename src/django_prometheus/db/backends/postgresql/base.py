@@ -33,8 +33,10 @@ class PostgresqlWrapperMixin(DatabaseWrapperMixin):
     def _close(self) -> Any:
         return pool.returned(self, super()._close)
 
-    def close_pool(self) -> Any:
-        return pool.closing_pool(self, super().close_pool)  # type: ignore[misc]
+    if hasattr(base.DatabaseWrapper, "close_pool"):  # Django 5.1+: no such method before
+
+        def close_pool(self) -> Any:
+            return pool.closing_pool(self, super().close_pool)  # type: ignore[misc]
 
 
 class DatabaseWrapper(PostgresqlWrapperMixin, base.DatabaseWrapper):
