@@ -288,3 +288,16 @@ def test_code_inspecting_execute_wrappers_sees_ours_first_and_can_tell_it(
         assert [w for w in connection.execute_wrappers if not instrument.is_instrumentation(w)] == [theirs]
     assert not instrument.is_instrumentation(theirs)
     assert [w for w in connection.execute_wrappers if not instrument.is_instrumentation(w)] == []
+
+
+@each_bare
+def test_switching_off_leaves_djangos_own_methods_on_the_connection(alias: str, vendor: str) -> None:
+    connection = connections[alias]
+    switch(True)
+    Dog.objects.using(alias).count()
+    assert "_commit" in connection.__dict__  # BEGIN/COMMIT/ROLLBACK accounted while on
+    switch(False)
+    patched = {"get_new_connection", "_set_autocommit", "_commit", "_rollback", "_close", "close_pool"}
+    assert not patched & set(connection.__dict__)
+    assert "create_connection" not in connections.__dict__
+    assert connection.execute_wrappers == []

@@ -200,7 +200,7 @@ def account_transaction_control(connection: Any) -> None:
     instance's ``_set_autocommit``/``_commit``/``_rollback`` are wrapped where Django's
     ``debug_transaction`` logs them, once per connection object; the class stays Django's.
     """
-    if "_commit" in connection.__dict__:
+    if _ours(connection, "_commit"):
         return
     real_set = connection._set_autocommit
 
@@ -225,16 +225,25 @@ def account_transaction_control(connection: Any) -> None:
 
         return end
 
-    connection._set_autocommit = _set_autocommit
-    connection._commit = ending(connection._commit, "COMMIT")
-    connection._rollback = ending(connection._rollback, "ROLLBACK")
+    wrapped = {
+        "_set_autocommit": _set_autocommit,
+        "_commit": ending(connection._commit, "COMMIT"),
+        "_rollback": ending(connection._rollback, "ROLLBACK"),
+    }
+    for name, method in wrapped.items():
+        method._prometheus_tx = True  # type: ignore[attr-defined]
+        setattr(connection, name, method)
+
+
+def _ours(connection: Any, name: str) -> bool:
+    return getattr(connection.__dict__.get(name), "_prometheus_tx", False)
 
 
 def remove_transaction_control(connection: Any) -> None:
     """Undo ``account_transaction_control``."""
-    if "_commit" in connection.__dict__:
-        for name in ("_set_autocommit", "_commit", "_rollback"):
-            connection.__dict__.pop(name, None)
+    for name in ("_set_autocommit", "_commit", "_rollback"):
+        if _ours(connection, name):
+            del connection.__dict__[name]
 
 
 class DatabaseWrapperMixin:
