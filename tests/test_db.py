@@ -597,3 +597,26 @@ def test_upstreams_cursor_class_helper_is_importable_and_djangos(alias: str, ven
     connection = connections[alias]
     connection.ensure_connection()
     assert connection.connection.cursor_factory is Cursor
+
+
+@pytest.mark.django_db(databases=["postgresql_bare"])
+def test_a_custom_backend_on_djangos_wrapper_can_still_export_the_drivers_cursor(
+    require_service: Any,
+) -> None:
+    # Upstream's pattern, in a backend of one's own built on Django's DatabaseWrapper: counted once.
+    require_service("postgresql")
+    from django_prometheus.db.backends.common import get_postgres_cursor_class
+
+    wrapper = fresh_wrapper("postgresql_bare", "custom_backend")
+    delta = Delta("custom_backend", "postgresql")
+    try:
+        wrapper.ensure_connection()
+        wrapper.connection.cursor_factory = common.ExportingCursorWrapper(
+            get_postgres_cursor_class(), "custom_backend", "postgresql"
+        )
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT %s", [1])
+            assert cursor.fetchone()[0] == 1
+    finally:
+        wrapper.close()
+    assert delta() == {"execute": 1, "duration_count": 1}
