@@ -22,6 +22,7 @@ instrument_wrapper = _impl.instrument_wrapper
 # ran in this context between begin and end, fed by the three functions above.
 RequestQueries = _impl.RequestQueries
 begin_request = _impl.begin_request
+account_statement = _impl.account_statement
 end_request = _impl.end_request
 REPEAT_THRESHOLD: int = _impl.REPEAT_THRESHOLD
 MAX_STATEMENTS: int = _impl.MAX_STATEMENTS
@@ -31,6 +32,7 @@ __all__ = [
     "REPEAT_THRESHOLD",
     "USE_EXTENSIONS",
     "RequestQueries",
+    "account_statement",
     "begin_request",
     "end_request",
     "instrument_execute",

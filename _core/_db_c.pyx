@@ -21,6 +21,7 @@ __all__ = [
     "MAX_STATEMENTS",
     "REPEAT_THRESHOLD",
     "RequestQueries",
+    "account_statement",
     "begin_request",
     "end_request",
     "instrument_execute",
@@ -107,6 +108,13 @@ cdef inline void _account(object sql, double dt) noexcept:
     state = get_value(_current)
     if state is not None and (<RequestQueries>state)._token is not None:
         (<RequestQueries>state)._add(sql, dt)
+
+
+def account_statement(sql, double seconds):
+    """Add a statement the cursors do not see (``BEGIN``/``COMMIT``/``ROLLBACK`` sent by the
+    driver's own calls) to the request being accounted in this context, if any."""
+    if _accounting:
+        _account(sql, seconds)
 
 
 @cython.final

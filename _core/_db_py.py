@@ -11,6 +11,7 @@ __all__ = [
     "MAX_STATEMENTS",
     "REPEAT_THRESHOLD",
     "RequestQueries",
+    "account_statement",
     "begin_request",
     "end_request",
     "instrument_execute",
@@ -87,6 +88,13 @@ def _account(sql: Any, dt: float) -> None:
     state = _current.get()
     if state is not None and state._token is not None:
         state._add(sql, dt)
+
+
+def account_statement(sql: Any, seconds: float) -> None:
+    """Add a statement the cursors do not see (``BEGIN``/``COMMIT``/``ROLLBACK`` sent by the
+    driver's own calls) to the request being accounted in this context, if any."""
+    if _accounting:
+        _account(sql, seconds)
 
 
 class _CountingIterator:

@@ -54,7 +54,13 @@ def _collected(module_name: str) -> list[tuple[str, str, str, tuple[str, ...], s
         from django_prometheus.db.pool import PoolCollector
 
         return [
-            ("PoolCollector", f"`{f.name}`", f.type, tuple(_labels_of(f)), f.documentation)
+            (
+                "PoolCollector",
+                f"`{f.name}{'_total' if f.type == 'counter' else ''}`",
+                f.type,
+                tuple(_labels_of(f)),
+                f.documentation,
+            )
             for f in PoolCollector()._families()
         ] + [
             ("per_request.families()", _exposed(m), m._type, m._labelnames, m._documentation)

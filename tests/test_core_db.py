@@ -115,6 +115,18 @@ def test_a_request_counts_each_query_once_and_executemany_as_one(core: Any) -> N
     assert 0.0 < state.seconds < 10.0
 
 
+def test_a_statement_the_cursors_do_not_see_is_accounted_with_its_time(core: Any) -> None:
+    core.module.account_statement("COMMIT", 1.0)  # no request: nothing, no error
+    state = core.module.begin_request()
+    core.module.account_statement("BEGIN", 0.25)
+    core.q("SELECT 1")
+    core.module.account_statement("COMMIT", 0.5)
+    core.module.end_request(state)
+    core.module.account_statement("COMMIT", 1.0)  # after the end: not accounted
+    assert (state.queries, state.repeated) == (3, False)
+    assert 0.75 <= state.seconds < 10.0
+
+
 @pytest.mark.parametrize(("times", "repeated"), [(4, False), (5, True)])
 def test_a_statement_run_five_times_whatever_its_parameters_is_repeated(
     core: Any, times: int, repeated: bool

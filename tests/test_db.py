@@ -402,8 +402,29 @@ def test_exporting_cursor_wrapper_returns_one_class_per_key() -> None:
     assert a is common.ExportingCursorWrapper(SQLiteCursorWrapper, "x", "sqlite")
     assert a is not common.ExportingCursorWrapper(SQLiteCursorWrapper, "y", "sqlite")
     assert issubclass(a, SQLiteCursorWrapper)
-    with pytest.raises(TypeError):
-        common.ExportingCursorWrapper(a, "x", "sqlite")
+
+
+@pytest.mark.django_db(databases=["sqlite"])
+def test_exporting_cursor_wrapper_returns_an_exporting_class_as_it_is() -> None:
+    # Issue 23 item 3: upstream wraps again; a backend calling it on a class it did not create
+    # must get no TypeError and no second layer (which would count every query twice).
+    from django.db.backends.utils import CursorWrapper
+
+    a = common.ExportingCursorWrapper(CursorWrapper, "sqlite", "sqlite")
+    assert common.ExportingCursorWrapper(a, "sqlite", "sqlite") is a
+    assert common.ExportingCursorWrapper(a, "other", "postgresql") is a
+
+    class Custom(a):  # a backend's own subclass of an exporting class
+        pass
+
+    assert common.ExportingCursorWrapper(Custom, "sqlite", "sqlite") is Custom
+    delta = Delta("sqlite", "sqlite")
+    connection = connections["sqlite"]
+    connection.ensure_connection()
+    cursor = common.ExportingCursorWrapper(a, "sqlite", "sqlite")(connection.create_cursor(), connection)
+    with cursor:
+        cursor.execute("SELECT 1")
+    assert delta() == {"execute": 1, "duration_count": 1}
 
 
 def test_fast_path_matches_the_core_in_use() -> None:
@@ -563,3 +584,39 @@ def test_the_execute_wrapper_calls_through_and_counts(db_core: tuple[Any, Any]) 
         ("boom", [1], False, context),
     ]
     assert (executes.get(), many.get(), duration.count) == (7, 5, 4)
+
+
+@on_postgresql
+def test_upstreams_cursor_class_helper_is_importable_and_djangos(alias: str, vendor: str) -> None:
+    # Custom backends written for upstream import it; ours never sets it as cursor_factory.
+    from django.db.backends.postgresql.base import Cursor
+
+    from django_prometheus.db.backends.common import get_postgres_cursor_class
+
+    assert get_postgres_cursor_class() is Cursor
+    connection = connections[alias]
+    connection.ensure_connection()
+    assert connection.connection.cursor_factory is Cursor
+
+
+@pytest.mark.django_db(databases=["postgresql_bare"])
+def test_a_custom_backend_on_djangos_wrapper_can_still_export_the_drivers_cursor(
+    require_service: Any,
+) -> None:
+    # Upstream's pattern, in a backend of one's own built on Django's DatabaseWrapper: counted once.
+    require_service("postgresql")
+    from django_prometheus.db.backends.common import get_postgres_cursor_class
+
+    wrapper = fresh_wrapper("postgresql_bare", "custom_backend")
+    delta = Delta("custom_backend", "postgresql")
+    try:
+        wrapper.ensure_connection()
+        wrapper.connection.cursor_factory = common.ExportingCursorWrapper(
+            get_postgres_cursor_class(), "custom_backend", "postgresql"
+        )
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT %s", [1])
+            assert cursor.fetchone()[0] == 1
+    finally:
+        wrapper.close()
+    assert delta() == {"execute": 1, "duration_count": 1}

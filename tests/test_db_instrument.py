@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, transaction
-from django.test import TransactionTestCase, override_settings
+from django.db.backends.signals import connection_created
+from django.test import TransactionTestCase, modify_settings, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_prometheus.db import common, instrument
@@ -243,3 +244,60 @@ def test_a_bad_setting_is_a_clear_error(value: Any) -> None:
     ):
         instrument.instrument_databases()
     assert "PROMETHEUS_INSTRUMENT_DATABASES" in str(raised.value)
+
+
+@each_bare
+def test_ready_running_again_counts_no_connection_that_did_not_happen(
+    alias: str, vendor: str, instrumented: Any
+) -> None:
+    # Issue 23 item 8: modify_settings(INSTALLED_APPS=...) runs the app's ready() again, which
+    # sweeps the open connections: one already instrumented is not a new connection.
+    instrumented()
+    connection = connections[alias]
+    dogs = Dog.objects.using(alias)
+    dogs.count()  # connected (and counted) before ready() runs again
+    ours = common.DBCells.for_labels(alias, vendor).execute_wrapper
+    receivers = len(connection_created.receivers)
+    delta = Delta(alias, vendor)
+    with (
+        override_settings(PROMETHEUS_INSTRUMENT_DATABASES=True),
+        modify_settings(INSTALLED_APPS={"append": "django.contrib.humanize"}),
+    ):
+        assert len(connection_created.receivers) == receivers
+        dogs.count()
+    dogs.count()
+    assert delta() == {"execute": 2, "duration_count": 2}
+    assert [w for w in connection.execute_wrappers if w is ours] == [ours]
+
+
+@each_bare
+def test_code_inspecting_execute_wrappers_sees_ours_first_and_can_tell_it(
+    alias: str, vendor: str, instrumented: Any
+) -> None:
+    # What Django's own ExecuteWrapperTests.test_wrapper_connection_specific sees, documented.
+    instrumented()
+    connection = connections[alias]
+    connection.ensure_connection()
+
+    def theirs(execute: Any, *args: Any) -> Any:
+        return execute(*args)
+
+    with connection.execute_wrapper(theirs):
+        assert connection.execute_wrappers[-1] is theirs
+        assert instrument.is_instrumentation(connection.execute_wrappers[0])
+        assert [w for w in connection.execute_wrappers if not instrument.is_instrumentation(w)] == [theirs]
+    assert not instrument.is_instrumentation(theirs)
+    assert [w for w in connection.execute_wrappers if not instrument.is_instrumentation(w)] == []
+
+
+@each_bare
+def test_switching_off_leaves_djangos_own_methods_on_the_connection(alias: str, vendor: str) -> None:
+    connection = connections[alias]
+    switch(True)
+    Dog.objects.using(alias).count()
+    assert "_commit" in connection.__dict__  # BEGIN/COMMIT/ROLLBACK accounted while on
+    switch(False)
+    patched = {"get_new_connection", "_set_autocommit", "_commit", "_rollback", "_close", "close_pool"}
+    assert not patched & set(connection.__dict__)
+    assert "create_connection" not in connections.__dict__
+    assert connection.execute_wrappers == []

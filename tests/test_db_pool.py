@@ -122,3 +122,160 @@ def test_the_families_are_absent_when_no_pool_is_configured() -> None:
     assert proc.returncode == 0, proc.stderr
     assert 'django_db_execute_total{alias="default",vendor="sqlite"} 1.0' in proc.stdout
     assert "django_db_pool" not in proc.stdout
+
+
+# Issue 27 item 4: the pool's own counters, read at scrape.
+
+COUNTERS = (
+    "django_db_pool_requests_total",
+    "django_db_pool_wait_seconds_total",
+    "django_db_pool_timeouts_total",
+    "django_db_pool_connections_lost_total",
+)
+
+
+def pool_counters(alias: str) -> dict[str, float]:
+    out = dict.fromkeys(COUNTERS, 0.0)
+    for family in text_string_to_metric_families(render(REGISTRY).decode()):
+        for s in family.samples:
+            if s.name in COUNTERS and s.labels == {"alias": alias}:
+                out[s.name] = s.value
+    return out
+
+
+class PoolDelta:
+    def __init__(self, alias: str) -> None:
+        self.alias, self.before = alias, pool_counters(alias)
+
+    def __call__(self) -> dict[str, float]:
+        now = pool_counters(self.alias)
+        return {k: now[k] - self.before[k] for k in COUNTERS}
+
+
+def hold_while(make: Any, held: threading.Event, release: threading.Event) -> threading.Thread:
+    """A thread that checks a connection out of ``make()``'s pool and keeps it until ``release``."""
+
+    def run() -> None:
+        wrapper = make()  # a DatabaseWrapper is used in the thread that made it
+        try:
+            wrapper.ensure_connection()
+            held.set()
+            release.wait(30)
+        finally:
+            wrapper.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert held.wait(30)
+    return thread
+
+
+@pytest.mark.django_db(databases=["postgresql_pool"])
+def test_a_request_that_waits_then_gets_a_connection_counts_its_wait(require_service: Any) -> None:
+    require_service("postgresql")
+    alias = "postgresql_pool_wait"
+
+    def wrapper() -> Any:
+        return fresh_wrapper(
+            "postgresql_pool", alias, OPTIONS={"pool": {"min_size": 1, "max_size": 1, "timeout": 30}}
+        )
+
+    delta = PoolDelta(alias)
+    held, release = threading.Event(), threading.Event()
+    holder = hold_while(wrapper, held, release)
+    waiter = wrapper()
+    try:
+        # The only connection is out: the next checkout queues until it comes back.
+        threading.Timer(0.3, release.set).start()
+        with waiter.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        holder.join(30)
+        changes = delta()
+    finally:
+        waiter.close()
+        release.set()
+        waiter.close_pool()
+    assert changes["django_db_pool_requests_total"] == 2
+    assert changes["django_db_pool_wait_seconds_total"] > 0
+    assert changes["django_db_pool_timeouts_total"] == 0
+    assert changes["django_db_pool_connections_lost_total"] == 0
+
+
+@pytest.mark.django_db(databases=["postgresql_pool"])
+def test_a_request_that_times_out_counts_a_timeout_and_its_wait(require_service: Any) -> None:
+    from django.db import OperationalError
+
+    require_service("postgresql")
+    alias = "postgresql_pool_timeout"
+
+    def wrapper() -> Any:
+        return fresh_wrapper(
+            "postgresql_pool", alias, OPTIONS={"pool": {"min_size": 1, "max_size": 1, "timeout": 0.3}}
+        )
+
+    delta = PoolDelta(alias)
+    held, release = threading.Event(), threading.Event()
+    holder = hold_while(wrapper, held, release)
+    late = wrapper()
+    try:
+        with pytest.raises(OperationalError):
+            late.ensure_connection()
+        release.set()
+        holder.join(30)
+        changes = delta()
+    finally:
+        release.set()
+        late.close_pool()
+    assert changes["django_db_pool_requests_total"] == 2
+    assert changes["django_db_pool_timeouts_total"] == 1
+    # The request that timed out waited its whole timeout (0.3 s, counted in whole milliseconds).
+    assert changes["django_db_pool_wait_seconds_total"] >= 0.29
+    assert changes["django_db_pool_connections_lost_total"] == 0
+
+
+@pytest.mark.django_db(databases=["postgresql_pool", "postgresql"])
+def test_a_broken_connection_the_pool_replaces_counts_as_lost(require_service: Any) -> None:
+    require_service("postgresql")
+    alias = "postgresql_pool_lost"
+    options = {"pool": {"min_size": 1, "max_size": 1, "timeout": 30}}
+    # CONN_HEALTH_CHECKS: Django has the pool check each connection it hands out.
+    victim = fresh_wrapper("postgresql_pool", alias, OPTIONS=options, CONN_HEALTH_CHECKS=True)
+    delta = PoolDelta(alias)
+    try:
+        with victim.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        victim.close()  # back to the pool, idle
+        with connections["postgresql"].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+            for _ in range(600):  # the signal is asynchronous: until the backend is gone (bounded)
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [backend])
+                if not cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+        with victim.cursor() as cursor:  # the check finds it dead; the pool opens another
+            cursor.execute("SELECT pg_backend_pid()")
+            assert cursor.fetchone()[0] != backend
+        victim.close()
+        changes = delta()
+    finally:
+        victim.close_pool()
+    assert changes["django_db_pool_connections_lost_total"] == 1
+    assert changes["django_db_pool_requests_total"] == 2
+    assert changes["django_db_pool_timeouts_total"] == 0
+
+
+@pytest.mark.django_db(databases=["postgresql_pool"])
+def test_pool_counters_stay_monotonic_when_the_pool_is_made_again(require_service: Any) -> None:
+    require_service("postgresql")
+    alias = "postgresql_pool_again"
+    delta = PoolDelta(alias)
+    for _ in range(2):  # close_pool() then a new pool for the same alias: counts add up, never reset
+        w = fresh_wrapper("postgresql_pool", alias, OPTIONS={"pool": {"min_size": 1, "max_size": 1}})
+        for _ in range(3):
+            with w.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            w.close()
+        w.close_pool()
+        assert not [k for k in scrape() if k[1] == alias]  # the gauges go with the pool
+    assert delta()["django_db_pool_requests_total"] == 6

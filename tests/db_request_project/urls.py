@@ -10,6 +10,7 @@ urlpatterns = [
     path("repeat/<int:times>/", views.repeat),
     path("none/", views.none),
     path("broken/", views.broken),
+    path("atomic/<str:shape>/", views.in_atomic),
     # One route per count, so concurrent requests land in distinct series.
     path("async/3/", views.async_queries, {"n": 3}),
     path("async/5/", views.async_queries, {"n": 5}),

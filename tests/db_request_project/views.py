@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import connections, transaction
 from django.http import HttpRequest, JsonResponse
 
 from tests.testapp.models import Dog, Owner, Pet
@@ -82,3 +82,30 @@ async def async_queries(request: HttpRequest, n: int) -> JsonResponse:
         else:
             got.append(len(await sync_to_async(_owners)(i, 3)))
     return JsonResponse({"n": n, "got": got})
+
+
+def in_atomic(request: HttpRequest, shape: str) -> JsonResponse:
+    """Three statements in ``transaction.atomic()``: committed, rolled back, or in a nested block."""
+    alias = _alias(request)
+    dogs = Dog.objects.using(alias)
+    if shape == "rollback":
+        try:
+            with transaction.atomic(using=alias):
+                dogs.create(name="gone")
+                raise _RollBack
+        except _RollBack:
+            pass
+        return JsonResponse({"exists": dogs.filter(name="gone").exists()})
+    with transaction.atomic(using=alias):
+        dogs.create(name="kept")
+        if shape == "nested":
+            with transaction.atomic(using=alias):
+                dogs.filter(name="kept").update(age=4)
+        else:
+            dogs.filter(name="kept").update(age=4)
+        count = dogs.filter(age=4).count()
+    return JsonResponse({"count": count})
+
+
+class _RollBack(Exception):
+    pass

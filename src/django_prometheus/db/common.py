@@ -144,7 +144,14 @@ def ExportingCursorWrapper(cursor_class: type, alias: str, vendor: str) -> type:
     ``execute``/``executemany``. One class per (cursor_class, alias, vendor),
     created on first use and reused for every cursor after that; its methods
     hold the cells directly.
+
+    A ``cursor_class`` that already exports (made here, for any alias and
+    vendor, or a subclass of one) is returned as it is: a second layer would
+    count every query twice (upstream wraps again, and its deeper MRO was
+    upstream's #445). Custom backends may call this on classes they did not create.
     """
+    if getattr(cursor_class, "_prometheus_exporting", False):
+        return cursor_class
     key = (cursor_class, alias, vendor)
     cls = _cursor_classes.get(key)
     if cls is None:
@@ -156,8 +163,6 @@ def ExportingCursorWrapper(cursor_class: type, alias: str, vendor: str) -> type:
 
 
 def _make_cursor_class(cursor_class: type, alias: str, vendor: str) -> type:
-    if getattr(cursor_class, "_prometheus_exporting", False):
-        raise TypeError(f"{cursor_class!r} is already an exporting cursor class")
     cells = DBCells.for_labels(alias, vendor)
     namespace = {
         "__module__": __name__,
@@ -186,6 +191,59 @@ def export_cursor(cursor: Any, alias: str, vendor: str) -> Any:
         except TypeError:  # pragma: no cover - an extension type that can't change class: leave it as is
             logger.debug("django_prometheus: cannot instrument cursor %r", cursor, exc_info=True)
     return cursor
+
+
+def account_transaction_control(connection: Any) -> None:
+    """Make ``connection``'s BEGIN/COMMIT/ROLLBACK count as queries of the request being accounted.
+
+    For the no-swap path (the ENGINE path does it in ``DatabaseWrapperMixin``): the
+    instance's ``_set_autocommit``/``_commit``/``_rollback`` are wrapped where Django's
+    ``debug_transaction`` logs them, once per connection object; the class stays Django's.
+    """
+    if _ours(connection, "_commit"):
+        return
+    real_set = connection._set_autocommit
+
+    def _set_autocommit(autocommit: bool) -> Any:
+        if autocommit:
+            return real_set(autocommit)
+        t0 = perf_counter()
+        try:
+            return real_set(autocommit)
+        finally:
+            _db.account_statement("BEGIN", perf_counter() - t0)
+
+    def ending(real: Any, sql: str) -> Any:
+        def end() -> Any:
+            if connection.connection is None:
+                return real()
+            t0 = perf_counter()
+            try:
+                return real()
+            finally:
+                _db.account_statement(sql, perf_counter() - t0)
+
+        return end
+
+    wrapped = {
+        "_set_autocommit": _set_autocommit,
+        "_commit": ending(connection._commit, "COMMIT"),
+        "_rollback": ending(connection._rollback, "ROLLBACK"),
+    }
+    for name, method in wrapped.items():
+        method._prometheus_tx = True  # type: ignore[attr-defined]
+        setattr(connection, name, method)
+
+
+def _ours(connection: Any, name: str) -> bool:
+    return getattr(connection.__dict__.get(name), "_prometheus_tx", False)
+
+
+def remove_transaction_control(connection: Any) -> None:
+    """Undo ``account_transaction_control``."""
+    for name in ("_set_autocommit", "_commit", "_rollback"):
+        if _ours(connection, name):
+            del connection.__dict__[name]
 
 
 class DatabaseWrapperMixin:
@@ -251,22 +309,45 @@ class DatabaseWrapperMixin:
 
     # Transactions: begin when autocommit goes off (atomic()'s outermost block,
     # set_autocommit(False)), end at the commit or rollback that reaches the driver.
+    # The BEGIN, COMMIT and ROLLBACK Django logs for them (``debug_transaction``) also
+    # count as queries of the request being accounted, as assertNumQueries counts them.
 
     def _set_autocommit(self, autocommit: bool) -> Any:
-        result = super()._set_autocommit(autocommit)  # type: ignore[misc]
-        self._prometheus_transaction_start = 0.0 if autocommit else perf_counter()
+        if autocommit:
+            result = super()._set_autocommit(autocommit)  # type: ignore[misc]
+            self._prometheus_transaction_start = 0.0
+            return result
+        t0 = perf_counter()
+        try:
+            result = super()._set_autocommit(autocommit)  # type: ignore[misc]
+        finally:
+            now = perf_counter()
+            _db.account_statement("BEGIN", now - t0)
+        self._prometheus_transaction_start = now
         return result
 
     def _commit(self) -> Any:
         start = self._prometheus_transaction_start
-        result = super()._commit()  # type: ignore[misc]
+        if self.connection is None:  # Django sends (and logs) nothing then
+            return super()._commit()  # type: ignore[misc]
+        t0 = perf_counter()
+        try:
+            result = super()._commit()  # type: ignore[misc]
+        finally:
+            _db.account_statement("COMMIT", perf_counter() - t0)
         if start and self.connection is not None:
             self._prometheus_end_transaction(start, self._prometheus_cells.commits)
         return result
 
     def _rollback(self) -> Any:
         start = self._prometheus_transaction_start
-        result = super()._rollback()  # type: ignore[misc]
+        if self.connection is None:
+            return super()._rollback()  # type: ignore[misc]
+        t0 = perf_counter()
+        try:
+            result = super()._rollback()  # type: ignore[misc]
+        finally:
+            _db.account_statement("ROLLBACK", perf_counter() - t0)
         if start and self.connection is not None:
             self._prometheus_end_transaction(start, self._prometheus_cells.rollbacks)
         return result

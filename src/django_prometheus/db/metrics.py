@@ -3,8 +3,8 @@
 from prometheus_client import REGISTRY
 
 from django_prometheus.conf import NAMESPACE, PROMETHEUS_LATENCY_BUCKETS
-from django_prometheus.db.pool import PoolCollector
-from django_prometheus.metrics import Counter, Histogram
+from django_prometheus.db import pool
+from django_prometheus.metrics import MULTIPROCESS_DIR, Counter, Histogram
 
 __all__ = [
     "connection_errors_total",
@@ -71,5 +71,11 @@ transaction_duration_seconds = Histogram(
     namespace=NAMESPACE,
 )
 
-# Read from the pools themselves at scrape time; absent while no pool exists.
-REGISTRY.register(PoolCollector(NAMESPACE))
+# Connection pools: read from the pools themselves at scrape time (absent while no pool
+# exists); in multiprocess mode each worker writes its own pool's statistics to files.
+if MULTIPROCESS_DIR is None:
+    _pool_collector = pool.PoolCollector(NAMESPACE)
+    pool.install(collector=_pool_collector)
+    REGISTRY.register(_pool_collector)
+else:
+    pool.install(publisher=pool.PoolPublisher(NAMESPACE))

@@ -3,7 +3,10 @@
 Between ``begin()`` and ``end(token, route)`` every query that our DB
 instrumentation sees (an ENGINE of ours, or ``PROMETHEUS_INSTRUMENT_DATABASES``)
 in this context is added to the request: one per ``execute``, one per
-``executemany`` (whatever the number of parameter sets), with its time. The
+``executemany`` (whatever the number of parameter sets), with its time, and
+the ``BEGIN``/``COMMIT``/``ROLLBACK`` Django sends through the driver's own calls
+(``common.account_transaction_control`` and the ENGINE mixin): the count is the
+one ``assertNumQueries`` gives for the same code, on every vendor. The
 state is a context variable, so it follows the request through ASGI tasks,
 async views and ``sync_to_async`` (which copies the context into its thread),
 never the thread: two concurrent requests never share counts.

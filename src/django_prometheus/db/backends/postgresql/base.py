@@ -7,8 +7,11 @@ by identity, e.g. for server-side binding), and connections a Django 5.1+
 pool hands out need nothing per checkout.
 """
 
+from typing import Any
+
 from django.db.backends.postgresql import base
 
+from django_prometheus.db import pool
 from django_prometheus.db.common import DatabaseWrapperMixin
 
 
@@ -17,7 +20,23 @@ class DatabaseFeatures(base.DatabaseFeatures):
 
 
 class PostgresqlWrapperMixin(DatabaseWrapperMixin):
-    """The PostgreSQL instrumentation, shared with the PostGIS backend (nothing beyond the common mixin)."""
+    """The PostgreSQL instrumentation, shared with the PostGIS backend.
+
+    Beyond the common mixin: a pool's checkouts, returns and closing report to
+    the pool metrics (in multiprocess mode they write the worker's statistics).
+    """
+
+    def get_new_connection(self, *args: Any, **kwargs: Any) -> Any:
+        get = super().get_new_connection
+        return pool.checkout(self, lambda: get(*args, **kwargs))
+
+    def _close(self) -> Any:
+        return pool.returned(self, super()._close)
+
+    if hasattr(base.DatabaseWrapper, "close_pool"):  # Django 5.1+: no such method before
+
+        def close_pool(self) -> Any:
+            return pool.closing_pool(self, super().close_pool)  # type: ignore[misc]
 
 
 class DatabaseWrapper(PostgresqlWrapperMixin, base.DatabaseWrapper):
