@@ -219,6 +219,14 @@ def test_a_token_from_the_environment(monkeypatch):
         (["10.0.0.0/8"], "10.9.8.7", None, 200),
         (["10.0.0.0/8", "::1"], "::1", None, 200),
         (["10.0.0.0/8"], "::ffff:10.1.1.1", None, 200),
+        # An entry written IPv4-mapped names the IPv4 client it maps, however that client arrives.
+        (["::ffff:127.0.0.1"], "127.0.0.1", None, 200),
+        (["::ffff:127.0.0.1"], "::ffff:127.0.0.1", None, 200),
+        (["::ffff:7f00:1"], "127.0.0.1", None, 200),
+        (["::ffff:10.0.0.0/104"], "10.9.8.7", None, 200),
+        (["::ffff:127.0.0.1"], "127.0.0.2", None, 403),
+        (["::ffff:127.0.0.1"], "::1", None, 403),
+        (["::ffff:0:0/95"], "127.0.0.1", None, 403),  # not within the mapped range: IPv6 as written
         (["10.0.0.0/8"], "not an address", None, 403),
         # Without a trusted proxy, X-Forwarded-For is the client's own claim: ignored.
         (["10.0.0.0/8"], "127.0.0.1", "10.1.2.3", 403),

@@ -126,9 +126,16 @@ class _MetricsHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.serving(self.request)
+        if any("\n" in value or "\r" in value for value in self.headers.values()):
+            # An obsolete line folding (RFC 9112 §5.2): refused, as gunicorn refuses it, rather
+            # than read differently from the server in front of the view.
+            self._send(400, [("Content-Type", "text/plain; charset=utf-8")], b"Bad Request\n")
+            return
         try:
             denied = access.check(
-                self.client_address[0], self.headers.get("X-Forwarded-For"), self.headers.get("Authorization")
+                self.client_address[0],
+                access.joined(self.headers.get_all("X-Forwarded-For")),
+                access.joined(self.headers.get_all("Authorization")),
             )
         except Exception:  # a setting we cannot understand: closed, and said once per scrape
             logger.exception("django_prometheus: cannot check who may read the metrics")
