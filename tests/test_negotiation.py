@@ -14,7 +14,12 @@ byte-for-byte tests go through the core's writer).
 from __future__ import annotations
 
 import gzip
+import http.server
 import json
+import shutil
+import subprocess
+import threading
+import time
 import urllib.request
 
 import prometheus_client
@@ -24,7 +29,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics import exposition as openmetrics
 
-from django_prometheus import exposition, metrics, negotiation
+from django_prometheus import exports, exposition, metrics, negotiation
 from tests.test_exports_servers import (
     HOST,
     free_ports,
@@ -250,3 +255,68 @@ def test_the_view_the_port_and_the_port_range_negotiate_alike(tmp_path, server):
     env["EXPORTS_PORT_RANGE"] = f"{port_range[0]}-{port_range[1]}"
     with serve(server(port), [port, port_range[0]], tmp_path, **env):
         assert_negotiates(port_range[0])
+
+
+# --- a real Prometheus: the header it sends, and that it ingests the answer ------------------
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="no prometheus (scripts/services.sh install)")
+def test_a_real_prometheus_sends_a_literal_header_and_ingests_the_answer(tmp_path, monkeypatch):
+    """Debian's Prometheus scrapes a recorder (its Accept header) and a port exporter of ours."""
+    monkeypatch.delenv("RUN_MAIN", raising=False)
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Accept", ""))
+            body = b"recorded 1\n"
+            self.send_response(200)
+            self.send_header("Content-Type", TEXT_0_0_4)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    recorder = http.server.ThreadingHTTPServer((HOST, 0), Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    export, web = free_ports(2)
+    thread = exports.SetupPrometheusEndpointOnPort(export, HOST)
+    assert thread is not None
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\nscrape_configs:\n"
+        f"  - {{job_name: recorder, static_configs: [{{targets: ['{HOST}:{recorder.server_port}']}}]}}\n"
+        f"  - {{job_name: ours, static_configs: [{{targets: ['{HOST}:{export}']}}]}}\n"
+    )
+    log = tmp_path / "prometheus.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [shutil.which("prometheus"), f"--config.file={config}",
+             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address={HOST}:{web}"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        up: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(up) < 2 or not seen):
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://{HOST}:{web}/api/v1/targets", timeout=5) as r:
+                    targets = json.load(r)["data"]["activeTargets"]
+            except OSError:
+                continue
+            up = {t["labels"]["job"]: t["lastError"] for t in targets if t["health"] == "up"}
+        assert set(up) == {"recorder", "ours"}, log.read_text(errors="replace")[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        recorder.shutdown()
+        recorder.server_close()
+        thread.httpd.shutdown()
+        thread.httpd.server_close()
+        exports._servers.remove(thread)
+    assert seen[0] in (PROMETHEUS_2, PROMETHEUS_3), seen[0]  # the literal headers above, as sent
+    chosen = negotiation.choose(seen[0])
+    assert chosen.kind == negotiation.OPENMETRICS and chosen.version == "1.0.0"
