@@ -55,7 +55,7 @@ class Format(NamedTuple):
 
     kind: str  # TEXT, OPENMETRICS or PROTOBUF
     version: str  # "0.0.4" / "1.0.0" for TEXT, "0.0.1" / "1.0.0" for OPENMETRICS, "" for PROTOBUF
-    escaping: str  # how names outside the legacy character set are written (one of SCHEMES)
+    escaping: str  # the escaping scheme of metric and label names (one of SCHEMES)
     content_type: str
 
     @property
