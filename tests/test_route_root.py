@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 from django.test import Client, override_settings
 from django.urls import include, path, re_path
-from django_prometheus._core import _extras
+from django_prometheus._core import _extras, _http
 
 from django_prometheus.http import extras, routes
 from tests.db_request_project import views as db_views
-from tests.features_project import views
 from tests.http_project.checks import MIDDLEWARE, Delta
 from tests.test_db_per_request import Observed, _families_unregistered_afterwards  # noqa: F401
 
@@ -27,15 +26,15 @@ DURATION = "django_http_route_request_duration_seconds"
 
 
 class RootPath:
-    urlpatterns = [path("", db_views.seven), path("other/", views.ok)]
+    urlpatterns = [path("", db_views.seven), path("other/", db_views.none)]
 
 
 class IncludedRoot:
-    urlpatterns = [path("", include([path("", db_views.seven), path("other/", views.ok)]))]
+    urlpatterns = [path("", include([path("", db_views.seven), path("other/", db_views.none)]))]
 
 
 class RegexRoot:
-    urlpatterns = [re_path(r"^$", db_views.seven), path("other/", views.ok)]
+    urlpatterns = [re_path(r"^$", db_views.seven), path("other/", db_views.none)]
 
 
 URLCONFS = [
@@ -53,6 +52,7 @@ def features() -> Any:
         extras.install()
         yield
     extras.install()  # settings restored: nothing installed
+    assert _http.get_extras() is None
 
 
 def test_the_root_label_is_a_slash() -> None:
