@@ -14,6 +14,7 @@ wrote decides, alike on the view and the port.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -164,12 +165,52 @@ def assert_through(view: int, port: int) -> None:
                 assert_no_metric_bytes(status, expected, body)
 
 
+@contextmanager
+def app_and_port(tmp_path: Path) -> Iterator[list[int]]:
+    """gunicorn with a port exporter: (app, export, and two ports for a proxy), the export port ours.
+
+    A free port can be taken by another process on the host between the check and the
+    bind (the worker then logs that it cannot export, and something else answers there):
+    such a start is retried on other ports.
+    """
+    for _attempt in range(5):
+        ports = free_ports(4)
+        env = {"EXPORTS_SETTINGS": json.dumps(RULES), "EXPORTS_PORT": str(ports[1])}
+        with serve(gunicorn(ports[0]), ports[:2], tmp_path, **env) as server:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if "cannot export metrics" in server.log.read_text(errors="replace"):
+                    break  # another process has the port: try others
+                if worker_listens(server.pid, ports[1]):
+                    yield ports
+                    return
+                time.sleep(0.1)
+    pytest.fail("no free ports for gunicorn and its port exporter")  # pragma: no cover
+
+
+def worker_listens(master: int, port: int) -> bool:
+    """True when a worker of the gunicorn ``master`` holds the socket listening on ``port``."""
+    try:
+        workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        sockets = set()
+        for pid in workers:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    sockets.add(target[8:-1])
+    except OSError:  # a worker not there yet, or gone
+        return False
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in sockets:
+            return True
+    return False
+
+
 @needs_gunicorn
 @needs_haproxy
 def test_haproxy_option_forwardfor(tmp_path):
-    app, export, view_proxy, port_proxy = free_ports(4)
-    env = {"EXPORTS_SETTINGS": json.dumps(RULES), "EXPORTS_PORT": str(export)}
-    with serve(gunicorn(app), [app, export], tmp_path, **env):
+    with app_and_port(tmp_path) as (app, export, view_proxy, port_proxy):
         with haproxy(tmp_path, {view_proxy: app, port_proxy: export}):
             assert_through(view_proxy, port_proxy)
         # Straight to the view, not through the proxy: X-Forwarded-For is the client's claim.
@@ -181,8 +222,6 @@ def test_haproxy_option_forwardfor(tmp_path):
 @needs_nginx
 @pytest.mark.parametrize("forwarded_for", ["$proxy_add_x_forwarded_for", "$remote_addr"])
 def test_nginx(tmp_path, forwarded_for):
-    app, export, view_proxy, port_proxy = free_ports(4)
-    env = {"EXPORTS_SETTINGS": json.dumps(RULES), "EXPORTS_PORT": str(export)}
-    with serve(gunicorn(app), [app, export], tmp_path, **env):
+    with app_and_port(tmp_path) as (app, export, view_proxy, port_proxy):
         with nginx(tmp_path, {view_proxy: app, port_proxy: export}, forwarded_for):
             assert_through(view_proxy, port_proxy)
