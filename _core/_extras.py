@@ -20,6 +20,7 @@ INNER = _impl.INNER
 KEY = _impl.KEY
 PATH_CACHE_MAX = _impl.PATH_CACHE_MAX
 QUEUE_MAX_SECONDS = _impl.QUEUE_MAX_SECONDS
+ROOT = _impl.ROOT
 UNMATCHED = _impl.UNMATCHED
 Extras = _impl.Extras
 SpanIds = _impl.SpanIds
@@ -34,6 +35,7 @@ __all__ = [
     "KEY",
     "PATH_CACHE_MAX",
     "QUEUE_MAX_SECONDS",
+    "ROOT",
     "UNMATCHED",
     "USE_EXTENSIONS",
     "Extras",

@@ -69,6 +69,7 @@ __all__ = [
     "KEY",
     "PATH_CACHE_MAX",
     "QUEUE_MAX_SECONDS",
+    "ROOT",
     "UNMATCHED",
     "Extras",
     "SpanIds",
@@ -82,6 +83,9 @@ logger = logging.getLogger("django_prometheus.middleware")
 
 #: The ``route`` label when no URL pattern matched (a 404 from the resolver).
 UNMATCHED = "<unmatched>"
+#: The ``route`` label of the empty pattern (``path("", ...)``, the site's root, also inside an
+#: ``include()`` mounted at ""): Django's route for it is "", which must not read as "no match".
+ROOT = "/"
 #: The longest queue time observed; beyond it the header is someone else's clock or a replay.
 QUEUE_MAX_SECONDS = 3600.0
 #: The request's attribute that carries the features' state when the owners' table cannot
@@ -94,6 +98,7 @@ DO_NOT_TRACK = "_prometheus_do_not_track"
 PATH_CACHE_MAX = 1024
 
 cdef str _UNMATCHED = UNMATCHED
+cdef str _ROOT = ROOT
 cdef str _KEY = KEY
 cdef str _DO_NOT_TRACK = DO_NOT_TRACK
 cdef object _SKIP = SKIP
@@ -278,7 +283,8 @@ cpdef str route(request):
     """The ``route`` label: the URL pattern that matched (``resolver_match.route``), else ``<unmatched>``.
 
     Django joins the patterns of includes into ``route`` itself (namespaces do
-    not appear in it); a regex pattern is its regex. Never the raw path.
+    not appear in it); a regex pattern is its regex; the empty pattern (the
+    root) is ``/``. Never the raw path.
     """
     match = getattr(request, "resolver_match", None)
     if match is None:
@@ -288,7 +294,9 @@ cpdef str route(request):
 
 cdef inline str _match_route(match):
     value = getattr(match, "route", None)
-    return <str>value if type(value) is str and value else _UNMATCHED
+    if type(value) is not str:
+        return _UNMATCHED
+    return <str>value if value else _ROOT
 
 
 cpdef str status_label(status, bint group):

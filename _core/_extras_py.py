@@ -23,6 +23,7 @@ __all__ = [
     "KEY",
     "PATH_CACHE_MAX",
     "QUEUE_MAX_SECONDS",
+    "ROOT",
     "UNMATCHED",
     "Extras",
     "SpanIds",
@@ -36,6 +37,9 @@ logger = logging.getLogger("django_prometheus.middleware")
 
 #: The ``route`` label when no URL pattern matched (a 404 from the resolver).
 UNMATCHED = "<unmatched>"
+#: The ``route`` label of the empty pattern (``path("", ...)``, the site's root, also inside an
+#: ``include()`` mounted at ""): Django's route for it is "", which must not read as "no match".
+ROOT = "/"
 #: The longest queue time observed; beyond it the header is someone else's clock or a replay.
 QUEUE_MAX_SECONDS = 3600.0
 #: The request's attribute that carries the features' state when the owners' table cannot
@@ -121,13 +125,16 @@ def route(request: Any) -> str:
     """The ``route`` label: the URL pattern that matched (``resolver_match.route``), else ``<unmatched>``.
 
     Django joins the patterns of includes into ``route`` itself (namespaces do
-    not appear in it); a regex pattern is its regex. Never the raw path.
+    not appear in it); a regex pattern is its regex; the empty pattern (the
+    root) is ``/``. Never the raw path.
     """
     match = getattr(request, "resolver_match", None)
     if match is None:
         return UNMATCHED
     value = getattr(match, "route", None)
-    return value if type(value) is str and value else UNMATCHED
+    if type(value) is not str:
+        return UNMATCHED
+    return value or ROOT
 
 
 def status_label(status: object, group: bool) -> str:

@@ -9,7 +9,6 @@ import urllib.request
 
 import pytest
 from django.test import override_settings
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from django_prometheus import exports
 from django_prometheus.metrics import Counter
@@ -191,7 +190,7 @@ def test_port_exporter_negotiates_as_the_view(marker):
         assert text.endswith("# EOF\n") is accept.startswith("application/openmetrics-text")
     request = urllib.request.Request(f"http://{LOOPBACK}:{port}/", headers={"Accept-Encoding": "gzip;q=0"})
     with urllib.request.urlopen(request, timeout=10) as r:
-        assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
+        assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert r.headers["Content-Encoding"] is None
 
 

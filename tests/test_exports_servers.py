@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 
 from tests.servers import Samples, parse_samples, sample_value
 
+# prometheus_client's choose_encoder's answers: text 0.0.4 unless OpenMetrics 1.0.0 is asked for.
+CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 BIN = os.path.dirname(sys.executable)

@@ -9,13 +9,18 @@ import os
 import django
 import pytest
 from django.test import Client, override_settings
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from django_prometheus import exports
 
 pytestmark = pytest.mark.urls("tests.http_project.urls")
+
+# What prometheus_client's choose_encoder answers (and upstream's view with it): the text
+# format 0.0.4 unless the 1.0.0 formats are asked for, which then name their escaping.
+TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
+OPENMETRICS_0_0_1 = "application/openmetrics-text; version=0.0.1; charset=utf-8"
 
 _probe = Counter("dp_exports_view_probe", "A counter only these tests touch.", ["kind"])
 _probe.labels("a").inc(3)
@@ -28,7 +33,7 @@ def families(body: bytes) -> dict[str, object]:
 def test_default_is_the_prometheus_text_format():
     response = Client().get("/metrics")
     assert response.status_code == 200
-    assert response["Content-Type"] == CONTENT_TYPE_LATEST  # prometheus_client's, as upstream's view
+    assert response["Content-Type"] == TEXT_0_0_4  # prometheus_client's choose_encoder's, as upstream's view
     assert "Content-Encoding" not in response
     assert 'dp_exports_view_probe_total{kind="a"} 3.0' in response.content.decode()
 
@@ -93,14 +98,16 @@ def test_view_is_the_url_named_in_the_contract():
 
 
 @pytest.mark.parametrize(
-    "accept",
-    ['application/openmetrics-text; version="1.0.0"', "application/openmetrics-text;VERSION=1.0.0;q=1",
-     "application/openmetrics-text;version=0.0.1", "*/*;q=0.1, application/openmetrics-text;q=0.2"],
+    ("accept", "content_type"),
+    [('application/openmetrics-text; version="1.0.0"', OPENMETRICS),
+     ("application/openmetrics-text;VERSION=1.0.0;q=1", OPENMETRICS),
+     ("application/openmetrics-text;version=0.0.1", OPENMETRICS_0_0_1),
+     ("*/*;q=0.1, application/openmetrics-text;q=0.2", OPENMETRICS)],
 )  # fmt: skip
-def test_openmetrics_in_every_form_rfc_9110_allows(accept):
+def test_openmetrics_in_every_form_rfc_9110_allows(accept, content_type):
     response = Client().get("/metrics", headers={"accept": accept})
     assert response.status_code == 200
-    assert response["Content-Type"] == OPENMETRICS
+    assert response["Content-Type"] == content_type
     assert response.content.endswith(b"# EOF\n")
 
 
@@ -123,7 +130,7 @@ FALLBACKS = [
 def test_anything_else_falls_back_to_the_text_format(accept):
     response = Client().get("/metrics", headers={"accept": accept})
     assert response.status_code == 200
-    assert response["Content-Type"] == CONTENT_TYPE_LATEST
+    assert response["Content-Type"] == TEXT_0_0_4
     assert "dp_exports_view_probe_total" in response.content.decode()
 
 
@@ -219,6 +226,14 @@ def test_a_token_from_the_environment(monkeypatch):
         (["10.0.0.0/8"], "10.9.8.7", None, 200),
         (["10.0.0.0/8", "::1"], "::1", None, 200),
         (["10.0.0.0/8"], "::ffff:10.1.1.1", None, 200),
+        # An entry written IPv4-mapped names the IPv4 client it maps, however that client arrives.
+        (["::ffff:127.0.0.1"], "127.0.0.1", None, 200),
+        (["::ffff:127.0.0.1"], "::ffff:127.0.0.1", None, 200),
+        (["::ffff:7f00:1"], "127.0.0.1", None, 200),
+        (["::ffff:10.0.0.0/104"], "10.9.8.7", None, 200),
+        (["::ffff:127.0.0.1"], "127.0.0.2", None, 403),
+        (["::ffff:127.0.0.1"], "::1", None, 403),
+        (["::ffff:0:0/95"], "127.0.0.1", None, 403),  # not within the mapped range: IPv6 as written
         (["10.0.0.0/8"], "not an address", None, 403),
         # Without a trusted proxy, X-Forwarded-For is the client's own claim: ignored.
         (["10.0.0.0/8"], "127.0.0.1", "10.1.2.3", 403),

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["Denied", "Rules", "check", "rules"]
+__all__ = ["Denied", "Rules", "check", "joined", "rules"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -59,9 +59,26 @@ def _strings(name: str, value: Any) -> list[str]:
     return list(value)
 
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _network(text: str) -> IPNetwork:
+    """``text`` as a network; an IPv4-mapped one (``::ffff:10.0.0.0/104``) as the IPv4 network it maps.
+
+    Client addresses that arrive IPv4-mapped (a dual-stack socket's
+    ``::ffff:127.0.0.1``) are compared as IPv4 (``_address``), so an entry
+    written in the mapped form must be IPv4 too, or it would match nobody.
+    """
+    network = ipaddress.ip_network(text.strip(), strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96 and network.subnet_of(_MAPPED):
+        mapped = ipaddress.IPv4Address(int(network.network_address) & 0xFFFFFFFF)
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
 def _networks(name: str, value: Any) -> list[IPNetwork]:
     try:
-        return [ipaddress.ip_network(v.strip(), strict=False) for v in _strings(name, value)]
+        return [_network(v) for v in _strings(name, value)]
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}: {exc} (give addresses or CIDRs, e.g. '10.0.0.0/8')") from None
 
@@ -91,6 +108,21 @@ def rules() -> Rules:
         allowed=None if allowed is None else _networks("PROMETHEUS_METRICS_ALLOWED_IPS", allowed),
         proxies=[] if proxies is None else _networks("PROMETHEUS_METRICS_TRUSTED_PROXIES", proxies),
     )
+
+
+def joined(lines: list[str] | None) -> str | None:
+    """A header's repeated lines as one value, as WSGI and ASGI servers hand it to Django.
+
+    RFC 9110 §5.3: a field sent on several lines is the comma-joined list of
+    their values, in order. gunicorn, uvicorn (through Django's ASGIRequest)
+    and Django's runserver join them with ",", each value stripped of the
+    spaces and tabs around it; a port exporter must read the very same string,
+    or a client could add a line the view would read and the port would not.
+    None when the header is absent.
+    """
+    if not lines:
+        return None
+    return ",".join(line.strip(" \t") for line in lines)
 
 
 def _address(text: str | None) -> IPAddress | None:

@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse
 
 from django_prometheus import access, migrations, negotiation
 from django_prometheus.conf import multiprocess_dir
-from django_prometheus.exposition import aggregate_registry, render
+from django_prometheus.exposition import ESCAPING_SUPPORTED, aggregate_registry, render
 
 
 def _multiproc_dir() -> str | None:
@@ -33,18 +33,24 @@ def _view_registry() -> Any:
     return aggregate_registry(path) if path else prometheus_client.REGISTRY
 
 
+# Before prometheus_client 0.22 its writers cannot escape with dots (names are legacy then,
+# the same bytes under the other schemes).
+_SCHEMES = (
+    negotiation.SCHEMES
+    if ESCAPING_SUPPORTED
+    else frozenset({negotiation.UNDERSCORES, negotiation.ALLOW_UTF8, negotiation.VALUES})
+)
+
+
 def _exposition(
     registry: Any, accept: str | None, accept_encoding: str | None, names: list[str]
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """The body and headers of a scrape, negotiated from the scraper's two headers."""
-    openmetrics = negotiation.wants_openmetrics(accept)
-    body = render(registry, openmetrics, names or None)
-    headers = [
-        (
-            "Content-Type",
-            negotiation.OPENMETRICS_CONTENT_TYPE if openmetrics else negotiation.TEXT_CONTENT_TYPE,
-        )
-    ]
+    # The protobuf writer slots in here: choose(accept, protobuf=True, ...) then may answer
+    # negotiation.PROTOBUF, whose body that writer makes from the same registry and names.
+    chosen = negotiation.choose(accept, schemes=_SCHEMES)
+    body = render(registry, chosen.openmetrics, names or None, chosen.escaping)
+    headers = [("Content-Type", chosen.content_type)]
     if negotiation.gzip_accepted(accept_encoding):
         body = gzip.compress(body)
         headers.append(("Content-Encoding", "gzip"))
@@ -54,8 +60,9 @@ def _exposition(
 def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
     """The metrics, in the format and encoding the scraper asked for.
 
-    OpenMetrics when ``Accept`` prefers it (else the text format, also for any
-    header we cannot parse), gzip when ``Accept-Encoding`` allows it, only the
+    The format ``Accept`` ranks highest of those we write (``negotiation``:
+    the text format 0.0.4 by default and for any header we cannot parse),
+    gzip when ``Accept-Encoding`` allows it, only the
     families named by ``?name[]=…`` when given, and the aggregate of every
     process in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``). When access
     rules are set (``django_prometheus.access``), 401/403 and no metric bytes
@@ -126,9 +133,16 @@ class _MetricsHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.serving(self.request)
+        if any("\n" in value or "\r" in value for value in self.headers.values()):
+            # An obsolete line folding (RFC 9112 §5.2): refused, as gunicorn refuses it, rather
+            # than read differently from the server in front of the view.
+            self._send(400, [("Content-Type", "text/plain; charset=utf-8")], b"Bad Request\n")
+            return
         try:
             denied = access.check(
-                self.client_address[0], self.headers.get("X-Forwarded-For"), self.headers.get("Authorization")
+                self.client_address[0],
+                access.joined(self.headers.get_all("X-Forwarded-For")),
+                access.joined(self.headers.get_all("Authorization")),
             )
         except Exception:  # a setting we cannot understand: closed, and said once per scrape
             logger.exception("django_prometheus: cannot check who may read the metrics")

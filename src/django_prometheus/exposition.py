@@ -12,6 +12,8 @@ collectors, this is only the exporters' fast path.
 
 from __future__ import annotations
 
+import contextvars
+import inspect
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -30,6 +32,17 @@ _EXP2 = floatToGoString(1e10) == "1e+10"
 _EOF = b"# EOF\n"
 _LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+# Escaping schemes (the Accept header's ``escaping=``); prometheus_client names them alike.
+UNDERSCORES = "underscores"
+DOTS = "dots"
+#: False before prometheus_client 0.22 (no UTF-8 names, no escaping): its writers are
+#: called without ``escaping``, and only the legacy names they accept can occur.
+ESCAPING_SUPPORTED = "escaping" in inspect.signature(prometheus_client.generate_latest).parameters
+# The scheme of the render() in progress, for the collectors' fast paths that hand
+# prometheus_client metrics back to render_metrics() (the multiprocess aggregate).
+_escaping: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "django_prometheus_escaping", default=UNDERSCORES
+)
 
 _SUFFIXES = {
     _expo.COUNTER: ((_expo.VALUE, "_total"), (_expo.CREATED, "_created")),
@@ -43,14 +56,29 @@ _SUFFIXES = {
 }
 
 
-def render(registry: Any, openmetrics_format: bool = False, names: Sequence[str] | None = None) -> bytes:
+def render(
+    registry: Any,
+    openmetrics_format: bool = False,
+    names: Sequence[str] | None = None,
+    escaping: str = UNDERSCORES,
+) -> bytes:
     """``generate_latest`` of ``registry`` (OpenMetrics' when asked), restricted to ``names`` if given.
 
     ``names`` selects samples by name, as ``?name[]=`` does in prometheus_client
     (``django_http_requests_total_by_method_total``, ``…_bucket``); unlike its
     restricted registry, collectors without ``describe()`` (the multiprocess
-    aggregate among them) are filtered too, instead of dropped.
+    aggregate among them) are filtered too, instead of dropped. ``escaping`` is
+    the scheme for names outside the legacy character set (``negotiation``);
+    legacy names are written as they are by every scheme but ``dots``.
     """
+    token = _escaping.set(escaping)
+    try:
+        return _render(registry, openmetrics_format, names, escaping)
+    finally:
+        _escaping.reset(token)
+
+
+def _render(registry: Any, openmetrics_format: bool, names: Sequence[str] | None, escaping: str) -> bytes:
     wanted = frozenset(names) if names else None
     entries = _collectors(registry)
     if entries is None:  # not a CollectorRegistry: prometheus_client renders it all
@@ -58,10 +86,13 @@ def render(registry: Any, openmetrics_format: bool = False, names: Sequence[str]
             registry = registry.restricted_registry(list(wanted))
         return _foreign(registry, openmetrics_format)
     use_created = _pc_metrics._use_created
+    # The core's writer writes names as they are: right for legacy names under every scheme
+    # but dots, which escapes "_" too (prometheus_client writes everything then).
+    fast_path = escaping != DOTS
     chunks: list[bytes] = []
     pending: list[Any] = []  # consecutive collectors prometheus_client renders in one go
     for collector in entries:
-        fast = getattr(collector, "_expo_render", None)
+        fast = getattr(collector, "_expo_render", None) if fast_path else None
         out = fast(openmetrics_format, wanted, use_created) if fast is not None else None
         if out is None:
             pending.append(collector)
@@ -119,9 +150,11 @@ class _Chunk:
 
 
 def _foreign(registry: Any, openmetrics_format: bool) -> bytes:
+    """prometheus_client's writer, with the escaping of the render() in progress."""
+    kwargs = {"escaping": _escaping.get()} if ESCAPING_SUPPORTED else {}
     if not openmetrics_format:
-        return prometheus_client.generate_latest(registry)
-    out = openmetrics.generate_latest(registry)
+        return prometheus_client.generate_latest(registry, **kwargs)
+    out = openmetrics.generate_latest(registry, **kwargs)
     return out[: -len(_EOF)] if out.endswith(_EOF) else out
 
 

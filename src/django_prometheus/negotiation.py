@@ -1,25 +1,83 @@
 """What a scraper asked for: the exposition format (``Accept``) and gzip (``Accept-Encoding``).
 
-Our own parser, not prometheus_client's: a header a client sends never makes a
-scrape fail. Unparseable or unsupported values fall back to the text format
-(never a 406); ``q=0`` means "not this"; the Content-Type sent is always one we
-produce, never a version echoed from the request.
+The Prometheus scrape protocol's content negotiation (prometheus/docs
+``content_negotiation.md``; prometheus_client's ``choose_encoder``): the
+supported type with the highest ``q`` wins (ties: the first named; a wildcard
+loses a tie to a named type); the text format ``version=0.0.4`` when nothing
+supported is asked for, for ``*/*`` and with no ``Accept`` at all; the 1.0.0
+formats only when asked for, and then the ``Content-Type`` names the escaping
+scheme of the names written (``escaping=``, ``underscores`` when the scraper
+names none or one we do not know).
+
+Our own parser, not prometheus_client's: a header a client sends never makes
+a scrape fail (never a 406); ``q=0`` means "not this"; the Content-Type sent
+is always one we produce, never text echoed from the request.
 """
 
 from __future__ import annotations
 
-import prometheus_client
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from typing import NamedTuple
 
-__all__ = ["OPENMETRICS_CONTENT_TYPE", "TEXT_CONTENT_TYPE", "gzip_accepted", "wants_openmetrics"]
+__all__ = [
+    "ALLOW_UTF8",
+    "DOTS",
+    "OPENMETRICS",
+    "PROTOBUF",
+    "SCHEMES",
+    "TEXT",
+    "TEXT_0_0_4",
+    "UNDERSCORES",
+    "VALUES",
+    "Format",
+    "choose",
+    "gzip_accepted",
+]
 
-#: The text exposition's Content-Type: prometheus_client's (and upstream's view's).
-TEXT_CONTENT_TYPE: str = prometheus_client.CONTENT_TYPE_LATEST
+#: Format kinds.
+TEXT = "text"
+OPENMETRICS = "openmetrics"
+#: Chosen only when the caller can write it (``choose(..., protobuf=True)``).
+PROTOBUF = "protobuf"
 
-# Versions whose request we answer with what render() makes (OpenMetrics 1.0.0;
-# 0.0.1 is the draft Prometheus still lists). Any other version is "not supported".
-_OPENMETRICS_VERSIONS = frozenset({"", "1.0.0", "0.0.1"})
-_TEXT_VERSIONS = frozenset({"", "0.0.4", "1.0.0"})
+#: Escaping schemes (prometheus_client's ``openmetrics.exposition`` constants, by value).
+ALLOW_UTF8 = "allow-utf-8"
+UNDERSCORES = "underscores"
+DOTS = "dots"
+VALUES = "values"
+SCHEMES = frozenset({ALLOW_UTF8, UNDERSCORES, DOTS, VALUES})
+
+_PROTOBUF_TYPE = "application/vnd.google.protobuf"
+_PROTOBUF_PROTO = "io.prometheus.client.MetricFamily"
+
+
+class Format(NamedTuple):
+    """What a scrape answers with: the format's kind and version, the names' escaping, its Content-Type."""
+
+    kind: str  # TEXT, OPENMETRICS or PROTOBUF
+    version: str  # "0.0.4" / "1.0.0" for TEXT, "0.0.1" / "1.0.0" for OPENMETRICS, "" for PROTOBUF
+    escaping: str  # the escaping scheme of metric and label names (one of SCHEMES)
+    content_type: str
+
+    @property
+    def openmetrics(self) -> bool:
+        return self.kind == OPENMETRICS
+
+
+def _format(kind: str, version: str, escaping: str) -> Format:
+    if kind == PROTOBUF:
+        content_type = f"{_PROTOBUF_TYPE}; proto={_PROTOBUF_PROTO}; encoding=delimited; escaping={escaping}"
+    elif kind == OPENMETRICS:
+        content_type = f"application/openmetrics-text; version={version}; charset=utf-8"
+    else:
+        content_type = f"text/plain; version={version}; charset=utf-8"
+    if kind != PROTOBUF and version == "1.0.0":
+        content_type += f"; escaping={escaping}"
+    return Format(kind, version, escaping, content_type)
+
+
+#: The text format 0.0.4: the default, the fallback, and what ``*/*`` gets. Its names are
+#: always the legacy character set (underscores).
+TEXT_0_0_4 = _format(TEXT, "0.0.4", UNDERSCORES)
 # Headers longer than this are not a scraper's: only their beginning is read.
 _MAX_HEADER = 4096
 
@@ -81,22 +139,56 @@ def _elements(header: str | None) -> list[tuple[str, dict[str, str], float]]:
     return elements
 
 
-def wants_openmetrics(accept: str | None) -> bool:
-    """True when ``Accept`` prefers a supported OpenMetrics version to the text format.
+def _candidate(token: str, params: dict[str, str], protobuf: bool, schemes: frozenset[str]) -> Format | None:
+    """The format an ``Accept`` element asks for, if we write it."""
+    version = params.get("version", "")
+    escaping = params.get("escaping", UNDERSCORES)
+    if escaping not in schemes:
+        escaping = UNDERSCORES
+    if token == "application/openmetrics-text":
+        if version == "0.0.1":
+            return _format(OPENMETRICS, "0.0.1", UNDERSCORES)
+        if version in ("1.0.0", ""):  # no version: the latest, as prometheus_client answers
+            return _format(OPENMETRICS, "1.0.0", escaping)
+        return None
+    if token == "text/plain":
+        if version in ("0.0.4", ""):
+            return TEXT_0_0_4
+        if version == "1.0.0":
+            return _format(TEXT, "1.0.0", escaping)
+        return None
+    if token in ("*/*", "text/*"):
+        return TEXT_0_0_4
+    if (
+        protobuf
+        and token == _PROTOBUF_TYPE
+        and params.get("proto") == _PROTOBUF_PROTO
+        and params.get("encoding") == "delimited"
+    ):
+        return _format(PROTOBUF, "", escaping)
+    return None
 
-    The highest ``q`` wins; a tie goes to OpenMetrics, which a scraper names
-    only when it wants it. Wildcards (``*/*``, ``text/*``) mean the text format.
+
+def choose(accept: str | None, protobuf: bool = False, schemes: frozenset[str] = SCHEMES) -> Format:
+    """The format to answer ``accept`` with; ``TEXT_0_0_4`` when it asks for nothing we write.
+
+    ``protobuf``: the caller can write the delimited protobuf format, so it
+    may be chosen (else that element of the header is skipped). ``schemes``:
+    the escaping schemes the writer can apply; another one asked for is
+    answered with ``underscores``, and the Content-Type says so.
     """
-    best_openmetrics = best_text = 0.0
+    best: Format | None = None
+    best_rank = (0.0, False)
     for token, params, q in _elements(accept):
-        version = params.get("version", "")
-        if token == "application/openmetrics-text":
-            if version in _OPENMETRICS_VERSIONS:
-                best_openmetrics = max(best_openmetrics, q)
-        elif token in ("text/plain", "text/*", "*/*"):
-            if token != "text/plain" or version in _TEXT_VERSIONS:
-                best_text = max(best_text, q)
-    return best_openmetrics > 0.0 and best_openmetrics >= best_text
+        if q <= 0.0:
+            continue
+        found = _candidate(token, params, protobuf, schemes)
+        if found is None:
+            continue
+        rank = (q, not token.endswith("/*"))
+        if rank > best_rank:  # strictly better: on a tie the first named stays
+            best, best_rank = found, rank
+    return best if best is not None else TEXT_0_0_4
 
 
 def gzip_accepted(accept_encoding: str | None) -> bool:

@@ -6,10 +6,12 @@ from typing import Any
 
 from django_prometheus._core import _extras
 
-__all__ = ["UNMATCHED", "route"]
+__all__ = ["ROOT", "UNMATCHED", "route"]
 
 #: The ``route`` of a request no URL pattern matched (a 404 from the resolver).
 UNMATCHED: str = _extras.UNMATCHED
+#: The ``route`` of the empty pattern, ``path("", ...)`` (also at the root of an ``include()``).
+ROOT: str = _extras.ROOT
 
 
 def route(request: Any) -> str:
@@ -18,6 +20,7 @@ def route(request: Any) -> str:
     Django joins the patterns of ``include()`` into ``route`` as it resolves
     (``api/`` + ``items/<int:pk>/`` -> ``api/items/<int:pk>/``; namespaces name
     URLs, they are not part of a pattern); a ``re_path`` pattern is its regex
-    (DRF's routers). Bounded by the URLconf: never the raw path.
+    (DRF's routers); the empty pattern, a site's home page, is ``/``. Bounded
+    by the URLconf: never the raw path.
     """
     return _extras.route(request)
