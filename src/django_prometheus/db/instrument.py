@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.signals import connection_created
 
+from django_prometheus import conf
 from django_prometheus.db.common import DatabaseWrapperMixin, DBCells
 
 __all__ = ["SETTING", "instrument_databases"]
@@ -54,7 +55,7 @@ def _parse(value: Any) -> bool | frozenset[str] | None:
 def instrument_databases() -> None:
     """Apply the setting (the app's ``ready()`` calls this): instrument the chosen aliases' connections."""
     global _wanted
-    _wanted = _parse(getattr(settings, SETTING, False))
+    _wanted = _parse(conf.get(SETTING))
     if _wanted is None:
         connection_created.disconnect(dispatch_uid=_UID)
         return
