@@ -37,8 +37,9 @@ def check_distributions(**kwargs: Any) -> list[checks.CheckMessage]:
             f"Both {UPSTREAM_DISTRIBUTION} {upstream} and {DISTRIBUTION} {ours} are installed. They provide "
             "the same django_prometheus package, so its files on disk are a mix of whichever was installed "
             "last, and uninstalling either one deletes files the other needs.",
-            hint=f"pip uninstall -y {UPSTREAM_DISTRIBUTION} {DISTRIBUTION} && pip install {DISTRIBUTION}; "
-            f"if a requirement pulls {UPSTREAM_DISTRIBUTION} in, see the README's "
+            hint=f"pip uninstall -y {UPSTREAM_DISTRIBUTION}, then reinstall ours over what that removed: "
+            f"pip install --force-reinstall --no-deps <{DISTRIBUTION}'s wheel, checkout or name>. If a "
+            f"requirement pulls {UPSTREAM_DISTRIBUTION} in, see the README's "
             '"Migrating from django-prometheus".',
             id="django_prometheus.W001",
         )
