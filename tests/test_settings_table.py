@@ -79,10 +79,10 @@ BAD = [
     ("PROMETHEUS_EXCLUDE_VIEWS", ["ok", ""], "E002", "non-empty strings"),
     ("PROMETHEUS_INSTRUMENT_DATABASES", "default", "E002", "a list of database aliases"),
     ("PROMETHEUS_INSTRUMENT_DATABASES", ["nope"], "E002", "not in DATABASES: nope"),
-    ("PROMETHEUS_METRICS_EXPORT_PORT", "8001", "E002", "a port number"),
+    ("PROMETHEUS_METRICS_EXPORT_PORT", "http", "E002", "a port number"),
     ("PROMETHEUS_METRICS_EXPORT_PORT", 70000, "E002", "a port number"),
     ("PROMETHEUS_METRICS_EXPORT_PORT_RANGE", "8001-8005", "E002", "a range or list of port numbers"),
-    ("PROMETHEUS_METRICS_EXPORT_PORT_RANGE", [8001, "8002"], "E002", "'8002' is not one"),
+    ("PROMETHEUS_METRICS_EXPORT_PORT_RANGE", [8001, "x"], "E002", "'x' is not one"),
     ("PROMETHEUS_METRICS_EXPORT_ADDRESS", None, "E002", "must be a string"),
     ("PROMETHEUS_METRICS_ALLOWED_IPS", ["10.0.0.0/33"], "E001", "10.0.0.0/33"),
     ("PROMETHEUS_METRICS_BEARER_TOKENS", [1234], "E001", "a list of strings"),
@@ -122,6 +122,8 @@ GOOD = [
     ("PROMETHEUS_LATENCY_BUCKETS", [0.5]),
     ("PROMETHEUS_METRICS_EXPORT_PORT_RANGE", range(8001, 8050)),
     ("PROMETHEUS_METRICS_EXPORT_PORT", None),
+    ("PROMETHEUS_METRICS_EXPORT_PORT", "8001"),  # from the environment: the exporter binds int(port)
+    ("PROMETHEUS_METRICS_EXPORT_PORT_RANGE", ["8001", 8002]),
     ("PROMETHEUS_EXPORT_MIGRATIONS", 1),  # upstream reads it for its truth value
     ("PROMETHEUS_INSTRUMENT_DATABASES", ["default"]),
     ("PROMETHEUS_METRICS_ALLOWED_IPS", "127.0.0.1"),
@@ -149,7 +151,7 @@ ROOT_URLCONF = "django_prometheus.urls"
 PROMETHEUS_LATENCY_BUCKETS = "0.1,1"
 PROMETHEUS_ROUTE_METRICS = "yes"
 PROMETHEUS_INSTRUMENT_DATABASES = "default"
-PROMETHEUS_METRICS_EXPORT_PORT = "8001"
+PROMETHEUS_METRICS_EXPORT_PORT = "http"
 """
 BAD_IN_PROJECT = [
     "PROMETHEUS_LATENCY_BUCKETS",

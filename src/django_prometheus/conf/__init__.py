@@ -133,11 +133,18 @@ def buckets(name: str, value: Any) -> tuple[Any, ...]:
     return bounds
 
 
-def port(name: str, value: Any) -> int | None:
-    """A TCP port (1-65535); a false value (None, 0) is none, as upstream reads it."""
+def _is_port(value: Any) -> bool:
+    # A number, or its digits (a setting read from the environment): the exporter binds int(port).
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
+def port(name: str, value: Any) -> Any:
+    """A TCP port (1-65535, or its digits); a false value (None, 0) is none, as upstream reads it."""
     if not value:
         return value
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+    if not _is_port(value):
         raise _bad(name, "a port number (1-65535) or None", value)
     return value
 
@@ -149,7 +156,7 @@ def ports(name: str, value: Any) -> Any:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable) or isinstance(value, Mapping):
         raise _bad(name, "a range or list of port numbers, e.g. range(8001, 8050)", value)
     for item in value:
-        if not isinstance(item, int) or isinstance(item, bool) or not 0 < item < 65536:
+        if not _is_port(item):
             raise ImproperlyConfigured(f"{name} must hold port numbers (1-65535); {item!r} is not one")
     return value
 
