@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv build build-base services services-install services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist-check matrix
+.PHONY: help venv build build-base services services-install services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist dist-check matrix
 
 help:
 	@echo "make demo   - build and run the example site on 127.0.0.1:8000 (/metrics live)"
@@ -25,7 +25,10 @@ $(VENV)/.base: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.1"
-	$(PY) -m pip install -q --no-build-isolation .
+	# A venv made before the rename to django-prometheus-compiled holds the same files under
+	# the old name: drop that record first (both would own django_prometheus; check W001).
+	$(PY) -m pip uninstall -q -y django-prometheus 2>/dev/null || true
+	$(PY) -m pip install -q --no-build-isolation --force-reinstall .
 	touch $@
 
 $(VENV)/.deps: $(VENV)/.base pyproject.toml | services-install
@@ -72,6 +75,15 @@ test-spatialite: services
 	DJANGO_PROMETHEUS_NO_EXTENSIONS=1 $(SPATIALITE_VENV)/bin/python -m pytest tests/test_db.py
 
 test: test-compiled test-pure test-spatialite dist-check matrix
+
+# What Quickstart installs until a release is published: the sdist and a compiled wheel built
+# from it, as dist/django_prometheus_compiled-<version>.tar.gz and -<version>-<tags>.whl.
+dist: $(VENV)/.base
+	$(PY) -m pip install -q build
+	rm -rf dist
+	$(PY) -m build --sdist --outdir dist .
+	$(PY) -m build --wheel --outdir dist dist/django_prometheus_compiled-*.tar.gz
+	ls -l dist
 
 # sdist -> wheel built from it -> fresh venv without Cython/compiler: compiled core imported;
 # and the pure py3-none-any wheel from the same sdist installs and works.

@@ -16,10 +16,10 @@ if platform.python_implementation() != "CPython":
     NO_EXTENSIONS = True
 
 if NO_EXTENSIONS:
-    print("*" * 60 + "\n django-prometheus: building the PURE-PYTHON core\n" + "*" * 60)
+    print("*" * 60 + "\n django-prometheus-compiled: building the PURE-PYTHON core\n" + "*" * 60)
     ext_modules = []
 else:
-    print("*" * 60 + "\n django-prometheus: building the COMPILED (Cython) core\n" + "*" * 60)
+    print("*" * 60 + "\n django-prometheus-compiled: building the COMPILED (Cython) core\n" + "*" * 60)
     from Cython.Build import cythonize
     from setuptools import Extension
 

@@ -5,7 +5,10 @@
 #      py3-none-any wheel from the same sdist with DJANGO_PROMETHEUS_NO_EXTENSIONS=1
 #   3. each installed into a fresh virtualenv whose PATH has no Cython and no compiler;
 #      the compiled wheel must import its compiled core, the pure one the twin, and
-#      both must count a cache get and serve it at /metrics.
+#      both must count a cache get and serve it at /metrics;
+#   4. both are the django-prometheus-compiled distribution, and with upstream's
+#      django-prometheus 2.5.0 installed next to ours `check` warns (W001) until the
+#      README's migration recipe (uninstall it, reinstall ours) clears it.
 # Usage: scripts/dist_check.sh [python]   (default: python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -122,8 +125,58 @@ step "the core's tests, against the installed wheel"
 (cd "$ROOT" && env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pytest -q tests/test_core.py \
   2>&1 | tail -3)
 
+step "the distribution is django-prometheus-compiled (django-prometheus on PyPI is upstream's)"
+case "$(basename "$SDIST")/$(basename "$WHEEL")/$(basename "$PURE")" in
+  django_prometheus_compiled-*/django_prometheus_compiled-*/django_prometheus_compiled-*) ;;
+  *) die "artefacts not named django_prometheus_compiled-*: $SDIST $WHEEL $PURE" ;;
+esac
+CHECK=$(cat <<'PY'
+import django
+from django.conf import settings
+from importlib import metadata
+
+settings.configure(INSTALLED_APPS=["django_prometheus"], SECRET_KEY="x")
+django.setup()
+from django.core.management import call_command
+
+for name in ("django-prometheus-compiled", "django-prometheus"):
+    try:
+        print(f"installed: {name} {metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        print(f"not installed: {name}")
+call_command("check")
+PY
+)
+check_in() { # venv -> the check's output (stdout and stderr)
+  (cd "$OUT/empty" && env PATH="$1/bin" "$1/bin/python" -c "$CHECK" 2>&1)
+}
+out=$(check_in "$OUT/venv-compiled")
+echo "$out"
+grep -q "^installed: django-prometheus-compiled " <<<"$out" || die "the wheel does not install django-prometheus-compiled"
+grep -q "^not installed: django-prometheus$" <<<"$out" || die "the wheel installs a django-prometheus distribution"
+if grep -q W001 <<<"$out"; then die "W001 with only our distribution installed"; fi
+
+step "upstream's django-prometheus 2.5.0 installed next to ours: check warns (W001)"
+env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pip install -q --no-deps \
+  "django-prometheus==2.5.0" 2>&1 | { grep -v "^WARNING: Location" || true; }
+env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pip install -q --no-deps --force-reinstall \
+  "$WHEEL" 2>&1 | { grep -v "^WARNING: Location" || true; }
+out=$(check_in "$OUT/venv-compiled")
+echo "$out"
+grep -q "^installed: django-prometheus 2.5.0$" <<<"$out" || die "upstream's distribution is not installed"
+grep -q "django_prometheus.W001" <<<"$out" || die "no W001 with both distributions installed"
+
+step "the README's way out: uninstall django-prometheus, reinstall ours; check is clean, the smoke passes"
+env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pip uninstall -q -y django-prometheus
+env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pip install -q --no-deps --force-reinstall \
+  "$WHEEL" 2>&1 | { grep -v "^WARNING: Location" || true; }
+out=$(check_in "$OUT/venv-compiled")
+echo "$out"
+if grep -q W001 <<<"$out"; then die "W001 after uninstalling django-prometheus"; fi
+(cd "$OUT/empty" && env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -c "$SMOKE" compiled)
+
 step "fresh venv + pure wheel"
 install_fresh "$OUT/venv-pure" "$PURE"
 (cd "$OUT/empty" && env PATH="$OUT/venv-pure/bin" "$OUT/venv-pure/bin/python" -c "$SMOKE" pure)
 
-step "OK: sdist -> compiled wheel (compiled core imported) and pure wheel, both working"
+step "OK: sdist -> compiled wheel (compiled core imported) and pure wheel, both working, as django-prometheus-compiled"

@@ -290,10 +290,10 @@ def test_every_rule_is_enforced():
 def test_settings_that_cannot_be_enforced_fail_closed_and_check_says_so(bad):
     from django.core.exceptions import ImproperlyConfigured
 
-    from django_prometheus.apps import check_access_settings
+    from django_prometheus.checks import check_settings
 
     with override_settings(**bad):
-        [error] = check_access_settings()
+        [error] = check_settings()
         assert error.id == "django_prometheus.E001" and next(iter(bad)) in error.msg
         with pytest.raises(ImproperlyConfigured):
             scrape()

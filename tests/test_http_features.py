@@ -11,6 +11,7 @@ from django.test import AsyncClient, Client
 from django_prometheus._core import _http
 from prometheus_client import REGISTRY
 
+from django_prometheus.checks import check_settings
 from django_prometheus.http import extras
 from tests.http_project.checks import MIDDLEWARE, Delta, label_values
 
@@ -338,10 +339,10 @@ def test_bad_settings_are_a_clear_error_and_a_system_check(settings, monkeypatch
     monkeypatch.setattr(live, name, value, raising=False)  # no setting_changed
     with pytest.raises(ImproperlyConfigured, match=message):
         extras.install()
-    errors = extras.check_settings()
+    errors = check_settings()
     assert [e.id for e in errors] == ["django_prometheus.E002"] and message in errors[0].msg
     monkeypatch.undo()
-    assert extras.check_settings() == []
+    assert check_settings() == []
 
 
 # --- the extension path --------------------------------------------------------------------------

@@ -83,8 +83,15 @@ print("\\n".join(failed) or "all imported")
     assert out.stdout.strip() == "all imported"
 
 
-def test_the_readme_says_how_to_install_a_pre_release():
+def test_the_readme_installs_our_distribution_never_upstreams():
+    # "django-prometheus" on PyPI is upstream's: every install line names ours, or a path/URL.
     readme = (ROOT / "README.md").read_text()
-    assert "pip install --pre django-prometheus" in readme
-    quickstart = readme.split("<!-- section: quickstart -->", 1)[1].split("## ", 1)[0]
+    installs = re.findall(r"pip install [^`\n]*", readme)
+    assert installs
+    upstream = [line for line in installs if re.search(r"\bdjango-prometheus(?![-\w])", line)]
+    assert upstream == [], upstream
+    quickstart = readme.split("<!-- section: quickstart -->", 1)[1].split("\n## ", 1)[0]
+    assert "make dist" in quickstart and "pip install dist/django_prometheus_compiled-" in quickstart
     assert "from django_prometheus.models import ExportModelOperationsMixin" in quickstart
+    migration = readme.split("<!-- section: migration -->", 1)[1].split("\n## ", 1)[0]
+    assert migration.index("pip uninstall -y django-prometheus") < migration.index("pip install")

@@ -14,10 +14,9 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 __all__ = ["Denied", "Rules", "check", "joined", "rules"]
@@ -89,17 +88,13 @@ def rules() -> Rules:
     A setting that is present is enforced even when it holds nothing usable
     (an empty list, an empty token): nobody passes it, rather than everybody.
     """
-    tokens = getattr(settings, "PROMETHEUS_METRICS_BEARER_TOKENS", None)
-    users = getattr(settings, "PROMETHEUS_METRICS_BASIC_AUTH", None)
-    allowed = getattr(settings, "PROMETHEUS_METRICS_ALLOWED_IPS", None)
-    proxies = getattr(settings, "PROMETHEUS_METRICS_TRUSTED_PROXIES", None)
-    if users is not None and (
-        not isinstance(users, Mapping)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in users.items())
-    ):
-        raise ImproperlyConfigured(
-            f'PROMETHEUS_METRICS_BASIC_AUTH must be a dict {{"user": "password"}}, not {users!r}'
-        )
+    from django_prometheus import conf
+
+    # Each read checks the value against its rule (conf.SETTINGS): ImproperlyConfigured if it breaks it.
+    tokens = conf.get("PROMETHEUS_METRICS_BEARER_TOKENS")
+    users = conf.get("PROMETHEUS_METRICS_BASIC_AUTH")
+    allowed = conf.get("PROMETHEUS_METRICS_ALLOWED_IPS")
+    proxies = conf.get("PROMETHEUS_METRICS_TRUSTED_PROXIES")
     return Rules(
         tokens=None
         if tokens is None

@@ -1,12 +1,19 @@
 """The Django app: ``INSTALLED_APPS = [..., "django_prometheus"]``."""
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
 from django.apps import AppConfig
-from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from django_prometheus import conf
+
 # Imported here, as upstream does, so the migration gauges exist once the app loads.
 from django_prometheus.migrations import ExportMigrations, export_later  # noqa: F401
+
+logger = logging.getLogger(__name__)
 
 
 class DjangoPrometheusConfig(AppConfig):
@@ -15,33 +22,36 @@ class DjangoPrometheusConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
+        """Connect the signals and start what the settings ask for; runs again (idempotently) in tests.
+
+        Never raises for a bad setting: that step is skipped, ``manage.py check``
+        reports the setting (``django_prometheus.checks``), and the middlewares
+        refuse to start with the same message.
+        """
+        from django_prometheus import checks as our_checks
         from django_prometheus.exports import SetupPrometheusExportsFromConfig
+        from django_prometheus.http import cells, extras
 
-        checks.register(check_access_settings)
+        checks.register(our_checks.check_settings)
+        checks.register(our_checks.check_distributions)
+        cells.connect_signals()
+        extras.connect_signals()
 
-        from django_prometheus.http import extras  # the opt-in HTTP features, if any is on
-
-        checks.register(extras.check_settings)
-        extras.install()
-
-        SetupPrometheusExportsFromConfig()
-
-        if getattr(settings, "PROMETHEUS_INSTRUMENT_DATABASES", False):  # DB metrics without an ENGINE swap
+        self._step(extras.install)  # the opt-in HTTP features, if any is on
+        self._step(SetupPrometheusExportsFromConfig)
+        # DB metrics without an ENGINE swap
+        if self._step(lambda: conf.get("PROMETHEUS_INSTRUMENT_DATABASES")):
             from django_prometheus.db.instrument import instrument_databases
 
-            instrument_databases()
-
-        if getattr(settings, "PROMETHEUS_EXPORT_MIGRATIONS", False):
+            self._step(instrument_databases)
+        if conf.get("PROMETHEUS_EXPORT_MIGRATIONS"):
             # Not read here: Django warns about queries while apps initialise.
             export_later(self)
 
-
-def check_access_settings(**kwargs: object) -> list[checks.CheckMessage]:
-    """``manage.py check`` reports access settings that /metrics could not enforce (it answers 500)."""
-    from django_prometheus import access
-
-    try:
-        access.rules()
-    except ImproperlyConfigured as exc:
-        return [checks.Error(str(exc), id="django_prometheus.E001")]
-    return []
+    @staticmethod
+    def _step(step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except ImproperlyConfigured as exc:
+            logger.debug("django_prometheus: skipped at start-up, reported by manage.py check: %s", exc)
+            return None

@@ -362,11 +362,11 @@ def SetupPrometheusExportsFromConfig() -> None:
     Never raises: under the autoreloader, or when no port can be bound, it logs
     an error and Django goes on without a port exporter.
     """
-    from django.conf import settings
+    from django_prometheus import conf
 
-    port = getattr(settings, "PROMETHEUS_METRICS_EXPORT_PORT", None)
-    port_range = getattr(settings, "PROMETHEUS_METRICS_EXPORT_PORT_RANGE", None)
-    addr = getattr(settings, "PROMETHEUS_METRICS_EXPORT_ADDRESS", "")
+    port = conf.get("PROMETHEUS_METRICS_EXPORT_PORT")
+    port_range = conf.get("PROMETHEUS_METRICS_EXPORT_PORT_RANGE")
+    addr = conf.get("PROMETHEUS_METRICS_EXPORT_ADDRESS")
     if not port_range and not port:
         return
     try:

@@ -97,6 +97,11 @@ class _CellBacked:
     _name: str
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if MULTIPROCESS_DIR is not None:
+            # A bad directory is the user's error to read: raise it before anything is registered,
+            # so a module that fails here can be imported again (Django retries) without
+            # a DuplicateTimeseries hiding it.
+            multiprocess_store()
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         if self._is_parent():  # type: ignore[attr-defined]
             self._family = _cells.Family(self._cell_factory())

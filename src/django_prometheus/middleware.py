@@ -101,6 +101,7 @@ class _PrometheusMiddleware(_http.Middleware):
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         if get_response is None:
             raise ValueError("get_response must be provided.")
+        conf.refuse_if_invalid()  # the message manage.py check gives (a serving process does not start)
         self.get_response = get_response
         metrics = self.metrics_cls.get_instance()
         use_buckets = getattr(metrics, "_use_latency_buckets", None)

@@ -16,6 +16,9 @@ def TimeSince(t: float) -> float:
 
 
 def PowersOf(logbase: float, count: int, lower: int = 0, include_zero: bool = True) -> list[float]:
-    """Bucket bounds ``logbase**lower … logbase**(count-1)``, preceded by 0 if ``include_zero``."""
-    powers = [logbase**i for i in range(lower, count)]
+    """``count`` bounds ``logbase**lower … logbase**(lower+count-1)``, preceded by 0 if ``include_zero``.
+
+    Upstream's rule: ``PowersOf(3, 5, lower=1) == [0, 3, 9, 27, 81, 243]``.
+    """
+    powers = [logbase**exponent for exponent in range(lower, lower + count)]
     return [0, *powers] if include_zero else powers

@@ -1,13 +1,11 @@
 """Cache metrics: upstream's four, labelled by backend, and the opt-in per-operation families."""
 
-from django_prometheus.conf import NAMESPACE, setting
+from django_prometheus.conf import DEFAULT_CACHE_OPERATION_BUCKETS, NAMESPACE, get_or_default
 from django_prometheus.metrics import Counter, Histogram
 
 #: Buckets of django_cache_operation_duration_seconds: cache calls take microseconds to milliseconds.
-DEFAULT_OPERATION_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf"),
-)  # fmt: skip
-OPERATION_BUCKETS = setting("PROMETHEUS_CACHE_OPERATION_BUCKETS", DEFAULT_OPERATION_BUCKETS)
+DEFAULT_OPERATION_BUCKETS = DEFAULT_CACHE_OPERATION_BUCKETS
+OPERATION_BUCKETS = get_or_default("PROMETHEUS_CACHE_OPERATION_BUCKETS")
 
 django_cache_get_total = Counter(
     "django_cache_get_total", "Total get requests on cache", ["backend"], namespace=NAMESPACE

@@ -22,7 +22,7 @@ from django.core.cache import CacheHandler
 
 from django_prometheus._core import _cache
 from django_prometheus.cache import metrics
-from django_prometheus.conf import setting
+from django_prometheus.conf import get_or_default
 
 SYNC_OPERATIONS = (
     "get", "get_many", "set", "add", "set_many", "delete", "delete_many",
@@ -39,7 +39,7 @@ _CREATE_CONNECTION = CacheHandler.create_connection.__code__
 
 def enabled() -> bool:
     """Whether backends created now record every operation."""
-    return bool(setting("PROMETHEUS_CACHE_OPERATION_METRICS", False))
+    return get_or_default("PROMETHEUS_CACHE_OPERATION_METRICS")
 
 
 def caller_alias() -> str:

@@ -28,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.signals import connection_created
 
+from django_prometheus import conf
 from django_prometheus.db import pool
 from django_prometheus.db.common import (
     DatabaseWrapperMixin,
@@ -70,7 +71,7 @@ def instrument_databases() -> None:
     Idempotent: ``ready()`` runs again under ``modify_settings(INSTALLED_APPS=...)``.
     """
     global _wanted
-    _wanted = _parse(getattr(settings, SETTING, False))
+    _wanted = _parse(conf.get(SETTING))
     if _wanted is None:
         connection_created.disconnect(dispatch_uid=_UID)
         connections.__dict__.pop("create_connection", None)

@@ -33,7 +33,7 @@ from django.core.signals import setting_changed
 from prometheus_client import REGISTRY
 
 from django_prometheus._core import _db
-from django_prometheus.conf import NAMESPACE, PROMETHEUS_LATENCY_BUCKETS, setting
+from django_prometheus.conf import NAMESPACE, PROMETHEUS_LATENCY_BUCKETS, get_or_default
 from django_prometheus.metrics import Counter, Histogram
 
 __all__ = [
@@ -69,7 +69,7 @@ def enabled() -> bool:
     value = _enabled
     if value is None:
         # A settings read costs ~11,000 instructions (LazySettings.__getattribute__): once, then cached.
-        value = bool(setting(SETTING, False))
+        value = get_or_default(SETTING)
         if settings.configured:
             _enabled = value
     return value

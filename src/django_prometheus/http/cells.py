@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django_prometheus._core import _http
 from django_prometheus.http.metrics import SPECS, rules
 
-__all__ = ["HttpCells", "SettingsSnapshot"]
+__all__ = ["HttpCells", "SettingsSnapshot", "connect_signals"]
 
 
 class SettingsSnapshot(_http.Settings):
@@ -38,7 +38,11 @@ class SettingsSnapshot(_http.Settings):
 
 
 _SNAPSHOT = SettingsSnapshot()
-setting_changed.connect(_SNAPSHOT.refresh, weak=False, dispatch_uid="django_prometheus.http.settings")
+
+
+def connect_signals() -> None:
+    """Keep the snapshot current when a test changes a setting (the app's ``ready()``; idempotent)."""
+    setting_changed.connect(_SNAPSHOT.refresh, weak=False, dispatch_uid="django_prometheus.http.settings")
 
 
 def _unlabelled(metric: Any) -> Any:
@@ -71,6 +75,7 @@ class HttpCells:
     )
 
     def __init__(self, metrics: Any, attrs: Any = SPECS) -> None:
+        connect_signals()  # also when the app is not in INSTALLED_APPS (its ready() does it otherwise)
         _SNAPSHOT.refresh()
         for attr in attrs:
             metric = getattr(metrics, attr)

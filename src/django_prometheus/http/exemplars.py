@@ -27,7 +27,7 @@ _missing = False  # opentelemetry-api is not installed (said once)
 
 def enabled() -> bool:
     """``PROMETHEUS_EXEMPLARS`` (follows ``override_settings``), and not in multiprocess mode."""
-    return bool(conf.setting("PROMETHEUS_EXEMPLARS", False)) and conf.multiprocess_dir() is None
+    return conf.get_or_default("PROMETHEUS_EXEMPLARS") and conf.multiprocess_dir() is None
 
 
 def capture() -> Callable[[], dict[str, str] | None] | None:
@@ -42,7 +42,7 @@ def capture() -> Callable[[], dict[str, str] | None] | None:
             _missing = True
             logging.getLogger("django_prometheus").warning(
                 "django_prometheus: PROMETHEUS_EXEMPLARS is on but opentelemetry-api is not installed "
-                "(pip install 'django-prometheus[opentelemetry]'); no exemplars are recorded"
+                "(pip install 'django-prometheus-compiled[opentelemetry]'); no exemplars are recorded"
             )
             return None
         get_current_span = trace.get_current_span

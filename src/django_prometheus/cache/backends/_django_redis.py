@@ -12,7 +12,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "django_prometheus.cache.backends.redis.RedisCache needs the 'django-redis' package "
-        "(pip install django-prometheus[redis]); Django's own Redis cache is "
+        "(pip install django-prometheus-compiled[redis]); Django's own Redis cache is "
         "django_prometheus.cache.backends.redis.NativeRedisCache."
     ) from exc
 
