@@ -119,7 +119,7 @@ mkdir -p "$OUT/empty"
 f = c._impl.__file__
 sys.exit(0 if c.USE_EXTENSIONS and f.endswith((".so", ".pyd")) and "site-packages" in f else f"not the wheel core: {f}")'
 step "the core's tests, against the installed wheel"
-(cd "$ROOT" && env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pytest -q tests/test_core.py \
+(cd "$ROOT" && env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pytest -q tests/test_core_*.py \
   2>&1 | tail -3)
 
 step "fresh venv + pure wheel"
