@@ -31,8 +31,7 @@ from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from django_prometheus import exposition
-from django_prometheus._core import _cells, _expo
+from django_prometheus._core import _cells
 from django_prometheus.conf import multiprocess_dir
 
 __all__ = ["MULTIPROCESS_DIR", "Counter", "Gauge", "Histogram", "multiprocess_store"]
@@ -168,14 +167,12 @@ class _CellBacked:
     def _add_samples(self, metric: Metric, labels: dict[str, str], cell: Any, use_created: bool) -> None:
         raise NotImplementedError
 
-    # The exporters' fast path (``exposition.render``): the core's writer reads the
-    # cells directly, with the bytes collect() + generate_latest would give.
-    _expo_kind: int
+    # The exporters' fast path (``exposition.render``): this family hands the writer its
+    # cells as they are, and the writer makes the bytes collect() + generate_latest would give.
     _expo_base: type
 
-    def _expo_render(
-        self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool
-    ) -> bytes | None:
+    def _expo_family(self) -> tuple[Any, ...] | None:
+        """``(type, name, help, unit, label names, children, les, with_sum)``; None: use collect()."""
         cls, base = type(self), self._expo_base
         if cls.collect is not base.collect or cls._add_samples is not base._add_samples:
             return None  # a subclass changed what is collected: collect() is the truth
@@ -185,9 +182,9 @@ class _CellBacked:
             children = [((), self._cell)]
         else:
             children = []
-        return exposition.render_family(
-            self._expo_kind, self._name, self._documentation, self._unit, self._labelnames, children,
-            self._expo_les(), self._expo_with_sum(), openmetrics_format, wanted, use_created,
+        return (
+            self._type, self._name, self._documentation, self._unit, self._labelnames, children,
+            self._expo_les(), self._expo_with_sum(),
         )  # fmt: skip
 
     def _expo_les(self) -> tuple[str, ...]:
@@ -263,12 +260,10 @@ class Gauge(_CellBacked, prometheus_client.Gauge):
             return super(_CellBacked, self).collect()
         return super().collect()
 
-    def _expo_render(
-        self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool
-    ) -> bytes | None:
+    def _expo_family(self) -> tuple[Any, ...] | None:
         if "_child_samples" in self.__dict__:
             return None
-        return super()._expo_render(openmetrics_format, wanted, use_created)
+        return super()._expo_family()
 
     def _add_samples(self, metric: Metric, labels: dict[str, str], cell: Any, use_created: bool) -> None:
         metric.add_sample(self._name, labels, cell.get())
@@ -349,6 +344,6 @@ class Histogram(_CellBacked, prometheus_client.Histogram):
         return self._upper_bounds[0] >= 0
 
 
-Counter._expo_kind, Counter._expo_base = _expo.COUNTER, Counter
-Gauge._expo_kind, Gauge._expo_base = _expo.GAUGE, Gauge
-Histogram._expo_kind, Histogram._expo_base = _expo.HISTOGRAM, Histogram
+Counter._expo_base = Counter
+Gauge._expo_base = Gauge
+Histogram._expo_base = Histogram
