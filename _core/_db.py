@@ -20,7 +20,6 @@ instrument_executemany = _impl.instrument_executemany
 instrument_wrapper = _impl.instrument_wrapper
 # Per-request accounting (``django_prometheus.db.per_request``): the queries that
 # ran in this context between begin and end, fed by the three functions above.
-RequestQueries = _impl.RequestQueries
 begin_request = _impl.begin_request
 end_request = _impl.end_request
 REPEAT_THRESHOLD: int = _impl.REPEAT_THRESHOLD
@@ -30,7 +29,6 @@ __all__ = [
     "MAX_STATEMENTS",
     "REPEAT_THRESHOLD",
     "USE_EXTENSIONS",
-    "RequestQueries",
     "begin_request",
     "end_request",
     "instrument_execute",

@@ -72,7 +72,10 @@ def _log_failure(where: str) -> None:
 
 
 def sanitize_method(method: object) -> str:
-    """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>`` (bounded, fix 4)."""
+    """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>``.
+
+    Bounded: README, What differs, 4.
+    """
     return _METHODS.get(method, INVALID_METHOD) if type(method) is str else INVALID_METHOD
 
 
@@ -106,7 +109,7 @@ def hook_view_name(request: Any) -> str | None:
 def body_length(value: object) -> int | None:
     """The request body size from ``Content-Length``: absent is 0; malformed, negative or absurd is None.
 
-    None is never observed (fix 3). Absurd means beyond ``MAX_BODY_SIZE``: a
+    None is never observed (README, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
     header of hundreds of digits would overflow the histogram's float.
     """
     if not value:
@@ -632,7 +635,10 @@ class AfterRecorder(_Recorder):
         return response
 
     def on_exception(self, request: Any, exception: BaseException) -> None:
-        """``process_exception``: count by type and view (latency: once, by on_response, fix 5)."""
+        """``process_exception``: count by type and view (latency: once, by on_response).
+
+        README, What differs, 5.
+        """
         try:
             if _hook_excluded(request):
                 return

@@ -236,4 +236,4 @@ def test_the_dispatcher_follows_the_cells_choice():
     from django_prometheus._core import _cells
 
     assert _expo.USE_EXTENSIONS == _cells.USE_EXTENSIONS
-    assert math.isnan(float(_expo.format_float(NAN)))
+    assert math.isnan(float(_expo._impl.format_float(NAN)))

@@ -10,6 +10,7 @@ run and are left out.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,3 +137,29 @@ def test_the_graph_sees_imports_inside_functions_and_finds_a_cycle(tmp_path):
     graph = {name: _imported(name, path, modules) for name, path in modules.items()}
     assert graph == {"pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": set()}
     assert _cycles(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_every_name_a_core_dispatcher_exports_is_read_by_the_package():
+    # A dispatcher (``_core/_cells.py``...) re-exports what the package uses of its core; a name
+    # nobody reads through it is dead weight (the tests reach the twins themselves).
+    package_text = "\n".join(p.read_text() for p in SOURCES[PACKAGE].rglob("*.py"))
+    unread = []
+    for path in sorted(SOURCES[f"{PACKAGE}._core"].glob("_*.py")):
+        if "pick(" not in path.read_text() or path.stem == "_dispatch":
+            continue  # not a dispatcher
+        tree = ast.parse(path.read_text())
+        exported = [
+            element.value
+            for node in tree.body
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets)
+            for element in node.value.elts
+        ]
+        for name in exported:
+            if name in ("USE_EXTENSIONS", "NO_EXTENSIONS"):
+                continue
+            module = path.stem
+            if not re.search(
+                rf"\b{module}\.{name}\b|from {PACKAGE}\._core\.{module} import[^\n]*\b{name}\b", package_text
+            ):
+                unread.append(f"{module}.{name}")
+    assert unread == [], unread
