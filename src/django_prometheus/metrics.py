@@ -195,6 +195,21 @@ class _CellBacked:
 
 
 class Counter(_CellBacked, prometheus_client.Counter):
+    """A value that only goes up (requests served, errors raised), counted in a core cell.
+
+    Made and used as ``prometheus_client.Counter`` (same arguments, samples and
+    registry behaviour); ``labels(...)`` returns the label set's cell, which a hot
+    path can keep and ``inc()`` directly.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> orders = Counter("shop_orders", "Orders placed.", ["payment"], registry=registry)
+    >>> orders.labels("card").inc()
+    >>> orders.labels(payment="card").inc(2)
+    >>> registry.get_sample_value("shop_orders_total", {"payment": "card"})
+    3.0
+    """
+
     def _cell_factory(self) -> CellFactory:
         if MULTIPROCESS_DIR is None:
             return lambda values: _cells.Counter()
@@ -227,6 +242,20 @@ class _ProcessGauge(prometheus_client.Gauge):
 
 
 class Gauge(_CellBacked, prometheus_client.Gauge):
+    """A value that goes up and down (items in a queue, connections open), kept in a core cell.
+
+    Made and used as ``prometheus_client.Gauge``; ``set_function()`` and, in
+    multiprocess mode, every ``multiprocess_mode`` work as they do there.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> waiting = Gauge("shop_orders_waiting", "Orders not shipped yet.", registry=registry)
+    >>> waiting.set(5)
+    >>> waiting.dec()
+    >>> registry.get_sample_value("shop_orders_waiting")
+    4.0
+    """
+
     def _cell_factory(self) -> CellFactory:
         if MULTIPROCESS_DIR is None:
             return lambda values: _cells.Gauge()
@@ -270,6 +299,23 @@ class Gauge(_CellBacked, prometheus_client.Gauge):
 
 
 class Histogram(_CellBacked, prometheus_client.Histogram):
+    """Observations (durations, sizes) counted into buckets, with their count and sum, in a core cell.
+
+    Made and used as ``prometheus_client.Histogram`` (``buckets=`` as there;
+    ``+Inf`` is added); ``observe()`` takes an exemplar, and
+    ``set_exemplar_capture()`` marks every observation's bucket with one.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> checkout = Histogram("shop_checkout_seconds", "Checkout time.", buckets=(0.1, 1.0), registry=registry)
+    >>> checkout.observe(0.25)
+    >>> checkout.observe(3.0)
+    >>> registry.get_sample_value("shop_checkout_seconds_bucket", {"le": "1.0"})
+    1.0
+    >>> registry.get_sample_value("shop_checkout_seconds_count")
+    2.0
+    """
+
     #: ``capture()`` -> exemplar labels or None, given to every cell (``set_exemplar_capture``).
     _exemplar_capture: Callable[[], dict[str, str] | None] | None = None
 
