@@ -73,7 +73,7 @@ if grep -qE '\.(so|pyd)$' "$OUT/pure.list"; then die "the pure wheel carries a c
 install_fresh() { # venv wheel
   "$PYTHON" -m venv "$1"
   env PATH="$1/bin" CC=/bin/false CXX=/bin/false \
-    "$1/bin/python" -m pip install -q --only-binary :all: "$2" 'pytest>=8' 'pytest-django>=4.8' \
+    "$1/bin/python" -m pip install -q --only-binary :all: "$2" 'pytest>=8' 'pytest-django>=4.8' 'djangorestframework>=3.15' \
     2>&1 | { grep -v "^WARNING: Location" || true; }
   env PATH="$1/bin" "$BASH" -c 'for t in cc gcc clang cython cythonize; do
     if command -v "$t" >/dev/null; then echo "$t is on PATH"; exit 1; fi; done' || die "tool on PATH"
