@@ -20,7 +20,6 @@ instrument_executemany = _impl.instrument_executemany
 instrument_wrapper = _impl.instrument_wrapper
 # Per-request accounting (``django_prometheus.db.per_request``): the queries that
 # ran in this context between begin and end, fed by the three functions above.
-RequestQueries = _impl.RequestQueries
 begin_request = _impl.begin_request
 account_statement = _impl.account_statement
 end_request = _impl.end_request
@@ -31,7 +30,6 @@ __all__ = [
     "MAX_STATEMENTS",
     "REPEAT_THRESHOLD",
     "USE_EXTENSIONS",
-    "RequestQueries",
     "account_statement",
     "begin_request",
     "end_request",

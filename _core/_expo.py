@@ -21,9 +21,7 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_expo_c")
 
 COUNTER, GAUGE, HISTOGRAM = _impl.COUNTER, _impl.GAUGE, _impl.HISTOGRAM
 VALUE, BUCKET, COUNT, SUM, CREATED = _impl.VALUE, _impl.BUCKET, _impl.COUNT, _impl.SUM, _impl.CREATED
-format_float = _impl.format_float
 render_family = _impl.render_family
-read_used = _impl.read_used
 scan = _impl.scan
 
 __all__ = [
@@ -36,8 +34,6 @@ __all__ = [
     "SUM",
     "USE_EXTENSIONS",
     "VALUE",
-    "format_float",
-    "read_used",
     "render_family",
     "scan",
 ]

@@ -3,7 +3,7 @@
 """Compiled opt-in HTTP features: the per-request work of routes, exclusions, in-flight, queue time.
 
 The pure-Python twin is ``_extras_py.py``; keep both in step (same names, same
-behaviour; ``tests/test_http_core_extras.py`` runs both side by side). A leaf:
+behaviour; ``tests/test_core_extras.py`` runs both side by side). A leaf:
 it imports nothing from Django or django_prometheus.
 ``django_prometheus.http.extras`` reads the settings, creates the families and
 hands in their ``labels`` functions (or one cell); ``Extras`` is the object

@@ -15,10 +15,7 @@ else:
 #: True when the compiled recording is the one in use.
 USE_EXTENSIONS: bool = _impl.__name__.endswith("_http_c")
 
-INVALID_METHOD = _impl.INVALID_METHOD
-MAX_BODY_SIZE = _impl.MAX_BODY_SIZE
 SKIP = _impl.SKIP
-UNNAMED_VIEW = _impl.UNNAMED_VIEW
 AfterRecorder = _impl.AfterRecorder
 BeforeRecorder = _impl.BeforeRecorder
 Middleware = _impl.Middleware
@@ -35,10 +32,7 @@ transport = _impl.transport
 view_name = _impl.view_name
 
 __all__ = [
-    "INVALID_METHOD",
-    "MAX_BODY_SIZE",
     "SKIP",
-    "UNNAMED_VIEW",
     "USE_EXTENSIONS",
     "AfterRecorder",
     "BeforeRecorder",

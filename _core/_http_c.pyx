@@ -228,7 +228,10 @@ cdef void _log_failure(str where) noexcept:
 
 
 cpdef str sanitize_method(method):
-    """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>`` (bounded, fix 4)."""
+    """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>``.
+
+    Bounded: README, What differs, 4.
+    """
     if type(method) is not str:
         return _INVALID
     found = _METHODS.get(method)
@@ -266,7 +269,7 @@ cpdef object hook_view_name(request):
 cpdef object body_length(value):
     """The request body size from ``Content-Length``: absent is 0; malformed, negative or absurd is None.
 
-    None is never observed (fix 3). Absurd means beyond ``MAX_BODY_SIZE``: a
+    None is never observed (README, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
     header of hundreds of digits would overflow the histogram's float.
     """
     if not value:
@@ -929,7 +932,10 @@ cdef class AfterRecorder(_Recorder):
         return response
 
     def on_exception(self, request, exception):
-        """``process_exception``: count by type and view (latency: once, by on_response, fix 5)."""
+        """``process_exception``: count by type and view (latency: once, by on_response).
+
+        README, What differs, 5.
+        """
         try:
             if _hook_excluded(request):
                 return

@@ -15,7 +15,10 @@ from __future__ import annotations
 import logging
 import re
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._seams import Features, HttpCells
 
 __all__ = [
     "INVALID_METHOD",
@@ -72,7 +75,10 @@ def _log_failure(where: str) -> None:
 
 
 def sanitize_method(method: object) -> str:
-    """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>`` (bounded, fix 4)."""
+    """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>``.
+
+    Bounded: README, What differs, 4.
+    """
     return _METHODS.get(method, INVALID_METHOD) if type(method) is str else INVALID_METHOD
 
 
@@ -106,7 +112,7 @@ def hook_view_name(request: Any) -> str | None:
 def body_length(value: object) -> int | None:
     """The request body size from ``Content-Length``: absent is 0; malformed, negative or absurd is None.
 
-    None is never observed (fix 3). Absurd means beyond ``MAX_BODY_SIZE``: a
+    None is never observed (README, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
     header of hundreds of digits would overflow the histogram's float.
     """
     if not value:
@@ -185,17 +191,17 @@ _EXTRAS: Any = None
 _NO_STATE: Any = object()  # extras.begin raised: record as if no feature were on
 
 
-def set_extras(extras: Any) -> None:
+def set_extras(extras: Features | None) -> None:
     """Install the object that runs the opt-in HTTP features around each request; None turns them off.
 
-    The protocol is ``_http_c.set_extras``'s (read there): ``begin``, ``defer``,
-    ``end``, ``abort`` and ``excluded``.
+    The protocol is ``_seams.Features``: ``begin``, ``defer``, ``end``, ``abort``
+    and ``excluded``.
     """
     global _EXTRAS
     _EXTRAS = extras
 
 
-def get_extras() -> Any:
+def get_extras() -> Features | None:
     """The object ``set_extras`` installed, or None."""
     return _EXTRAS
 
@@ -310,7 +316,7 @@ class BeforeRecorder(_Recorder):
 
     __slots__ = ("_latency", "_requests", "_responses", "_unknown")
 
-    def __init__(self, cells: Any) -> None:
+    def __init__(self, cells: HttpCells) -> None:
         self._requests = cells.requests_total
         self._responses = cells.responses_total
         self._latency = cells.requests_latency_before
@@ -340,7 +346,7 @@ class _Kind:
 
     __slots__ = ("by_method", "by_transport", "method", "responses", "transport", "views")
 
-    def __init__(self, cells: Any, method: str, transport: str) -> None:
+    def __init__(self, cells: HttpCells, method: str, transport: str) -> None:
         self.method = method
         self.transport = transport
         self.by_method = cells.requests_by_method(method)
@@ -354,7 +360,7 @@ class _Outcome:
 
     __slots__ = ("by_charset", "by_status", "by_status_view_method", "latency")
 
-    def __init__(self, cells: Any, method: str, status: object, view: str, charset: object) -> None:
+    def __init__(self, cells: HttpCells, method: str, status: object, view: str, charset: object) -> None:
         status_label = str(status)
         self.by_status = cells.responses_by_status(status_label)
         self.by_status_view_method = cells.responses_by_status_view_method(status_label, view, method)
@@ -393,7 +399,7 @@ class AfterRecorder(_Recorder):
         "_unknown",
     )
 
-    def __init__(self, cells: Any) -> None:
+    def __init__(self, cells: HttpCells) -> None:
         self._cells = cells
         self._ajax = cells.requests_ajax
         self._request_body = cells.requests_body_bytes
@@ -632,7 +638,10 @@ class AfterRecorder(_Recorder):
         return response
 
     def on_exception(self, request: Any, exception: BaseException) -> None:
-        """``process_exception``: count by type and view (latency: once, by on_response, fix 5)."""
+        """``process_exception``: count by type and view (latency: once, by on_response).
+
+        README, What differs, 5.
+        """
         try:
             if _hook_excluded(request):
                 return

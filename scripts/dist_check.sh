@@ -76,7 +76,7 @@ if grep -qE '\.(so|pyd)$' "$OUT/pure.list"; then die "the pure wheel carries a c
 install_fresh() { # venv wheel
   "$PYTHON" -m venv "$1"
   env PATH="$1/bin" CC=/bin/false CXX=/bin/false \
-    "$1/bin/python" -m pip install -q --only-binary :all: "$2" 'pytest>=8' 'pytest-django>=4.8' \
+    "$1/bin/python" -m pip install -q --only-binary :all: "$2" 'pytest>=8' 'pytest-django>=4.8' 'djangorestframework>=3.15' \
     2>&1 | { grep -v "^WARNING: Location" || true; }
   env PATH="$1/bin" "$BASH" -c 'for t in cc gcc clang cython cythonize; do
     if command -v "$t" >/dev/null; then echo "$t is on PATH"; exit 1; fi; done' || die "tool on PATH"
@@ -122,7 +122,7 @@ mkdir -p "$OUT/empty"
 f = c._impl.__file__
 sys.exit(0 if c.USE_EXTENSIONS and f.endswith((".so", ".pyd")) and "site-packages" in f else f"not the wheel core: {f}")'
 step "the core's tests, against the installed wheel"
-(cd "$ROOT" && env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pytest -q tests/test_core.py \
+(cd "$ROOT" && env PATH="$OUT/venv-compiled/bin" "$OUT/venv-compiled/bin/python" -m pytest -q tests/test_core_*.py \
   2>&1 | tail -3)
 
 step "the distribution is django-prometheus-compiled (django-prometheus on PyPI is upstream's)"

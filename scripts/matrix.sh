@@ -6,7 +6,7 @@
 # middleware tests run on the compiled core and again on the pure twin.
 # Needs Redis and memcached (scripts/services.sh start). Prints a table; exits 1 on any failure.
 # Env: MATRIX_PYTHONS="3.10 3.11 3.12 3.13"  MATRIX_DJANGOS="4.2 5.2 6.0 6.1"
-#      MATRIX_TESTS="tests/test_core.py ..."  (default: core, cache, middleware/http tests)
+#      MATRIX_TESTS="tests/test_core_cells.py ..."  (default: core, cache, middleware/http tests)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYENV_ROOT=${PYENV_ROOT:-$HOME/.pyenv}
@@ -28,7 +28,7 @@ supported() { # python django
 
 tests=${MATRIX_TESTS:-}
 if [[ -z $tests ]]; then
-  tests=$(ls tests/test_core.py tests/test_cache*.py tests/test_middleware*.py tests/test_http*.py 2>/dev/null | tr '\n' ' ')
+  tests=$(ls tests/test_core_*.py tests/test_cache*.py tests/test_middleware*.py tests/test_http*.py 2>/dev/null | tr '\n' ' ')
 fi
 pipq() { "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
 say() { printf '%s\n' "$*" | tee -a "$OUT/results.txt"; }

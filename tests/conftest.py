@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import importlib
 import socket
 import sys
 import sysconfig
+from types import ModuleType
 from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings
+from django_prometheus._core._dispatch import NO_EXTENSIONS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,3 +72,65 @@ def require_service():
             pytest.fail(f"{name} is not listening on 127.0.0.1:{port}; run `scripts/services.sh start`")
 
     return require
+
+
+# --- The twins: every test of a core module runs on the compiled module and on its pure twin ---
+
+#: A compiled build: its compiled modules must import (a missing one fails the test that asks
+#: for it). On a pure build (``DJANGO_PROMETHEUS_NO_EXTENSIONS`` set, or not CPython) the
+#: compiled case skips: the pure run of the same suite is the one that tests pure behaviour.
+COMPILED_BUILD = not NO_EXTENSIONS and sys.implementation.name == "cpython"
+TWINS = ("compiled", "pure")
+
+
+class Twin:
+    """One core, compiled or pure: ``twin.cells`` is ``_core._cells_c`` or ``_core._cells_py``.
+
+    Every core module by its short name (``cells``, ``http``, ``extras``, ``db``,
+    ``cache``, ``expo``), imported on first use; ``module_name("cells")`` names it
+    for a subprocess.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.compiled = kind == "compiled"
+
+    def module_name(self, name: str) -> str:
+        return f"django_prometheus._core._{name}{'_c' if self.compiled else '_py'}"
+
+    def __getattr__(self, name: str) -> ModuleType:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            module = importlib.import_module(self.module_name(name))
+        except ImportError as exc:
+            pytest.fail(f"{self.module_name(name)} does not import in this {self.kind} build: {exc}")
+        setattr(self, name, module)
+        return module
+
+    def __repr__(self) -> str:
+        return f"Twin({self.kind!r})"
+
+
+def _twin(kind: str) -> Twin:
+    if kind == "compiled" and not COMPILED_BUILD:
+        pytest.skip("a pure build (DJANGO_PROMETHEUS_NO_EXTENSIONS set): no compiled core to test")
+    return Twin(kind)
+
+
+@pytest.fixture(params=TWINS)
+def twin(request: pytest.FixtureRequest) -> Twin:
+    """The test once per core: ``[compiled]`` and ``[pure]``."""
+    return _twin(request.param)
+
+
+@pytest.fixture
+def compiled_twin() -> Twin:
+    """The compiled core, for a test that sets it beside the pure one (skips on a pure build)."""
+    return _twin("compiled")
+
+
+@pytest.fixture
+def pure_twin() -> Twin:
+    """The pure core: the reference a side-by-side test holds the compiled one to."""
+    return _twin("pure")

@@ -9,6 +9,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 import django_prometheus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,3 +59,14 @@ def test_the_http_core_is_a_leaf():
     for path in (REPO / "_core").glob("_http*"):
         text = path.read_text()
         assert "import django" not in text and "from django" not in text, path
+
+
+def test_the_wheel_check_runs_every_twin_file():
+    # The twin files (tests/test_core_*.py: one core module, compiled and pure side by side) are
+    # what proves a wheel's compiled core; cibuildwheel and scripts/dist_check.sh run them all.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    twins = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "tests").glob("test_core_*.py"))
+    commands = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["cibuildwheel"]["test-command"]
+    (run,) = [c for c in commands if "pytest" in c]
+    assert sorted(arg for arg in run.split() if arg.startswith("tests/")) == twins
+    assert "-m pytest -q tests/test_core_*.py" in (REPO / "scripts" / "dist_check.sh").read_text()

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 from typing import Any
 
 import pytest
 
-CORES = {"compiled": ("_db_c", "_cells_c"), "pure": ("_db_py", "_cells_py")}
 
-
-def _load(impl: str) -> tuple[Any, Any]:
-    db, cells = CORES[impl]
-    try:
-        return (
-            importlib.import_module(f"django_prometheus._core.{db}"),
-            importlib.import_module(f"django_prometheus._core.{cells}"),
-        )
-    except ImportError:  # pragma: no cover - a pure build
-        pytest.skip(f"{db} is not built here")
-
-
-def _run(impl: str) -> dict[str, Any]:
-    db, cells = _load(impl)
+def _run(twin: Any) -> dict[str, Any]:
+    db, cells = twin.db, twin.cells
     executes, many, duration = cells.Counter(), cells.Counter(), cells.Histogram((0.1, 1.0))
     errors: list[str] = []
     execute = db.instrument_execute(
@@ -36,7 +22,8 @@ def _run(impl: str) -> dict[str, Any]:
     execute(cursor, "CREATE TABLE t (x INTEGER)")
     execute(cursor, "INSERT INTO t VALUES (?)", (1,))
     executemany(cursor, "INSERT INTO t VALUES (?)", [(2,), (3,), (4,)])
-    executemany(cursor, "INSERT INTO t VALUES (?)", ((i,) for i in range(5)))  # a generator: fix 6
+    # A generator: README, What differs, 6.
+    executemany(cursor, "INSERT INTO t VALUES (?)", ((i,) for i in range(5)))
     for bad in ("SELECT nope FROM t", "NOT SQL"):
         with pytest.raises(sqlite3.OperationalError):
             execute(cursor, bad)
@@ -52,11 +39,9 @@ def _run(impl: str) -> dict[str, Any]:
     }
 
 
-def test_both_db_cores_count_the_same():
-    compiled, pure = _run("compiled"), _run("pure")
-    assert compiled == pure
+def test_each_db_core_counts_every_statement_and_parameter_set(twin: Any) -> None:
     # 1 + 1 + 3 + 5 + 2 failing + 1 failing many + 1 select; executemany counts one per parameter set.
-    assert pure == {
+    assert _run(twin) == {
         "rows": 9,
         "executes": 14.0,
         "many": 9.0,
@@ -65,13 +50,42 @@ def test_both_db_cores_count_the_same():
     }
 
 
+def test_the_execute_wrapper_calls_through_and_counts(twin: Any) -> None:
+    db, cells = twin.db, twin.cells
+    executes, many, duration = cells.Counter(), cells.Counter(), cells.Histogram([0.1, 1.0])
+    errors: list[BaseException] = []
+    wrapper = db.instrument_wrapper(executes, many, duration, errors.append)
+    calls: list[tuple[Any, ...]] = []
+
+    def execute(sql: str, params: Any, is_many: bool, context: Any) -> Any:
+        calls.append((sql, list(params) if is_many else params, is_many, context))
+        if sql == "boom":
+            raise ValueError(sql)
+        return "result"
+
+    context = {"connection": None}
+    assert wrapper(execute, "q", None, False, context) == "result"
+    assert wrapper(execute, "m", [(1,), (2,)], True, context) == "result"
+    assert wrapper(execute, "g", ((i,) for i in range(3)), True, context) == "result"
+    with pytest.raises(ValueError) as raised:
+        wrapper(execute, "boom", [1], False, context)
+    assert errors == [raised.value]
+    assert calls == [
+        ("q", None, False, context),
+        ("m", [(1,), (2,)], True, context),
+        ("g", [(0,), (1,), (2,)], True, context),
+        ("boom", [1], False, context),
+    ]
+    assert (executes.get(), many.get(), duration.count) == (7, 5, 4)
+
+
 # Per-request accounting (django_prometheus.db.per_request), both twins side by side.
 
 
-@pytest.fixture(params=list(CORES))
-def core(request: pytest.FixtureRequest) -> Any:
+@pytest.fixture
+def core(twin: Any) -> Any:
     """One twin's (execute, executemany, wrapper, module), on a fresh in-memory SQLite cursor."""
-    db, cells = _load(request.param)
+    db, cells = twin.db, twin.cells
     executes, many, duration = cells.Counter(), cells.Counter(), cells.Histogram((0.1, 1.0))
     errors: list[str] = []
     on_error = lambda e: errors.append(type(e).__name__)  # noqa: E731

@@ -8,7 +8,6 @@ against what upstream's rules give.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from types import SimpleNamespace
 from typing import Any
@@ -24,19 +23,6 @@ from django.urls import ResolverMatch
 from django_prometheus.http.cells import HttpCells
 from django_prometheus.http.metrics import BODY, LATENCY, SPECS
 from django_prometheus.utils import PowersOf
-
-CORES = {"compiled": ("_http_c", "_cells_c"), "pure": ("_http_py", "_cells_py")}
-
-
-def _load(impl: str) -> tuple[Any, Any]:
-    http, cells = CORES[impl]
-    try:
-        return (
-            importlib.import_module(f"django_prometheus._core.{http}"),
-            importlib.import_module(f"django_prometheus._core.{cells}"),
-        )
-    except ImportError:  # pragma: no cover - a pure build
-        pytest.skip(f"{http} is not built here")
 
 
 class Cells:
@@ -131,8 +117,8 @@ def _core_settings(http: Any) -> Any:
     return http.Settings(settings.DEFAULT_CHARSET, settings.SECURE_PROXY_SSL_HEADER)
 
 
-def _record(impl: str, fast_settings: bool = False) -> dict[tuple[str, tuple[str, ...]], Any]:
-    http, cells_module = _load(impl)
+def _record(twin: Any, fast_settings: bool = False) -> dict[tuple[str, tuple[str, ...]], Any]:
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module, _core_settings(http) if fast_settings else None)
     before, after = http.BeforeRecorder(cells), http.AfterRecorder(cells)
     for request, response, exception in _requests():
@@ -208,10 +194,10 @@ EXPECTED = {
 }
 
 
-def _record_through_the_call(impl: str) -> dict[tuple[str, tuple[str, ...]], Any]:
+def _record_through_the_call(twin: Any) -> dict[tuple[str, tuple[str, ...]], Any]:
     # The same requests through the middlewares' call (the recorders hand their state over
     # inside the core), with the core's Settings, as the installed middlewares run.
-    http, cells_module = _load(impl)
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module, _core_settings(http))
     before_recorder, after_recorder = http.BeforeRecorder(cells), http.AfterRecorder(cells)
 
@@ -245,26 +231,24 @@ def _record_through_the_call(impl: str) -> dict[tuple[str, tuple[str, ...]], Any
     return cells.samples()
 
 
-@pytest.fixture(scope="module")
-def recorded() -> dict[str, dict[tuple[str, tuple[str, ...]], Any]]:
-    return {impl: _record(impl) for impl in CORES}
+@pytest.fixture
+def recorded(twin: Any) -> dict[tuple[str, tuple[str, ...]], Any]:
+    return _record(twin)
 
 
-def test_both_cores_record_the_same_samples(recorded):
-    assert recorded["compiled"] == recorded["pure"]
+def test_both_cores_record_the_same_samples(compiled_twin: Any, pure_twin: Any) -> None:
+    assert _record(compiled_twin) == _record(pure_twin)
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_core_settings_and_the_middlewares_call_record_the_same_samples(recorded, impl):
+def test_the_core_settings_and_the_middlewares_call_record_the_same_samples(recorded, twin):
     # The fast paths (settings as fields, the state handed from _begin to _end) change nothing.
-    assert _record(impl, fast_settings=True) == recorded[impl]
-    assert _record_through_the_call(impl) == recorded[impl]
+    assert _record(twin, fast_settings=True) == recorded
+    assert _record_through_the_call(twin) == recorded
 
 
-@pytest.mark.parametrize("impl", list(CORES))
 @pytest.mark.parametrize("charset", ["utf-8", "latin-1", "UTF-16", '"koi8-r"'])
-def test_settings_label_the_default_content_type_as_django_does(impl, charset, settings):
-    http, _ = _load(impl)
+def test_settings_label_the_default_content_type_as_django_does(twin, charset, settings):
+    http = twin.http
     settings.DEFAULT_CHARSET = charset
     core = _core_settings(http)
     response = HttpResponse(b"x")
@@ -272,9 +256,8 @@ def test_settings_label_the_default_content_type_as_django_does(impl, charset, s
     assert core.default_content_type_charset == response.charset
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_each_core_records_upstreams_counts(recorded, impl):
-    samples = recorded[impl]
+def test_each_core_records_upstreams_counts(recorded, twin):
+    samples = recorded
     counts = {k: v for k, v in samples.items() if k[0] not in BODY}
     assert counts == EXPECTED
     # Request bodies: 12 requests with an absent (0) or valid size, 1000 bytes once; 4 bad sizes skipped.
@@ -285,9 +268,8 @@ def test_each_core_records_upstreams_counts(recorded, impl):
     assert buckets[-1] == 15.0 and total == 2 + 2 + 0 + 1000 + 8 + 1 + 1 + 11 + 3 + 3 + 4 * 2 + 4
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_label_rules_agree(impl):
-    http, _ = _load(impl)
+def test_label_rules_agree(twin):
+    http = twin.http
     rf = RequestFactory()
     assert [http.sanitize_method(m) for m in ("GET", "PATCH", "BREW", "get", None, b"GET")] == [
         "GET",
@@ -328,9 +310,8 @@ def test_label_rules_agree(impl):
     assert http.response_body_size(HttpResponse(b"abc")) == 3 and http.response_body_size(_Quacking()) is None
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_middleware_call_records_around_get_response(impl):
-    http, cells_module = _load(impl)
+def test_middleware_call_records_around_get_response(twin):
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     response = HttpResponse(b"ok")
 
@@ -355,9 +336,8 @@ def test_middleware_call_records_around_get_response(impl):
     assert samples["responses_by_status_view_method", ("200", "ok", "GET")] == 1.0
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_a_recording_failure_is_logged_and_the_latency_kept(impl, caplog, settings):
-    http, cells_module = _load(impl)
+def test_a_recording_failure_is_logged_and_the_latency_kept(twin, caplog, settings):
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     after = http.AfterRecorder(cells)
     request = RequestFactory().get("/ok")
@@ -375,9 +355,8 @@ class _OwnScheme(WSGIRequest):
         return True
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_transport_follows_is_secure_on_every_path(impl, settings):
-    http, cells_module = _load(impl)
+def test_transport_follows_is_secure_on_every_path(twin, settings):
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     after = http.AfterRecorder(cells)
     rf = RequestFactory()
@@ -431,9 +410,8 @@ def _stack(http: Any, cells: Any, view: Any) -> Any:
 
 
 @pytest.mark.parametrize("defer", [False, True])
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_extras_seam_excludes_and_defers(impl, defer):
-    http, cells_module = _load(impl)
+def test_the_extras_seam_excludes_and_defers(twin, defer):
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     response = HttpResponse(b"ok")
     before, after = _stack(http, cells, lambda request: response)
@@ -467,9 +445,8 @@ def test_the_extras_seam_excludes_and_defers(impl, defer):
     ]
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_extras_seam_aborts_and_survives_a_failing_extras(impl, caplog):
-    http, cells_module = _load(impl)
+def test_the_extras_seam_aborts_and_survives_a_failing_extras(twin, caplog):
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
 
     def boom(request):
@@ -500,12 +477,11 @@ def test_the_extras_seam_aborts_and_survives_a_failing_extras(impl, caplog):
     assert any("opt-in features" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_interleaved_and_nested_requests_keep_their_own_labels(impl):
+def test_interleaved_and_nested_requests_keep_their_own_labels(twin):
     # What _begin hands to on_view and _end (per thread in the compiled core) belongs to one
     # request: requests that interleave (ASGI) or nest (a view serving a request inside its
     # own) keep their own method, transport and view; a hook never seen by _begin works them out.
-    http, cells_module = _load(impl)
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     after, other = http.AfterRecorder(cells), http.AfterRecorder(cells)
     rf = RequestFactory()
@@ -546,10 +522,9 @@ def test_interleaved_and_nested_requests_keep_their_own_labels(impl):
     }
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_response_view_follows_a_resolver_match_changed_after_process_view(impl):
+def test_the_response_view_follows_a_resolver_match_changed_after_process_view(twin):
     # _end may reuse the name process_view read, only while the request keeps that match.
-    http, cells_module = _load(impl)
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     after = http.AfterRecorder(cells)
     rf = RequestFactory()
@@ -569,10 +544,9 @@ def test_the_response_view_follows_a_resolver_match_changed_after_process_view(i
     assert samples["responses_by_status_view_method", ("200", "", "GET")] == 1.0  # the response rule
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_scheme_is_read_from_meta_and_asked_of_the_request_when_missing_there(impl):
+def test_the_scheme_is_read_from_meta_and_asked_of_the_request_when_missing_there(twin):
     # WSGIRequest's META is its environ; a META replaced without the scheme asks is_secure().
-    http, cells_module = _load(impl)
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     after = http.AfterRecorder(cells)
     rf = RequestFactory()
@@ -586,11 +560,10 @@ def test_the_scheme_is_read_from_meta_and_asked_of_the_request_when_missing_ther
     assert samples["requests_by_transport", ("http",)] == 1.0
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_requests_on_two_threads_keep_their_own_labels(impl):
+def test_requests_on_two_threads_keep_their_own_labels(twin):
     import threading
 
-    http, cells_module = _load(impl)
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     after = http.AfterRecorder(cells)
     rf = RequestFactory()
@@ -637,13 +610,12 @@ class _Boom(Exception):
 
 @pytest.mark.parametrize("extras", [False, True], ids=["default", "extras"])
 @pytest.mark.parametrize("asynchronous", [False, True])
-@pytest.mark.parametrize("impl", list(CORES))
-def test_a_request_whose_get_response_raises_is_not_kept_alive(impl, asynchronous, extras):
+def test_a_request_whose_get_response_raises_is_not_kept_alive(twin, asynchronous, extras):
     import asyncio
     import gc
     import weakref
 
-    http, cells_module = _load(impl)
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
 
     def sync_view(request: Any) -> Any:
@@ -674,11 +646,10 @@ def test_a_request_whose_get_response_raises_is_not_kept_alive(impl, asynchronou
     assert samples.get(("responses_total", ()), 0.0) == 0.0  # nothing recorded of a response
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_async_call_records_around_an_awaited_get_response(impl):
+def test_the_async_call_records_around_an_awaited_get_response(twin):
     import asyncio
 
-    http, cells_module = _load(impl)
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     response = HttpResponse(b"ok")
 
@@ -695,8 +666,7 @@ def test_the_async_call_records_around_an_awaited_get_response(impl):
     assert samples["responses_by_status_view_method", ("200", "ok", "GET")] == 1.0
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_middlewares_and_the_async_view_hook_take_every_call_form(impl):
+def test_the_middlewares_and_the_async_view_hook_take_every_call_form(twin):
     # The compiled twin has a vectorcall entry for Django's usual calls (one argument; the view
     # hook's four); keywords and wrong counts go through tp_call and behave as a def would. The
     # view hook counts when awaited and its await gives None.
@@ -705,7 +675,7 @@ def test_the_middlewares_and_the_async_view_hook_take_every_call_form(impl):
 
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-    http, cells_module = _load(impl)
+    http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     response = HttpResponse(b"ok")
     before = _pair(http, cells, lambda request: response)
@@ -732,7 +702,7 @@ def test_the_middlewares_and_the_async_view_hook_take_every_call_form(impl):
     samples = cells.samples()
     assert samples["requests_total", ()] == samples["responses_total", ()] == 2.0
     assert samples["requests_by_view_transport_method", ("v", "http", "GET")] == 3.0
-    if impl == "compiled" and sys.version_info >= (3, 12):  # subclasses inherit the entry from 3.12
+    if twin.compiled and sys.version_info >= (3, 12):  # subclasses inherit the entry from 3.12
         vectorcall = 1 << 11  # Py_TPFLAGS_HAVE_VECTORCALL
         assert type(before).__flags__ & vectorcall and type(view_hook).__flags__ & vectorcall
 

@@ -135,7 +135,7 @@ class OneShot:
 
 @each_alias()
 def test_executemany_takes_a_generator_and_consumes_it_once(alias: str, vendor: str) -> None:
-    # Deliberate fix 6: any iterable of parameter sets, counted without a second pass.
+    # README, What differs, 6: any iterable of parameter sets, counted without a second pass.
     delta = Delta(alias, vendor)
     params = OneShot([(f"g{i}",) for i in range(4)])
     with connections[alias].cursor() as cursor:
@@ -544,46 +544,6 @@ def test_the_default_cursor_factory_is_djangos(alias: str, vendor: str) -> None:
     connection = connections[alias]
     connection.ensure_connection()
     assert connection.connection.cursor_factory is Cursor
-
-
-@pytest.fixture(params=[("_db_c", "_cells_c"), ("_db_py", "_cells_py")], ids=["compiled", "pure"])
-def db_core(request: pytest.FixtureRequest) -> tuple[Any, Any]:
-    import importlib
-
-    db, cells = request.param
-    return (
-        importlib.import_module(f"django_prometheus._core.{db}"),
-        importlib.import_module(f"django_prometheus._core.{cells}"),
-    )
-
-
-def test_the_execute_wrapper_calls_through_and_counts(db_core: tuple[Any, Any]) -> None:
-    db, cells = db_core
-    executes, many, duration = cells.Counter(), cells.Counter(), cells.Histogram([0.1, 1.0])
-    errors: list[BaseException] = []
-    wrapper = db.instrument_wrapper(executes, many, duration, errors.append)
-    calls: list[tuple[Any, ...]] = []
-
-    def execute(sql: str, params: Any, is_many: bool, context: Any) -> Any:
-        calls.append((sql, list(params) if is_many else params, is_many, context))
-        if sql == "boom":
-            raise ValueError(sql)
-        return "result"
-
-    context = {"connection": None}
-    assert wrapper(execute, "q", None, False, context) == "result"
-    assert wrapper(execute, "m", [(1,), (2,)], True, context) == "result"
-    assert wrapper(execute, "g", ((i,) for i in range(3)), True, context) == "result"
-    with pytest.raises(ValueError) as raised:
-        wrapper(execute, "boom", [1], False, context)
-    assert errors == [raised.value]
-    assert calls == [
-        ("q", None, False, context),
-        ("m", [(1,), (2,)], True, context),
-        ("g", [(0,), (1,), (2,)], True, context),
-        ("boom", [1], False, context),
-    ]
-    assert (executes.get(), many.get(), duration.count) == (7, 5, 4)
 
 
 @on_postgresql

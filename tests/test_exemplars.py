@@ -6,7 +6,6 @@ real OpenTelemetry SDK tracer provider.
 
 from __future__ import annotations
 
-import importlib
 import math
 import subprocess
 import sys
@@ -26,16 +25,14 @@ from django_prometheus.http import exemplars
 from django_prometheus.metrics import Histogram
 from tests.servers import ROOT
 
-CELLS = ["django_prometheus._core._cells_c", "django_prometheus._core._cells_py"]
-EXPOS = ["django_prometheus._core._expo_c", "django_prometheus._core._expo_py"]
 IDS = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331"}
 SAMPLED = TracerProvider(sampler=ALWAYS_ON).get_tracer("tests")
 UNSAMPLED = TracerProvider(sampler=ALWAYS_OFF).get_tracer("tests")
 
 
-@pytest.fixture(params=CELLS, ids=["compiled", "pure"])
-def core(request):
-    return importlib.import_module(request.param)
+@pytest.fixture
+def core(twin):
+    return twin.cells
 
 
 def _ids(span) -> dict[str, str]:
@@ -137,7 +134,7 @@ def _registry_with(capture=None, labelnames=("view",)):
     return registry, h
 
 
-def test_both_writers_render_exemplars_byte_for_byte_as_prometheus_client():
+def test_both_writers_render_exemplars_byte_for_byte_as_prometheus_client(twin):
     ids = iter([{"trace_id": "ab" * 16, "span_id": "cd" * 8}, None, {"span_id": 'q"\\\n', "trace_id": "é"}])
     registry, h = _registry_with(lambda: next(ids))
     h.labels("a").observe(0.05)
@@ -146,30 +143,28 @@ def test_both_writers_render_exemplars_byte_for_byte_as_prometheus_client():
     generic = om_exposition.generate_latest(registry)
     assert b' # {span_id="cdcdcdcdcdcdcdcd",trace_id="abababababababababababababababab"} 0.05 ' in generic
     assert b'# {span_id="q\\"\\\\\\n",trace_id="\xc3\xa9"} 7.0 ' in generic
-    for name in EXPOS:
-        module = importlib.import_module(name)
-        les = ("0.1", "1.0", "+Inf")
-        children = h._family.children()
-        for openmetrics in (True, False):
-            ours = module.render_family(
-                module.HISTOGRAM, "req_seconds", "Latency.", "", ("view",), children, les,
-                module.BUCKET | module.COUNT | module.SUM | module.CREATED, openmetrics, False,
-            )  # fmt: skip
-            assert (b" # {" in ours) is openmetrics, name
-        assert exposition.render(registry, openmetrics_format=True) == generic
+    module = twin.expo
+    les = ("0.1", "1.0", "+Inf")
+    children = h._family.children()
+    for openmetrics in (True, False):
+        ours = module.render_family(
+            module.HISTOGRAM, "req_seconds", "Latency.", "", ("view",), children, les,
+            module.BUCKET | module.COUNT | module.SUM | module.CREATED, openmetrics, False,
+        )  # fmt: skip
+        assert (b" # {" in ours) is openmetrics
+    assert exposition.render(registry, openmetrics_format=True) == generic
     # The text format has no syntax for exemplars, in prometheus_client as here.
     assert exposition.render(registry) == prometheus_client.generate_latest(registry)
     assert b"trace_id" not in exposition.render(registry)
 
 
-def test_the_compiled_and_pure_writers_agree_on_exemplars():
+def test_the_compiled_and_pure_writers_agree_on_exemplars(compiled_twin, pure_twin):
     registry, h = _registry_with(lambda: dict(IDS))
     for v in (0.01, 0.2, 3.0, 0.3):
         h.labels("x").observe(v)
     children = h._family.children()
     outs = []
-    for name in EXPOS:
-        module = importlib.import_module(name)
+    for module in (compiled_twin.expo, pure_twin.expo):
         outs.append(
             module.render_family(
                 module.HISTOGRAM,

@@ -176,3 +176,12 @@ def test_disable_created_series_environment_variable_is_honoured():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert 'c_total{a="x"} 1.0' in out.stdout
     assert "_created" not in out.stdout
+
+
+def test_the_metric_classes_docstring_examples_hold():
+    import doctest
+
+    from django_prometheus import metrics
+
+    result = doctest.testmod(metrics)
+    assert result.attempted >= 15 and result.failed == 0, result

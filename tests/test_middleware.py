@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
 from django_prometheus import middleware as mw
+from django_prometheus.http.metrics import SPECS
 from django_prometheus.middleware import Metrics, PrometheusAfterMiddleware, PrometheusBeforeMiddleware
 from tests.http_project.checks import (
     CONTRACT_FAMILIES,
@@ -301,14 +302,14 @@ def test_helpers_behave_as_upstream():
 def test_metrics_is_a_singleton_of_prometheus_client_metrics():
     metrics = Metrics.get_instance()
     assert Metrics.get_instance() is metrics
-    for attr, (cls, name, _doc, labels, *_rule) in mw._SPECS.items():
+    for attr, (cls, name, _doc, labels, *_rule) in SPECS.items():
         metric = getattr(metrics, attr)
         assert isinstance(metric, MetricWrapperBase)
         assert metric._name == (
             name[: -len("_total")] if cls is mw.Counter and name.endswith("_total") else name
         )
         assert tuple(metric._labelnames) == labels
-    assert len(mw._SPECS) == len(CONTRACT_FAMILIES) == 19
+    assert len(SPECS) == len(CONTRACT_FAMILIES) == 19
 
 
 def test_latency_buckets_are_read_when_the_middleware_is_built(settings):

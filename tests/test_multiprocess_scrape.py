@@ -7,7 +7,6 @@ where liveness matters; crashes are real ``kill -9`` of a compacting process.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import random
@@ -29,7 +28,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from django_prometheus import exposition, multiprocess
 
 ROOT = Path(__file__).resolve().parent.parent
-CORES = ["django_prometheus._core._cells_c", "django_prometheus._core._cells_py"]
 LES = ["0.1", "1.0", "+Inf"]
 MODES = [
     "all",
@@ -45,9 +43,9 @@ MODES = [
 ]
 
 
-@pytest.fixture(params=CORES, ids=["compiled", "pure"])
-def core(request):
-    return importlib.import_module(request.param)
+@pytest.fixture
+def core(twin):
+    return twin.cells
 
 
 def write_worker(core, directory: Path, rnd: random.Random, views: int = 5) -> None:
@@ -236,11 +234,10 @@ def run_writer(directory: Path, core: str, script: str) -> subprocess.Popen:
     )
 
 
-@pytest.mark.parametrize("core_name", CORES, ids=["compiled", "pure"])
-def test_a_live_writer_is_not_folded_until_it_exits(tmp_path, core_name):
+def test_a_live_writer_is_not_folded_until_it_exits(tmp_path, twin):
     proc = run_writer(
         tmp_path,
-        core_name,
+        twin.module_name("cells"),
         """
         c = store.counter(mmap_key("django_live", "django_live_total", [], [], "l"))
         c.inc(3)

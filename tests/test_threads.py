@@ -10,7 +10,6 @@ a C call anyway (``DP_THREAD_OPS`` overrides both).
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import subprocess
@@ -34,12 +33,10 @@ THREADS = 8
 OPS = int(os.environ.get("DP_THREAD_OPS") or (1_000_000 if FREE_THREADED else 100_000))
 ROOT = Path(__file__).resolve().parent.parent
 
-IMPLEMENTATIONS = ["django_prometheus._core._cells_c", "django_prometheus._core._cells_py"]
 
-
-@pytest.fixture(params=IMPLEMENTATIONS, ids=["compiled", "pure"])
-def core(request):
-    return importlib.import_module(request.param)
+@pytest.fixture
+def core(twin):
+    return twin.cells
 
 
 def run_threads(target: Callable[[int], None], n: int = THREADS) -> None:

@@ -20,17 +20,21 @@ from django.http import HttpRequest, HttpResponse
 
 from django_prometheus import access, migrations, negotiation
 from django_prometheus.conf import multiprocess_dir
-from django_prometheus.exposition import ESCAPING_SUPPORTED, aggregate_registry, render
+from django_prometheus.exposition import ESCAPING_SUPPORTED, render
 
 
 def _multiproc_dir() -> str | None:
     return multiprocess_dir()
 
 
-def _view_registry() -> Any:
-    """What the view serves: every process' metrics in multiprocess mode, else this process' registry."""
+def _aggregate_or_own() -> Any:
+    """What the view and a single port serve: every process' metrics in multiprocess mode, else this one's."""
     path = _multiproc_dir()
-    return aggregate_registry(path) if path else prometheus_client.REGISTRY
+    if not path:
+        return prometheus_client.REGISTRY
+    from django_prometheus.multiprocess import aggregate_registry  # fcntl: only where it is used
+
+    return aggregate_registry(path)
 
 
 # Before prometheus_client 0.22 its writers cannot escape with dots (names are legacy then,
@@ -79,7 +83,7 @@ def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
             response[name] = value
         return response
     body, headers = _exposition(
-        _view_registry(),
+        _aggregate_or_own(),
         request.META.get("HTTP_ACCEPT"),
         request.META.get("HTTP_ACCEPT_ENCODING"),
         request.GET.getlist("name[]"),
@@ -107,12 +111,6 @@ AUTORELOADER_MESSAGE = (
     "Serve metrics with the view instead (path('', include('django_prometheus.urls')) gives /metrics), "
     "or run the server with --noreload."
 )
-
-
-def _aggregate_or_own() -> Any:
-    """A single port: every process' metrics in multiprocess mode, else this one's."""
-    path = _multiproc_dir()
-    return aggregate_registry(path) if path else prometheus_client.REGISTRY
 
 
 def _own() -> Any:

@@ -8,6 +8,10 @@ third-party collectors) is rendered by prometheus_client, in registry order,
 so the body is byte for byte ``generate_latest`` of the same registry.
 ``generate_latest(REGISTRY)`` itself keeps working: our metrics stay ordinary
 collectors, this is only the exporters' fast path.
+
+Data flows one way, as in prometheus_client: a collector of ours hands its
+cells over (``_expo_family()``) and never calls back into this module, which
+imports neither ``metrics`` nor ``multiprocess``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from prometheus_client.utils import floatToGoString
 
 from django_prometheus._core import _expo
 
-__all__ = ["aggregate_registry", "render"]
+__all__ = ["render"]
 
 # prometheus_client 0.21 started writing two-digit exponents (1e+10, not 1e+010).
 _EXP2 = floatToGoString(1e10) == "1e+10"
@@ -39,11 +43,13 @@ DOTS = "dots"
 #: called without ``escaping``, and only the legacy names they accept can occur.
 ESCAPING_SUPPORTED = "escaping" in inspect.signature(prometheus_client.generate_latest).parameters
 # The scheme of the render() in progress, for the collectors' fast paths that hand
-# prometheus_client metrics back to render_metrics() (the multiprocess aggregate).
+# prometheus_client metrics back to its writers (_foreign).
 _escaping: contextvars.ContextVar[str] = contextvars.ContextVar(
     "django_prometheus_escaping", default=UNDERSCORES
 )
 
+#: prometheus_client's metric type (a collector's ``_type``) -> the core writer's kind.
+_KINDS = {"counter": _expo.COUNTER, "gauge": _expo.GAUGE, "histogram": _expo.HISTOGRAM}
 _SUFFIXES = {
     _expo.COUNTER: ((_expo.VALUE, "_total"), (_expo.CREATED, "_created")),
     _expo.GAUGE: ((_expo.VALUE, ""),),
@@ -92,8 +98,9 @@ def _render(registry: Any, openmetrics_format: bool, names: Sequence[str] | None
     chunks: list[bytes] = []
     pending: list[Any] = []  # consecutive collectors prometheus_client renders in one go
     for collector in entries:
-        fast = getattr(collector, "_expo_render", None) if fast_path else None
-        out = fast(openmetrics_format, wanted, use_created) if fast is not None else None
+        family = getattr(collector, "_expo_family", None) if fast_path else None
+        data = family() if family is not None else None
+        out = render_family(*data, openmetrics_format, wanted, use_created) if data is not None else None
         if out is None:
             pending.append(collector)
             continue
@@ -159,7 +166,7 @@ def _foreign(registry: Any, openmetrics_format: bool) -> bytes:
 
 
 def render_family(
-    kind: int,
+    typ: str,
     name: str,
     doc: str,
     unit: str,
@@ -171,9 +178,16 @@ def render_family(
     wanted: frozenset[str] | None,
     use_created: bool,
 ) -> bytes | None:
-    """One of our families through the core's writer; None when only prometheus_client can write it."""
+    """One of our families through the core's writer; None when only prometheus_client can write it.
+
+    The arguments before ``openmetrics_format`` are what a collector's ``_expo_family()``
+    hands over: its type (``"counter"``, ``"gauge"``, ``"histogram"``), name, help, unit,
+    label names, ``(label values, cell)`` children, the ``le`` texts and whether a
+    histogram has a ``_sum``.
+    """
     if not _LEGACY_NAME.match(name) or not all(_LEGACY_LABEL.match(n) for n in labelnames):
         return None  # UTF-8 names: prometheus_client's escaping rules apply
+    kind = _KINDS[typ]
     mask = 0
     for bit, suffix in _SUFFIXES[kind]:
         if bit == _expo.CREATED and not use_created or bit == _expo.SUM and not with_sum:
@@ -186,17 +200,3 @@ def render_family(
         kind, name, doc, unit, tuple(labelnames), children, les, mask,
         openmetrics_format, wanted is not None, _EXP2,
     )  # fmt: skip
-
-
-def render_metrics(metrics: Iterable[Any], openmetrics_format: bool, wanted: frozenset[str] | None) -> bytes:
-    """prometheus_client metric families (the multiprocess merge's), restricted to ``wanted``."""
-    return _foreign(_Chunk([_Static(list(metrics))], wanted), openmetrics_format)
-
-
-def aggregate_registry(path: str) -> prometheus_client.CollectorRegistry:
-    """A registry that serves every process' values from the multiprocess directory ``path``."""
-    from django_prometheus import multiprocess
-
-    registry = prometheus_client.CollectorRegistry()
-    registry.register(multiprocess.AggregateCollector(path))
-    return registry

@@ -31,8 +31,7 @@ from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from django_prometheus import exposition
-from django_prometheus._core import _cells, _expo
+from django_prometheus._core import _cells
 from django_prometheus.conf import multiprocess_dir
 
 __all__ = ["MULTIPROCESS_DIR", "Counter", "Gauge", "Histogram", "multiprocess_store"]
@@ -173,14 +172,12 @@ class _CellBacked:
     def _add_samples(self, metric: Metric, labels: dict[str, str], cell: Any, use_created: bool) -> None:
         raise NotImplementedError
 
-    # The exporters' fast path (``exposition.render``): the core's writer reads the
-    # cells directly, with the bytes collect() + generate_latest would give.
-    _expo_kind: int
+    # The exporters' fast path (``exposition.render``): this family hands the writer its
+    # cells as they are, and the writer makes the bytes collect() + generate_latest would give.
     _expo_base: type
 
-    def _expo_render(
-        self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool
-    ) -> bytes | None:
+    def _expo_family(self) -> tuple[Any, ...] | None:
+        """``(type, name, help, unit, label names, children, les, with_sum)``; None: use collect()."""
         cls, base = type(self), self._expo_base
         if cls.collect is not base.collect or cls._add_samples is not base._add_samples:
             return None  # a subclass changed what is collected: collect() is the truth
@@ -190,9 +187,9 @@ class _CellBacked:
             children = [((), self._cell)]
         else:
             children = []
-        return exposition.render_family(
-            self._expo_kind, self._name, self._documentation, self._unit, self._labelnames, children,
-            self._expo_les(), self._expo_with_sum(), openmetrics_format, wanted, use_created,
+        return (
+            self._type, self._name, self._documentation, self._unit, self._labelnames, children,
+            self._expo_les(), self._expo_with_sum(),
         )  # fmt: skip
 
     def _expo_les(self) -> tuple[str, ...]:
@@ -203,6 +200,21 @@ class _CellBacked:
 
 
 class Counter(_CellBacked, prometheus_client.Counter):
+    """A value that only goes up (requests served, errors raised), counted in a core cell.
+
+    Made and used as ``prometheus_client.Counter`` (same arguments, samples and
+    registry behaviour); ``labels(...)`` returns the label set's cell, which a hot
+    path can keep and ``inc()`` directly.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> orders = Counter("shop_orders", "Orders placed.", ["payment"], registry=registry)
+    >>> orders.labels("card").inc()
+    >>> orders.labels(payment="card").inc(2)
+    >>> registry.get_sample_value("shop_orders_total", {"payment": "card"})
+    3.0
+    """
+
     def _cell_factory(self) -> CellFactory:
         if MULTIPROCESS_DIR is None:
             return lambda values: _cells.Counter()
@@ -235,6 +247,20 @@ class _ProcessGauge(prometheus_client.Gauge):
 
 
 class Gauge(_CellBacked, prometheus_client.Gauge):
+    """A value that goes up and down (items in a queue, connections open), kept in a core cell.
+
+    Made and used as ``prometheus_client.Gauge``; ``set_function()`` and, in
+    multiprocess mode, every ``multiprocess_mode`` work as they do there.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> waiting = Gauge("shop_orders_waiting", "Orders not shipped yet.", registry=registry)
+    >>> waiting.set(5)
+    >>> waiting.dec()
+    >>> registry.get_sample_value("shop_orders_waiting")
+    4.0
+    """
+
     def _cell_factory(self) -> CellFactory:
         if MULTIPROCESS_DIR is None:
             return lambda values: _cells.Gauge()
@@ -268,18 +294,33 @@ class Gauge(_CellBacked, prometheus_client.Gauge):
             return super(_CellBacked, self).collect()
         return super().collect()
 
-    def _expo_render(
-        self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool
-    ) -> bytes | None:
+    def _expo_family(self) -> tuple[Any, ...] | None:
         if "_child_samples" in self.__dict__:
             return None
-        return super()._expo_render(openmetrics_format, wanted, use_created)
+        return super()._expo_family()
 
     def _add_samples(self, metric: Metric, labels: dict[str, str], cell: Any, use_created: bool) -> None:
         metric.add_sample(self._name, labels, cell.get())
 
 
 class Histogram(_CellBacked, prometheus_client.Histogram):
+    """Observations (durations, sizes) counted into buckets, with their count and sum, in a core cell.
+
+    Made and used as ``prometheus_client.Histogram`` (``buckets=`` as there;
+    ``+Inf`` is added); ``observe()`` takes an exemplar, and
+    ``set_exemplar_capture()`` marks every observation's bucket with one.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> checkout = Histogram("shop_checkout_seconds", "Checkout time.", buckets=(0.1, 1.0), registry=registry)
+    >>> checkout.observe(0.25)
+    >>> checkout.observe(3.0)
+    >>> registry.get_sample_value("shop_checkout_seconds_bucket", {"le": "1.0"})
+    1.0
+    >>> registry.get_sample_value("shop_checkout_seconds_count")
+    2.0
+    """
+
     #: ``capture()`` -> exemplar labels or None, given to every cell (``set_exemplar_capture``).
     _exemplar_capture: Callable[[], dict[str, str] | None] | None = None
 
@@ -354,6 +395,6 @@ class Histogram(_CellBacked, prometheus_client.Histogram):
         return self._upper_bounds[0] >= 0
 
 
-Counter._expo_kind, Counter._expo_base = _expo.COUNTER, Counter
-Gauge._expo_kind, Gauge._expo_base = _expo.GAUGE, Gauge
-Histogram._expo_kind, Histogram._expo_base = _expo.HISTOGRAM, Histogram
+Counter._expo_base = Counter
+Gauge._expo_base = Gauge
+Histogram._expo_base = Histogram

@@ -30,11 +30,6 @@ __all__ = ["Metrics", "PrometheusAfterMiddleware", "PrometheusBeforeMiddleware"]
 
 logger = logging.getLogger(__name__)
 
-# Names older code (and the tests) reach here.
-_SPECS = SPECS
-_INVALID_METHOD = _http.INVALID_METHOD
-_UNNAMED_VIEW = _http.UNNAMED_VIEW
-
 
 def _log_failure(what: str) -> None:
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", what)
@@ -274,7 +269,8 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
             if request.META.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
                 self.label_metric(metrics.requests_ajax, request).inc()
             size = _http.body_length(request.META.get("CONTENT_LENGTH"))
-            if size is not None:  # fix 3: a malformed, negative or absurd Content-Length is ignored
+            # README, What differs, 3: a malformed, negative or absurd Content-Length is ignored
+            if size is not None:
                 self.label_metric(metrics.requests_body_bytes, request).observe(size)
         except Exception:
             _log_failure("a request")
@@ -343,7 +339,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         if size is not None:
             label(metrics.responses_body_bytes, request, response).observe(size)
         if hasattr(request, "prometheus_after_middleware_event"):
-            # fix 4: the sanitised method, like every other method label
+            # README, What differs, 4: the sanitised method, like every other method label
             label(
                 metrics.requests_latency_by_view_method, request, response, view=name, method=method
             ).observe(TimeSince(request.prometheus_after_middleware_event))
@@ -352,7 +348,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         """Upstream's hook (the extension path): count by exception type and view."""
-        # fix 5: no latency here; process_response observes the failed request once.
+        # README, What differs, 5: no latency here; process_response observes the failed request once.
         try:
             if _hook_excluded(request):
                 return

@@ -22,9 +22,10 @@ import logging
 import os
 import struct
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from prometheus_client import multiprocess as _pc_multiprocess
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
@@ -218,13 +219,12 @@ class AggregateCollector:
         with _dir_lock(self._path, fcntl.LOCK_SH):
             return merge(_scrape_files(self._path))
 
-    def _expo_render(
-        self, openmetrics_format: bool, wanted: frozenset[str] | None, use_created: bool
-    ) -> bytes:
-        from django_prometheus import exposition
 
-        metrics: Iterable[Metric] = self.collect()
-        return exposition.render_metrics(metrics, openmetrics_format, wanted)
+def aggregate_registry(path: str) -> CollectorRegistry:
+    """A registry that serves every process' values from the multiprocess directory ``path``."""
+    registry = CollectorRegistry()
+    registry.register(AggregateCollector(path))
+    return registry
 
 
 # --- Compaction ----------------------------------------------------------------------

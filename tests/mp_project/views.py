@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse, HttpResponseNotFound
 
-from django_prometheus import exposition, metrics
+from django_prometheus import exposition, metrics, multiprocess
 from tests.mp_project.models import Item
 
 # A user's own prometheus_client metric, next to ours.
@@ -78,6 +78,6 @@ def _pid(_):
 def scrape(request):
     """The exporters' seam, as the view and the port exporters call it."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    registry = exposition.aggregate_registry(path) if path else prometheus_client.REGISTRY
+    registry = multiprocess.aggregate_registry(path) if path else prometheus_client.REGISTRY
     body = exposition.render(registry, False, request.GET.getlist("name[]") or None)
     return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib
 import re
 import threading
 
@@ -17,7 +16,7 @@ from django_prometheus._core import _extras, _http
 from prometheus_client import REGISTRY
 
 from tests.http_project.checks import MIDDLEWARE
-from tests.test_http_core_extras import CORES, _close, _config, _load, _request
+from tests.test_core_extras import _close, _config, _request
 
 pytestmark = pytest.mark.urls("tests.features_project.urls")
 
@@ -35,9 +34,8 @@ def _routes(config) -> dict:
     return {k: v.get() for k, v in config.route_requests.__self__.children.items()}
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_owners_table_empties_as_requests_end_or_fail(impl):
-    extras_mod, http, cells = _load(impl)
+def test_the_owners_table_empties_as_requests_end_or_fail(twin):
+    extras_mod, cells = twin.extras, twin.cells
     extras = extras_mod.Extras(_config(cells))
     before = extras_mod.owned()
     request = _request("/ok")
@@ -52,11 +50,10 @@ def test_the_owners_table_empties_as_requests_end_or_fail(impl):
     assert not hasattr(request, extras_mod.KEY)  # the table, not an attribute
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_interleaved_requests_keep_their_own_owner(impl):
+def test_interleaved_requests_keep_their_own_owner(twin):
     # ASGI interleaves requests on one thread; a sync view hops to another thread: the inner
     # middleware of each request finds its own outer state, wherever it runs.
-    extras_mod, http, cells = _load(impl)
+    extras_mod, cells = twin.extras, twin.cells
     config = _config(cells)
     extras = extras_mod.Extras(config)
     a, b = _request("/ok"), _request("/shop/items/1/")
@@ -88,9 +85,8 @@ class _ValueRequest(HttpRequest):
         return 0
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_a_request_type_with_its_own_hash_carries_its_state_as_an_attribute(impl):
-    extras_mod, http, cells = _load(impl)
+def test_a_request_type_with_its_own_hash_carries_its_state_as_an_attribute(twin):
+    extras_mod, cells = twin.extras, twin.cells
     config = _config(cells)
     extras = extras_mod.Extras(config)
     first, second = _ValueRequest(), _ValueRequest()
@@ -108,9 +104,8 @@ def test_a_request_type_with_its_own_hash_carries_its_state_as_an_attribute(impl
     assert _routes(config) == {("ok", "GET", "200"): 2.0}
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_hostile_paths_keep_the_path_cache_bounded_and_the_answers_right(impl):
-    extras_mod, http, cells = _load(impl)
+def test_hostile_paths_keep_the_path_cache_bounded_and_the_answers_right(twin):
+    extras_mod, http, cells = twin.extras, twin.http, twin.cells
     extras = extras_mod.Extras(_config(cells, exclude_paths=re.compile(r"^/metrics$")))
     metrics = _request("/metrics")
     assert extras.begin(metrics, True) is http.SKIP
@@ -127,11 +122,10 @@ def test_hostile_paths_keep_the_path_cache_bounded_and_the_answers_right(impl):
     assert extras.cache_sizes()["paths"] <= extras_mod.PATH_CACHE_MAX
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_view_decision_is_per_function_and_view_name(impl):
+def test_the_view_decision_is_per_function_and_view_name(twin):
     # One view function under two names (shop:item and shop:legacy): excluding one name
     # must not exclude the other, whichever was decided first.
-    extras_mod, http, cells = _load(impl)
+    extras_mod, http, cells = twin.extras, twin.http, twin.cells
     config = _config(cells, exclude_views=frozenset({"shop:legacy"}), defer=True)
     extras = extras_mod.Extras(config)
     for _ in range(3):
@@ -144,7 +138,7 @@ def test_the_view_decision_is_per_function_and_view_name(impl):
     assert extras.cache_sizes()["views"] == 1
 
 
-def test_the_queue_stamp_forms_read_alike_in_both_twins():
+def test_the_queue_stamp_forms_read_alike_in_both_twins(compiled_twin, pure_twin):
     now = 1_800_000_000.5
     forms = [
         "t=1800000000.25",
@@ -164,23 +158,18 @@ def test_the_queue_stamp_forms_read_alike_in_both_twins():
         "t=",
         "T=1800000000.25",
     ]
-    answers = {}
-    for impl in CORES:
-        module = importlib.import_module(f"django_prometheus._core.{CORES[impl][0]}")
-        answers[impl] = [module.queue_seconds(value, now) for value in forms]
-    pure = answers["pure"]
-    for impl, got in answers.items():
-        assert [g is None for g in got] == [p is None for p in pure], impl
-        assert [g for g in got if g is not None] == pytest.approx([p for p in pure if p is not None])
+    compiled = [compiled_twin.extras.queue_seconds(value, now) for value in forms]
+    pure = [pure_twin.extras.queue_seconds(value, now) for value in forms]
+    assert [g is None for g in compiled] == [p is None for p in pure]
+    assert [g for g in compiled if g is not None] == pytest.approx([p for p in pure if p is not None])
     assert pure[0] == pytest.approx(0.25) and pure[4] == pytest.approx(0.25)
     assert pure[6] == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize("call", ["guard", "capture"])
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_exemplar_guard_answers_none_without_asking_while_no_span_is_current(impl, call):
+def test_the_exemplar_guard_answers_none_without_asking_while_no_span_is_current(twin, call):
     # Histograms call the guard's bound ``capture`` (vectorcall); it answers as the guard does.
-    module = importlib.import_module(f"django_prometheus._core.{CORES[impl][0]}")
+    module = twin.extras
     var: contextvars.ContextVar[dict] = contextvars.ContextVar("current")
     asked = []
 
@@ -203,8 +192,8 @@ def test_the_exemplar_guard_answers_none_without_asking_while_no_span_is_current
 # --- the compiled middlewares' C seam -----------------------------------------------------------
 
 
-@pytest.mark.skipif("compiled" not in CORES, reason="the compiled core is not in use")
-def test_a_subclass_of_the_compiled_extras_is_called_through_its_python_methods(settings):
+def test_a_subclass_of_the_compiled_extras_is_called_through_its_python_methods(compiled_twin, settings):
+    assert _extras.Extras is compiled_twin.extras.Extras  # the compiled core is the one in use
     settings.MIDDLEWARE = MIDDLEWARE
     settings.PROMETHEUS_ROUTE_METRICS = True
     from django_prometheus.http import extras as features
@@ -239,7 +228,7 @@ def test_excluded_paths_leave_nothing_in_the_owners_table(settings, asynchronous
     settings.MIDDLEWARE = MIDDLEWARE
     settings.PROMETHEUS_EXCLUDE_PATHS = [r"^/ok$", r"^/aok$"]
     settings.PROMETHEUS_ROUTE_METRICS = True
-    before = _extras.owned()
+    before = _extras._impl.owned()
     if asynchronous:
         from django.test import AsyncClient
 
@@ -251,4 +240,4 @@ def test_excluded_paths_leave_nothing_in_the_owners_table(settings, asynchronous
     else:
         for path in ("/ok", "/shop/items/1/", "/boom"):
             Client(raise_request_exception=False).get(path)
-    assert _extras.owned() == before
+    assert _extras._impl.owned() == before

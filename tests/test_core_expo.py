@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import random
 
@@ -18,14 +17,13 @@ from prometheus_client.utils import floatToGoString
 
 from django_prometheus import exposition, metrics
 
-WRITERS = ["django_prometheus._core._expo_c", "django_prometheus._core._expo_py"]
 INF, NAN = float("inf"), float("nan")
 UGLY = ["back\\slash", 'quo"te', "new\nline", "é ünï ☃", "", "a,b=c}{", "\\n literally"]
 
 
-@pytest.fixture(params=WRITERS, ids=["compiled", "pure"])
-def writer(request):
-    return importlib.import_module(request.param)
+@pytest.fixture
+def writer(twin):
+    return twin.expo
 
 
 @pytest.fixture(params=[True, False], ids=["created", "no-created"])
@@ -238,4 +236,4 @@ def test_the_dispatcher_follows_the_cells_choice():
     from django_prometheus._core import _cells
 
     assert _expo.USE_EXTENSIONS == _cells.USE_EXTENSIONS
-    assert math.isnan(float(_expo.format_float(NAN)))
+    assert math.isnan(float(_expo._impl.format_float(NAN)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import logging
 import time
@@ -16,10 +15,6 @@ from django_prometheus._core import _cells, _extras
 
 pytestmark = pytest.mark.urls("tests.features_project.urls")
 
-CORES = {"pure": ("_extras_py", "_http_py", "_cells_py")}
-if _extras.USE_EXTENSIONS:
-    CORES["compiled"] = ("_extras_c", "_http_c", "_cells_c")
-
 
 @pytest.fixture(autouse=True)
 def _nothing_left_installed():
@@ -28,10 +23,6 @@ def _nothing_left_installed():
 
     extras._views_marked = False  # the project's do_not_track marked views on import
     extras.install()
-
-
-def _load(impl: str):
-    return [importlib.import_module(f"django_prometheus._core.{name}") for name in CORES[impl]]
 
 
 class Family:
@@ -82,9 +73,8 @@ def _request(path: str, method: str = "GET", **meta):
     return request
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_the_route_rule(impl):
-    extras, _, _ = _load(impl)
+def test_the_route_rule(twin):
+    extras = twin.extras
     assert extras.route(_request("/shop/items/3/")) == "shop/items/<int:pk>/"
     assert extras.route(_request("/shop/legacy/3/")) == "shop/legacy/(?P<pk>[0-9]+)/$"
     assert extras.route(_request("/nowhere")) == "<unmatched>"
@@ -96,9 +86,8 @@ def test_the_route_rule(impl):
         assert route(_request("/ninja/things/1")) == extras.route(_request("/ninja/things/1"))
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_status_labels(impl):
-    extras, _, _ = _load(impl)
+def test_status_labels(twin):
+    extras = twin.extras
     assert [extras.status_label(c, True) for c in (101, 200, 302, 404, 503)] == [
         "1xx",
         "2xx",
@@ -110,9 +99,8 @@ def test_status_labels(impl):
     assert extras.status_label(999, True) == "999"
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_queue_seconds_tells_units_apart_and_refuses_nonsense(impl):
-    extras, _, _ = _load(impl)
+def test_queue_seconds_tells_units_apart_and_refuses_nonsense(twin):
+    extras = twin.extras
     now = 1_800_000_000.5
     assert extras.queue_seconds("t=1800000000.25", now) == pytest.approx(0.25)
     assert extras.queue_seconds("1800000000250", now) == pytest.approx(0.25)  # ms
@@ -135,9 +123,8 @@ def test_queue_seconds_tells_units_apart_and_refuses_nonsense(impl):
         assert extras.queue_seconds(bad, now) is None, bad
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_one_owner_per_request_and_inner_follows_outer(impl):
-    extras_mod, http, cells = _load(impl)
+def test_one_owner_per_request_and_inner_follows_outer(twin):
+    extras_mod, cells = twin.extras, twin.cells
     config = _config(cells)
     extras = extras_mod.Extras(config)
     request = _request("/ok", HTTP_X_QUEUE_START=f"t={time.time() - 0.2:.3f}")
@@ -158,11 +145,10 @@ def test_one_owner_per_request_and_inner_follows_outer(impl):
     assert gauge.get() == 0
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_path_and_view_exclusions(impl):
+def test_path_and_view_exclusions(twin):
     import re
 
-    extras_mod, http, cells = _load(impl)
+    extras_mod, http, cells = twin.extras, twin.http, twin.cells
     config = _config(
         cells, exclude_paths=re.compile(r"^/metrics$"), exclude_views=frozenset({"shop:item"}), defer=True
     )
@@ -183,9 +169,8 @@ def test_path_and_view_exclusions(impl):
     assert all(g.get() == 0 for g in config.inflight.__self__.children.values())
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_per_request_db_accounting_is_begun_and_ended_with_the_route(impl):
-    extras_mod, http, cells = _load(impl)
+def test_per_request_db_accounting_is_begun_and_ended_with_the_route(twin):
+    extras_mod, cells = twin.extras, twin.cells
     calls = []
     config = _config(
         cells,
@@ -215,9 +200,8 @@ def test_per_request_db_accounting_is_begun_and_ended_with_the_route(impl):
     ]
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_a_failing_feature_never_breaks_the_request(impl, caplog):
-    extras_mod, http, cells = _load(impl)
+def test_a_failing_feature_never_breaks_the_request(twin, caplog):
+    extras_mod, cells = twin.extras, twin.cells
 
     def broken(*values):
         raise RuntimeError("labels")
@@ -233,9 +217,8 @@ def test_a_failing_feature_never_breaks_the_request(impl, caplog):
     assert any("opt-in features" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("impl", list(CORES))
-def test_a_streaming_response_without_closers_releases_at_once(impl):
-    extras_mod, http, cells = _load(impl)
+def test_a_streaming_response_without_closers_releases_at_once(twin):
+    extras_mod, cells = twin.extras, twin.cells
     config = _config(cells)
     extras = extras_mod.Extras(config)
     request = _request("/short-stream")

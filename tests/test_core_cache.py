@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib
 import threading
 
 import pytest
 
-PAIRS = [
-    ("django_prometheus._core._cache_c", "django_prometheus._core._cells_c"),
-    ("django_prometheus._core._cache_py", "django_prometheus._core._cells_py"),
-]
-
 
 class Core:
-    def __init__(self, cache_module: str, cells_module: str) -> None:
-        self.m = importlib.import_module(cache_module)
-        self.cells = importlib.import_module(cells_module)
+    def __init__(self, twin) -> None:
+        self.m = twin.cache
+        self.cells = twin.cells
 
     def counters(self, n: int):
         return [self.cells.Counter() for _ in range(n)]
@@ -27,10 +21,9 @@ class Core:
         return self.cells.Histogram((0.001, 0.01, 1.0))
 
 
-@pytest.fixture(params=PAIRS, ids=["compiled", "pure"])
-def core(request):
-    # make test always builds the extension: a missing one is a failure, not a skip.
-    return Core(*request.param)
+@pytest.fixture
+def core(twin):
+    return Core(twin)
 
 
 def values(cells):

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 import threading
 
 import pytest
 
-IMPLEMENTATIONS = ["django_prometheus._core._cells_c", "django_prometheus._core._cells_py"]
 
-
-@pytest.fixture(params=IMPLEMENTATIONS, ids=["compiled", "pure"])
-def core(request):
-    # make test always builds the extension: a missing one is a failure, not a skip.
-    return importlib.import_module(request.param)
+@pytest.fixture
+def core(twin):
+    return twin.cells
 
 
 def test_counter_counts_and_refuses_negative(core):
