@@ -14,16 +14,29 @@ import fcntl
 import logging
 import os
 import random
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from django_prometheus import multiprocess
+from tests.servers import parse_samples
+from tests.servers import sample_value as value
 from tests.test_multiprocess_scrape import CORES, THEIR_PIDS, ours, theirs, totals, write_theirs, write_worker
+from tests.test_multiprocess_servers import (  # noqa: F401 - project is a fixture
+    HOST,
+    free_port_range,
+    project,
+    request,
+    start,
+    stop,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_LINE = "cannot write this process' multiprocess metrics files"
@@ -204,3 +217,90 @@ def test_a_file_whose_name_was_taken_stays_renamed_and_the_error_says_where(smal
     assert f"1 file(s) stay renamed in {small_fs} ({dead}.0123456789ab.folding)" in str(failed.value)
     assert "the next compaction folds them" in str(failed.value)
     assert totals(ours(small_fs)) == before
+
+
+# --- gunicorn with traffic on a full multiprocess directory ----------------------------------
+
+FAILED_PID = re.compile(r"cannot write this process' multiprocess metrics files .*?process (\d+) counts")
+
+
+def get_pids(port: int, n: int, threads: int = 4) -> list[int]:
+    """``n`` GET /pid requests; the pid that served each. Every one must be answered."""
+    served: list[int] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    todo = iter(range(n))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if errors or next(todo, None) is None:  # the first failure ends the load
+                    return
+            try:
+                status, body = request(port, "GET", "/pid")
+            except Exception as exc:  # every request must get its answer
+                errors.append(repr(exc))
+                return
+            with lock:
+                if status == 200:
+                    served.append(int(body))
+                else:
+                    errors.append(f"status {status}")
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors, errors[:5]
+    return served
+
+
+def counted(samples) -> float:
+    return value(samples, "django_http_requests_total_by_view_transport_method_total",
+                 view="pid", transport="http", method="GET")  # fmt: skip
+
+
+@pytest.mark.services
+@pytest.mark.skipif(
+    shutil.which("gunicorn", path=os.path.dirname(sys.executable)) is None, reason="no gunicorn"
+)
+def test_gunicorn_on_a_full_disk_answers_every_request_and_counts_exactly_after(project):  # noqa: F811
+    env, mp_dir = project
+    mount_tmpfs(mp_dir, "2m")
+    try:
+        (port,) = free_port_range(1)
+        cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",
+               "-c", "tests/mp_project/gunicorn.conf.py",  # mark_process_dead: compacts when a worker exits
+               "-w", "2", "--max-requests", "30", "--graceful-timeout", "5"]  # fmt: skip
+        proc = start(cmd, env, port, mp_dir.parent / "server.log")
+        try:
+            served = get_pids(port, 10, threads=2)  # no recycling yet: at most 10 per worker
+            filler = fill(mp_dir)
+            served += get_pids(port, 150)  # workers recycled every 30 requests, born on a full disk
+            status, body = request(port, "GET", "/metrics")
+            assert status == 200
+            full = parse_samples(body.decode())
+            log = proc.log.read_text(errors="replace")  # type: ignore[attr-defined]
+            failed = {int(p) for p in FAILED_PID.findall(log)}
+            assert failed, "no worker was born on the full disk"
+            assert counted(full) == sum(p not in failed for p in served)
+            filler.unlink()  # space again: workers born from now on write their files
+            served += get_pids(port, 100)
+            status, body = request(port, "GET", "/metrics")
+            assert status == 200
+        finally:
+            log = stop(proc)
+        after = parse_samples(body.decode())
+        failed = {int(p) for p in FAILED_PID.findall(log)}
+        assert counted(after) == sum(p not in failed for p in served)  # no count lost or doubled
+        assert len(set(served)) > 4, "workers were not recycled"
+        # (SIGTERM: the shutdown at the end)
+        assert not re.search(r"SIGBUS|was sent SIG(?!TERM)|exited with code", log), log[-3000:]
+        assert log.count("Booting worker") <= 2 + len(served) // 30 + 4  # no death loop
+        # The hook's compaction failed on the full disk, said so truly, and put the files back.
+        assert "No space left on device" in log and "is back under its own name" in log
+        assert "stay as they were" not in log
+        assert not [n for n in os.listdir(mp_dir) if n.endswith((".folding", ".tmp"))]
+    finally:
+        unmount(mp_dir)
