@@ -292,7 +292,9 @@ def test_gunicorn_on_a_full_disk_answers_every_request_and_counts_exactly_after(
         finally:
             log = stop(proc)
         after = parse_samples(body.decode())
-        failed = {int(p) for p in FAILED_PID.findall(log)}
+        logged = FAILED_PID.findall(log)
+        assert len(logged) == len(set(logged)), logged  # once per process
+        failed = {int(p) for p in logged}
         assert counted(after) == sum(p not in failed for p in served)  # no count lost or doubled
         assert len(set(served)) > 4, "workers were not recycled"
         # (SIGTERM: the shutdown at the end)
