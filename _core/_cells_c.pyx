@@ -8,6 +8,8 @@ cannot interrupt) and atomic compare-and-swap loops on free-threaded builds, so
 no increment ever takes a lock.
 """
 
+import contextlib
+import errno
 import logging
 import mmap
 import os
@@ -613,22 +615,100 @@ C_API = PyCapsule_New(<void *> &_api, "django_prometheus._core._cells_c.C_API", 
 # double in this process' file, so an increment is the same C addition as in
 # single-process mode: no lock, no os.getpid(), no Python call.
 #
-# The files are ours alone (``counter_django_<pid>.db``, ``histogram_django_<pid>.db``):
-# prometheus_client keeps the "used" offset of its own files in memory, so two
-# writers must never share one. When a file grows, the old mapping is kept:
-# it maps the same file pages (MAP_SHARED), so pointers into it stay valid.
+# The files are ours alone (``counter_django_<pid>.db``, ``histogram_django_<pid>.db``,
+# ``gauge_<mode>_<pid>.db_django.db``): prometheus_client keeps the "used" offset of
+# its own files in memory, so two writers must never share one. When a file grows,
+# the old mapping is kept: it maps the same file pages (MAP_SHARED), so pointers into
+# it stay valid. Every byte is reserved on the filesystem before it is mapped
+# (``_reserve``): a full disk is an OSError when a file is created or grows, never a
+# SIGBUS at a write through the mapping.
 
 cdef Py_ssize_t _INITIAL_SIZE = 1 << 16
 _ENTRY_HEAD = struct.Struct("i")
 _STORES = weakref.WeakSet()
+_MOST_RECENT = ("mostrecent", "livemostrecent")
+_GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", *_MOST_RECENT)
+# posix_fallocate() refused by the filesystem itself (not a lack of space): write zeros instead.
+_NO_FALLOCATE = {
+    getattr(errno, n) for n in ("EOPNOTSUPP", "ENOTSUP", "EINVAL", "ENOSYS") if hasattr(errno, n)
+}
+
+
+def _reserve(f, Py_ssize_t start, Py_ssize_t end):
+    """Give ``f`` real blocks for its bytes ``[start, end)`` now, growing it to ``end`` if shorter.
+
+    The files are memory-mapped: a page the filesystem cannot back (a sparse
+    file on a full disk) is a SIGBUS at the first write that touches it.
+    Reserved here, a full disk is an OSError at a known point instead.
+    """
+    if end <= start:
+        return
+    try:
+        os.posix_fallocate(f.fileno(), start, end - start)
+        return
+    except AttributeError:  # pragma: no cover - no posix_fallocate (macOS)
+        pass
+    except OSError as exc:  # pragma: no cover - a filesystem without fallocate
+        if exc.errno not in _NO_FALLOCATE:
+            raise
+    size = os.fstat(f.fileno()).st_size  # zeros past the end (the file is opened "a+b")
+    if end > size:
+        f.write(bytes(end - size))
+        f.flush()
+
+
+def _filename(str directory, str typ, long pid):
+    """This process' file of ``typ`` ("counter", "histogram", "gauge_<mode>")."""
+    if typ.startswith("gauge_"):
+        # prometheus_client reads a gauge file's mode and pid from "gauge_<mode>_<pid>.db...":
+        # the pid is what precedes the third "_" minus 3 characters; ours end in "_django.db".
+        return os.path.join(directory, f"{typ}_{pid}.db_django.db")
+    return os.path.join(directory, f"{typ}_django_{pid}.db")
+
+
+cdef Py_ssize_t _entry_size(str key):
+    cdef Py_ssize_t n = len(key.encode("utf-8"))
+    return 4 + n + (8 - (n + 4) % 8) + 16
+
+
+def _drop_if_dead(str filename):
+    """Remove ``filename`` if no live process holds it: a dead process of our pid left it.
+
+    For live gauges (``live*`` modes): a dead process' values must not become ours.
+    """
+    if fcntl is None:  # pragma: no cover - no flock: no way to tell
+        return
+    try:
+        fd = os.open(filename, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # another store of this process writes it: it is live
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(filename).st_ino == os.fstat(fd).st_ino:
+                os.remove(filename)
+    finally:
+        os.close(fd)
+
+
+def _remove_if_empty(str filename, f):
+    """A file we could not reserve and never wrote: readers must not meet an empty file."""
+    with contextlib.suppress(OSError):
+        st = os.fstat(f.fileno())
+        if st.st_size == 0 and os.stat(filename).st_ino == st.st_ino:
+            os.remove(filename)
 
 
 def _open_locked(str filename):
     """Open (or create) ``filename`` and hold a shared lock on it for as long as it is open.
 
-    The lock says "a live process writes here": compaction folds only files it
-    can lock exclusively (``django_prometheus.multiprocess.compact``). If a
-    compaction renamed the file away while we waited for the lock, open again.
+    The lock says "a live process writes here": compaction folds (or, for live
+    gauges, drops) only files it can lock exclusively
+    (``django_prometheus.multiprocess.compact``). If a compaction renamed the
+    file away while we waited for the lock, open again.
     """
     while True:
         f = open(filename, "a+b")
@@ -658,11 +738,14 @@ cdef class _MmapFile:
         self._file = _open_locked(filename)
         self._maps = []
         self._positions = {}
-        capacity = os.fstat(self._file.fileno()).st_size
-        if capacity == 0:
-            capacity = _INITIAL_SIZE
-            self._file.truncate(capacity)
-        self._map(capacity)
+        try:
+            capacity = os.fstat(self._file.fileno()).st_size
+            _reserve(self._file, 0, capacity or _INITIAL_SIZE)  # a sparse leftover gets its blocks too
+            self._map(capacity or _INITIAL_SIZE)
+        except BaseException:
+            _remove_if_empty(filename, self._file)
+            self._file.close()
+            raise
         self._used = (<int *> self._base)[0]
         if self._used == 0:
             self._used = 8
@@ -697,19 +780,27 @@ cdef class _MmapFile:
             pos = self._append(key)
         return <double *> (self._base + <Py_ssize_t> pos)
 
+    cdef void make_room(self, keys) except *:
+        """Reserve the space of every absent entry of ``keys`` at once (OSError: none is added)."""
+        cdef Py_ssize_t need = self._used
+        cdef Py_ssize_t capacity = self._capacity
+        for key in set(keys):
+            if key not in self._positions:
+                need += _entry_size(key)
+        while need > capacity:
+            capacity *= 2
+        if capacity != self._capacity:
+            _reserve(self._file, self._capacity, capacity)
+            self._map(capacity)
+
     cdef Py_ssize_t _append(self, str key) except -1:
+        self.make_room((key,))
         encoded = key.encode("utf-8")
         cdef Py_ssize_t n = len(encoded)
         cdef Py_ssize_t padded = n + (8 - (n + 4) % 8)
         cdef Py_ssize_t size = 4 + padded + 16
-        cdef Py_ssize_t capacity = self._capacity
         cdef Py_ssize_t start = self._used
         cdef char *p
-        while start + size > capacity:
-            capacity *= 2
-        if capacity != self._capacity:
-            self._file.truncate(capacity)
-            self._map(capacity)
         entry = _ENTRY_HEAD.pack(n) + encoded + b" " * (padded - n) + b"\0" * 16
         p = entry
         memcpy(self._base + start, p, size)
@@ -746,6 +837,57 @@ cdef class _MpCounter(Counter):
             self._p = &self._v
 
 
+cdef class _MpGauge(Gauge):
+    """A gauge whose value is an entry of this process' file of its mode, once written."""
+
+    cdef object _store
+    cdef str _key
+    cdef str _typ
+    cdef bint _stamp  # a mostrecent mode: set() writes the time next to the value
+    cdef double *_p
+
+    def inc(self, double amount=1.0):
+        self._add(amount, "inc")
+
+    def dec(self, double amount=1.0):
+        self._add(-amount, "dec")
+
+    cdef void _add(self, double amount, str how) except *:
+        if self._stamp:  # as prometheus_client's Gauge: the newest value needs a set()
+            raise RuntimeError(f"{how} must not be used with the mostrecent mode")
+        if self._p == NULL:
+            self._attach()
+        dp_add(self._p, amount)
+
+    def set(self, double value):
+        if self._p == NULL:
+            self._attach()
+        self._p[0] = value
+        if self._stamp and self._p != &self._v:
+            self._p[1] = time.time()
+
+    def set_to_current_time(self):
+        self.set(time.time())
+
+    def get(self):
+        if self._p == NULL:
+            return self._v
+        return self._p[0]
+
+    cdef void _attach(self) noexcept:
+        try:
+            self._store._attach(self)
+        except BaseException:  # pragma: no cover - _attach logs its own failures
+            pass
+        if self._p == NULL:
+            self._p = &self._v
+
+    cdef void _detach(self) noexcept:
+        if self._p != NULL:
+            self._v = self._p[0]
+        self._p = &self._v
+
+
 cdef class _MpHistogram(Histogram):
     """A histogram whose buckets and sum are entries of this process' histogram file, once written."""
 
@@ -773,6 +915,10 @@ cdef class MultiProcessStore:
     opens files of its own: a forked child that never counts (``subprocess``
     with ``preexec_fn``, a ``multiprocessing`` pool) leaves no file behind.
     The parent's counts stay in the parent's files.
+
+    A file that cannot be created or grown (a full disk: its space is reserved
+    up front) stops this process from writing files: the failure is logged
+    once, and every cell goes on counting in process only.
     """
 
     cdef readonly str directory
@@ -797,8 +943,10 @@ cdef class MultiProcessStore:
     cdef _MmapFile _file_for(self, str typ):
         f = self._files.get(typ)
         if f is None:
-            f = self._files[typ] = _MmapFile(
-                os.path.join(self.directory, f"{typ}_django_{self.pid}.db"))
+            filename = _filename(self.directory, typ, self.pid)
+            if typ.startswith("gauge_live"):
+                _drop_if_dead(filename)
+            f = self._files[typ] = _MmapFile(filename)
         return <_MmapFile> f
 
     def counter(self, str key):
@@ -806,6 +954,22 @@ cdef class MultiProcessStore:
         cdef _MpCounter cell = _MpCounter()
         cell._store = self
         cell._key = key
+        cell._p = NULL
+        return self._track(cell)
+
+    def gauge(self, str key, str mode="all"):
+        """A Gauge whose value is the ``key`` entry of this process' file for ``mode``.
+
+        ``mode`` is prometheus_client's ``multiprocess_mode``; files of ``live*``
+        modes are dropped once their process is gone (``multiprocess.compact``).
+        """
+        if mode not in _GAUGE_MODES:
+            raise ValueError(f"Invalid multiprocess mode: {mode}")
+        cdef _MpGauge cell = _MpGauge()
+        cell._store = self
+        cell._key = key
+        cell._typ = "gauge_" + mode
+        cell._stamp = mode in _MOST_RECENT
         cell._p = NULL
         return self._track(cell)
 
@@ -833,6 +997,7 @@ cdef class MultiProcessStore:
     def _attach(self, cell):
         """Give an unwritten cell its slots in this process' file (its first write)."""
         cdef _MpCounter counter
+        cdef _MpGauge gauge
         cdef _MpHistogram hist
         cdef _MmapFile f
         cdef double *p
@@ -856,6 +1021,23 @@ cdef class MultiProcessStore:
                 counter._v = 0.0
                 counter._p = p
                 return
+            if isinstance(cell, _MpGauge):
+                gauge = <_MpGauge> cell
+                if gauge._p != NULL:
+                    return
+                if self._closed or self._failed is not None:
+                    gauge._p = &gauge._v
+                    return
+                try:
+                    p = self._file_for(gauge._typ).slot(gauge._key)
+                except OSError as exc:
+                    self._fail(exc)
+                    gauge._p = &gauge._v
+                    return
+                p[0] += gauge._v
+                gauge._v = 0.0
+                gauge._p = p
+                return
             hist = <_MpHistogram> cell
             if hist._sum_p != NULL:
                 return
@@ -867,6 +1049,7 @@ cdef class MultiProcessStore:
                 raise MemoryError()
             try:
                 f = self._file_for("histogram")
+                f.make_room((*hist._keys, hist._sum_key))  # all of the cell's entries, or none
                 for i in range(hist._n):
                     slots[i] = f.slot(hist._keys[i])
                 p = f.slot(hist._sum_key)
@@ -911,6 +1094,9 @@ cdef class MultiProcessStore:
                 if isinstance(cell, _MpCounter):
                     (<_MpCounter> cell)._v = 0.0
                     (<_MpCounter> cell)._p = NULL
+                elif isinstance(cell, _MpGauge):
+                    (<_MpGauge> cell)._v = 0.0
+                    (<_MpGauge> cell)._p = NULL
                 else:
                     (<_MpHistogram> cell)._reset()
             for f in old.values():
@@ -918,7 +1104,7 @@ cdef class MultiProcessStore:
 
     def files(self):
         """The paths of the files this process has written so far."""
-        return [os.path.join(self.directory, f"{typ}_django_{self.pid}.db") for typ in self._files]
+        return [_filename(self.directory, typ, self.pid) for typ in self._files]
 
     def close(self):
         """Detach every cell (they keep their values, in process) and close the files."""
@@ -929,6 +1115,8 @@ cdef class MultiProcessStore:
             for cell in self._tracked:
                 if isinstance(cell, _MpCounter):
                     (<_MpCounter> cell)._detach()
+                elif isinstance(cell, _MpGauge):
+                    (<_MpGauge> cell)._detach()
                 else:
                     (<_MpHistogram> cell)._detach()
             self._tracked = []

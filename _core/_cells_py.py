@@ -6,9 +6,13 @@ counterpart there, and the test suite runs against both.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import mmap
 import os
 import re
+import struct
 import threading
 import time
 import weakref
@@ -17,7 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
-from prometheus_client.mmap_dict import MmapedDict
 
 try:
     import fcntl
@@ -356,9 +359,170 @@ def record_get_many(
 # --- Multiprocess mode ------------------------------------------------------
 #
 # Same files as the compiled core (``counter_django_<pid>.db``,
-# ``histogram_django_<pid>.db``, prometheus_client's format, written with its
-# own MmapedDict), so MultiProcessCollector sums them with everyone else's.
-# Each cell keeps its value in process and writes it through on every change.
+# ``histogram_django_<pid>.db``, ``gauge_<mode>_<pid>.db_django.db``), in
+# prometheus_client's format, so MultiProcessCollector sums them with everyone
+# else's. Each cell keeps its value in process and writes it through on every
+# change. Every byte of a file is reserved on the filesystem before it is
+# mapped (``_reserve``): a full disk is an OSError when a file is created or
+# grows, never a SIGBUS at a write through the mapping.
+
+_INITIAL_SIZE = 1 << 16
+_HEAD = struct.Struct("i")
+_VALUE = struct.Struct("dd")
+_MOST_RECENT = ("mostrecent", "livemostrecent")
+_GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", *_MOST_RECENT)
+# posix_fallocate() refused by the filesystem itself (not a lack of space): write zeros instead.
+_NO_FALLOCATE = {
+    getattr(errno, n) for n in ("EOPNOTSUPP", "ENOTSUP", "EINVAL", "ENOSYS") if hasattr(errno, n)
+}
+
+
+def _reserve(f: Any, start: int, end: int) -> None:
+    """Give ``f`` real blocks for its bytes ``[start, end)`` now, growing it to ``end`` if shorter.
+
+    The files are memory-mapped: a page the filesystem cannot back (a sparse
+    file on a full disk) is a SIGBUS at the first write that touches it.
+    Reserved here, a full disk is an OSError at a known point instead.
+    """
+    if end <= start:
+        return
+    try:
+        os.posix_fallocate(f.fileno(), start, end - start)
+        return
+    except AttributeError:  # pragma: no cover - no posix_fallocate (macOS)
+        pass
+    except OSError as exc:  # pragma: no cover - a filesystem without fallocate
+        if exc.errno not in _NO_FALLOCATE:
+            raise
+    size = os.fstat(f.fileno()).st_size  # pragma: no cover - zeros past the end (the file is "a+b")
+    if end > size:  # pragma: no cover
+        f.write(bytes(end - size))
+        f.flush()
+
+
+def _filename(directory: str, typ: str, pid: int) -> str:
+    """This process' file of ``typ`` ("counter", "histogram", "gauge_<mode>")."""
+    if typ.startswith("gauge_"):
+        # prometheus_client reads a gauge file's mode and pid from "gauge_<mode>_<pid>.db...":
+        # the pid is what precedes the third "_" minus 3 characters; ours end in "_django.db".
+        return os.path.join(directory, f"{typ}_{pid}.db_django.db")
+    return os.path.join(directory, f"{typ}_django_{pid}.db")
+
+
+def _entry_size(key: str) -> int:
+    n = len(key.encode("utf-8"))
+    return 4 + n + (8 - (n + 4) % 8) + 16
+
+
+def _drop_if_dead(filename: str) -> None:
+    """Remove ``filename`` if no live process holds it: a dead process of our pid left it.
+
+    For live gauges (``live*`` modes): a dead process' values must not become ours.
+    """
+    if fcntl is None:  # pragma: no cover - no flock: no way to tell
+        return
+    try:
+        fd = os.open(filename, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # another store of this process writes it: it is live
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(filename).st_ino == os.fstat(fd).st_ino:
+                os.remove(filename)
+    finally:
+        os.close(fd)
+
+
+class _MmapFile:
+    """One of this process' files: append-only, prometheus_client's format, its space reserved."""
+
+    def __init__(self, filename: str) -> None:
+        self._file = _open_locked(filename)
+        try:
+            capacity = os.fstat(self._file.fileno()).st_size
+            _reserve(self._file, 0, capacity or _INITIAL_SIZE)  # a sparse leftover gets its blocks too
+            capacity = capacity or _INITIAL_SIZE
+            self._maps = [mmap.mmap(self._file.fileno(), capacity)]
+        except BaseException:
+            _remove_if_empty(filename, self._file)
+            self._file.close()
+            raise
+        self._capacity = capacity
+        self._positions: dict[str, int] = {}
+        m = self._maps[-1]
+        self._used = _HEAD.unpack_from(m, 0)[0]
+        if self._used == 0:
+            self._used = 8
+            m[0:4] = _HEAD.pack(8)
+        else:  # a recycled pid: keep appending to what the earlier process left
+            self._index()
+
+    def _index(self) -> None:
+        m, pos = self._maps[-1], 8
+        if self._used > self._capacity:
+            raise RuntimeError("metrics file is corrupted: header beyond file size")
+        while pos < self._used:
+            n = _HEAD.unpack_from(m, pos)[0]
+            if n < 0 or pos + 4 + n > self._used:
+                raise RuntimeError("metrics file is corrupted: entry beyond used size")
+            key = m[pos + 4 : pos + 4 + n].decode("utf-8")
+            pos += 4 + n + (8 - (n + 4) % 8)
+            self._positions[key] = pos
+            pos += 16
+
+    def make_room(self, keys: Iterable[str]) -> None:
+        """Reserve the space of every absent entry of ``keys`` at once (OSError: none is added)."""
+        need = self._used + sum(_entry_size(k) for k in set(keys) if k not in self._positions)
+        capacity = self._capacity
+        while need > capacity:
+            capacity *= 2
+        if capacity != self._capacity:
+            _reserve(self._file, self._capacity, capacity)
+            # Earlier mappings stay open: another thread may be writing through one (same pages).
+            self._maps.append(mmap.mmap(self._file.fileno(), capacity))
+            self._capacity = capacity
+
+    def _append(self, key: str) -> int:
+        self.make_room((key,))
+        encoded = key.encode("utf-8")
+        padded = encoded + b" " * (8 - (len(encoded) + 4) % 8)
+        m, start = self._maps[-1], self._used
+        end = start + 4 + len(padded) + 16
+        m[start:end] = _HEAD.pack(len(encoded)) + padded + bytes(16)
+        self._used = end
+        m[0:4] = _HEAD.pack(end)  # after the entry: readers never see half of one
+        self._positions[key] = end - 16
+        return end - 16
+
+    def read_value(self, key: str) -> tuple[float, float]:
+        pos = self._positions.get(key)
+        if pos is None:
+            pos = self._append(key)
+        return _VALUE.unpack_from(self._maps[-1], pos)
+
+    def write_value(self, key: str, value: float, timestamp: float) -> None:
+        pos = self._positions.get(key)
+        if pos is None:
+            pos = self._append(key)
+        self._maps[-1][pos : pos + 16] = _VALUE.pack(value, timestamp)
+
+    def close(self) -> None:
+        for m in self._maps:
+            m.close()
+        self._maps = []
+        self._file.close()
+
+
+def _remove_if_empty(filename: str, f: Any) -> None:
+    """A file we could not reserve and never wrote: readers must not meet an empty file."""
+    with contextlib.suppress(OSError):
+        st = os.fstat(f.fileno())
+        if st.st_size == 0 and os.stat(filename).st_ino == st.st_ino:
+            os.remove(filename)
 
 
 class _Detached:
@@ -386,11 +550,64 @@ class _MmapCounter(Counter):
             self._v += amount
             self._file.write_value(self._key, self._v, 0.0)
 
+    def _keys(self) -> tuple[str, ...]:
+        return (self._key,)
+
     def _attach(self, file: Any) -> None:
         if file is not _DETACHED and file is not None:
             self._v += file.read_value(self._key)[0]
             file.write_value(self._key, self._v, 0.0)
         self._file = file
+
+    def _reset(self) -> None:
+        self._v = 0.0
+        self._file = None
+
+
+class _MmapGauge(Gauge):
+    """A gauge written through to this process' file of its ``multiprocess_mode``."""
+
+    __slots__ = ("_file", "_key", "_stamp", "_store", "_typ")
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._add(float(amount), "inc")
+
+    def dec(self, amount: float = 1.0) -> None:
+        self._add(-float(amount), "dec")
+
+    def _add(self, amount: float, how: str) -> None:
+        if self._stamp:  # as prometheus_client's Gauge: the newest value needs a set()
+            raise RuntimeError(f"{how} must not be used with the mostrecent mode")
+        if self._file is None:
+            self._store._attach(self)
+        with self._lock:
+            self._v += amount
+            self._file.write_value(self._key, self._v, 0.0)
+
+    def set(self, value: float) -> None:
+        value = float(value)
+        if self._file is None:
+            self._store._attach(self)
+        with self._lock:
+            self._v = value
+            self._file.write_value(self._key, value, time.time() if self._stamp else 0.0)
+
+    def set_to_current_time(self) -> None:
+        self.set(time.time())
+
+    def _keys(self) -> tuple[str, ...]:
+        return (self._key,)
+
+    def _attach(self, file: Any) -> None:
+        if file is not _DETACHED and file is not None:
+            value, timestamp = file.read_value(self._key)
+            self._v += value
+            file.write_value(self._key, self._v, timestamp)
+        self._file = file
+
+    def _reset(self) -> None:
+        self._v = 0.0
+        self._file = None
 
 
 class _MmapHistogram(Histogram):
@@ -416,6 +633,9 @@ class _MmapHistogram(Histogram):
         elif self._capture is not None:
             self._captured(i, amount)
 
+    def _keys(self) -> tuple[str, ...]:
+        return (*self._bucket_keys, self._sum_key)
+
     def _attach(self, file: Any) -> None:
         if file is not _DETACHED and file is not None:
             self._counts = [
@@ -433,18 +653,19 @@ class _MmapHistogram(Histogram):
         self._file = None
 
 
-def _open_locked(filename: str) -> MmapedDict:
+def _open_locked(filename: str) -> Any:
     """Open (or create) ``filename`` and hold a shared lock on it for as long as it is open.
 
-    The lock says "a live process writes here": compaction folds only files it
-    can lock exclusively (``django_prometheus.multiprocess.compact``). If a
-    compaction renamed the file away while we waited for the lock, open again.
+    The lock says "a live process writes here": compaction folds (or, for live
+    gauges, drops) only files it can lock exclusively
+    (``django_prometheus.multiprocess.compact``). If a compaction renamed the
+    file away while we waited for the lock, open again.
     """
     while True:
-        f = MmapedDict(filename)
+        f = open(filename, "a+b")  # noqa: SIM115 - kept open for the store's life
         if fcntl is None:  # pragma: no cover - no flock on this platform: no compaction either
             return f
-        fd = f._f.fileno()
+        fd = f.fileno()
         fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             same = os.stat(filename).st_ino == os.fstat(fd).st_ino
@@ -469,28 +690,51 @@ class MultiProcessStore:
     opens files of its own: a forked child that never counts (``subprocess``
     with ``preexec_fn``, a ``multiprocessing`` pool) leaves no file behind.
     The parent's counts stay in the parent's files.
+
+    A file that cannot be created or grown (a full disk: its space is reserved
+    up front) stops this process from writing files: the failure is logged
+    once, and every cell goes on counting in process only.
     """
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self.pid = os.getpid()
-        self._files: dict[str, MmapedDict] = {}
+        self._files: dict[str, _MmapFile] = {}
         self._tracked: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
         self._failed: OSError | None = None
         _STORES.add(self)
 
-    def _file_for(self, typ: str) -> MmapedDict:
+    def _file_for(self, typ: str) -> _MmapFile:
         f = self._files.get(typ)
         if f is None:
-            f = self._files[typ] = _open_locked(os.path.join(self.directory, f"{typ}_django_{self.pid}.db"))
+            filename = _filename(self.directory, typ, self.pid)
+            if typ.startswith("gauge_live"):
+                _drop_if_dead(filename)
+            f = self._files[typ] = _MmapFile(filename)
         return f
 
     def counter(self, key: str) -> Counter:
         """A Counter whose value is the ``key`` entry of this process' counter file."""
         cell = _MmapCounter()
         cell._key = key
+        cell._store = self
+        cell._file = None
+        return self._track(cell)
+
+    def gauge(self, key: str, mode: str = "all") -> Gauge:
+        """A Gauge whose value is the ``key`` entry of this process' file for ``mode``.
+
+        ``mode`` is prometheus_client's ``multiprocess_mode``; files of ``live*``
+        modes are dropped once their process is gone (``multiprocess.compact``).
+        """
+        if mode not in _GAUGE_MODES:
+            raise ValueError(f"Invalid multiprocess mode: {mode}")
+        cell = _MmapGauge()
+        cell._key = key
+        cell._typ = "gauge_" + mode
+        cell._stamp = mode in _MOST_RECENT
         cell._store = self
         cell._file = None
         return self._track(cell)
@@ -523,12 +767,20 @@ class MultiProcessStore:
             if self._closed or self._failed is not None:
                 cell._attach(_DETACHED)
                 return
-            typ = "counter" if isinstance(cell, _MmapCounter) else "histogram"
+            if isinstance(cell, _MmapCounter):
+                typ = "counter"
+            elif isinstance(cell, _MmapGauge):
+                typ = cell._typ
+            else:
+                typ = "histogram"
             try:
-                cell._attach(self._file_for(typ))
+                f = self._file_for(typ)
+                f.make_room(cell._keys())  # all of the cell's entries, or none
             except OSError as exc:
                 self._fail(exc)
                 cell._attach(_DETACHED)
+                return
+            cell._attach(f)
 
     def _fail(self, exc: OSError) -> None:
         self._failed = exc
@@ -557,18 +809,14 @@ class MultiProcessStore:
             self._failed = None
             self.pid = os.getpid()
             for cell in self._tracked:
-                if isinstance(cell, _MmapCounter):
-                    cell._v = 0.0
-                    cell._file = None
-                else:
-                    cell._reset()
+                cell._reset()
                 cell._lock = threading.Lock()
             for f in old.values():
                 f.close()
 
     def files(self) -> list[str]:
         """The paths of the files this process has written so far."""
-        return [os.path.join(self.directory, f"{typ}_django_{self.pid}.db") for typ in self._files]
+        return [_filename(self.directory, typ, self.pid) for typ in self._files]
 
     def close(self) -> None:
         """Detach every cell (they keep their values, in process) and close the files."""

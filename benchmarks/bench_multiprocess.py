@@ -4,8 +4,8 @@ The same operations as ``bench_http.http_wsgi`` and ``bench_cache.cache_get_hit`
 with the variable set before anything imports prometheus_client, so every
 impl runs in its multiprocess mode: prometheus_client's values (a lock,
 ``os.getpid()`` and an mmap write per increment) for upstream, per-process
-files written through raw slot pointers for ours compiled, prometheus_client's
-MmapedDict for ours pure. Each probe gets a fresh directory, removed at exit.
+files written through raw slot pointers for ours compiled, a struct write into
+the mapping for ours pure. Each probe gets a fresh directory, removed at exit.
 """
 
 from __future__ import annotations

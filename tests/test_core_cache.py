@@ -204,8 +204,10 @@ def test_durations_are_observed_per_outermost_call(core):
     ok, error = core.counters(2)
     duration = core.histogram()
     op = core.m.instrument_op(lambda self: None, ok, error, duration)
+    started = core.m.clock()
     for _ in range(3):
         op(None)
+    elapsed = core.m.clock() - started
     assert duration.count == 3
-    assert 0 <= duration.sum < 1
+    assert 0 <= duration.sum <= elapsed + 1e-9  # within the calls, however slow the machine
     assert core.m.clock() > 0

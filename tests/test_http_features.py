@@ -466,8 +466,9 @@ def test_queue_time_from_the_proxy_headers(settings, header, scale):
         value = "t=" + value
     d = Delta()
     client().get("/ok", **{header: value})
+    waited = time.time() - stamp  # the longest the queue time can be, however slow the machine
     assert d(QUEUE + "_count") == 1
-    assert 0.2 < d(QUEUE + "_sum") < 5
+    assert 0.2 < d(QUEUE + "_sum") <= waited + 0.001  # (the header is rounded to the ms at most)
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,9 @@ SCENARIO = textwrap.dedent(
     hu = Histogram("django_body_bytes", "Sizes.", buckets=(1, 4, 16))
     g = Gauge("django_migrations_applied_total", "Applied.", ["connection"], multiprocess_mode="mostrecent")
     ga = Gauge("django_per_process", "Per process.")
+    modes = ["all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum"]
+    modes += ["mostrecent", "livemostrecent"]
+    gauges = {m: Gauge(f"django_g_{m}", m, ["k"], multiprocess_mode=m) for m in modes}
 
     def work(n):
         c.labels("a", "GET").inc(3 * n)
@@ -42,6 +45,11 @@ SCENARIO = textwrap.dedent(
             h.labels("a").observe(v)
         hu.observe(3 * n)
         ga.set(10 * n)
+        for m, gauge in gauges.items():
+            gauge.labels("x").set(5 * n)
+            if "mostrecent" not in m:
+                gauge.labels("x").inc(n)
+                gauge.labels("y").dec(2 * n)
 
     g.labels("default").set(5)
     work(1)
@@ -94,6 +102,8 @@ def test_aggregate_is_identical_to_prometheus_client_metrics(dirs, tmp_path):
     assert [x for x in lines if x.startswith("django_migrations_applied_total{")] == [
         'django_migrations_applied_total{connection="default"} 7.0'
     ]
+    assert 'django_g_livesum{k="x"} 18.0' in lines  # 5 + 1 in the parent, 10 + 2 in the dead child
+    assert 'django_g_livemostrecent{k="x"} 10.0' in lines
 
 
 def test_a_dead_workers_counts_stay_after_mark_process_dead(dirs, tmp_path):

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,22 @@ MODES = [
     "mostrecent",
     "livemostrecent",
 ]
+
+
+def pids_no_process_has(n: int) -> list[int]:
+    """Pids that are certainly free: above the kernel's pid_max, which no process can have.
+
+    (Low pids are no safer than any other: kernel threads hold many of them on some boots.)
+    """
+    try:
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    except OSError:  # not Linux: none hands out pids above Linux's own ceiling (PID_MAX_LIMIT)
+        pid_max = 4_194_304
+    return list(range(pid_max + 1, pid_max + 1 + n))
+
+
+#: The pids of the dead processes whose prometheus_client files the tests write.
+THEIR_PIDS = pids_no_process_has(10)
 
 
 @pytest.fixture
@@ -125,7 +141,7 @@ def populated(core, tmp_path):
     rnd = random.Random(5)
     for _ in range(30):
         write_worker(core, tmp_path, rnd)
-    for pid in range(100, 110):
+    for pid in THEIR_PIDS:
         write_theirs(tmp_path, pid, rnd)
     write_gauges(tmp_path)
     return tmp_path
@@ -205,11 +221,52 @@ def test_compaction_folds_dead_workers_and_keeps_every_total(populated):
     ]
     assert totals(theirs(populated)) == before  # prometheus_client still reads the archive
     assert totals(ours(populated)) == before
-    for pid in range(100, 110):  # users' files go with mark_process_dead, for a pid no process has
+    for pid in THEIR_PIDS:  # users' files go with mark_process_dead, for a pid no process has
         multiprocess.mark_process_dead(pid, str(populated))
-    assert not list(populated.glob("counter_1??.db")) and not list(populated.glob("summary_1*.db"))
+    assert not [p.name for pid in THEIR_PIDS for p in populated.glob(f"*_{pid}.db")]
     assert totals(ours(populated)) == before
     assert multiprocess.compact(str(populated)) == 0
+
+
+HOLD_LOW_PIDS = r"""
+import os, subprocess, sys
+import pytest
+holders = []
+for pid in range(100, 110):  # each fork takes the pid after ns_last_pid
+    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+        f.write(str(pid - 1))
+    holders.append(subprocess.Popen(["sleep", "600"]))
+held = [p.pid for p in holders]
+assert held == list(range(100, 110)), held
+try:
+    code = pytest.main(["-q", "-p", "no:cacheprovider", sys.argv[1]])
+    assert all(p.poll() is None for p in holders), "a holder died during the run"
+finally:
+    for p in holders:
+        p.kill()
+        p.wait()
+print("pids 100-109 held by live processes for the whole run")
+sys.exit(code)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pid namespaces are Linux's")
+def test_compaction_test_passes_while_pids_100_to_109_are_live(tmp_path):
+    # A fresh pid namespace, where this test can make live processes take pids 100-109, then
+    # the compaction test above runs there (issue 30: it once assumed those pids were free).
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare(1) to make a pid namespace")
+    cmd = [unshare, "--pid", "--fork", "--mount-proc"]
+    if os.geteuid() != 0:
+        cmd[1:1] = ["--user", "--map-root-user"]
+    target = f"{Path(__file__).relative_to(ROOT)}::test_compaction_folds_dead_workers_and_keeps_every_total"
+    out = subprocess.run([*cmd, sys.executable, "-c", HOLD_LOW_PIDS, target], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    if out.returncode != 0 and "unshare failed" in out.stderr:
+        pytest.skip(f"cannot make a pid namespace here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "2 passed" in out.stdout and "pids 100-109 held by live processes" in out.stdout
 
 
 def test_a_live_pid_is_never_folded(populated):
@@ -263,7 +320,23 @@ def test_a_scrape_compacts_dead_files_without_the_hook(populated):
     assert not [p for p in populated.glob("*_django_*.db") if "archive" not in p.name]
 
 
-COMPACTOR = "import sys; from django_prometheus import multiprocess; multiprocess.compact(sys.argv[1])"
+# A compaction that kills itself (SIGKILL, as kill -9) at its Nth rename, replace or remove:
+# every crash point is reached by design, however fast the machine (no timed kill).
+COMPACTOR = """
+import os, signal, sys
+from django_prometheus import multiprocess
+crash_at, calls = int(sys.argv[2]), [0]
+def crashing(real):
+    def call(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == crash_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    return call
+for name in ("rename", "replace", "remove"):
+    setattr(os, name, crashing(getattr(os, name)))
+multiprocess.compact(sys.argv[1])
+"""
 
 
 def big_dir(core, directory: Path, workers: int) -> dict:
@@ -282,14 +355,12 @@ def test_kill_9_in_the_middle_of_compactions_never_loses_or_doubles(core, tmp_pa
         for _ in range(10):
             write_worker(core, tmp_path, rnd, views=20)
         expected = totals(ours(tmp_path))
-        proc = subprocess.Popen([sys.executable, "-c", COMPACTOR, str(tmp_path)], cwd=ROOT)
-        time.sleep(rnd.uniform(0.05, 0.6))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        # 20 new files at least: 20 renames, a replace, 20 removes; a crash among them all.
+        crash_at = str(rnd.randint(1, 41))
+        proc = subprocess.run([sys.executable, "-c", COMPACTOR, str(tmp_path), crash_at], cwd=ROOT)
+        kills += proc.returncode == -signal.SIGKILL
         assert totals(ours(tmp_path)) == expected  # whatever state the crash left
-    assert kills, "no compaction was interrupted: give it more files"
+    assert kills == 12, "a compaction was not interrupted"
     multiprocess.compact(str(tmp_path))
     assert not list(tmp_path.glob("*.folding")) and not list(tmp_path.glob("*.tmp"))
     assert totals(ours(tmp_path)) == totals(theirs(tmp_path)) == expected
@@ -300,14 +371,17 @@ def test_scrapes_racing_two_compactors_see_exact_totals(core, tmp_path):
     seen, stop = [], threading.Event()
 
     def scrape() -> None:
-        while not stop.is_set():
+        while True:  # once at least, whenever the thread gets to run
             seen.append(totals(ours(tmp_path)) == expected)
+            if stop.is_set():
+                return
 
     scraper = threading.Thread(target=scrape)
     scraper.start()
     try:
         procs = [
-            subprocess.Popen([sys.executable, "-c", COMPACTOR, str(tmp_path)], cwd=ROOT) for _ in range(2)
+            subprocess.Popen([sys.executable, "-c", COMPACTOR, str(tmp_path), "0"], cwd=ROOT)
+            for _ in range(2)
         ]
         assert [p.wait(timeout=120) for p in procs] == [0, 0]
     finally:

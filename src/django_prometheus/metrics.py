@@ -10,8 +10,8 @@ Multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` or ``prometheus_multiproc_dir``
 set when this module is imported, the rule prometheus_client's ``values.py``
 follows): counter and histogram cells live in this process' files, in
 prometheus_client's format, which ``MultiProcessCollector`` sums with every
-other process' and with users' own metrics; gauges are prometheus_client's own
-children, so their ``multiprocess_mode`` means exactly what it means there.
+other process' and with users' own metrics; gauges too, in one file per
+``multiprocess_mode``, which means exactly what it means there.
 """
 
 from __future__ import annotations
@@ -239,13 +239,6 @@ class Counter(_CellBacked, prometheus_client.Counter):
             metric.add_sample(self._name + "_created", labels, cell.created)
 
 
-class _ProcessGauge(prometheus_client.Gauge):
-    """A gauge cell in multiprocess mode: prometheus_client's own child, with ``get()``."""
-
-    def get(self) -> float:
-        return self._value.get()
-
-
 class Gauge(_CellBacked, prometheus_client.Gauge):
     """A value that goes up and down (items in a queue, connections open), kept in a core cell.
 
@@ -264,17 +257,16 @@ class Gauge(_CellBacked, prometheus_client.Gauge):
     def _cell_factory(self) -> CellFactory:
         if MULTIPROCESS_DIR is None:
             return lambda values: _cells.Gauge()
-        # Gauges are set rarely (migrations, once per process): prometheus_client's
-        # values give every multiprocess_mode, live files and mark_process_dead for free.
-        name, labelnames, doc, mode = (
+        # In this process' file of its multiprocess_mode, with the space reserved as for
+        # counters, and live* modes in files a scrape drops once their process is gone.
+        store, name, labelnames, doc, mode = (
+            multiprocess_store(),
             self._name,
-            self._labelnames,
+            list(self._labelnames),
             self._documentation,
             self._multiprocess_mode,
         )
-        return lambda values: _ProcessGauge(
-            name, doc, labelnames, registry=None, _labelvalues=values, multiprocess_mode=mode
-        )
+        return lambda values: store.gauge(mmap_key(name, name, labelnames, list(values), doc), mode)
 
     def _metric_init(self) -> None:
         super()._metric_init()

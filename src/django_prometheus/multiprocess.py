@@ -8,7 +8,8 @@ files, the same samples in the same order as prometheus_client's
 ``mark_process_dead(pid)`` (gunicorn's ``child_exit`` hook) also folds a dead
 worker's counters, histograms and summaries into one archive file per type
 and removes the worker's files, so a scrape's cost stops growing with every
-worker ever recycled. See ``compact()`` for why that is safe.
+worker ever recycled, and drops the files of its live gauges. Scrapes do the
+same for our own files without the hook. See ``compact()`` for why that is safe.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ from prometheus_client.utils import floatToGoString
 
 from django_prometheus._core import _expo
 
-__all__ = ["AggregateCollector", "compact", "mark_process_dead", "merge"]
+__all__ = ["AggregateCollector", "CompactionError", "compact", "mark_process_dead", "merge"]
+
+_logger = logging.getLogger("django_prometheus")
 
 _LOCK_NAME = "django_prometheus.lock"
 _ARCHIVE = "{typ}_django_archive.db"
 _FOLDABLE = ("counter", "histogram", "summary")  # summed per key: folding them changes no total
 _TRAILER = b"DJPROMARCHIVE1\n"  # after the "used" bytes, where prometheus_client never reads
 _HEAD = struct.Struct("i")
+_GAUGE_SUFFIX = ".db_django.db"  # our gauge files: gauge_<mode>_<pid>.db_django.db (the core's names)
 
 
 # --- Reading: the same merge as prometheus_client's MultiProcessCollector ------------
@@ -212,9 +216,18 @@ class AggregateCollector:
             # a scrape never waits for that: if another scrape or compaction runs, it skips.
             try:
                 compact(self._path, blocking=False)
-            except Exception:  # a scrape never fails because of it: the files stay as they were
-                logging.getLogger("django_prometheus").warning(
-                    "django_prometheus: compacting %s at scrape time failed", self._path, exc_info=True
+                _scrape_failures.clear()
+            except Exception as exc:  # a scrape never fails because of it (CompactionError says why)
+                # Once per kind of failure until one succeeds: a full disk fails every scrape.
+                key = (self._path, type(exc), getattr(exc.__cause__ or exc, "errno", None))
+                first = key not in _scrape_failures
+                _scrape_failures.add(key)
+                _logger.log(
+                    logging.WARNING if first else logging.DEBUG,
+                    "django_prometheus: compacting %s at scrape time failed: %s",
+                    self._path,
+                    exc,
+                    exc_info=first,
                 )
         with _dir_lock(self._path, fcntl.LOCK_SH):
             return merge(_scrape_files(self._path))
@@ -227,7 +240,32 @@ def aggregate_registry(path: str) -> CollectorRegistry:
     return registry
 
 
+_scrape_failures: set[tuple] = set()
+
+
 # --- Compaction ----------------------------------------------------------------------
+
+
+class CompactionError(Exception):
+    """A compaction failed (``__cause__`` says why); ``left`` names the files it left renamed.
+
+    Every file it had set aside and not folded is back under its own name,
+    except those in ``left`` (``*.folding``: the name was taken again, or the
+    filesystem refused the link): the view and export ports count those, and
+    the next compaction folds them. No count is lost or counted twice.
+    """
+
+    def __init__(self, path: str, cause: BaseException, left: list[str]) -> None:
+        self.path, self.left = path, left
+        if left:
+            where = (
+                f"{len(left)} file(s) stay renamed in {path} ({', '.join(left[:5])}"
+                f"{', ...' if len(left) > 5 else ''}): the view and the export ports count them, "
+                "prometheus_client's MultiProcessCollector does not, and the next compaction folds them"
+            )
+        else:
+            where = "every file it had set aside and not folded is back under its own name"
+        super().__init__(f"{cause!r}; {where}")
 
 
 @contextlib.contextmanager
@@ -279,8 +317,13 @@ def _write_archive(path: str, values: dict[str, float], absorbed: list[str]) -> 
     _HEAD.pack_into(body, 0, len(body))
     body += _TRAILER + json.dumps(sorted(absorbed)).encode() + b"\n"
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as f:  # (no fsync: a killed process' writes are in the page cache anyway)
-        f.write(body)
+    try:
+        with open(tmp, "wb") as f:  # (no fsync: a killed process' writes are in the page cache anyway)
+            f.write(body)
+    except BaseException:  # a full disk: give the space back now, not at the next compaction
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)  # the commit: the archive and what it absorbed, in one step
 
 
@@ -331,6 +374,14 @@ def compact(path: str, pid: int | None = None, blocking: bool = True) -> int:
     compactors, or a compactor and a scrape, are serialised by a lock on the
     directory (``blocking=False``: give up at once if it is taken). Returns
     the number of files folded.
+
+    A fold that fails (a full disk cannot hold the new archive) puts the files
+    it had set aside back under their own names and raises ``CompactionError``.
+
+    Live gauges (``live*`` modes) are not folded: the files of ours that no
+    live process holds are removed, so a dead worker's in-flight requests stop
+    counting (prometheus_client's ``mark_process_dead`` does the same for its
+    own files of the pid it is given).
     """
     folded = 0
     with _dir_lock(path, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB) as locked:
@@ -339,12 +390,16 @@ def compact(path: str, pid: int | None = None, blocking: bool = True) -> int:
         for stale in glob.glob(os.path.join(path, "*_django_archive.db.*.tmp")):
             with contextlib.suppress(FileNotFoundError):  # a compactor died writing it: never committed
                 os.remove(stale)
+        _drop_dead_live_gauges(path)
         while True:  # in batches: each holds one descriptor per file it folds
             held: list[int] = []
             try:
-                candidates, more = _candidates(path, pid, held)
-                for typ in _FOLDABLE:
-                    folded += _fold_type(path, typ, candidates.get(typ, []))
+                try:
+                    candidates, more = _candidates(path, pid, held)
+                    for typ in _FOLDABLE:
+                        folded += _fold_type(path, typ, candidates.get(typ, []))
+                except Exception as exc:
+                    raise CompactionError(path, exc, _put_back(path)) from exc
             finally:
                 for fd in held:
                     os.close(fd)
@@ -355,6 +410,49 @@ def compact(path: str, pid: int | None = None, blocking: bool = True) -> int:
 
 
 _BATCH = 256
+
+
+def _drop_dead_live_gauges(path: str) -> int:
+    """Remove our live-gauge files that no live process holds; return how many."""
+    dropped = 0
+    for name in os.listdir(path):
+        if not (name.startswith("gauge_live") and name.endswith(_GAUGE_SUFFIX)):
+            continue
+        filename = os.path.join(path, name)
+        fd = _try_lock_dead(filename)
+        if fd is None:
+            continue
+        try:  # (a writer of that pid opening it now waits for our lock, then sees it gone)
+            if os.stat(filename).st_ino == os.fstat(fd).st_ino:
+                os.remove(filename)
+                dropped += 1
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+    return dropped
+
+
+def _put_back(path: str) -> list[str]:
+    """After a failed fold: ``.folding`` files no archive absorbed go back under their own names.
+
+    A link, then the ``.folding`` name removed: a file that took the name since
+    (a new process of that pid) is never replaced. Returns the names left.
+    """
+    absorbed = {typ: _absorbed(os.path.join(path, _ARCHIVE.format(typ=typ))) for typ in _FOLDABLE}
+    left = []
+    for name in sorted(os.listdir(path)):
+        if not name.endswith(".folding") or name in absorbed.get(name.split("_", 1)[0], ()):
+            continue  # (an absorbed one is only waiting to be removed)
+        original = name.split(".", 1)[0] + ".db"
+        try:
+            os.link(os.path.join(path, name), os.path.join(path, original))
+        except OSError:
+            left.append(name)
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(path, name))
+    return left
 
 
 def _candidates(path: str, pid: int | None, held: list[int]) -> tuple[dict[str, list[str]], bool]:
@@ -449,7 +547,8 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
     """prometheus_client's ``mark_process_dead`` (its live gauges go), then compact dead workers' files.
 
     For gunicorn's ``child_exit`` hook and uWSGI's equivalent; never raises
-    because of the compaction (a failure leaves the files as they were).
+    because of the compaction (a failure is logged, saying where the files are:
+    see ``CompactionError``).
     """
     if path is None:
         path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", os.environ.get("prometheus_multiproc_dir"))
@@ -458,9 +557,11 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
         return
     try:
         compact(path, pid)
-    except Exception:  # the hook runs in the server's master: never take it down
-        logging.getLogger("django_prometheus").exception(
-            "django_prometheus: compacting %s after process %s exited failed; its files stay as they were",
+    except Exception as exc:  # the hook runs in the server's master: never take it down
+        _logger.error(
+            "django_prometheus: compacting %s after process %s exited failed: %s",
             path,
             pid,
+            exc,
+            exc_info=True,
         )

@@ -30,6 +30,9 @@ CACHES = {
     }
 }
 PROMETHEUS_EXPORT_MIGRATIONS = os.environ.get("MP_EXPORT_MIGRATIONS") == "1"
+if os.environ.get("MP_INFLIGHT") == "1":
+    PROMETHEUS_INFLIGHT_METRICS = True
+    PROMETHEUS_EXCLUDE_PATHS = [r"^/metrics$"]  # a scrape is not one of the requests in flight
 if os.environ.get("MP_PORT_RANGE"):
     _lo, _hi = map(int, os.environ["MP_PORT_RANGE"].split("-"))
     PROMETHEUS_METRICS_EXPORT_PORT_RANGE = range(_lo, _hi + 1)

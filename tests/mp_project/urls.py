@@ -10,5 +10,7 @@ urlpatterns = [
     path("echo", views.echo, name="echo"),
     path("spawn", views.spawn, name="spawn"),
     path("scrape", views.scrape, name="scrape"),
+    path("pid", views.pid, name="pid"),
+    path("slow", views.slow, name="slow"),
     path("", include("django_prometheus.urls")),
 ]

@@ -1,5 +1,6 @@
 """Views with known costs: each one's cache gets, queries and model writes are fixed."""
 
+import asyncio
 import multiprocessing
 import os
 import subprocess
@@ -81,3 +82,17 @@ def scrape(request):
     registry = multiprocess.aggregate_registry(path) if path else prometheus_client.REGISTRY
     body = exposition.render(registry, False, request.GET.getlist("name[]") or None)
     return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# --- For the full-disk and live-gauge tests (test_multiprocess_full_disk.py, _live_gauges.py) ---
+
+
+def pid(request):
+    """The worker's pid: which process served (and counted) this request."""
+    return HttpResponse(str(os.getpid()).encode())
+
+
+async def slow(request):
+    """In flight for ``s`` seconds (the test kills the worker long before); async: many at once."""
+    await asyncio.sleep(min(float(request.GET.get("s", "1")), 120.0))
+    return HttpResponse(b"late")
