@@ -28,7 +28,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from django_prometheus import multiprocess
 from tests.servers import parse_samples
 from tests.servers import sample_value as value
-from tests.test_multiprocess_scrape import CORES, THEIR_PIDS, ours, theirs, totals, write_theirs, write_worker
+from tests.test_multiprocess_scrape import THEIR_PIDS, ours, theirs, totals, write_theirs, write_worker
 from tests.test_multiprocess_servers import (  # noqa: F401 - project is a fixture
     HOST,
     free_port_range,
@@ -86,6 +86,12 @@ def small_fs(tmp_path):
     unmount(where)
 
 
+@pytest.fixture
+def core(twin):
+    """The name of the core's cells module the writer subprocesses import."""
+    return twin.module_name("cells")
+
+
 def run_core(core: str, directory: Path, script: str) -> subprocess.CompletedProcess:
     code = textwrap.dedent(f"""
         import importlib
@@ -96,7 +102,6 @@ def run_core(core: str, directory: Path, script: str) -> subprocess.CompletedPro
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("core", CORES, ids=["compiled", "pure"])
 def test_a_full_disk_is_one_logged_error_and_counting_goes_on_in_memory(small_fs, core):
     fill(small_fs)
     out = run_core(
@@ -125,7 +130,6 @@ def test_a_full_disk_is_one_logged_error_and_counting_goes_on_in_memory(small_fs
     assert sorted(os.listdir(small_fs)) == ["filler"]  # no empty file for readers to trip on
 
 
-@pytest.mark.parametrize("core", CORES, ids=["compiled", "pure"])
 def test_a_file_that_cannot_grow_keeps_its_entries_counting(tmp_path, core):
     where = tmp_path / "fs"
     mount_tmpfs(where, "96k")  # the first 64 KiB of a file fit, its growth to 128 KiB does not
@@ -156,8 +160,8 @@ def test_a_file_that_cannot_grow_keeps_its_entries_counting(tmp_path, core):
         unmount(where)
 
 
-def test_a_compaction_on_a_full_disk_puts_the_files_back_and_loses_nothing(small_fs, caplog):
-    core = __import__(CORES[0], fromlist=["x"])
+def test_a_compaction_on_a_full_disk_puts_the_files_back_and_loses_nothing(small_fs, caplog, compiled_twin):
+    core = compiled_twin.cells
     rnd = random.Random(22)
     for _ in range(6):
         write_worker(core, small_fs, rnd)
@@ -194,10 +198,10 @@ def test_a_compaction_on_a_full_disk_puts_the_files_back_and_loses_nothing(small
     assert totals(theirs(small_fs)) == totals(ours(small_fs)) == before
 
 
-def test_a_file_whose_name_was_taken_stays_renamed_and_the_error_says_where(small_fs):
+def test_a_file_whose_name_was_taken_stays_renamed_and_the_error_says_where(small_fs, pure_twin):
     # A crashed compaction left a dead worker's file renamed; a new process of that pid has
     # its own file under the name since: the failed fold cannot put it back, and says so.
-    core = __import__(CORES[1], fromlist=["x"])
+    core = pure_twin.cells
     rnd = random.Random(30)
     write_worker(core, small_fs, rnd)
     (small_fs / "staging").rmdir()

@@ -9,7 +9,6 @@ whatever the pid, the way it folds dead counters. Proved with real uvicorn
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ from prometheus_client.mmap_dict import mmap_key
 
 from django_prometheus import multiprocess
 from tests.servers import parse_samples
-from tests.test_multiprocess_scrape import CORES, ours, totals
+from tests.test_multiprocess_scrape import ours, totals
 from tests.test_multiprocess_servers import (  # noqa: F401 - project is a fixture
     HOST,
     free_port_range,
@@ -39,9 +38,14 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_FLIGHT = "django_http_requests_in_progress"
 
 
-@pytest.fixture(params=CORES, ids=["compiled", "pure"])
-def core(request):
-    return importlib.import_module(request.param)
+@pytest.fixture
+def core(twin):
+    return twin.cells
+
+
+@pytest.fixture
+def core_name(twin):
+    return twin.module_name("cells")
 
 
 def gauge_key(name: str, **labels: str) -> str:
@@ -60,7 +64,6 @@ def writer(directory: Path, core: str, script: str) -> subprocess.Popen:
     )
 
 
-@pytest.mark.parametrize("core_name", CORES, ids=["compiled", "pure"])
 def test_a_killed_writers_live_gauge_goes_and_a_live_ones_stays(tmp_path, core_name):
     script = """
         key = mmap_key("g", "g", ["m"], ["GET"], "h")
