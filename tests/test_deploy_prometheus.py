@@ -31,7 +31,9 @@ TRAFFIC = [{"hello": 3, "items": 2}, {"hello": 5, "items": 4}, {"hello": 7, "ite
 def test_three_instances_one_prometheus_and_remote_write(tmp_path):
     example = yaml.safe_load(EXAMPLE.read_text())
     with ExitStack() as stack:
-        bases = [stack.enter_context(run_example("gunicorn-sync", tmp_path)) for _ in TRAFFIC]
+        # One stack per instance, so that one can be stopped while the others run.
+        instances = [stack.enter_context(ExitStack()) for _ in TRAFFIC]
+        bases = [i.enter_context(run_example("gunicorn-sync", tmp_path)) for i in instances]
         targets = [urllib.parse.urlsplit(b).netloc for b in bases]
         receiver = stack.enter_context(prometheus(tmp_path, "b", None, "--web.enable-remote-write-receiver"))
 
@@ -99,6 +101,15 @@ def test_three_instances_one_prometheus_and_remote_write(tmp_path):
                 assert "instance" not in r["metric"], (expr, r)
                 answered += 1
         assert answered >= 3, exprs  # the HTTP panels have data
+
+        # An instance goes away: its `up` drops to 0, the rules count 2 of 3, the others' series stay.
+        instances[-1].close()
+        down = {(t,): 1.0 for t in targets[:-1]} | {(targets[-1],): 0.0}
+        wait(
+            "A: the stopped instance down", lambda: by(query(scraper, 'up{job="django"}'), "instance") == down
+        )
+        wait("A: job:up:sum 2", lambda: by(query(scraper, "job:up:sum"), "job") == {("django",): 2.0})
+        assert by(query(scraper, "job:up:count"), "job") == {("django",): 3.0}
 
         print(f"\nsent per instance: {dict(zip(targets, TRAFFIC, strict=True))}")
         for name, fig in figures.items():
