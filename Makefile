@@ -96,7 +96,10 @@ matrix: services
 
 # DEMO_PORT (8000), DEMO_TRAFFIC=1, DEMO_DB=postgresql, DEMO_CACHE=redis: see examples/demo/demo/settings.py
 # Needs nothing but Python and pip: no services, no DB drivers, no test tools, no root.
+# The optional backends' drivers only when asked for (make-time: `make -n demo` shows none by default).
 demo: build-base
+	$(if $(filter redis,$(DEMO_CACHE)),$(PY) -m pip install -q "redis>=4")
+	$(if $(filter postgresql,$(DEMO_DB)),$(PY) -m pip install -q "psycopg[binary]>=3.1")
 	cd examples/demo && exec ../../$(PY) manage.py demo
 
 bench: build

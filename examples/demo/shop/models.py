@@ -10,3 +10,16 @@ class Item(ExportModelOperationsMixin("item"), models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# For the N+1 page and its select_related twin (seeded by migration 0002, not counted as writes).
+class Customer(models.Model):
+    name = models.CharField(max_length=100)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Order(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
+    total = models.DecimalField(max_digits=8, decimal_places=2)

@@ -1,4 +1,8 @@
-"""DEMO_TRAFFIC=1: a bounded loop of requests to the demo's own pages, so /metrics moves."""
+"""DEMO_TRAFFIC=1: a bounded loop of requests to the demo's own pages, so /metrics moves.
+
+Every request carries `X-Request-Start` as nginx sets it (the queue-time histogram); one per
+round carries a W3C `traceparent` (an exemplar, when OpenTelemetry's SDK is installed).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,14 @@ import urllib.request
 log = logging.getLogger(__name__)
 
 
-def _call(base: str, path: str, method: str = "GET") -> int:
+def _call(base: str, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> int:
     req = urllib.request.Request(
         base + path, method=method, data=b"name=widget" if method == "POST" else None
     )
+    # As nginx's `proxy_set_header X-Request-Start "t=${msec}";` (seconds, millisecond resolution).
+    req.add_header("X-Request-Start", f"t={time.time():.3f}")
+    for name, value in (headers or {}).items():
+        req.add_header(name, value)
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             resp.read()
@@ -28,11 +36,16 @@ def _call(base: str, path: str, method: str = "GET") -> int:
 def one_round(base: str, i: int, rng: random.Random) -> None:
     """One round: a cached page, two list reads, an insert, an update; failures on a schedule."""
     _call(base, "/")
-    _call(base, "/items/")
-    _call(base, "/items/")
+    _call(base, "/items/?format=json")
+    _call(base, "/items/?format=json")
+    _call(base, "/orders/n-plus-one")
+    _call(base, "/orders/select-related")
+    # A request that is part of a trace (version 00, a trace id, a parent span id, sampled).
+    trace_id, parent = rng.getrandbits(128) or 1, rng.getrandbits(64) or 1
+    _call(base, "/items/?format=json", headers={"traceparent": f"00-{trace_id:032x}-{parent:016x}-01"})
     if _call(base, "/items/new", "POST") == 201:
         # The newest items; touch one, sometimes delete one.
-        with urllib.request.urlopen(base + "/items/", timeout=5) as resp:
+        with urllib.request.urlopen(base + "/items/?format=json", timeout=5) as resp:
             items = json.loads(resp.read())["items"]
         if items:
             _call(base, f"/items/{rng.choice(items)['id']}/touch", "POST")

@@ -4,7 +4,7 @@ import os
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django_prometheus._core import _cells
 
@@ -24,6 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--pause", type=float, default=float(os.environ.get("DEMO_TRAFFIC_PAUSE", "1.0")))
 
     def handle(self, *args, port, traffic, rounds, pause, **options):
+        self._check_backends()
         call_command("migrate", interactive=False, verbosity=0)
         # The migration gauges were computed when the app loaded, before this migrate.
         from django_prometheus.migrations import ExportMigrations
@@ -37,10 +38,17 @@ class Command(BaseCommand):
             "django-prometheus demo",
             f"  site:     {base}/",
             f"  metrics:  {base}/metrics   <- point Prometheus here (examples/prometheus/prometheus.yml)",
-            f"  pages:    {base}/items/ (cache + DB), POST /items/new (model insert), /boom (500), /db-error",
+            f"  tour:     {base}/  (what each page exercises, which families to look at)",
+            f"  pages:    {base}/items/ (cache + DB, forms), /orders/n-plus-one vs /orders/select-related,",
+            "            /boom (500), /db-error",
             f"  core:     {core}",
             f"  database: {connection.vendor} ({settings.DATABASES['default']['ENGINE']})",
             f"  cache:    {cache}",
+            (
+                "  /metrics: protected (DEMO_METRICS_TOKEN): send Authorization: Bearer <token>"
+                if getattr(settings, "PROMETHEUS_METRICS_BEARER_TOKENS", None)
+                else "  /metrics: open (127.0.0.1 only; DEMO_METRICS_TOKEN=... protects it)"
+            ),
             (
                 f"  traffic:  driving {rounds} rounds, {pause}s apart"
                 if traffic
@@ -56,3 +64,24 @@ class Command(BaseCommand):
             driver.start(base, rounds, pause)
         # No autoreloader: one process, so the traffic thread and the counters live in it.
         call_command("runserver", f"127.0.0.1:{port}", use_reloader=False, skip_checks=True)
+
+    def _check_backends(self):
+        """A server that is not running stops the demo here, with what to run (not 500s later)."""
+        from django.core.cache import cache
+
+        try:
+            connection.ensure_connection()
+        except Exception as exc:
+            raise CommandError(
+                f"DEMO_DB={settings.DEMO_DB}: cannot connect to the database ({exc}). "
+                "Start it with `scripts/services.sh start` (DP_PG_HOST/DP_PG_PORT say where)."
+            ) from None
+        if settings.DEMO_CACHE == "redis":
+            try:
+                cache._cache.get_client(write=False).ping()
+            except Exception as exc:
+                where = settings.CACHES["default"]["LOCATION"]
+                raise CommandError(
+                    f"DEMO_CACHE=redis: cannot reach Redis at {where} ({exc}). "
+                    "Start it with `scripts/services.sh start`, or set DEMO_REDIS_URL."
+                ) from None
