@@ -24,6 +24,10 @@ class DjangoPrometheusConfig(AppConfig):
         checks.register(extras.check_settings)
         extras.install()
 
+        from django_prometheus import background  # django.tasks, Celery, commands: each off unless set
+
+        background.install()
+
         SetupPrometheusExportsFromConfig()
 
         if getattr(settings, "PROMETHEUS_INSTRUMENT_DATABASES", False):  # DB metrics without an ENGINE swap
