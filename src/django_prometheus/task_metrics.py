@@ -145,7 +145,9 @@ def on_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
     try:
         cells = _cells_of(task_result)
         failed = task_result.status == "FAILED"
-        (cells.failed if failed else cells.ok).inc()
+        if task_result.id in _running:
+            _running.discard(task_result.id)
+            cells.running.dec()
         started, finished = task_result.started_at, task_result.finished_at
         if started is not None and finished is not None:
             (cells.duration_failed if failed else cells.duration_ok).observe(_seconds(finished, started))
@@ -157,9 +159,8 @@ def on_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
                 counter = django_tasks_errors_total.labels(*cells.labels, _exception_cap(path))
                 cells.errors[path] = counter
             counter.inc()
-        if task_result.id in _running:
-            _running.discard(task_result.id)
-            cells.running.dec()
+        # Last: a reader that sees the task finished sees everything else about it.
+        (cells.failed if failed else cells.ok).inc()
     except Exception:
         log_failure("a django.tasks finish")
 
