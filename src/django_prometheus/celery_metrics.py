@@ -4,7 +4,7 @@ Recorded where the work happens, without task events: the publishing process
 counts ``celery_task_sent_total`` and stamps a publish time in the message
 headers; a worker's main process counts received, revoked and rejected tasks;
 its pool processes (prefork children, threads or solo) count started,
-succeeded, failed and retried tasks, the runtime of successful ones, the tasks
+succeeded, failed, retried and rejected (``Reject`` raised) tasks, the runtime of successful ones, the tasks
 active now and the queue wait (publish stamp to start). Family and label names
 are celery-exporter's (``name``, ``hostname``, ``queue_name``, ``exception`` =
 the class name; ``hostname`` = the host part of the worker's node name), so its
@@ -159,6 +159,7 @@ def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
 
 
 def on_rejected(sender: Any = None, message: Any = None, **kwargs: Any) -> None:
+    # A message the worker could not take as a task (invalid, or of an unknown type).
     try:
         headers = getattr(message, "headers", None) or {}
         name = _name_cap(headers.get("task") or "<unknown>")
@@ -200,10 +201,15 @@ def on_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **kwarg
         log_failure("a Celery task start")
 
 
-def on_postrun(sender: Any = None, task_id: Any = None, task: Any = None, **kwargs: Any) -> None:
+def on_postrun(
+    sender: Any = None, task_id: Any = None, task: Any = None, state: Any = None, **kwargs: Any
+) -> None:
     try:
         _started.pop(task_id, None)
-        _cell(celery_worker_tasks_active, host_of(getattr(task.request, "hostname", None))).dec()
+        request = task.request
+        _cell(celery_worker_tasks_active, host_of(getattr(request, "hostname", None))).dec()
+        if state == "REJECTED":  # the task raised Reject: celery-exporter's task-rejected event
+            _cell(celery_task_rejected_total, *_request_labels(request, task.name)).inc()
     except Exception:
         log_failure("a Celery task end")
 
