@@ -15,6 +15,7 @@ Not named ``tasks.py``: Celery's ``autodiscover_tasks()`` imports that module of
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from django_prometheus import conf
@@ -78,7 +79,7 @@ class _Cells:
 
     __slots__ = (
         "duration_failed", "duration_ok", "enqueued", "errors", "failed", "labels", "ok", "running",
-        "started", "wait",
+        "started", "wait", "queue_name", "backend",
     )  # fmt: skip
 
     def __init__(self, task: str, queue: str, backend: str) -> None:
@@ -95,27 +96,32 @@ class _Cells:
 
 
 _cells: dict[tuple[Any, Any, Any], _Cells] = {}
+# The fast path: a task function's last (queue, backend) cells, found by the function alone
+# (functions hash by identity; a Task is a dataclass whose hash would run Python code).
+_by_func: dict[Any, _Cells] = {}
 _lock = threading.Lock()
-# Results started in this process and not finished yet: the running gauge goes down only for these.
-_running: set[Any] = set()
+# Results started in this process and not finished yet -> (perf_counter() at the start, cells):
+# the running gauge goes down only for these, and their duration needs no datetime arithmetic.
+_running: dict[Any, tuple[float, _Cells]] = {}
+_clock = time.perf_counter
 
 
 def _cells_of(result: Any) -> _Cells:
     task = result.task
-    key = (task.func, task.queue_name, result.backend)
+    func, queue, backend = task.func, task.queue_name, result.backend
+    found = _by_func.get(func)
+    if found is not None and found.queue_name == queue and found.backend == backend:
+        return found
+    key = (func, queue, backend)
     found = _cells.get(key)
     if found is None:
         with _lock:
             found = _cells.get(key)
             if found is None:
-                found = _cells[key] = _Cells(
-                    _task_cap(task.module_path), _queue_cap(task.queue_name), str(result.backend)
-                )
+                found = _cells[key] = _Cells(_task_cap(task.module_path), _queue_cap(queue), str(backend))
+                found.queue_name, found.backend = queue, backend
+    _by_func[func] = found
     return found
-
-
-def _seconds(later: Any, earlier: Any) -> float:
-    return max((later - earlier).total_seconds(), 0.0)
 
 
 def on_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
@@ -133,9 +139,11 @@ def on_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
         if started is not None and enqueued is not None:
             run_after = task_result.task.run_after
             ready = run_after if run_after is not None and run_after > enqueued else enqueued
-            cells.wait.observe(_seconds(started, ready))
-        if task_result.id not in _running:
-            _running.add(task_result.id)
+            wait = (started - ready).total_seconds()
+            cells.wait.observe(wait if wait > 0.0 else 0.0)
+        key = task_result.id
+        if key not in _running:
+            _running[key] = (_clock(), cells)
             cells.running.inc()
     except Exception:
         log_failure("a django.tasks start")
@@ -143,14 +151,20 @@ def on_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
 
 def on_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
     try:
-        cells = _cells_of(task_result)
         failed = task_result.status == "FAILED"
-        if task_result.id in _running:
-            _running.discard(task_result.id)
+        begun = _running.pop(task_result.id, None)
+        if begun is not None:  # started here: the monotonic clock, and the start's cells
+            t0, cells = begun
             cells.running.dec()
-        started, finished = task_result.started_at, task_result.finished_at
-        if started is not None and finished is not None:
-            (cells.duration_failed if failed else cells.duration_ok).observe(_seconds(finished, started))
+            seconds: float | None = _clock() - t0
+        else:  # started elsewhere (or before the setting was on): the result's own times
+            cells = _cells_of(task_result)
+            started, finished = task_result.started_at, task_result.finished_at
+            seconds = None if started is None or finished is None else (finished - started).total_seconds()
+        if seconds is not None:
+            (cells.duration_failed if failed else cells.duration_ok).observe(
+                seconds if seconds > 0.0 else 0.0
+            )
         if failed:
             errors = task_result.errors
             path = errors[-1].exception_class_path if errors else "<unknown>"
@@ -170,6 +184,14 @@ def enabled() -> bool:
     return bool(conf.setting("PROMETHEUS_TASK_METRICS", False))
 
 
+def _receivers(signals: Any) -> list[tuple[Any, Any]]:
+    return [
+        (signals.task_enqueued, on_enqueued),
+        (signals.task_started, on_started),
+        (signals.task_finished, on_finished),
+    ]
+
+
 _installed = False
 
 
@@ -186,9 +208,9 @@ def install() -> bool:
 
             for family in FAMILIES:
                 REGISTRY.register(family)
-            signals.task_enqueued.connect(on_enqueued, dispatch_uid="django_prometheus.tasks.enqueued")
-            signals.task_started.connect(on_started, dispatch_uid="django_prometheus.tasks.started")
-            signals.task_finished.connect(on_finished, dispatch_uid="django_prometheus.tasks.finished")
+            for signal, receiver in _receivers(signals):
+                uid = f"django_prometheus.tasks.{receiver.__name__}"
+                signal.connect(receiver, weak=False, dispatch_uid=uid)
             _installed = True
     return True
 
@@ -202,9 +224,8 @@ def uninstall() -> None:
         from django.tasks import signals
         from prometheus_client import REGISTRY
 
-        signals.task_enqueued.disconnect(dispatch_uid="django_prometheus.tasks.enqueued")
-        signals.task_started.disconnect(dispatch_uid="django_prometheus.tasks.started")
-        signals.task_finished.disconnect(dispatch_uid="django_prometheus.tasks.finished")
+        for signal, receiver in _receivers(signals):
+            signal.disconnect(receiver, dispatch_uid=f"django_prometheus.tasks.{receiver.__name__}")
         for family in FAMILIES:
             REGISTRY.unregister(family)
         _installed = False
