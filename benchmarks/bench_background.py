@@ -75,9 +75,9 @@ def _build_celery(impl: str) -> Op:
 
 
 def _build_celery_events(impl: str) -> Op:
+    task = _celery_task()  # first: skips where Celery is not installed
     from benchmarks._celery_app import event_dispatcher
 
-    task = _celery_task()
     send, apply = event_dispatcher().send, task.apply
 
     def op() -> object:
