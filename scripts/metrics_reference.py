@@ -24,6 +24,13 @@ SECTIONS = [
     ("Database (`django_prometheus.db.metrics`)", "django_prometheus.db.metrics", None),
     ("Models (`django_prometheus.models`)", "django_prometheus.models", None),
     ("Migrations (`django_prometheus.migrations`)", "django_prometheus.migrations", None),
+    ("django.tasks, opt-in (`django_prometheus.task_metrics`)", "django_prometheus.task_metrics", None),
+    ("Celery, opt-in (`django_prometheus.celery_metrics`)", "django_prometheus.celery_metrics", None),
+    (
+        "Management commands, opt-in (`django_prometheus.command_metrics`)",
+        "django_prometheus.command_metrics",
+        None,
+    ),
 ]
 
 
@@ -72,6 +79,13 @@ def _collected(module_name: str) -> list[tuple[str, str, str, tuple[str, ...], s
         return [
             (f"families()[{key!r}]", _exposed(m), m._type, m._labelnames, m._documentation)
             for key, m in families().items()
+        ]
+    if module_name == "django_prometheus.command_metrics":
+        from django_prometheus.command_metrics import DELIVERED
+
+        return [
+            ("DELIVERED (Pushgateway, textfile)", f"`{name}`", "gauge", ("command",), doc)
+            for name, doc in DELIVERED.items()
         ]
     if module_name == "django_prometheus.models":
         from django_prometheus.models import model_rows

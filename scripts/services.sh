@@ -16,7 +16,7 @@ MYDATA=$DIR/mysql/data
 MYSOCK=$DIR/mysql/mysql.sock
 PACKAGES=(redis-server memcached postgresql-15 postgresql-15-postgis-3
   mariadb-server mariadb-client libmariadb-dev pkg-config libmemcached-dev
-  zlib1g-dev libsqlite3-mod-spatialite gdal-bin libgdal-dev prometheus valgrind
+  zlib1g-dev libsqlite3-mod-spatialite gdal-bin libgdal-dev prometheus prometheus-pushgateway valgrind
   python3-venv python3-dev  # Debian's Python: the one here that can load SpatiaLite
   haproxy nginx-light)  # reverse proxies in front of the /metrics view (tests/test_exports_proxies.py)
 

@@ -90,3 +90,8 @@ CACHES["redis_dead_ignored_bare"] = {
     **CACHES["redis_dead_bare"],
     "OPTIONS": CACHES["redis_dead_ignored"]["OPTIONS"],
 }
+
+# django.tasks (Django 6.0+; ignored before): tests/bg_project/tasks.py uses both queues.
+TASKS = {
+    "default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend", "QUEUES": ["default", "slow"]}
+}

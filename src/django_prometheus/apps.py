@@ -39,6 +39,9 @@ class DjangoPrometheusConfig(AppConfig):
 
         self._step(extras.install)  # the opt-in HTTP features, if any is on
         self._step(SetupPrometheusExportsFromConfig)
+        from django_prometheus import background  # django.tasks, Celery, commands: each off unless set
+
+        self._step(background.install)
         # DB metrics without an ENGINE swap
         if self._step(lambda: conf.get("PROMETHEUS_INSTRUMENT_DATABASES")):
             from django_prometheus.db.instrument import instrument_databases

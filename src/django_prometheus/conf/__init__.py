@@ -89,6 +89,13 @@ def text(name: str, value: Any) -> str:
     return value
 
 
+def path(name: str, value: Any) -> Any:
+    """A filesystem path (a string or a ``pathlib.Path``)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise _bad(name, "a path (a string or a pathlib.Path)", value)
+    return value
+
+
 def strings(name: str, value: Any) -> tuple[str, ...]:
     """A list (tuple, set) of non-empty strings; a lone string is refused (it would be its characters)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
@@ -97,6 +104,15 @@ def strings(name: str, value: Any) -> tuple[str, ...]:
         if not isinstance(item, str) or not item:
             raise ImproperlyConfigured(f"{name} must be a list of non-empty strings; {item!r} is not one")
     return tuple(value)
+
+
+def flag_or_strings(name: str, value: Any) -> Any:
+    """``True``, ``False``, or a list of names (non-empty strings)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise _bad(name, "True, False or a list of names", value)
+    return strings(name, value)
 
 
 def regexes(name: str, value: Any) -> tuple[str, ...]:
@@ -248,6 +264,11 @@ SETTINGS: dict[str, Setting] = {
     "PROMETHEUS_EXEMPLARS": Setting(False, flag),
     "PROMETHEUS_CACHE_OPERATION_METRICS": Setting(False, flag),
     "PROMETHEUS_CACHE_OPERATION_BUCKETS": Setting(DEFAULT_CACHE_OPERATION_BUCKETS, buckets),
+    "PROMETHEUS_TASK_METRICS": Setting(False, flag),
+    "PROMETHEUS_CELERY_METRICS": Setting(False, flag),
+    "PROMETHEUS_COMMAND_METRICS": Setting(False, flag_or_strings),
+    "PROMETHEUS_PUSHGATEWAY_URL": Setting(None, optional(text)),
+    "PROMETHEUS_TEXTFILE_DIR": Setting(None, optional(path)),
 }
 
 _MISSING = object()
