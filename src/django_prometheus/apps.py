@@ -16,6 +16,17 @@ from django_prometheus.migrations import ExportMigrations, export_later  # noqa:
 logger = logging.getLogger(__name__)
 
 
+def _install_background() -> None:
+    """Hook up each kind of background work whose setting is on; nothing else (all off by default)."""
+    from django_prometheus import celery_metrics, command_metrics, task_metrics
+
+    if task_metrics.enabled():
+        task_metrics.install()
+    if celery_metrics.enabled():
+        celery_metrics.install()
+    command_metrics.install()  # itself a no-op unless PROMETHEUS_COMMAND_METRICS chooses commands
+
+
 class DjangoPrometheusConfig(AppConfig):
     name = "django_prometheus"
     verbose_name = "Django-Prometheus"
@@ -39,9 +50,7 @@ class DjangoPrometheusConfig(AppConfig):
 
         self._step(extras.install)  # the opt-in HTTP features, if any is on
         self._step(SetupPrometheusExportsFromConfig)
-        from django_prometheus import background  # django.tasks, Celery, commands: each off unless set
-
-        self._step(background.install)
+        self._step(_install_background)
         # DB metrics without an ENGINE swap
         if self._step(lambda: conf.get("PROMETHEUS_INSTRUMENT_DATABASES")):
             from django_prometheus.db.instrument import instrument_databases

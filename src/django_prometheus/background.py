@@ -59,14 +59,3 @@ def log_failure(where: str) -> None:
     if where not in _logged:
         _logged.add(where)
         logger.exception("django_prometheus: recording %s failed; the work itself is unaffected", where)
-
-
-def install() -> None:
-    """Hook up each kind of background work whose setting is on (``AppConfig.ready()``); nothing else."""
-    from django_prometheus import celery_metrics, command_metrics, task_metrics
-
-    if task_metrics.enabled():
-        task_metrics.install()
-    if celery_metrics.enabled():
-        celery_metrics.install()
-    command_metrics.install()  # itself a no-op unless PROMETHEUS_COMMAND_METRICS chooses commands
