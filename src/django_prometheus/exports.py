@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import prometheus_client
 from django.http import HttpRequest, HttpResponse
 
-from django_prometheus import access, migrations, negotiation
+from django_prometheus import access, migrations, negotiation, protobuf
 from django_prometheus.conf import multiprocess_dir
 from django_prometheus.exposition import aggregate_registry, render
 
@@ -37,14 +37,18 @@ def _exposition(
     registry: Any, accept: str | None, accept_encoding: str | None, names: list[str]
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """The body and headers of a scrape, negotiated from the scraper's two headers."""
-    openmetrics = negotiation.wants_openmetrics(accept)
-    body = render(registry, openmetrics, names or None)
-    headers = [
-        (
-            "Content-Type",
-            negotiation.OPENMETRICS_CONTENT_TYPE if openmetrics else negotiation.TEXT_CONTENT_TYPE,
-        )
-    ]
+    proto = protobuf.answer(registry, accept, names)  # when Accept ranks protobuf highest
+    if proto is not None:
+        body, headers = proto[0], [("Content-Type", proto[1])]
+    else:
+        openmetrics = negotiation.wants_openmetrics(accept)
+        body = render(registry, openmetrics, names or None)
+        headers = [
+            (
+                "Content-Type",
+                negotiation.OPENMETRICS_CONTENT_TYPE if openmetrics else negotiation.TEXT_CONTENT_TYPE,
+            )
+        ]
     if negotiation.gzip_accepted(accept_encoding):
         body = gzip.compress(body)
         headers.append(("Content-Encoding", "gzip"))
