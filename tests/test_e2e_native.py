@@ -21,6 +21,8 @@ import pytest
 
 from tests.test_e2e_prometheus import DEMO, ROOT, _free_port, _get, _query, _stop, _tool, _wait
 
+NATIVE_RULES = ROOT / "examples" / "prometheus" / "django.native.rules.yml"
+NATIVE_DASHBOARD = ROOT / "examples" / "grafana" / "django-native.json"
 REQUESTS = 30  # GET /items/: the series the assertions read
 LATENCY = "django_http_requests_latency_seconds_by_view_method"
 SELECTOR = '{job="django",view="item-list",method="GET"}'
@@ -63,9 +65,11 @@ def _prometheus(site, tmp_path_factory, native: bool):
     tmp = tmp_path_factory.mktemp("prometheus_native" if native else "prometheus_classic")
     port = _free_port()
     config = tmp / "prometheus.yml"
+    rules = f"rule_files: [{json.dumps(str(NATIVE_RULES))}]\n" if native else ""
     config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: django\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        + rules
+        + "scrape_configs:\n  - job_name: django\n"
         f"    static_configs: [{{targets: ['{base.removeprefix('http://')}']}}]\n"
     )
     log = tmp / "prometheus.log"
@@ -157,3 +161,49 @@ def test_native_rate_quantile_by_view_has_no_le(both):
         n_log,
     )
     assert '"le"' not in json.dumps(result)
+
+
+def test_native_rules_pass_promtool_and_record_in_prometheus(both):
+    (api, proc, log), _ = both
+    check = subprocess.run(
+        [_tool("promtool"), "check", "rules", str(NATIVE_RULES)], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    for record in (
+        'job_view:django_http_request_latency_seconds:native_p99_5m{view="item-list"}',
+        "job:django_http_request_latency_seconds:native_count_rate5m",
+        "job:django_http_request_latency_seconds:native_fraction_le_250ms_5m",
+    ):
+        _wait(record, lambda record=record: _query(api, record), proc, log)
+
+
+def _exprs(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from ([v] if k == "expr" else _exprs(v))
+    elif isinstance(node, list):
+        for v in node:
+            yield from _exprs(v)
+
+
+def test_native_dashboard_is_generated_and_its_latency_queries_answer(both):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "dashboard", ROOT / "scripts" / "native_histograms" / "dashboard.py"
+    )
+    dashboard = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dashboard)
+    source = json.loads(dashboard.SOURCE.read_text())
+    board = json.loads(NATIVE_DASHBOARD.read_text())
+    assert list(_exprs(board)) == [dashboard._native(e) for e in _exprs(source)], "run the generator"
+    (api, proc, log), _ = both
+    quantiles = [e for e in _exprs(board) if e.startswith("histogram_quantile")]
+    assert quantiles and not any("_bucket" in e or " le" in e for e in quantiles)
+    for expr in quantiles:
+        promql = expr.replace("$job", ".*").replace("$__rate_interval", "1m")
+        _query(api, promql)  # valid PromQL on a native-histogram Prometheus
+    by_view = (
+        next(e for e in quantiles if "by (view)" in e).replace("$job", ".*").replace("$__rate_interval", "1m")
+    )
+    _wait(by_view, lambda: _query(api, by_view), proc, log)
