@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import threading
 from pathlib import Path
 
@@ -297,3 +298,46 @@ def test_spans_keep_gaps_of_two_inside_and_cut_longer_ones(core):
     assert spans == [(-2, 4), (3, 1)]
     assert deltas == [3, -3, 1, 3, -2]
     assert native_mod.spans_and_deltas([]) == ([], [])
+
+
+def _forked_state(native_mod, case, values) -> tuple:
+    """Observe ``values`` in a forked child; its native state comes back through a pipe."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            nh = native_mod.NativeHistogram(
+                native_mod.pick_schema(case["factor"]), float(case["zero_threshold"]), case["max_buckets"]
+            )
+            for v in values:
+                nh.observe(v)
+            os.write(write, json.dumps(nh.state()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    schema, zt, zero, pos, neg = json.loads(data)
+    return schema, zt, zero, [tuple(b) for b in pos], [tuple(b) for b in neg]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.values[0]["name"] != "labelled"])
+def test_three_forked_workers_merge_at_the_lowest_schema(core, case):
+    native_mod, cells_mod = core
+    for child in case["children"]:
+        values = SETS[child["set"]]
+        states = [_forked_state(native_mod, case, values[i::3]) for i in range(3)]
+        schema, zt, zero, pos, neg = native_mod.merge_states(states)
+        assert schema == min(s[0] for s in states)
+        # Exact: every worker's buckets nest in the merged schema's, so the merge holds what
+        # one process observing everything at that schema (no limit) holds.
+        one = native_mod.NativeHistogram(schema, zt, 0)
+        for v in values:
+            one.observe(v)
+        assert (schema, zt, zero, pos, neg) == one.state()
+        assert zero + sum(c for _, c in pos) + sum(c for _, c in neg) == sum(1 for v in values if v == v)
+        if schema == child["schema"] == native_mod.pick_schema(case["factor"]):
+            # No halving anywhere: client_golang's buckets for the whole set.
+            _, _, moved = _replay(native_mod, cells_mod, case, child)
+            assert (zero, pos, neg) == (child["zero_count"], *_expected(child, schema, moved))
