@@ -429,6 +429,10 @@ def encode_histogram(count, total, bounds, cumulative, exemplars, native, create
         _put_double(out, 6, zt)
         _put_varint(out, 7 << 3)
         _put_varint(out, zero)
+        if not pos and not neg and not zero and not zt:
+            # An empty native histogram with a zero threshold of 0: a no-op span says "native"
+            # (see the twin).
+            out += b"\x62\x04\x08\x00\x10\x00"
         if neg:
             out += _encode_side(9, 10, neg)
         if pos:

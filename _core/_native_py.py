@@ -300,6 +300,10 @@ def encode_histogram(
         out += _varint(5 << 3) + _varint(_zigzag(int(schema)))
         out += _field_double(6, zt)
         out += _field_varint(7, int(zero))
+        if not pos and not neg and not zero and not zt:
+            # Nothing tells an empty native histogram with a zero threshold of 0 from a classic
+            # one: a no-op span (offset 0, length 0) does, as newer client_golang versions write.
+            out += _field_bytes(12, _varint(1 << 3) + _varint(0) + _field_varint(2, 0))
         for span_field, delta_field, buckets in ((9, 10, neg), (12, 13, pos)):
             if not buckets:
                 continue

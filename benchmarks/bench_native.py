@@ -5,6 +5,10 @@
 prometheus_client's classic histogram, which has no native part). Side by side in one
 run, so the ratio of the two rows is the native part's cost.
 
+``native_http_wsgi_off`` / ``native_http_wsgi``: bench_http's default WSGI request, with
+``PROMETHEUS_NATIVE_HISTOGRAMS`` off and on (its latency and body-size histograms observe
+into their native parts too).
+
 ``native_scrape_text_10k`` / ``native_scrape_protobuf_10k``: one family of 10,000
 labelled native+classic children (20 lognormal observations each), rendered as the
 exporters render it: the text format (``exposition.render``, classic only) and the
@@ -94,7 +98,30 @@ def _scrape_case(fmt: str) -> Case:
     return Case(f"native_scrape_{fmt}_10k", _settings, build, warmup=2)
 
 
-CASES = [_observe_case(False), _observe_case(True), _scrape_case("text"), _scrape_case("protobuf")]
+def _http_case(native: bool) -> Case:
+    # bench_http's default WSGI request (every upstream family), the setting off then on.
+    from . import bench_http
+
+    def settings(impl: str) -> dict[str, Any]:
+        s = bench_http._settings(impl)
+        if native and impl in ("compiled", "pure"):
+            s["PROMETHEUS_NATIVE_HISTOGRAMS"] = True
+        return s
+
+    def build(impl: str) -> Op:
+        return bench_http._wsgi_op({})
+
+    return Case("native_http_wsgi" + ("" if native else "_off"), settings, build)
+
+
+CASES = [
+    _observe_case(False),
+    _observe_case(True),
+    _scrape_case("text"),
+    _scrape_case("protobuf"),
+    _http_case(False),
+    _http_case(True),
+]
 
 
 # --- Memory and sizes -------------------------------------------------------------

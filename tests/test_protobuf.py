@@ -369,3 +369,16 @@ def test_the_port_exporter_answers_protobuf_too(pb, on_the_default_registry):
         server.httpd.shutdown()
         server.httpd.server_close()
         server.join(5)
+
+
+def test_an_empty_native_part_with_no_zero_threshold_still_says_native(pb, registry):
+    h = metrics.Histogram("dp_empty", "Empty.", registry=registry, native=True, native_zero_threshold=0)
+    (fam,) = decode(pb, protobuf.render(registry))
+    hist = fam.metric[0].histogram
+    assert (hist.zero_threshold, hist.zero_count, len(hist.positive_span)) == (0.0, 0, 1)
+    span = hist.positive_span[0]
+    assert (span.offset, span.length, list(hist.positive_delta)) == (0, 0, [])
+    h.observe(1.0)
+    (fam,) = decode(pb, protobuf.render(registry))
+    hist = fam.metric[0].histogram
+    assert populated(hist.positive_span, hist.positive_delta) == [(0, 1)]
