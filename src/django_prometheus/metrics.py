@@ -281,7 +281,7 @@ class Histogram(_CellBacked, prometheus_client.Histogram):
     ``native=True`` (default: ``PROMETHEUS_NATIVE_HISTOGRAMS``) gives every child a
     native histogram next to its classic buckets, shown by the protobuf exposition;
     ``native_bucket_factor``, ``native_zero_threshold`` and ``native_max_buckets``
-    default to the ``PROMETHEUS_NATIVE_HISTOGRAM_*`` settings. Single-process only
+    default to the native histogram settings (``django_prometheus.native``). Single-process only
     for now: in multiprocess mode the classic buckets alone are kept.
     """
 
