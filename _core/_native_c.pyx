@@ -13,10 +13,11 @@ step.
 
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.pycapsule cimport PyCapsule_New
 from libc.math cimport floor, frexp, log
-from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.string cimport memmove
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memmove
 
 import struct
 import sys
@@ -344,49 +345,143 @@ def spans_and_deltas(buckets):
 
 
 # --- protobuf wire format (io.prometheus.client, proto2) ----------------------
+#
+# One growing C buffer per message: no Python object per varint or per bucket.
 
-cdef inline void _put_varint(bytearray out, uint64_t n) except *:
-    cdef unsigned char buf[10]
-    cdef Py_ssize_t i = 0
+cdef struct _Buf:
+    unsigned char *p
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef int _reserve(_Buf *b, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t cap
+    cdef unsigned char *p
+    if b.n + extra <= b.cap:
+        return 0
+    cap = b.cap * 2 + extra + 64
+    p = <unsigned char *> PyMem_Realloc(b.p, cap)
+    if p == NULL:
+        raise MemoryError()
+    b.p = p
+    b.cap = cap
+    return 0
+
+
+cdef inline int _varint(_Buf *b, uint64_t n) except -1:
+    _reserve(b, 10)
     while n > 0x7F:
-        buf[i] = <unsigned char> ((n & 0x7F) | 0x80)
+        b.p[b.n] = <unsigned char> ((n & 0x7F) | 0x80)
+        b.n += 1
         n >>= 7
-        i += 1
-    buf[i] = <unsigned char> n
-    out += (<char *> buf)[:i + 1]
+    b.p[b.n] = <unsigned char> n
+    b.n += 1
+    return 0
 
 
 cdef inline uint64_t _zigzag(int64_t n) noexcept:
     return ((<uint64_t> n) << 1) ^ (<uint64_t> (n >> 63))
 
 
-cdef inline void _put_double(bytearray out, int field, double v) except *:
-    _put_varint(out, (field << 3) | 1)
-    out += (<char *> &v)[:8]  # little-endian hosts only (every CPython platform we build for)
+cdef inline int _double(_Buf *b, int field, double v) except -1:
+    _varint(b, (field << 3) | 1)
+    _reserve(b, 8)
+    memcpy(b.p + b.n, &v, 8)  # little-endian hosts only (checked at import)
+    b.n += 8
+    return 0
 
 
-cdef inline void _put_bytes(bytearray out, int field, data) except *:
-    _put_varint(out, (field << 3) | 2)
-    _put_varint(out, len(data))
-    out += data
+cdef inline int _raw(_Buf *b, const unsigned char *data, Py_ssize_t n) except -1:
+    _reserve(b, n)
+    memcpy(b.p + b.n, data, n)
+    b.n += n
+    return 0
 
 
-cdef bytes _encode_side(int span_field, int delta_field, list buckets):
-    cdef bytearray out = bytearray()
-    cdef bytearray span
-    cdef bytearray packed = bytearray()
-    spans, deltas = spans_and_deltas(buckets)
-    for offset, length in spans:
-        span = bytearray()
-        _put_varint(span, 1 << 3)
-        _put_varint(span, _zigzag(offset))
-        _put_varint(span, 2 << 3)
-        _put_varint(span, length)
-        _put_bytes(out, span_field, span)
-    for d in deltas:
-        _put_varint(packed, _zigzag(d))
-    _put_bytes(out, delta_field, packed)
-    return bytes(out)
+cdef int _field_bytes(_Buf *b, int field, bytes data) except -1:
+    cdef Py_ssize_t n = len(data)
+    _varint(b, (field << 3) | 2)
+    _varint(b, n)
+    _raw(b, <const unsigned char *> (<char *> data), n)
+    return 0
+
+
+cdef inline Py_ssize_t _varint_len(uint64_t n) noexcept:
+    cdef Py_ssize_t k = 1
+    while n > 0x7F:
+        n >>= 7
+        k += 1
+    return k
+
+
+cdef int _side(_Buf *b, int span_field, int delta_field, const int32_t *keys, const uint64_t *counts,
+               Py_ssize_t n) except -1:
+    # Spans (a gap of one or two empty buckets stays inside a span, as client_golang cuts
+    # them), then the packed deltas. Two passes over the arrays: sizes first, bytes second.
+    cdef Py_ssize_t i, start, j, packed = 0
+    cdef int64_t prev = 0, nxt = 0, gap, offset
+    cdef uint32_t length
+    if n == 0:
+        return 0
+    i = 0
+    while i < n:  # one span per run
+        start = i
+        offset = keys[i] - nxt if i > 0 else keys[i]
+        length = 1
+        while i + 1 < n and keys[i + 1] - keys[i] - 1 <= 2:
+            length += <uint32_t> (keys[i + 1] - keys[i])
+            i += 1
+        _varint(b, (span_field << 3) | 2)
+        _varint(b, 2 + _varint_len(_zigzag(offset)) + _varint_len(length))
+        _varint(b, 1 << 3)
+        _varint(b, _zigzag(offset))
+        _varint(b, 2 << 3)
+        _varint(b, length)
+        nxt = keys[i] + 1
+        i += 1
+    # Deltas, zero counts for the gaps inside spans included.
+    prev = 0
+    for i in range(n):
+        if i > 0:
+            gap = keys[i] - keys[i - 1] - 1
+            if gap <= 2:
+                for j in range(gap):
+                    packed += _varint_len(_zigzag(-prev))
+                    prev = 0
+        packed += _varint_len(_zigzag(<int64_t> counts[i] - prev))
+        prev = <int64_t> counts[i]
+    _varint(b, (delta_field << 3) | 2)
+    _varint(b, packed)
+    prev = 0
+    for i in range(n):
+        if i > 0:
+            gap = keys[i] - keys[i - 1] - 1
+            if gap <= 2:
+                for j in range(gap):
+                    _varint(b, _zigzag(-prev))
+                    prev = 0
+        _varint(b, _zigzag(<int64_t> counts[i] - prev))
+        prev = <int64_t> counts[i]
+    return 0
+
+
+cdef int _side_from_list(_Buf *b, int span_field, int delta_field, list buckets) except -1:
+    cdef Py_ssize_t i, n = len(buckets)
+    cdef int32_t *keys = <int32_t *> PyMem_Malloc((n + 1) * sizeof(int32_t))
+    cdef uint64_t *counts = <uint64_t *> PyMem_Malloc((n + 1) * sizeof(uint64_t))
+    if keys == NULL or counts == NULL:
+        PyMem_Free(keys)
+        PyMem_Free(counts)
+        raise MemoryError()
+    try:
+        for i in range(n):
+            keys[i] = buckets[i][0]
+            counts[i] = buckets[i][1]
+        _side(b, span_field, delta_field, keys, counts, n)
+    finally:
+        PyMem_Free(keys)
+        PyMem_Free(counts)
+    return 0
 
 
 cdef bint _little_endian():
@@ -398,48 +493,70 @@ if not _little_endian():  # pragma: no cover
     raise ImportError("the compiled protobuf writer assumes a little-endian host")
 
 
+cdef int _native_part(_Buf *b, NativeHistogram nh) except -1:
+    with cython.critical_section(nh):
+        _varint(b, 5 << 3)
+        _varint(b, _zigzag(nh._schema))
+        _double(b, 6, nh._zt)
+        _varint(b, 7 << 3)
+        _varint(b, nh._zero)
+        if nh._pos.n == 0 and nh._neg.n == 0 and nh._zero == 0 and nh._zt == 0:
+            # An empty native histogram with a zero threshold of 0: a no-op span says
+            # "native" (see the twin).
+            _raw(b, <const unsigned char *> b"\x62\x04\x08\x00\x10\x00", 6)
+        _side(b, 9, 10, nh._neg.keys, nh._neg.counts, nh._neg.n)
+        _side(b, 12, 13, nh._pos.keys, nh._pos.counts, nh._pos.n)
+    return 0
+
+
 def encode_histogram(count, total, bounds, cumulative, exemplars, native, created):
     """The body of an ``io.prometheus.client.Histogram`` message (see the twin)."""
-    cdef bytearray out = bytearray()
-    cdef bytearray bucket
+    cdef _Buf b
     cdef Py_ssize_t i, n = len(bounds)
     cdef double bound
-    _put_varint(out, 1 << 3)
-    _put_varint(out, <uint64_t> <int64_t> count)
-    if total is not None:
-        _put_double(out, 2, total)
-    for i in range(n):
-        bound = bounds[i]
-        if bound == _INF:
-            continue
-        bucket = bytearray()
-        _put_varint(bucket, 1 << 3)
-        _put_varint(bucket, <uint64_t> <int64_t> cumulative[i])
-        _put_double(bucket, 2, bound)
-        if exemplars:
-            ex = exemplars[i]
+    cdef uint64_t c
+    cdef bytes ex
+    b.p = NULL
+    b.n = 0
+    b.cap = 0
+    try:
+        _reserve(&b, 32 * n + 64)
+        _varint(&b, 1 << 3)
+        _varint(&b, <uint64_t> <int64_t> count)
+        if total is not None:
+            _double(&b, 2, total)
+        for i in range(n):
+            bound = bounds[i]
+            if bound == _INF:
+                continue
+            c = <uint64_t> <int64_t> cumulative[i]
+            ex = exemplars[i] if exemplars else None
+            _varint(&b, (3 << 3) | 2)
+            _varint(&b, 1 + _varint_len(c) + 9 + (0 if ex is None else 1 + _varint_len(len(ex)) + len(ex)))
+            _varint(&b, 1 << 3)
+            _varint(&b, c)
+            _double(&b, 2, bound)
             if ex is not None:
-                _put_bytes(bucket, 3, ex)
-        _put_bytes(out, 3, bucket)
-    if native is not None:
-        state = native.state() if isinstance(native, NativeHistogram) else native
-        schema, zt, zero, pos, neg = state
-        _put_varint(out, 5 << 3)
-        _put_varint(out, _zigzag(schema))
-        _put_double(out, 6, zt)
-        _put_varint(out, 7 << 3)
-        _put_varint(out, zero)
-        if not pos and not neg and not zero and not zt:
-            # An empty native histogram with a zero threshold of 0: a no-op span says "native"
-            # (see the twin).
-            out += b"\x62\x04\x08\x00\x10\x00"
-        if neg:
-            out += _encode_side(9, 10, neg)
-        if pos:
-            out += _encode_side(12, 13, pos)
-    if created is not None:
-        _put_bytes(out, 15, created)
-    return bytes(out)
+                _field_bytes(&b, 3, ex)
+        if native is not None:
+            if type(native) is NativeHistogram:
+                _native_part(&b, <NativeHistogram> native)
+            else:
+                schema, zt, zero, pos, neg = native
+                _varint(&b, 5 << 3)
+                _varint(&b, _zigzag(schema))
+                _double(&b, 6, zt)
+                _varint(&b, 7 << 3)
+                _varint(&b, zero)
+                if not pos and not neg and not zero and not zt:
+                    _raw(&b, <const unsigned char *> b"\x62\x04\x08\x00\x10\x00", 6)
+                _side_from_list(&b, 9, 10, list(neg))
+                _side_from_list(&b, 12, 13, list(pos))
+        if created is not None:
+            _field_bytes(&b, 15, created)
+        return PyBytes_FromStringAndSize(<char *> b.p, b.n)
+    finally:
+        PyMem_Free(b.p)
 
 
 # --- C entry point for the cells ------------------------------------------------

@@ -341,3 +341,26 @@ def test_three_forked_workers_merge_at_the_lowest_schema(core, case):
             # No halving anywhere: client_golang's buckets for the whole set.
             _, _, moved = _replay(native_mod, cells_mod, case, child)
             assert (zero, pos, neg) == (child["zero_count"], *_expected(child, schema, moved))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.values[0]["name"] in ("wide", "extremes", "zeros")])
+def test_compiled_and_pure_write_the_same_histogram_bytes(case):
+    # The compiled writer encodes straight from the cell's arrays; the twin from its state.
+    from django_prometheus._core import _native_c, _native_py
+
+    for child in case["children"]:
+        config = (_native_py.pick_schema(case["factor"]), float(case["zero_threshold"]), case["max_buckets"])
+        c, p = _native_c.NativeHistogram(*config), _native_py.NativeHistogram(*config)
+        for v in SETS[child["set"]]:
+            c.observe(v)
+            p.observe(v)
+        args = (7.0, 1.5, (0.1, 1.0, float("inf")), (1.0, 3.0, 7.0), [None, b"\x10\x01", None])
+        created = b"\x08\x01"
+        expected = _native_py.encode_histogram(*args, p, created)
+        assert _native_c.encode_histogram(*args, c, created) == expected
+        assert _native_c.encode_histogram(*args, c.state(), created) == expected
+        assert _native_py.encode_histogram(*args, p.state(), created) == expected
+    empty = (0, 0.0, 0, [], [])
+    assert _native_c.encode_histogram(0, None, (), (), None, empty, None) == _native_py.encode_histogram(
+        0, None, (), (), None, empty, None
+    )

@@ -97,10 +97,13 @@ def answer(registry: Any, accept: str | None, names: Sequence[str] | None) -> tu
 # --- wire format ----------------------------------------------------------------
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     n &= 0xFFFFFFFFFFFFFFFF
-    if n < 0x80:
-        return bytes((n,))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -239,15 +242,17 @@ def _ours(ours: Any, collector: Any, wanted: frozenset[str] | None, use_created:
         bounds = tuple(collector._upper_bounds)
         with_sum = bounds[0] >= 0
         encode = _native.encode_histogram
+        cache = _child_cache(collector, len(children))
         metrics = []
         for values, cell in children:
+            labels, created = _child_bytes(cache, labelnames, values, cell)
             ex = cell.exemplars()
             encoded_ex = [None if e is None else _exemplar(e[0], e[1], e[2]) for e in ex] if ex else None
             body = encode(
                 cell.count, cell.sum if with_sum else None, bounds, cell.buckets(), encoded_ex,
-                getattr(cell, "native", None), _timestamp(cell.created) if use_created else None,
+                cell.native, created if use_created else None,
             )  # fmt: skip
-            metrics.append(_metric(labelnames, values, 7, body))
+            metrics.append(labels + _ld(7, body))
         return _family(name, collector._documentation, HISTOGRAM, metrics, collector._unit)
     if isinstance(collector, ours.Gauge):
         if wanted is not None and name not in wanted:
@@ -255,6 +260,27 @@ def _ours(ours: Any, collector: Any, wanted: frozenset[str] | None, use_created:
         metrics = [_metric(labelnames, values, 2, _double(1, cell.get())) for values, cell in children]
         return _family(name, collector._documentation, GAUGE, metrics, collector._unit)
     return None
+
+
+def _child_cache(collector: Any, n: int) -> dict[tuple[str, ...], tuple[Any, bytes, bytes]]:
+    """Per family: each child's encoded labels and created timestamp, which never change."""
+    cache = collector.__dict__.get("_protobuf_children")
+    if cache is None or len(cache) > 2 * n + 64:  # removed children: start over
+        cache = collector.__dict__["_protobuf_children"] = {}
+    return cache
+
+
+def _child_bytes(
+    cache: dict, labelnames: Sequence[str], values: tuple[str, ...], cell: Any
+) -> tuple[bytes, bytes]:
+    entry = cache.get(values)
+    if entry is None or entry[0] is not cell:  # new, or removed and created again
+        entry = cache[values] = (
+            cell,
+            _labels(zip(labelnames, values, strict=True)),
+            _timestamp(cell.created),
+        )
+    return entry[1], entry[2]
 
 
 def _metric(labelnames: Sequence[str], values: Sequence[str], field: int, body: bytes) -> bytes:
