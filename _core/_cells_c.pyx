@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.pycapsule cimport PyCapsule_New
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from libc.string cimport memcpy
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
 
@@ -253,6 +253,7 @@ cdef class Histogram:
     cdef readonly double created
     cdef object _capture  # None, or exemplar labels (a dict or None) for the current observation
     cdef list _ex  # None until the first exemplar: one (labels, value, timestamp) or None per bucket
+    cdef object _native  # None, or a _native_c.NativeHistogram counting the same observations
 
     def __cinit__(self, bounds):
         cdef Py_ssize_t i
@@ -323,6 +324,8 @@ cdef class Histogram:
             dp_add(&self._counts[lo], 1.0)
         else:
             dp_add(self._slots[lo], 1.0)
+        if self._native is not None:  # the one branch native histograms cost when off
+            _native_observe(self._native, amount)
         if self._capture is not None:  # the one branch exemplars cost when off
             self._captured(lo, amount)
 
@@ -381,6 +384,26 @@ cdef class Histogram:
         """None, or per bucket: None or the latest ``(labels, value, timestamp)`` observed into it."""
         ex = self._ex
         return None if ex is None else list(ex)
+
+    def set_native(self, native):
+        """Count every observation in ``native`` too (a ``_native.NativeHistogram``), or stop (None)."""
+        global _native_observe, _NativeType
+        if native is None:
+            self._native = None
+            return
+        if _native_observe == NULL:
+            from . import _native_c
+            _NativeType = _native_c.NativeHistogram
+            _native_observe = (<dp_native_api *> PyCapsule_GetPointer(
+                _native_c.C_API, "django_prometheus._core._native_c.C_API")).observe
+        if type(native) is not _NativeType:  # the C call below trusts the type
+            raise TypeError("native must be a compiled NativeHistogram or None")
+        self._native = native
+
+    @property
+    def native(self):
+        """None, or the native histogram counting the same observations."""
+        return self._native
 
     def time(self):
         return Timer(self, "observe")
@@ -586,6 +609,10 @@ def record_get_many(requested, Py_ssize_t found, Counter gets not None,
 # call, not a method lookup (the struct is declared once, in dp_api.pxi).
 
 include "dp_api.pxi"
+
+# The native histogram part's observe (``_native_c``), loaded with the first set_native().
+cdef dp_cell_add _native_observe = NULL
+_NativeType = None
 
 
 cdef void _api_counter_inc(object cell, double amount) noexcept:

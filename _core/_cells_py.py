@@ -117,7 +117,7 @@ class Gauge:
 class Histogram:
     """Fixed upper bounds, one count per bucket and a running sum."""
 
-    __slots__ = ("_capture", "_counts", "_ex", "_lock", "_sum", "bounds", "created")
+    __slots__ = ("_capture", "_counts", "_ex", "_lock", "_native", "_sum", "bounds", "created")
 
     def __init__(self, bounds: Iterable[float]) -> None:
         self.bounds = _check_bounds(bounds)
@@ -129,6 +129,8 @@ class Histogram:
         self._capture: Callable[[], dict[str, str] | None] | None = None
         # None until the first exemplar: one (labels, value, timestamp) or None per bucket.
         self._ex: list[tuple[dict[str, str], float, float] | None] | None = None
+        # None, or a _native_py.NativeHistogram counting the same observations.
+        self._native: Any = None
 
     def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
         """Count ``amount``; an ``exemplar`` (label dict) marks its bucket, as in prometheus_client."""
@@ -142,6 +144,9 @@ class Histogram:
                 self._counts[i] += 1.0
             else:
                 return
+            native = self._native
+            if native is not None:  # the one branch native histograms cost when off
+                native.observe(amount)
         if labels is not None:
             self._keep(i, labels, amount)
         elif self._capture is not None:  # the one branch exemplars cost when off
@@ -182,6 +187,20 @@ class Histogram:
         """None, or per bucket: None or the latest ``(labels, value, timestamp)`` observed into it."""
         ex = self._ex
         return None if ex is None else list(ex)
+
+    def set_native(self, native: Any) -> None:
+        """Count every observation in ``native`` too (a ``_native.NativeHistogram``), or stop (None)."""
+        if native is not None:
+            from . import _native_py
+
+            if type(native) is not _native_py.NativeHistogram:
+                raise TypeError("native must be a NativeHistogram or None")
+        self._native = native
+
+    @property
+    def native(self) -> Any:
+        """None, or the native histogram counting the same observations."""
+        return self._native
 
     def time(self) -> Timer:
         return Timer(self, "observe")

@@ -28,3 +28,7 @@ cdef struct dp_extras_api:
     dp_seam_abort abort
     dp_seam_excluded excluded
     dp_seam_view view  # excluded, from the view hook: (extras, request, match, match.view_name)
+
+# ``_native_c.C_API``: a classic histogram cell's native part counts with one C call.
+cdef struct dp_native_api:
+    dp_cell_add observe

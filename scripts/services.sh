@@ -18,7 +18,10 @@ PACKAGES=(redis-server memcached postgresql-15 postgresql-15-postgis-3
   mariadb-server mariadb-client libmariadb-dev pkg-config libmemcached-dev
   zlib1g-dev libsqlite3-mod-spatialite gdal-bin libgdal-dev prometheus prometheus-pushgateway valgrind
   python3-venv python3-dev  # Debian's Python: the one here that can load SpatiaLite
-  haproxy nginx-light)  # reverse proxies in front of the /metrics view (tests/test_exports_proxies.py)
+  haproxy nginx-light  # reverse proxies in front of the /metrics view (tests/test_exports_proxies.py)
+  # The protobuf exposition's reference decoders: protoc (+ well-known types) and client_golang
+  protobuf-compiler libprotobuf-dev golang-go golang-github-prometheus-client-golang-dev
+  golang-github-prometheus-common-dev)
 
 log() { echo "services: $*" >&2; }
 die() { echo "services: ERROR: $*" >&2; exit 1; }

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import prometheus_client
 from django.http import HttpRequest, HttpResponse
 
-from django_prometheus import access, migrations, negotiation
+from django_prometheus import access, migrations, negotiation, protobuf
 from django_prometheus.conf import multiprocess_dir
 from django_prometheus.exposition import ESCAPING_SUPPORTED, render
 
@@ -50,11 +50,13 @@ def _exposition(
     registry: Any, accept: str | None, accept_encoding: str | None, names: list[str]
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """The body and headers of a scrape, negotiated from the scraper's two headers."""
-    # The protobuf writer slots in here: choose(accept, protobuf=True, ...) then may answer
-    # negotiation.PROTOBUF, whose body that writer makes from the same registry and names.
-    chosen = negotiation.choose(accept, schemes=_SCHEMES)
-    body = render(registry, chosen.openmetrics, names or None, chosen.escaping)
-    headers = [("Content-Type", chosen.content_type)]
+    proto = protobuf.answer(registry, accept, names)  # when Accept ranks protobuf highest
+    if proto is not None:
+        body, headers = proto[0], [("Content-Type", proto[1])]
+    else:
+        chosen = negotiation.choose(accept, schemes=_SCHEMES)
+        body = render(registry, chosen.openmetrics, names or None, chosen.escaping)
+        headers = [("Content-Type", chosen.content_type)]
     if negotiation.gzip_accepted(accept_encoding):
         body = gzip.compress(body)
         headers.append(("Content-Encoding", "gzip"))

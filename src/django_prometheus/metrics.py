@@ -31,6 +31,7 @@ from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
+from django_prometheus import native as native_settings
 from django_prometheus._core import _cells
 from django_prometheus.conf import multiprocess_dir
 
@@ -298,6 +299,12 @@ class Gauge(_CellBacked, prometheus_client.Gauge):
 class Histogram(_CellBacked, prometheus_client.Histogram):
     """Observations (durations, sizes) counted into buckets, with their count and sum, in a core cell.
 
+    ``native=True`` (default: ``PROMETHEUS_NATIVE_HISTOGRAMS``) gives every child a
+    native histogram next to its classic buckets, shown by the protobuf exposition;
+    ``native_bucket_factor``, ``native_zero_threshold`` and ``native_max_buckets``
+    default to the native histogram settings (``django_prometheus.native``). Single-process only
+    for now: in multiprocess mode the classic buckets alone are kept.
+
     Made and used as ``prometheus_client.Histogram`` (``buckets=`` as there;
     ``+Inf`` is added); ``observe()`` takes an exemplar, and
     ``set_exemplar_capture()`` marks every observation's bucket with one.
@@ -315,13 +322,35 @@ class Histogram(_CellBacked, prometheus_client.Histogram):
 
     #: ``capture()`` -> exemplar labels or None, given to every cell (``set_exemplar_capture``).
     _exemplar_capture: Callable[[], dict[str, str] | None] | None = None
+    #: None, or what every child's native part is made from.
+    _native_config: native_settings.NativeConfig | None = None
+
+    def __init__(
+        self,
+        *args: Any,
+        native: bool | None = None,
+        native_bucket_factor: float | None = None,
+        native_zero_threshold: float | None = None,
+        native_max_buckets: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if native is None:
+            native = native_settings.enabled()
+        if native:
+            self._native_config = native_settings.configure(
+                native_bucket_factor, native_zero_threshold, native_max_buckets
+            )
+        super().__init__(*args, **kwargs)
 
     def _cell_factory(self) -> CellFactory:
         bounds = tuple(self._upper_bounds)
         if MULTIPROCESS_DIR is None:
+            native = self._native_config
 
             def cell(values: tuple[str, ...]) -> Any:
                 c = _cells.Histogram(bounds)
+                if native is not None:
+                    c.set_native(native.new())
                 capture = self._exemplar_capture
                 if capture is not None:  # a child created after set_exemplar_capture()
                     c.set_exemplar_capture(capture)

@@ -89,6 +89,33 @@ def text(name: str, value: Any) -> str:
     return value
 
 
+def _finite(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def growth_factor(name: str, value: Any) -> Any:
+    """A number greater than 1: the growth from one native bucket to the next (e.g. 1.1)."""
+    if not _finite(value) or not value > 1:
+        raise _bad(
+            name, "a number greater than 1 (the growth factor from one bucket to the next, e.g. 1.1)", value
+        )
+    return value
+
+
+def zero_threshold(name: str, value: Any) -> Any:
+    """A finite number >= 0 (observations with abs(v) <= it count as zero)."""
+    if not _finite(value) or value < 0:
+        raise _bad(name, "a finite number >= 0 (observations with abs(v) <= it count as zero)", value)
+    return value
+
+
+def bucket_limit(name: str, value: Any) -> Any:
+    """A whole number >= 0 (0: no limit)."""
+    if type(value) is not int or not 0 <= value <= 0x7FFFFFFF:
+        raise _bad(name, "a whole number >= 0 (0: no limit)", value)
+    return value
+
+
 def path(name: str, value: Any) -> Any:
     """A filesystem path (a string or a ``pathlib.Path``)."""
     if not isinstance(value, (str, os.PathLike)):
@@ -264,6 +291,10 @@ SETTINGS: dict[str, Setting] = {
     "PROMETHEUS_EXEMPLARS": Setting(False, flag),
     "PROMETHEUS_CACHE_OPERATION_METRICS": Setting(False, flag),
     "PROMETHEUS_CACHE_OPERATION_BUCKETS": Setting(DEFAULT_CACHE_OPERATION_BUCKETS, buckets),
+    "PROMETHEUS_NATIVE_HISTOGRAMS": Setting(False, flag),
+    "PROMETHEUS_NATIVE_HISTOGRAM_BUCKET_FACTOR": Setting(1.1, growth_factor),
+    "PROMETHEUS_NATIVE_HISTOGRAM_ZERO_THRESHOLD": Setting(2.0**-128, zero_threshold),
+    "PROMETHEUS_NATIVE_HISTOGRAM_MAX_BUCKETS": Setting(160, bucket_limit),
     "PROMETHEUS_TASK_METRICS": Setting(False, flag),
     "PROMETHEUS_CELERY_METRICS": Setting(False, flag),
     "PROMETHEUS_COMMAND_METRICS": Setting(False, flag_or_strings),
