@@ -560,6 +560,7 @@ cdef class AfterRecorder(_Recorder):
     cdef PyObject *_last_https
     cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
     cdef tuple _rules  # (record, family) of the specs with a ``record`` rule (``Spec.record``)
+    cdef object _ignored  # PROMETHEUS_IGNORED_EXCEPTIONS: a tuple of classes, None when empty
 
     def __init__(self, cells):
         self._cells = cells
@@ -589,6 +590,7 @@ cdef class AfterRecorder(_Recorder):
         self._exc_types = {}
         self._exc_views = {}
         self._rules = tuple(getattr(cells, "rules", ()))
+        self._ignored = getattr(cells, "ignored_exceptions", None) or None
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -931,6 +933,8 @@ cdef class AfterRecorder(_Recorder):
     def on_exception(self, request, exception):
         """``process_exception``: count by type and view (latency: once, by on_response, fix 5)."""
         try:
+            if self._ignored is not None and isinstance(exception, self._ignored):
+                return
             if _hook_excluded(request):
                 return
             name = type(exception).__name__

@@ -372,6 +372,7 @@ class AfterRecorder(_Recorder):
         "_content_types",
         "_exc_types",
         "_exc_views",
+        "_ignored",
         "_rules",
         "_fast_settings",
         "_http",
@@ -417,6 +418,8 @@ class AfterRecorder(_Recorder):
         self._exc_types: dict[str, Any] = {}
         self._rules = tuple(getattr(cells, "rules", ()))  # (record, family): ``Spec.record``
         self._exc_views: dict[str, Any] = {}
+        # PROMETHEUS_IGNORED_EXCEPTIONS: a tuple of classes for isinstance, None when empty.
+        self._ignored = getattr(cells, "ignored_exceptions", None) or None
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -634,6 +637,8 @@ class AfterRecorder(_Recorder):
     def on_exception(self, request: Any, exception: BaseException) -> None:
         """``process_exception``: count by type and view (latency: once, by on_response, fix 5)."""
         try:
+            if self._ignored is not None and isinstance(exception, self._ignored):
+                return
             if _hook_excluded(request):
                 return
             name = type(exception).__name__

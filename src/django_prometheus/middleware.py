@@ -21,6 +21,7 @@ from django.http import HttpRequest
 
 from django_prometheus import conf
 from django_prometheus._core import _http
+from django_prometheus.http import options
 from django_prometheus.http.cells import HttpCells
 from django_prometheus.http.metrics import BEFORE, SPECS, Metrics, has_default_labels, rules
 from django_prometheus.metrics import Counter, Histogram  # noqa: F401  (importable from here, as before)
@@ -97,6 +98,7 @@ class _PrometheusMiddleware(_http.Middleware):
         "process_response",
     )
     _METRICS: tuple[str, ...] = ()
+    _ignored_exceptions: tuple[type[BaseException], ...] = ()
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         if get_response is None:
@@ -106,8 +108,12 @@ class _PrometheusMiddleware(_http.Middleware):
         use_buckets = getattr(metrics, "_use_latency_buckets", None)
         if use_buckets is not None:
             use_buckets(conf.latency_buckets())
+        use_body_buckets = getattr(metrics, "_use_body_buckets", None)
+        if use_body_buckets is not None:
+            use_body_buckets(options.total_bytes_buckets())
         self.metrics = metrics
         self._rules = rules(metrics)  # recorded by the After middleware (``Spec.record``)
+        self._ignored_exceptions = options.ignored_exceptions()  # PROMETHEUS_IGNORED_EXCEPTIONS
         self.async_mode = iscoroutinefunction(get_response)
         default = self._is_default()
         self._recorder = self._make_recorder(HttpCells(metrics, self._METRICS)) if default else None
@@ -353,6 +359,9 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         """Upstream's hook (the extension path): count by exception type and view."""
         # fix 5: no latency here; process_response observes the failed request once.
         try:
+            ignored = self._ignored_exceptions
+            if ignored and isinstance(exception, ignored):
+                return
             if _hook_excluded(request):
                 return
             self.label_metric(self.metrics.exceptions_by_type, request, type=type(exception).__name__).inc()

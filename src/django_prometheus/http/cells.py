@@ -11,6 +11,7 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from django_prometheus._core import _http
+from django_prometheus.http import options
 from django_prometheus.http.metrics import SPECS, rules
 
 __all__ = ["HttpCells", "SettingsSnapshot"]
@@ -76,3 +77,4 @@ class HttpCells:
             metric = getattr(metrics, attr)
             setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))
         self.rules = rules(metrics)
+        self.ignored_exceptions = options.ignored_exceptions()
