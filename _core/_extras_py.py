@@ -182,13 +182,14 @@ class _State:
     Also the in-flight gauge's closer: ``response.close()`` calls it (once).
     """
 
-    __slots__ = ("db", "inflight", "keyed", "method", "queued", "started", "view_excluded")
+    __slots__ = ("cache", "db", "inflight", "keyed", "method", "queued", "started", "view_excluded")
 
     def __init__(self, method: str, started: float) -> None:
         self.method = method
         self.started = started
         self.inflight: Any = None
         self.db: Any = _MISSING
+        self.cache: Any = None  # the request's cache accounting (Server-Timing), if kept
         self.queued: float | None = None  # observed once the view is known not to be excluded
         self.view_excluded: bool | None = None  # the view exclusions, decided once a request
         self.keyed = False  # in the owners' table
@@ -232,6 +233,8 @@ class Extras:
     """
 
     __slots__ = (
+        "_cache_begin",
+        "_cache_end",
         "_db_begin",
         "_db_discard",
         "_db_end",
@@ -247,6 +250,7 @@ class Extras:
         "_route_requests",
         "_routes",
         "_statuses",
+        "_timing",
         "defer",
     )
 
@@ -262,6 +266,9 @@ class Extras:
         self._db_begin = config.db_begin
         self._db_end = config.db_end
         self._db_discard = getattr(config, "db_discard", None)
+        self._timing = getattr(config, "server_timing", None)
+        self._cache_begin = getattr(config, "cache_begin", None)
+        self._cache_end = getattr(config, "cache_end", None)
         self._routes: dict[str, dict[str, _RouteMethod]] = {}
         self._inflight_cells: dict[str, Any] = {}
         self._statuses: dict[object, str] = {}
@@ -402,6 +409,8 @@ class Extras:
                     state.queued = queue_seconds(header, time())
             if self._db_begin is not None:
                 state.db = self._db_begin()
+            if self._cache_begin is not None:
+                state.cache = self._cache_begin()
             _own(request, state)
             return state
         except Exception:
@@ -419,6 +428,7 @@ class Extras:
                 _disown(request, state)
                 state()
                 self._db_finish(state, route(request), True)
+                self._cache_finish(state)
                 return SKIP
             _disown(request, state)
             elapsed = perf_counter() - state.started
@@ -442,6 +452,7 @@ class Extras:
                     )
                 cell.inc(1.0)
                 entry.duration.observe(elapsed)
+            token = state.db
             self._db_finish(state, name)
             if state.inflight is not None:
                 closers = getattr(response, "_resource_closers", None)
@@ -449,6 +460,9 @@ class Extras:
                     closers.append(state)  # released by response.close(), after streaming
                 else:
                     state()
+            cache = self._cache_finish(state)
+            if self._timing is not None:
+                self._server_timing(request, response, elapsed, None if token is _MISSING else token, cache)
         except Exception:
             _log_failure("a response")
             if type(state) is _State:
@@ -457,6 +471,7 @@ class Extras:
                 except Exception:
                     pass
                 state()
+                self._cache_finish(state)
         return None
 
     def abort(self, request: Any, state: Any, outer: bool) -> None:
@@ -472,6 +487,7 @@ class Extras:
             if state.queued is not None:
                 self._queue.observe(state.queued)
             self._db_finish(state, route(request))
+            self._cache_finish(state)
         except Exception:
             _log_failure("a failed request")
 
@@ -484,6 +500,25 @@ class Extras:
             if len(self._statuses) < _STATUS_CACHE_MAX:
                 self._statuses[status] = label
         return label
+
+    def _cache_finish(self, state: _State) -> Any:
+        # The request's cache accounting, ended (None when none was kept).
+        cache = state.cache
+        if cache is None:
+            return None
+        state.cache = None
+        try:
+            self._cache_end(cache)
+        except Exception:
+            _log_failure("a response (cache accounting)")
+        return cache
+
+    def _server_timing(self, request: Any, response: Any, elapsed: float, db: Any, cache: Any) -> None:
+        # PROMETHEUS_SERVER_TIMING: the header, written by the Python side (``servertiming``).
+        try:
+            self._timing(request, response, elapsed, db, cache)
+        except Exception:
+            _log_failure("a response (Server-Timing)")
 
     def _db_finish(self, state: _State, name: str | None, excluded: bool = False) -> None:
         token = state.db

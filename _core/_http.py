@@ -17,6 +17,7 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_http_c")
 
 INVALID_METHOD = _impl.INVALID_METHOD
 MAX_BODY_SIZE = _impl.MAX_BODY_SIZE
+NO_CELL = _impl.NO_CELL
 SKIP = _impl.SKIP
 UNNAMED_VIEW = _impl.UNNAMED_VIEW
 AfterRecorder = _impl.AfterRecorder
@@ -37,6 +38,7 @@ view_name = _impl.view_name
 __all__ = [
     "INVALID_METHOD",
     "MAX_BODY_SIZE",
+    "NO_CELL",
     "SKIP",
     "UNNAMED_VIEW",
     "USE_EXTENSIONS",

@@ -74,6 +74,7 @@ cdef type _Histogram = _cells_c.Histogram
 __all__ = [
     "INVALID_METHOD",
     "MAX_BODY_SIZE",
+    "NO_CELL",
     "SKIP",
     "UNNAMED_VIEW",
     "AfterRecorder",
@@ -123,10 +124,35 @@ cdef enum:
 
 # ``except -1`` rather than ``void``: a void C function that may raise makes every call
 # site ask ``PyErr_Occurred()`` (a thread-state lookup), about fifty times a request.
+# A disabled family's cell (``PROMETHEUS_DISABLED_METRICS``): skipped after the cell-type test,
+# so an enabled family pays nothing for it and a disabled one next to nothing.
+cdef class _NoCell:
+    """The cell of a disabled family: counts nothing (the recorders do not even call it)."""
+
+    def inc(self, amount=1.0, exemplar=None):
+        pass
+
+    def dec(self, amount=1.0):
+        pass
+
+    def set(self, value):
+        pass
+
+    def observe(self, amount, exemplar=None):
+        pass
+
+    def __repr__(self):
+        return "NO_CELL"
+
+
+NO_CELL = _NoCell()
+cdef object _NO_CELL = NO_CELL
+
+
 cdef inline int _inc(object cell) except -1:
     if type(cell) is _Counter:
         _api.counter_inc(cell, 1.0)
-    else:
+    elif cell is not _NO_CELL:
         cell.inc()
     return 0
 
@@ -134,7 +160,7 @@ cdef inline int _inc(object cell) except -1:
 cdef inline int _observe(object cell, double amount) except -1:
     if type(cell) is _Histogram:
         _api.histogram_observe(cell, amount)
-    else:
+    elif cell is not _NO_CELL:
         cell.observe(amount)
     return 0
 

@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "INVALID_METHOD",
     "MAX_BODY_SIZE",
+    "NO_CELL",
     "SKIP",
     "UNNAMED_VIEW",
     "AfterRecorder",
@@ -66,6 +67,31 @@ _STREAMING_ASK = 2
 
 def _log_failure(where: str) -> None:
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", where)
+
+
+class _NoCell:
+    """The cell of a disabled family (``PROMETHEUS_DISABLED_METRICS``): counts nothing."""
+
+    __slots__ = ()
+
+    def inc(self, amount: float = 1.0, exemplar: Any = None) -> None:
+        pass
+
+    def dec(self, amount: float = 1.0) -> None:
+        pass
+
+    def set(self, value: float) -> None:
+        pass
+
+    def observe(self, amount: float, exemplar: Any = None) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "NO_CELL"
+
+
+#: What the recorders get for a disabled family's cell (the compiled twin skips it outright).
+NO_CELL: Any = _NoCell()
 
 
 # --- the label rules (the middlewares' extension path calls these too) ---------------------------

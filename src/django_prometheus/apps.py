@@ -18,7 +18,7 @@ class DjangoPrometheusConfig(AppConfig):
         from django_prometheus.exports import SetupPrometheusExportsFromConfig
 
         checks.register(check_access_settings)
-
+        import django_prometheus.checks_http  # noqa: F401  (registers issue 27's checks)
         from django_prometheus.http import extras  # the opt-in HTTP features, if any is on
 
         checks.register(extras.check_settings)

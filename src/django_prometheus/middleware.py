@@ -111,6 +111,9 @@ class _PrometheusMiddleware(_http.Middleware):
         use_body_buckets = getattr(metrics, "_use_body_buckets", None)
         if use_body_buckets is not None:
             use_body_buckets(options.total_bytes_buckets())
+        use_disabled = getattr(metrics, "_use_disabled", None)
+        if use_disabled is not None:
+            use_disabled(options.disabled_metrics())
         self.metrics = metrics
         self._rules = rules(metrics)  # recorded by the After middleware (``Spec.record``)
         self._ignored_exceptions = options.ignored_exceptions()  # PROMETHEUS_IGNORED_EXCEPTIONS

@@ -10,6 +10,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from django_prometheus.disabled import is_disabled
+
 __all__ = ["PoolCollector"]
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,9 @@ class PoolCollector(Collector):
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # The names, so the registry refuses a clash; no pool is read at registration.
-        yield from self._families()
+        for family in self._families():
+            if not is_disabled(family.name):  # PROMETHEUS_DISABLED_METRICS
+                yield family
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         pools = _pools()
@@ -77,5 +81,6 @@ class PoolCollector(Collector):
             size.add_metric([alias, "min"], low)
             size.add_metric([alias, "max"], high)
         if connections.samples:
-            yield connections
-            yield size
+            for family in (connections, size):
+                if not is_disabled(family.name):  # PROMETHEUS_DISABLED_METRICS
+                    yield family

@@ -11,6 +11,7 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from django_prometheus._core import _http
+from django_prometheus.disabled import DisabledMetric
 from django_prometheus.http import options
 from django_prometheus.http.metrics import SPECS, rules
 
@@ -49,6 +50,10 @@ def _unlabelled(metric: Any) -> Any:
     return metric if cell is None else cell
 
 
+def _no_cell(*values: str) -> Any:
+    return _http.NO_CELL
+
+
 class HttpCells:
     """Per ``Metrics`` attribute: the cell of an unlabelled family, or ``labels`` of a labelled one.
 
@@ -75,6 +80,9 @@ class HttpCells:
         _SNAPSHOT.refresh()
         for attr in attrs:
             metric = getattr(metrics, attr)
-            setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))
+            if isinstance(metric, DisabledMetric):  # PROMETHEUS_DISABLED_METRICS: the core skips NO_CELL
+                setattr(self, attr, _no_cell if SPECS[attr].labelnames else _http.NO_CELL)
+            else:
+                setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))
         self.rules = rules(metrics)
         self.ignored_exceptions = options.ignored_exceptions()

@@ -192,6 +192,7 @@ class Metrics:
         buckets = conf.latency_buckets()
         self._latency_buckets = buckets
         self._body_buckets = options.total_bytes_buckets()
+        self._disabled = options.disabled_metrics()
         for attr in SPECS:
             self._register_one(attr, buckets)
 
@@ -208,6 +209,13 @@ class Metrics:
             return
         self._body_buckets = buckets
         self._recreate(BODY, self._latency_buckets)
+
+    def _use_disabled(self, names: frozenset[str]) -> None:
+        """Re-create every family if ``PROMETHEUS_DISABLED_METRICS`` changed (override_settings)."""
+        if getattr(self, "_disabled", names) == names:
+            return
+        self._disabled = names
+        self._recreate(tuple(SPECS), self._latency_buckets)
 
     def _recreate(self, attrs: tuple[str, ...], buckets: tuple[float, ...]) -> None:
         for attr in attrs:
