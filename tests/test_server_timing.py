@@ -29,6 +29,20 @@ HOOK_AFTER = "tests.test_http_options.HookAfter"
 ENTRY = re.compile(r'^(?P<name>[a-z]+);dur=(?P<dur>[0-9]+\.[0-9]{3})(?:;desc="(?P<desc>[^"]*)")?$')
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _families_unregistered_afterwards():
+    # Other modules compare every django_http_* family in the registry with upstream's.
+    yield
+    from prometheus_client import REGISTRY
+
+    from django_prometheus.db import per_request
+
+    for family in per_request._families or ():
+        REGISTRY.unregister(family)
+    per_request._families = None
+    per_request._route_cells.clear()
+
+
 @pytest.fixture(autouse=True)
 def _project(settings):
     settings.MIDDLEWARE = [BEFORE, "django.middleware.common.CommonMiddleware", AFTER]

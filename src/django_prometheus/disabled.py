@@ -28,6 +28,7 @@ __all__ = [
     "close_matches",
     "disabled_family",
     "is_disabled",
+    "listed",
     "known_names",
     "unknown_names",
 ]
@@ -79,6 +80,12 @@ def _kind(cls: type) -> str:
 def is_disabled(name: str) -> bool:
     """Whether the family exposed as ``name`` is listed (collectors that make families at scrape ask this)."""
     return name in options.disabled_metrics()
+
+
+def listed(cls: type, name: str, namespace: str = "") -> bool:
+    """Whether the family ``cls(name, namespace=namespace)`` would make is disabled now."""
+    wanted = options.disabled_metrics()
+    return bool(wanted) and any(n in wanted for n in _exposed_names(_kind(cls), name, namespace, "", ""))
 
 
 def disabled_family(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> DisabledMetric | None:

@@ -211,11 +211,19 @@ class Metrics:
         self._recreate(BODY, self._latency_buckets)
 
     def _use_disabled(self, names: frozenset[str]) -> None:
-        """Re-create every family if ``PROMETHEUS_DISABLED_METRICS`` changed (override_settings)."""
+        """Re-create the families ``PROMETHEUS_DISABLED_METRICS`` turned off or on (override_settings)."""
         if getattr(self, "_disabled", names) == names:
             return
         self._disabled = names
-        self._recreate(tuple(SPECS), self._latency_buckets)
+        from django_prometheus.disabled import DisabledMetric, listed
+
+        namespace = conf.namespace()
+        changed = tuple(
+            attr
+            for attr, spec in SPECS.items()
+            if isinstance(getattr(self, attr, None), DisabledMetric) != listed(spec.cls, spec.name, namespace)
+        )
+        self._recreate(changed, self._latency_buckets)
 
     def _recreate(self, attrs: tuple[str, ...], buckets: tuple[float, ...]) -> None:
         for attr in attrs:
