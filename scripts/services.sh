@@ -17,7 +17,7 @@ MYSOCK=$DIR/mysql/mysql.sock
 PACKAGES=(redis-server memcached postgresql-15 postgresql-15-postgis-3
   mariadb-server mariadb-client libmariadb-dev pkg-config libmemcached-dev
   zlib1g-dev libsqlite3-mod-spatialite gdal-bin libgdal-dev prometheus valgrind
-  python3-venv python3-dev)  # Debian's Python: the one here that can load SpatiaLite
+  python3-venv python3-dev chromium chromium-driver)  # Debian's Python: the one here that can load SpatiaLite
 
 log() { echo "services: $*" >&2; }
 die() { echo "services: ERROR: $*" >&2; exit 1; }

@@ -25,6 +25,8 @@ DATABASES = {
 }
 CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache", "LOCATION": "timing"}}
 PROMETHEUS_SERVER_TIMING = True
+if os.environ.get("DP_TIMING_ALLOWED"):
+    PROMETHEUS_SERVER_TIMING_ALLOWED_IPS = [os.environ["DP_TIMING_ALLOWED"]]
 PROMETHEUS_REQUEST_DB_METRICS = True
 PROMETHEUS_CACHE_OPERATION_METRICS = True
 LOGGING = {
