@@ -23,6 +23,7 @@ UNNAMED_VIEW = _impl.UNNAMED_VIEW
 AfterRecorder = _impl.AfterRecorder
 BeforeRecorder = _impl.BeforeRecorder
 Middleware = _impl.Middleware
+ServerTiming = _impl.ServerTiming
 Settings = _impl.Settings
 body_length = _impl.body_length
 charset = _impl.charset
@@ -45,6 +46,7 @@ __all__ = [
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
+    "ServerTiming",
     "Settings",
     "body_length",
     "charset",

@@ -77,6 +77,7 @@ __all__ = [
     "NO_CELL",
     "SKIP",
     "UNNAMED_VIEW",
+    "ServerTiming",
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
@@ -359,6 +360,74 @@ cdef class Settings:
         self.default_content_type_charset = matched["charset"].replace('"', "") if matched else None
 
 
+# --- Server-Timing: the app entry, written by the Before recorder -------------------------------
+
+cdef str _ST_KEY = "server-timing"
+cdef str _ST_NAME = "Server-Timing"
+cdef Py_ssize_t _ST_DECIDED_MAX = 1024
+cdef Py_ssize_t _ST_FORWARDED_KEY_MAX = 256
+
+
+@cython.final
+cdef class ServerTiming:
+    """``PROMETHEUS_SERVER_TIMING`` on the default path: ``app;dur=<ms>`` for allowed clients.
+
+    ``decide(remote_addr, forwarded_for)`` is the Python allow rule (``servertiming``),
+    asked once per address (and X-Forwarded-For when ``proxies``: only then does it
+    matter); the answers are kept (bounded). Never on a streaming response; appended to
+    a ``Server-Timing`` the view set. Calling it is ``write`` (the hook path's way).
+    """
+
+    cdef object _decide
+    cdef bint _proxies
+    cdef dict _decided
+
+    def __init__(self, decide, bint proxies):
+        self._decide = decide
+        self._proxies = proxies
+        self._decided = {}
+
+    def decided(self):
+        """How many allow decisions are kept (tests: hostile addresses grow nothing)."""
+        return len(self._decided)
+
+    def __call__(self, request, response, double seconds):
+        self.write(request, response, seconds)
+
+    cdef int write(self, request, response, double seconds) except -1:
+        meta = request.META
+        remote = meta.get("REMOTE_ADDR")
+        if self._proxies:
+            forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+            key = (remote, forwarded)
+        else:
+            forwarded = None
+            key = remote
+        try:
+            found = self._decided.get(key)
+        except TypeError:  # an unhashable META value
+            found, key = None, None
+        if found is None:
+            found = bool(self._decide(remote, forwarded))
+            if key is not None and (forwarded is None or len(forwarded) <= _ST_FORWARDED_KEY_MAX):
+                if len(self._decided) >= _ST_DECIDED_MAX:
+                    self._decided.clear()
+                self._decided[key] = found
+        if found is not True or getattr(response, "streaming", False):
+            return 0
+        ours = f"app;dur={seconds * 1000.0:.3f}"
+        headers = response.headers
+        store = getattr(headers, "_store", None)
+        if type(store) is dict:
+            # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII).
+            present = (<dict>store).get(_ST_KEY)
+            (<dict>store)[_ST_KEY] = (_ST_NAME, ours if present is None else f"{(<tuple>present)[1]}, {ours}")
+        else:
+            present = headers.get(_ST_NAME)
+            headers[_ST_NAME] = f"{present}, {ours}" if present else ours
+        return 0
+
+
 # --- the opt-in features' seam --------------------------------------------------------------------
 
 
@@ -499,12 +568,15 @@ cdef class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
 
     cdef object _requests, _responses, _latency, _unknown
+    cdef ServerTiming _timing  # PROMETHEUS_SERVER_TIMING's app entry, or None
 
     def __init__(self, cells):
         self._requests = cells.requests_total
         self._responses = cells.responses_total
         self._latency = cells.requests_latency_before
         self._unknown = cells.requests_unknown_latency_before
+        timing = getattr(cells, "server_timing", None)
+        self._timing = timing if type(timing) is ServerTiming else None
 
     cdef object _begin(self, request):
         try:
@@ -521,6 +593,8 @@ cdef class BeforeRecorder(_Recorder):
                 _inc(self._unknown)
             else:
                 _observe(self._latency, end - started)
+                if self._timing is not None:
+                    self._timing.write(request, response, end - started)
         except Exception:
             _log_failure("a response")
         return 0

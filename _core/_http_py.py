@@ -23,6 +23,7 @@ __all__ = [
     "NO_CELL",
     "SKIP",
     "UNNAMED_VIEW",
+    "ServerTiming",
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
@@ -195,6 +196,70 @@ class Settings:
         self.default_content_type_charset = matched["charset"].replace('"', "") if matched else None
 
 
+# --- Server-Timing: the app entry, written by the Before recorder -------------------------------
+
+_ST_KEY = "server-timing"
+_ST_NAME = "Server-Timing"
+_ST_DECIDED_MAX = 1024
+_ST_FORWARDED_KEY_MAX = 256
+
+
+class ServerTiming:
+    """``PROMETHEUS_SERVER_TIMING`` on the default path: ``app;dur=<ms>`` for allowed clients.
+
+    ``decide(remote_addr, forwarded_for)`` is the Python allow rule (``servertiming``),
+    asked once per address (and X-Forwarded-For when ``proxies``: only then does it
+    matter); the answers are kept (bounded). Never on a streaming response; appended to
+    a ``Server-Timing`` the view set. Calling it is ``write`` (the hook path's way).
+    """
+
+    __slots__ = ("_decide", "_decided", "_proxies")
+
+    def __init__(self, decide: Any, proxies: bool) -> None:
+        self._decide = decide
+        self._proxies = bool(proxies)
+        self._decided: dict[Any, bool] = {}
+
+    def decided(self) -> int:
+        """How many allow decisions are kept (tests: hostile addresses grow nothing)."""
+        return len(self._decided)
+
+    def __call__(self, request: Any, response: Any, seconds: float) -> None:
+        self.write(request, response, seconds)
+
+    def write(self, request: Any, response: Any, seconds: float) -> None:
+        meta = request.META
+        remote = meta.get("REMOTE_ADDR")
+        if self._proxies:
+            forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+            key: Any = (remote, forwarded)
+        else:
+            forwarded = None
+            key = remote
+        try:
+            found = self._decided.get(key)
+        except TypeError:  # an unhashable META value
+            found, key = None, None
+        if found is None:
+            found = bool(self._decide(remote, forwarded))
+            if key is not None and (forwarded is None or len(forwarded) <= _ST_FORWARDED_KEY_MAX):
+                if len(self._decided) >= _ST_DECIDED_MAX:
+                    self._decided.clear()
+                self._decided[key] = found
+        if found is not True or getattr(response, "streaming", False):
+            return
+        ours = f"app;dur={seconds * 1000.0:.3f}"
+        headers = response.headers
+        store = getattr(headers, "_store", None)
+        if type(store) is dict:
+            # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII).
+            present = store.get(_ST_KEY)
+            store[_ST_KEY] = (_ST_NAME, ours if present is None else f"{present[1]}, {ours}")
+        else:
+            present = headers.get(_ST_NAME)
+            headers[_ST_NAME] = f"{present}, {ours}" if present else ours
+
+
 # --- the opt-in features' seam --------------------------------------------------------------------
 
 
@@ -334,13 +399,15 @@ class _Recorder:
 class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
 
-    __slots__ = ("_latency", "_requests", "_responses", "_unknown")
+    __slots__ = ("_latency", "_requests", "_responses", "_timing", "_unknown")
 
     def __init__(self, cells: Any) -> None:
         self._requests = cells.requests_total
         self._responses = cells.responses_total
         self._latency = cells.requests_latency_before
         self._unknown = cells.requests_unknown_latency_before
+        timing = getattr(cells, "server_timing", None)
+        self._timing = timing if type(timing) is ServerTiming else None  # PROMETHEUS_SERVER_TIMING
 
     def _begin(self, request: Any) -> Any:
         try:
@@ -357,6 +424,8 @@ class BeforeRecorder(_Recorder):
                 self._unknown.inc()
             else:
                 self._latency.observe(end - started)
+                if self._timing is not None:
+                    self._timing.write(request, response, end - started)
         except Exception:
             _log_failure("a response")
 

@@ -16,7 +16,16 @@ from django.test import AsyncClient, Client
 from django_prometheus._core import _http
 
 from django_prometheus import servertiming
+from django_prometheus.middleware import PrometheusBeforeMiddleware
 from tests.test_http_options import HookAfter  # noqa: F401  (the hook path's middleware)
+
+
+class HookBefore(PrometheusBeforeMiddleware):
+    """Overrides ``label_metric``: the Before middleware's hook path."""
+
+    def label_metric(self, metric, request, response=None, **labels):
+        return super().label_metric(metric, request, response, **labels)
+
 
 pytestmark = [
     pytest.mark.urls("tests.timing_project.urls"),
@@ -158,7 +167,10 @@ def test_a_views_own_header_is_kept_and_ours_appended_once():
         ([], "127.0.0.1", None, None, False),  # an empty list: nobody
     ],
 )
-def test_only_allowed_clients_see_it(settings, allowed, remote, forwarded, proxies, shown):
+@pytest.mark.parametrize("accounting", [False, True], ids=["app-alone", "with-cache"])
+def test_only_allowed_clients_see_it(settings, allowed, remote, forwarded, proxies, shown, accounting):
+    # App alone: the Before recorder writes it; with an accounting on, the features' core does.
+    settings.PROMETHEUS_CACHE_OPERATION_METRICS = accounting
     if allowed is not None:
         settings.PROMETHEUS_SERVER_TIMING_ALLOWED_IPS = allowed
     if proxies is not None:
@@ -171,14 +183,43 @@ def test_only_allowed_clients_see_it(settings, allowed, remote, forwarded, proxi
 
 def test_allow_decisions_are_bounded_under_hostile_addresses(settings):
     settings.PROMETHEUS_METRICS_TRUSTED_PROXIES = ["127.0.0.1"]
-    timing = servertiming.build()
+    from django.http import HttpResponse
     from django.test import RequestFactory
 
     factory = RequestFactory()
+    core = servertiming.core_writer()
+    settings.PROMETHEUS_CACHE_OPERATION_METRICS = True
+    features = servertiming.build()
     for i in range(3000):
         request = factory.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=f"10.0.{i // 256}.{i % 256}")
-        assert timing.allows(request) is False
-    assert len(timing._decided) <= 1024
+        response = HttpResponse()
+        core(request, response, 0.001)
+        features(request, response, 0.001, None, None)
+        assert "Server-Timing" not in response
+    assert core.decided() <= 1024
+    assert len(features._decided) <= 1024
+
+
+def test_the_before_recorder_writes_the_app_entry_alone(settings):
+    # App alone: no features installed (the default path plus the writer); with an accounting on,
+    # the features' core writes all entries and the recorder none.
+    get("/plain")
+    assert _http.get_extras() is None
+    assert servertiming.build() is None and isinstance(servertiming.core_writer(), _http.ServerTiming)
+    settings.PROMETHEUS_CACHE_OPERATION_METRICS = True
+    assert servertiming.core_writer() is None and servertiming.build() is not None
+    assert _http.get_extras() is not None
+
+
+@pytest.mark.parametrize("middleware", ["hooks-before", "hooks-after"])
+def test_app_entry_on_the_hook_path(settings, middleware):
+    settings.MIDDLEWARE = {
+        "hooks-before": ["tests.test_server_timing.HookBefore", AFTER],
+        "hooks-after": [BEFORE, HOOK_AFTER],
+    }[middleware]
+    (app,) = entries(get("/plain")["Server-Timing"])
+    assert app["name"] == "app"
+    assert "Server-Timing" not in get("/stream")
 
 
 @pytest.mark.parametrize(

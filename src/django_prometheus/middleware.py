@@ -19,7 +19,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest
 
-from django_prometheus import conf
+from django_prometheus import conf, servertiming
 from django_prometheus._core import _http
 from django_prometheus.http import options
 from django_prometheus.http.cells import HttpCells
@@ -194,6 +194,12 @@ class PrometheusBeforeMiddleware(_PrometheusMiddleware):
 
     _METRICS = BEFORE
     _outer = True
+    _timing_writer: Any = None
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        super().__init__(get_response)
+        if self._recorder is None:  # the hook path writes the Server-Timing app entry itself
+            self._timing_writer = servertiming.core_writer()
 
     def _base(self) -> type:
         return PrometheusBeforeMiddleware
@@ -215,9 +221,10 @@ class PrometheusBeforeMiddleware(_PrometheusMiddleware):
             metrics = self.metrics
             self.label_metric(metrics.responses_total, request, response).inc()
             if hasattr(request, "prometheus_before_middleware_event"):
-                self.label_metric(metrics.requests_latency_before, request, response).observe(
-                    TimeSince(request.prometheus_before_middleware_event)
-                )
+                seconds = TimeSince(request.prometheus_before_middleware_event)
+                self.label_metric(metrics.requests_latency_before, request, response).observe(seconds)
+                if self._timing_writer is not None:  # PROMETHEUS_SERVER_TIMING's app entry
+                    self._timing_writer(request, response, seconds)
             else:
                 self.label_metric(metrics.requests_unknown_latency_before, request, response).inc()
         except Exception:

@@ -13,6 +13,11 @@ default loopback only), the client's address found as the /metrics allow-list
 finds it (``access.client_address``: ``REMOTE_ADDR``, or the last untrusted hop
 of ``X-Forwarded-For`` behind ``PROMETHEUS_METRICS_TRUSTED_PROXIES``). Never on
 a streaming response; a ``Server-Timing`` the view set is kept and ours appended.
+
+With the app entry alone, ``PrometheusBeforeMiddleware``'s recorder writes it in the
+core (``_http.ServerTiming``, from the latency it observes): the default path plus
+one allow lookup and one header. With db or cache accounting on, the opt-in features'
+core writes the three entries at the end of the request (``ServerTiming`` below).
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from __future__ import annotations
 from typing import Any
 
 from django_prometheus import access
+from django_prometheus._core import _http
 from django_prometheus.http import options
 
-__all__ = ["HEADER", "ServerTiming", "allowed_networks", "build", "cache_accounting", "value"]
+__all__ = ["HEADER", "ServerTiming", "allowed_networks", "build", "cache_accounting", "core_writer", "value"]
 
 HEADER = "Server-Timing"
 #: Allow decisions kept per (REMOTE_ADDR, X-Forwarded-For); then the table starts again.
@@ -90,15 +96,51 @@ class ServerTiming:
     def __call__(self, request: Any, response: Any, app: float, db: Any, cache: Any) -> None:
         if getattr(response, "streaming", False) or not self.allows(request):
             return
-        headers = response.headers
-        ours = value(app, db, cache)
-        present = headers.get(HEADER)
-        headers[HEADER] = f"{present}, {ours}" if present else ours
+        if db is None and cache is None:
+            ours = f"app;dur={app * 1000.0:.3f}"
+        else:
+            ours = value(app, db, cache)
+        store = getattr(response.headers, "_store", None)
+        if type(store) is dict:
+            # Django's ResponseHeaders, written as its __setitem__ would (the value is ASCII we
+            # made; a view's own value was checked when the view set it).
+            present = store.get("server-timing")
+            store["server-timing"] = (HEADER, ours if present is None else f"{present[1]}, {ours}")
+        else:
+            present = response.headers.get(HEADER)
+            response.headers[HEADER] = f"{present}, {ours}" if present else ours
+
+
+def _accounting() -> bool:
+    # The db or cache entry is measured: the features' core writes the header (with app).
+    from django_prometheus.db import per_request
+
+    return bool(per_request.enabled()) or cache_accounting()
+
+
+def _decider(allowed: list[Any], proxies: list[Any]) -> Any:
+    def decide(remote: Any, forwarded: Any) -> bool:
+        address = access.client_address(remote, forwarded, proxies)
+        return address is not None and access._within(address, allowed)
+
+    return decide
+
+
+def core_writer() -> Any:
+    """The Before recorder's writer (``_http.ServerTiming``: the app entry alone), or None.
+
+    None when off, and when the db or cache entry is measured: then the opt-in features'
+    core (``build()``) writes the whole header.
+    """
+    if not options.server_timing() or _accounting():
+        return None
+    allowed, proxies = allowed_networks()
+    return _http.ServerTiming(_decider(allowed, proxies), bool(proxies))
 
 
 def build() -> ServerTiming | None:
-    """The core's ``server_timing`` for the current settings, or None when off."""
+    """The features' ``server_timing`` (app, db and cache entries), or None when off or app alone."""
     if not options.server_timing():
         return None
-    allowed, proxies = allowed_networks()
-    return ServerTiming(allowed, proxies)
+    allowed, proxies = allowed_networks()  # validated here too: a bad value fails at once
+    return ServerTiming(allowed, proxies) if _accounting() else None

@@ -10,6 +10,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
+from django_prometheus import servertiming
 from django_prometheus._core import _http
 from django_prometheus.disabled import DisabledMetric
 from django_prometheus.http import options
@@ -86,3 +87,5 @@ class HttpCells:
                 setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))
         self.rules = rules(metrics)
         self.ignored_exceptions = options.ignored_exceptions()
+        # PROMETHEUS_SERVER_TIMING's app entry, written by the Before recorder (None: off).
+        self.server_timing = servertiming.core_writer() if "requests_latency_before" in attrs else None
