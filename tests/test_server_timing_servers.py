@@ -96,6 +96,26 @@ def test_real_servers(tmp_path: Path, server: str, core: str):
         _check_over_http(base, page, trusts_forwarded)
 
 
+@pytest.mark.parametrize("core", ["compiled", "pure"])
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_real_servers_app_entry_alone(tmp_path: Path, server: str, core: str):
+    make, page, _ = SERVERS[server]
+    port = free_port()
+    env = {
+        "DJANGO_PROMETHEUS_NO_EXTENSIONS": "1" if core == "pure" else "",
+        "DP_DB_FILE": str(tmp_path / "db"),
+        "DP_TIMING_APP_ONLY": "1",
+    }
+    with serve(make(port), port, tmp_path / f"{server}.log", SETTINGS, **env) as base:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for path in (page, "/plain"):
+                (app,) = _entries(client.get(path).headers["server-timing"]).values()
+                assert app["name"] == "app" and float(app["dur"]) > 0.0
+            own = client.get("/own").headers.get_list("server-timing")
+            assert len(own) == 1 and own[0].startswith('view;dur=1.5;desc="own", app;dur=')
+            assert "server-timing" not in client.get("/stream").headers
+
+
 def test_real_servers_not_allowed(tmp_path: Path):
     port = free_port()
     env = {"DP_DB_FILE": str(tmp_path / "db"), "DP_TIMING_ALLOWED": "192.0.2.0/24"}

@@ -27,8 +27,9 @@ CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMem
 PROMETHEUS_SERVER_TIMING = True
 if os.environ.get("DP_TIMING_ALLOWED"):
     PROMETHEUS_SERVER_TIMING_ALLOWED_IPS = [os.environ["DP_TIMING_ALLOWED"]]
-PROMETHEUS_REQUEST_DB_METRICS = True
-PROMETHEUS_CACHE_OPERATION_METRICS = True
+# DP_TIMING_APP_ONLY=1: the app entry alone (written by the Before recorder in the core).
+PROMETHEUS_REQUEST_DB_METRICS = os.environ.get("DP_TIMING_APP_ONLY") != "1"
+PROMETHEUS_CACHE_OPERATION_METRICS = os.environ.get("DP_TIMING_APP_ONLY") != "1"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
