@@ -441,7 +441,9 @@ cdef class Extras:
     histogram's cell), ``exclude_paths`` (a compiled regex, searched in
     ``path_info``), ``exclude_views`` (URL names, namespaced names, dotted view
     paths), ``defer`` (view exclusions may apply), ``db_begin``/``db_end``
-    (per-request DB accounting) and ``db_discard`` (stop it without observing).
+    (per-request DB accounting), ``db_discard`` (stop it without observing),
+    ``cache_begin``/``cache_end`` (per-request cache accounting) and ``server_timing``
+    (called at the end with the request, response, seconds, DB and cache accounting).
     The compiled middlewares call the same work through ``_dp_c_seam`` (C, no
     Python calls); the methods below are the protocol for everything else.
     """

@@ -229,7 +229,9 @@ class Extras:
     histogram's cell), ``exclude_paths`` (a compiled regex, searched in
     ``path_info``), ``exclude_views`` (URL names, namespaced names, dotted view
     paths), ``defer`` (view exclusions may apply), ``db_begin``/``db_end``
-    (per-request DB accounting) and ``db_discard`` (stop it without observing).
+    (per-request DB accounting), ``db_discard`` (stop it without observing),
+    ``cache_begin``/``cache_end`` (per-request cache accounting) and ``server_timing``
+    (called at the end with the request, response, seconds, DB and cache accounting).
     """
 
     __slots__ = (
