@@ -22,22 +22,30 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_cache_c")
 CURRENT = _impl.CURRENT
 MISSING = _impl.MISSING
 Call = _impl.Call
+RequestOps = _impl.RequestOps
+begin_request = _impl.begin_request
 clock = _impl.clock
+end_request = _impl.end_request
 instrument_get = _impl.instrument_get
 instrument_get_many = _impl.instrument_get_many
 instrument_has_key = _impl.instrument_has_key
 instrument_op = _impl.instrument_op
 note_failure = _impl.note_failure
+observe = _impl.observe
 
 __all__ = [
     "CURRENT",
     "MISSING",
     "USE_EXTENSIONS",
     "Call",
+    "RequestOps",
+    "begin_request",
     "clock",
+    "end_request",
     "instrument_get",
     "instrument_get_many",
     "instrument_has_key",
     "instrument_op",
     "note_failure",
+    "observe",
 ]

@@ -17,6 +17,8 @@ one is there record nothing of their own but the failures they see.
 
 from contextvars import ContextVar
 
+cimport cython
+from cpython.exc cimport PyErr_Clear
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_XDECREF
@@ -33,12 +35,16 @@ __all__ = [
     "CURRENT",
     "MISSING",
     "Call",
+    "RequestOps",
+    "begin_request",
     "clock",
+    "end_request",
     "instrument_get",
     "instrument_get_many",
     "instrument_has_key",
     "instrument_op",
     "note_failure",
+    "observe",
 ]
 
 include "dp_api.pxi"  # dp_cells_api
@@ -72,6 +78,70 @@ cdef inline Call _current():
 def clock():
     """The monotonic clock durations are read from, in seconds."""
     return dp_clock()
+
+
+# The request whose cache operations are being added up in this context (Server-Timing), or None.
+cdef object _request = ContextVar("django_prometheus.cache.request", default=None)
+# Set by the first begin_request(), never cleared: until then an operation pays this one check.
+cdef bint _accounting = False
+
+
+@cython.final
+cdef class RequestOps:
+    """What one request's outermost cache operations took: how many, and seconds in all."""
+
+    cdef readonly Py_ssize_t operations
+    cdef readonly double seconds
+    cdef object _token
+
+
+def begin_request():
+    """Start adding up the cache operations of the current context (and of contexts copied from it)."""
+    global _accounting
+    cdef RequestOps state = RequestOps()
+    state._token = _request.set(state)
+    _accounting = True
+    return state
+
+
+def end_request(RequestOps state not None):
+    """Stop adding up ``state``; its counts are final."""
+    token = state._token
+    state._token = None
+    if token is None:
+        return
+    try:
+        _request.reset(token)
+    except (ValueError, RuntimeError):  # ended in another context than it began in
+        if _request.get() is state:
+            _request.set(None)
+
+
+cdef void _account(double dt) noexcept:
+    cdef PyObject *value = NULL
+    if PyContextVar_Get(_request, NULL, &value) < 0:
+        PyErr_Clear()
+        return
+    if value is NULL:
+        return
+    if <object>value is not None:
+        state = <RequestOps>value
+        if state._token is not None:
+            state.operations += 1
+            state.seconds += dt
+    Py_XDECREF(value)
+
+
+cdef inline void _timed(object duration, double t0) noexcept:
+    cdef double dt = dp_clock() - t0
+    _observe(duration, dt)
+    if _accounting:
+        _account(dt)
+
+
+def observe(duration, double t0):
+    """Observe an outermost operation's time in ``duration`` (and in the request's sum, if one is kept)."""
+    _timed(_histogram(duration), t0)
 
 
 def note_failure():
@@ -111,12 +181,12 @@ cdef class _GetRecorder:
             else:
                 value = self.real_get(key, _MISSING, version)
         except Exception:
-            _observe(self.duration, dp_clock() - t0)
+            _timed(self.duration, t0)
             _add(self.gets, 1.0)
             _add(self.fails, 1.0)
             _add(self.error, 1.0)
             raise
-        _observe(self.duration, dp_clock() - t0)
+        _timed(self.duration, t0)
         _add(self.gets, 1.0)
         if value is _MISSING:
             _add(self.misses, 1.0)
@@ -205,12 +275,12 @@ cdef class _OpRecorder:
         try:
             result = self.real(*args, **kwargs)
         except Exception:
-            _observe(self.duration, dp_clock() - t0)
+            _timed(self.duration, t0)
             _add(self.error, 1.0)
             raise
         finally:
             PyContextVar_Reset(_CURRENT, token)
-        _observe(self.duration, dp_clock() - t0)
+        _timed(self.duration, t0)
         if current.failed:
             _add(self.error, 1.0)
         elif self.kind == _HAS_KEY:
@@ -271,12 +341,12 @@ cdef class _ManyRecorder:
         try:
             result = self.real(owner, keys, *args, **kwargs)
         except Exception:
-            _observe(self.duration, dp_clock() - t0)
+            _timed(self.duration, t0)
             _add(self.error, <double> _distinct(keys))
             raise
         finally:
             PyContextVar_Reset(_CURRENT, token)
-        _observe(self.duration, dp_clock() - t0)
+        _timed(self.duration, t0)
         n = _distinct(keys)
         if current.failed:
             _add(self.error, <double> n)

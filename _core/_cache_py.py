@@ -19,18 +19,73 @@ __all__ = [
     "CURRENT",
     "MISSING",
     "Call",
+    "RequestOps",
+    "begin_request",
     "clock",
+    "end_request",
     "instrument_get",
     "instrument_get_many",
     "instrument_has_key",
     "instrument_op",
     "note_failure",
+    "observe",
 ]
 
 #: The outermost cache operation in progress in this context, if any.
 CURRENT: ContextVar[Call] = ContextVar("django_prometheus_cache_operation")
 
 clock = time.perf_counter
+
+# The request whose cache operations are being added up in this context (Server-Timing), or None.
+_request: ContextVar[RequestOps | None] = ContextVar("django_prometheus.cache.request", default=None)
+# Set by the first begin_request(), never cleared: until then an operation pays this one check.
+_accounting = [False]
+
+
+class RequestOps:
+    """What one request's outermost cache operations took: how many, and seconds in all."""
+
+    __slots__ = ("_token", "operations", "seconds")
+
+    def __init__(self) -> None:
+        self.operations = 0
+        self.seconds = 0.0
+        self._token: Any = None
+
+
+def begin_request() -> RequestOps:
+    """Start adding up the cache operations of the current context (and of contexts copied from it)."""
+    state = RequestOps()
+    state._token = _request.set(state)
+    _accounting[0] = True
+    return state
+
+
+def end_request(state: RequestOps) -> None:
+    """Stop adding up ``state``; its counts are final."""
+    token, state._token = state._token, None
+    if token is None:
+        return
+    try:
+        _request.reset(token)
+    except (ValueError, RuntimeError):  # ended in another context than it began in
+        if _request.get() is state:
+            _request.set(None)
+
+
+def _account(dt: float) -> None:
+    state = _request.get()
+    if state is not None and state._token is not None:
+        state.operations += 1
+        state.seconds += dt
+
+
+def observe(duration: Histogram, t0: float) -> None:
+    """Observe an outermost operation's time in ``duration`` (and in the request's sum, if one is kept)."""
+    dt = clock() - t0
+    duration.observe(dt)
+    if _accounting[0]:
+        _account(dt)
 
 
 class Call:
@@ -47,6 +102,9 @@ def note_failure() -> None:
     current = CURRENT.get(None)
     if current is not None:
         current.failed = True
+
+
+_observe_op = observe
 
 
 def _counter(cell: Any) -> Counter:
@@ -95,13 +153,13 @@ def instrument_get(
             gets.inc()
             fails.inc()
             if current is None:
-                duration.observe(clock() - t0)
+                _observe_op(duration, t0)
                 error.inc()
             else:
                 current.failed = True
             raise
         if current is None:
-            duration.observe(clock() - t0)
+            _observe_op(duration, t0)
         gets.inc()
         if value is MISSING:
             misses.inc()
@@ -148,12 +206,12 @@ def _record_op(
         try:
             result = real(*args, **kwargs)
         except Exception:
-            duration.observe(clock() - t0)
+            _observe_op(duration, t0)
             error.inc()
             raise
         finally:
             CURRENT.reset(token)
-        duration.observe(clock() - t0)
+        _observe_op(duration, t0)
         if current.failed:
             error.inc()
         elif miss is not None and not result:
@@ -204,12 +262,12 @@ def instrument_get_many(
         try:
             result = real(self, keys, *args, **kwargs)
         except Exception:
-            duration.observe(clock() - t0)
+            _observe_op(duration, t0)
             error.inc(_distinct(keys))
             raise
         finally:
             CURRENT.reset(token)
-        duration.observe(clock() - t0)
+        _observe_op(duration, t0)
         n = _distinct(keys)
         if current.failed:
             error.inc(n)

@@ -412,6 +412,7 @@ cdef class _State:
     cdef bint keyed  # in the owners' table
     cdef object inflight
     cdef object db
+    cdef object cache  # None, or the request's cache accounting (Server-Timing)
     cdef object route  # None, or the route the view hook read of the resolver match
 
     def __call__(self):
@@ -448,13 +449,15 @@ cdef class Extras:
     histogram's cell), ``exclude_paths`` (a compiled regex, searched in
     ``path_info``), ``exclude_views`` (URL names, namespaced names, dotted view
     paths), ``defer`` (view exclusions may apply), ``db_begin``/``db_end``
-    (per-request DB accounting) and ``db_discard`` (stop it without observing).
+    (per-request DB accounting), ``db_discard`` (stop it without observing),
+    ``cache_begin``/``cache_end`` (per-request cache accounting) and ``server_timing``
+    (called at the end with the request, response, seconds, DB and cache accounting).
     The compiled middlewares call the same work through ``_dp_c_seam`` (C, no
     Python calls); the methods below are the protocol for everything else.
     """
 
     cdef object _route_requests, _route_duration, _inflight, _queue, _paths_search
-    cdef object _db_begin, _db_end, _db_discard
+    cdef object _db_begin, _db_end, _db_discard, _timing, _cache_begin, _cache_end
     cdef bint _group, _defer
     cdef frozenset _exclude_views
     cdef tuple _last_view  # (view function, view name, excluded) of the last view decided
@@ -475,6 +478,9 @@ cdef class Extras:
         self._db_begin = config.db_begin
         self._db_end = config.db_end
         self._db_discard = getattr(config, "db_discard", None)
+        self._timing = getattr(config, "server_timing", None)
+        self._cache_begin = getattr(config, "cache_begin", None)
+        self._cache_end = getattr(config, "cache_end", None)
         self._routes = {}
         self._inflight_cells = {}
         self._statuses = {}
@@ -710,6 +716,8 @@ cdef class Extras:
                     state.queued = _queue_seconds(header, dp_wall())
             if self._db_begin is not None:
                 state.db = self._db_begin()
+            if self._cache_begin is not None:
+                state.cache = self._cache_begin()
             _own(request, state)
             return state
         except Exception:
@@ -737,6 +745,7 @@ cdef class Extras:
                 _disown(request, st)
                 st.release()
                 self._db_finish(st, route(request), True)
+                self._cache_finish(st)
                 return _SKIP
             _disown(request, st)
             elapsed = dp_clock() - st.started
@@ -748,6 +757,7 @@ cdef class Extras:
                 name = None
             if self._route_requests is not None:
                 self._route_record(name, st.method, response.status_code, elapsed)
+            token = st.db
             self._db_finish(st, name, False)
             if st.inflight is not None:
                 closers = getattr(response, "_resource_closers", None)
@@ -755,6 +765,9 @@ cdef class Extras:
                     (<list>closers).append(st)  # released by response.close(), after streaming
                 else:
                     st.release()
+            cache = self._cache_finish(st)
+            if self._timing is not None:
+                self._server_timing(request, response, elapsed, None if token is _MISSING else token, cache)
         except Exception:
             _log_failure("a response")
             try:
@@ -762,6 +775,7 @@ cdef class Extras:
             except Exception:
                 pass
             st.release()
+            self._cache_finish(st)
         return None
 
     cdef int _route_record(self, name, str method, status, double elapsed) except -1:
@@ -809,6 +823,7 @@ cdef class Extras:
             if (<_State>state).queued >= 0.0:
                 _observe(self._queue, (<_State>state).queued)
             self._db_finish(<_State>state, route(request), False)
+            self._cache_finish(<_State>state)
         except Exception:
             _log_failure("a failed request")
         return 0
@@ -822,6 +837,26 @@ cdef class Extras:
             if len(self._statuses) < _STATUS_CACHE_MAX:
                 self._statuses[status] = label
         return <str>label
+
+    cdef object _cache_finish(self, _State state):
+        # The request's cache accounting, ended (None when none was kept).
+        cache = state.cache
+        if cache is None:
+            return None
+        state.cache = None
+        try:
+            self._cache_end(cache)
+        except Exception:
+            _log_failure("a response (cache accounting)")
+        return cache
+
+    cdef int _server_timing(self, request, response, double elapsed, db, cache) except -1:
+        # PROMETHEUS_SERVER_TIMING: the header, written by the Python side (``servertiming``).
+        try:
+            self._timing(request, response, elapsed, db, cache)
+        except Exception:
+            _log_failure("a response (Server-Timing)")
+        return 0
 
     cdef void _db_finish(self, _State state, name, bint excluded) except *:
         token = state.db

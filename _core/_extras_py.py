@@ -189,13 +189,14 @@ class _State:
     Also the in-flight gauge's closer: ``response.close()`` calls it (once).
     """
 
-    __slots__ = ("db", "inflight", "keyed", "method", "queued", "started", "view_excluded")
+    __slots__ = ("cache", "db", "inflight", "keyed", "method", "queued", "started", "view_excluded")
 
     def __init__(self, method: str, started: float) -> None:
         self.method = method
         self.started = started
         self.inflight: Any = None
         self.db: Any = _MISSING
+        self.cache: Any = None  # the request's cache accounting (Server-Timing), if kept
         self.queued: float | None = None  # observed once the view is known not to be excluded
         self.view_excluded: bool | None = None  # the view exclusions, decided once a request
         self.keyed = False  # in the owners' table
@@ -235,10 +236,14 @@ class Extras:
     histogram's cell), ``exclude_paths`` (a compiled regex, searched in
     ``path_info``), ``exclude_views`` (URL names, namespaced names, dotted view
     paths), ``defer`` (view exclusions may apply), ``db_begin``/``db_end``
-    (per-request DB accounting) and ``db_discard`` (stop it without observing).
+    (per-request DB accounting), ``db_discard`` (stop it without observing),
+    ``cache_begin``/``cache_end`` (per-request cache accounting) and ``server_timing``
+    (called at the end with the request, response, seconds, DB and cache accounting).
     """
 
     __slots__ = (
+        "_cache_begin",
+        "_cache_end",
         "_db_begin",
         "_db_discard",
         "_db_end",
@@ -254,6 +259,7 @@ class Extras:
         "_route_requests",
         "_routes",
         "_statuses",
+        "_timing",
         "defer",
     )
 
@@ -269,6 +275,9 @@ class Extras:
         self._db_begin = config.db_begin
         self._db_end = config.db_end
         self._db_discard = getattr(config, "db_discard", None)
+        self._timing = getattr(config, "server_timing", None)
+        self._cache_begin = getattr(config, "cache_begin", None)
+        self._cache_end = getattr(config, "cache_end", None)
         self._routes: dict[str, dict[str, _RouteMethod]] = {}
         self._inflight_cells: dict[str, Any] = {}
         self._statuses: dict[object, str] = {}
@@ -409,6 +418,8 @@ class Extras:
                     state.queued = queue_seconds(header, time())
             if self._db_begin is not None:
                 state.db = self._db_begin()
+            if self._cache_begin is not None:
+                state.cache = self._cache_begin()
             _own(request, state)
             return state
         except Exception:
@@ -426,6 +437,7 @@ class Extras:
                 _disown(request, state)
                 state()
                 self._db_finish(state, route(request), True)
+                self._cache_finish(state)
                 return SKIP
             _disown(request, state)
             elapsed = perf_counter() - state.started
@@ -449,6 +461,7 @@ class Extras:
                     )
                 cell.inc(1.0)
                 entry.duration.observe(elapsed)
+            token = state.db
             self._db_finish(state, name)
             if state.inflight is not None:
                 closers = getattr(response, "_resource_closers", None)
@@ -456,6 +469,9 @@ class Extras:
                     closers.append(state)  # released by response.close(), after streaming
                 else:
                     state()
+            cache = self._cache_finish(state)
+            if self._timing is not None:
+                self._server_timing(request, response, elapsed, None if token is _MISSING else token, cache)
         except Exception:
             _log_failure("a response")
             if type(state) is _State:
@@ -464,6 +480,7 @@ class Extras:
                 except Exception:
                     pass
                 state()
+                self._cache_finish(state)
         return None
 
     def abort(self, request: Any, state: Any, outer: bool) -> None:
@@ -479,6 +496,7 @@ class Extras:
             if state.queued is not None:
                 self._queue.observe(state.queued)
             self._db_finish(state, route(request))
+            self._cache_finish(state)
         except Exception:
             _log_failure("a failed request")
 
@@ -491,6 +509,25 @@ class Extras:
             if len(self._statuses) < _STATUS_CACHE_MAX:
                 self._statuses[status] = label
         return label
+
+    def _cache_finish(self, state: _State) -> Any:
+        # The request's cache accounting, ended (None when none was kept).
+        cache = state.cache
+        if cache is None:
+            return None
+        state.cache = None
+        try:
+            self._cache_end(cache)
+        except Exception:
+            _log_failure("a response (cache accounting)")
+        return cache
+
+    def _server_timing(self, request: Any, response: Any, elapsed: float, db: Any, cache: Any) -> None:
+        # PROMETHEUS_SERVER_TIMING: the header, written by the Python side (``servertiming``).
+        try:
+            self._timing(request, response, elapsed, db, cache)
+        except Exception:
+            _log_failure("a response (Server-Timing)")
 
     def _db_finish(self, state: _State, name: str | None, excluded: bool = False) -> None:
         token = state.db

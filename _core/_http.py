@@ -15,10 +15,12 @@ else:
 #: True when the compiled recording is the one in use.
 USE_EXTENSIONS: bool = _impl.__name__.endswith("_http_c")
 
+NO_CELL = _impl.NO_CELL
 SKIP = _impl.SKIP
 AfterRecorder = _impl.AfterRecorder
 BeforeRecorder = _impl.BeforeRecorder
 Middleware = _impl.Middleware
+ServerTiming = _impl.ServerTiming
 Settings = _impl.Settings
 body_length = _impl.body_length
 charset = _impl.charset
@@ -32,11 +34,13 @@ transport = _impl.transport
 view_name = _impl.view_name
 
 __all__ = [
+    "NO_CELL",
     "SKIP",
     "USE_EXTENSIONS",
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
+    "ServerTiming",
     "Settings",
     "body_length",
     "charset",

@@ -74,8 +74,10 @@ cdef type _Histogram = _cells_c.Histogram
 __all__ = [
     "INVALID_METHOD",
     "MAX_BODY_SIZE",
+    "NO_CELL",
     "SKIP",
     "UNNAMED_VIEW",
+    "ServerTiming",
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
@@ -123,10 +125,35 @@ cdef enum:
 
 # ``except -1`` rather than ``void``: a void C function that may raise makes every call
 # site ask ``PyErr_Occurred()`` (a thread-state lookup), about fifty times a request.
+# A disabled family's cell (``PROMETHEUS_DISABLED_METRICS``): skipped after the cell-type test,
+# so an enabled family pays nothing for it and a disabled one next to nothing.
+cdef class _NoCell:
+    """The cell of a disabled family: counts nothing (the recorders do not even call it)."""
+
+    def inc(self, amount=1.0, exemplar=None):
+        pass
+
+    def dec(self, amount=1.0):
+        pass
+
+    def set(self, value):
+        pass
+
+    def observe(self, amount, exemplar=None):
+        pass
+
+    def __repr__(self):
+        return "NO_CELL"
+
+
+NO_CELL = _NoCell()
+cdef object _NO_CELL = NO_CELL
+
+
 cdef inline int _inc(object cell) except -1:
     if type(cell) is _Counter:
         _api.counter_inc(cell, 1.0)
-    else:
+    elif cell is not _NO_CELL:
         cell.inc()
     return 0
 
@@ -134,7 +161,7 @@ cdef inline int _inc(object cell) except -1:
 cdef inline int _observe(object cell, double amount) except -1:
     if type(cell) is _Histogram:
         _api.histogram_observe(cell, amount)
-    else:
+    elif cell is not _NO_CELL:
         cell.observe(amount)
     return 0
 
@@ -336,6 +363,74 @@ cdef class Settings:
         self.default_content_type_charset = matched["charset"].replace('"', "") if matched else None
 
 
+# --- Server-Timing: the app entry, written by the Before recorder -------------------------------
+
+cdef str _ST_KEY = "server-timing"
+cdef str _ST_NAME = "Server-Timing"
+cdef Py_ssize_t _ST_DECIDED_MAX = 1024
+cdef Py_ssize_t _ST_FORWARDED_KEY_MAX = 256
+
+
+@cython.final
+cdef class ServerTiming:
+    """``PROMETHEUS_SERVER_TIMING`` on the default path: ``app;dur=<ms>`` for allowed clients.
+
+    ``decide(remote_addr, forwarded_for)`` is the Python allow rule (``servertiming``),
+    asked once per address (and X-Forwarded-For when ``proxies``: only then does it
+    matter); the answers are kept (bounded). Never on a streaming response; appended to
+    a ``Server-Timing`` the view set. Calling it is ``write`` (the hook path's way).
+    """
+
+    cdef object _decide
+    cdef bint _proxies
+    cdef dict _decided
+
+    def __init__(self, decide, bint proxies):
+        self._decide = decide
+        self._proxies = proxies
+        self._decided = {}
+
+    def decided(self):
+        """How many allow decisions are kept (tests: hostile addresses grow nothing)."""
+        return len(self._decided)
+
+    def __call__(self, request, response, double seconds):
+        self.write(request, response, seconds)
+
+    cdef int write(self, request, response, double seconds) except -1:
+        meta = request.META
+        remote = meta.get("REMOTE_ADDR")
+        if self._proxies:
+            forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+            key = (remote, forwarded)
+        else:
+            forwarded = None
+            key = remote
+        try:
+            found = self._decided.get(key)
+        except TypeError:  # an unhashable META value
+            found, key = None, None
+        if found is None:
+            found = bool(self._decide(remote, forwarded))
+            if key is not None and (forwarded is None or len(forwarded) <= _ST_FORWARDED_KEY_MAX):
+                if len(self._decided) >= _ST_DECIDED_MAX:
+                    self._decided.clear()
+                self._decided[key] = found
+        if found is not True or getattr(response, "streaming", False):
+            return 0
+        ours = f"app;dur={seconds * 1000.0:.3f}"
+        headers = response.headers
+        store = getattr(headers, "_store", None)
+        if type(store) is dict:
+            # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII).
+            present = (<dict>store).get(_ST_KEY)
+            (<dict>store)[_ST_KEY] = (_ST_NAME, ours if present is None else f"{(<tuple>present)[1]}, {ours}")
+        else:
+            present = headers.get(_ST_NAME)
+            headers[_ST_NAME] = f"{present}, {ours}" if present else ours
+        return 0
+
+
 # --- the opt-in features' seam --------------------------------------------------------------------
 
 
@@ -476,12 +571,15 @@ cdef class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
 
     cdef object _requests, _responses, _latency, _unknown
+    cdef ServerTiming _timing  # PROMETHEUS_SERVER_TIMING's app entry, or None
 
     def __init__(self, cells):
         self._requests = cells.requests_total
         self._responses = cells.responses_total
         self._latency = cells.requests_latency_before
         self._unknown = cells.requests_unknown_latency_before
+        timing = getattr(cells, "server_timing", None)
+        self._timing = timing if type(timing) is ServerTiming else None
 
     cdef object _begin(self, request):
         try:
@@ -498,6 +596,8 @@ cdef class BeforeRecorder(_Recorder):
                 _inc(self._unknown)
             else:
                 _observe(self._latency, end - started)
+                if self._timing is not None:
+                    self._timing.write(request, response, end - started)
         except Exception:
             _log_failure("a response")
         return 0
@@ -563,6 +663,7 @@ cdef class AfterRecorder(_Recorder):
     cdef PyObject *_last_https
     cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
     cdef tuple _rules  # (record, family) of the specs with a ``record`` rule (``Spec.record``)
+    cdef object _ignored  # PROMETHEUS_IGNORED_EXCEPTIONS: a tuple of classes, None when empty
 
     def __init__(self, cells):
         self._cells = cells
@@ -592,6 +693,7 @@ cdef class AfterRecorder(_Recorder):
         self._exc_types = {}
         self._exc_views = {}
         self._rules = tuple(getattr(cells, "rules", ()))
+        self._ignored = getattr(cells, "ignored_exceptions", None) or None
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -937,6 +1039,8 @@ cdef class AfterRecorder(_Recorder):
         README, What differs, 5.
         """
         try:
+            if self._ignored is not None and isinstance(exception, self._ignored):
+                return
             if _hook_excluded(request):
                 return
             name = type(exception).__name__

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 __all__ = [
     "INVALID_METHOD",
     "MAX_BODY_SIZE",
+    "NO_CELL",
     "SKIP",
     "UNNAMED_VIEW",
+    "ServerTiming",
     "AfterRecorder",
     "BeforeRecorder",
     "Middleware",
@@ -69,6 +71,31 @@ _STREAMING_ASK = 2
 
 def _log_failure(where: str) -> None:
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", where)
+
+
+class _NoCell:
+    """The cell of a disabled family (``PROMETHEUS_DISABLED_METRICS``): counts nothing."""
+
+    __slots__ = ()
+
+    def inc(self, amount: float = 1.0, exemplar: Any = None) -> None:
+        pass
+
+    def dec(self, amount: float = 1.0) -> None:
+        pass
+
+    def set(self, value: float) -> None:
+        pass
+
+    def observe(self, amount: float, exemplar: Any = None) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "NO_CELL"
+
+
+#: What the recorders get for a disabled family's cell (the compiled twin skips it outright).
+NO_CELL: Any = _NoCell()
 
 
 # --- the label rules (the middlewares' extension path calls these too) ---------------------------
@@ -173,6 +200,70 @@ class Settings:
         matched = _CHARSET_RE.search(content_type)
         self.default_content_type = content_type
         self.default_content_type_charset = matched["charset"].replace('"', "") if matched else None
+
+
+# --- Server-Timing: the app entry, written by the Before recorder -------------------------------
+
+_ST_KEY = "server-timing"
+_ST_NAME = "Server-Timing"
+_ST_DECIDED_MAX = 1024
+_ST_FORWARDED_KEY_MAX = 256
+
+
+class ServerTiming:
+    """``PROMETHEUS_SERVER_TIMING`` on the default path: ``app;dur=<ms>`` for allowed clients.
+
+    ``decide(remote_addr, forwarded_for)`` is the Python allow rule (``servertiming``),
+    asked once per address (and X-Forwarded-For when ``proxies``: only then does it
+    matter); the answers are kept (bounded). Never on a streaming response; appended to
+    a ``Server-Timing`` the view set. Calling it is ``write`` (the hook path's way).
+    """
+
+    __slots__ = ("_decide", "_decided", "_proxies")
+
+    def __init__(self, decide: Any, proxies: bool) -> None:
+        self._decide = decide
+        self._proxies = bool(proxies)
+        self._decided: dict[Any, bool] = {}
+
+    def decided(self) -> int:
+        """How many allow decisions are kept (tests: hostile addresses grow nothing)."""
+        return len(self._decided)
+
+    def __call__(self, request: Any, response: Any, seconds: float) -> None:
+        self.write(request, response, seconds)
+
+    def write(self, request: Any, response: Any, seconds: float) -> None:
+        meta = request.META
+        remote = meta.get("REMOTE_ADDR")
+        if self._proxies:
+            forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+            key: Any = (remote, forwarded)
+        else:
+            forwarded = None
+            key = remote
+        try:
+            found = self._decided.get(key)
+        except TypeError:  # an unhashable META value
+            found, key = None, None
+        if found is None:
+            found = bool(self._decide(remote, forwarded))
+            if key is not None and (forwarded is None or len(forwarded) <= _ST_FORWARDED_KEY_MAX):
+                if len(self._decided) >= _ST_DECIDED_MAX:
+                    self._decided.clear()
+                self._decided[key] = found
+        if found is not True or getattr(response, "streaming", False):
+            return
+        ours = f"app;dur={seconds * 1000.0:.3f}"
+        headers = response.headers
+        store = getattr(headers, "_store", None)
+        if type(store) is dict:
+            # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII).
+            present = store.get(_ST_KEY)
+            store[_ST_KEY] = (_ST_NAME, ours if present is None else f"{present[1]}, {ours}")
+        else:
+            present = headers.get(_ST_NAME)
+            headers[_ST_NAME] = f"{present}, {ours}" if present else ours
 
 
 # --- the opt-in features' seam --------------------------------------------------------------------
@@ -314,13 +405,15 @@ class _Recorder:
 class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
 
-    __slots__ = ("_latency", "_requests", "_responses", "_unknown")
+    __slots__ = ("_latency", "_requests", "_responses", "_timing", "_unknown")
 
     def __init__(self, cells: HttpCells) -> None:
         self._requests = cells.requests_total
         self._responses = cells.responses_total
         self._latency = cells.requests_latency_before
         self._unknown = cells.requests_unknown_latency_before
+        timing = getattr(cells, "server_timing", None)
+        self._timing = timing if type(timing) is ServerTiming else None  # PROMETHEUS_SERVER_TIMING
 
     def _begin(self, request: Any) -> Any:
         try:
@@ -337,6 +430,8 @@ class BeforeRecorder(_Recorder):
                 self._unknown.inc()
             else:
                 self._latency.observe(end - started)
+                if self._timing is not None:
+                    self._timing.write(request, response, end - started)
         except Exception:
             _log_failure("a response")
 
@@ -378,6 +473,7 @@ class AfterRecorder(_Recorder):
         "_content_types",
         "_exc_types",
         "_exc_views",
+        "_ignored",
         "_rules",
         "_fast_settings",
         "_http",
@@ -423,6 +519,8 @@ class AfterRecorder(_Recorder):
         self._exc_types: dict[str, Any] = {}
         self._rules = tuple(getattr(cells, "rules", ()))  # (record, family): ``Spec.record``
         self._exc_views: dict[str, Any] = {}
+        # PROMETHEUS_IGNORED_EXCEPTIONS: a tuple of classes for isinstance, None when empty.
+        self._ignored = getattr(cells, "ignored_exceptions", None) or None
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -643,6 +741,8 @@ class AfterRecorder(_Recorder):
         README, What differs, 5.
         """
         try:
+            if self._ignored is not None and isinstance(exception, self._ignored):
+                return
             if _hook_excluded(request):
                 return
             name = type(exception).__name__

@@ -8,7 +8,9 @@ default path. Compare each case's ``added instr`` with ``http_wsgi``'s.
 
 - ``http_features_wsgi_routes``: ``PROMETHEUS_ROUTE_METRICS`` alone;
 - ``http_features_wsgi_<feature>`` (grouped, inflight, queue, paths, views,
-  exemplars): that feature alone (with the queue header), for a per-feature profile;
+  exemplars, server_timing): that feature alone (with the queue header), for a
+  per-feature profile; ``server_timing`` is ``PROMETHEUS_SERVER_TIMING`` for a
+  loopback client (the header is written on every request);
 - ``http_features_wsgi_all`` / ``http_features_asgi_all``: route metrics with
   grouped status codes, in-flight, queue time (the request carries
   ``X-Request-Start``), a path exclusion and a view exclusion that both miss
@@ -48,6 +50,8 @@ ONE = {
     "paths": {"PROMETHEUS_EXCLUDE_PATHS": [r"^/metrics$"]},
     "views": {"PROMETHEUS_EXCLUDE_VIEWS": ["prometheus-django-metrics"]},
     "exemplars": {"PROMETHEUS_EXEMPLARS": True},
+    # issue 27: the header for a loopback client (allowed by default), app entry only.
+    "server_timing": {"PROMETHEUS_SERVER_TIMING": True},
 }
 
 

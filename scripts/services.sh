@@ -21,7 +21,8 @@ PACKAGES=(redis-server memcached postgresql-15 postgresql-15-postgis-3
   haproxy nginx-light  # reverse proxies in front of the /metrics view (tests/test_exports_proxies.py)
   # The protobuf exposition's reference decoders: protoc (+ well-known types) and client_golang
   protobuf-compiler libprotobuf-dev golang-go golang-github-prometheus-client-golang-dev
-  golang-github-prometheus-common-dev)
+  golang-github-prometheus-common-dev
+  chromium chromium-driver)  # a real browser reads Server-Timing back (tests/test_server_timing_servers.py)
 
 log() { echo "services: $*" >&2; }
 die() { echo "services: ERROR: $*" >&2; exit 1; }

@@ -16,6 +16,7 @@ from django.core.signals import setting_changed
 from django.test import override_settings
 
 from django_prometheus import checks, conf
+from django_prometheus.utils import PowersOf
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "django_prometheus"
@@ -49,7 +50,9 @@ def test_the_readme_documents_each_row_with_its_default():
     assert sorted(set(conf.SETTINGS) - set(rows)) == []
     for name, entry in conf.SETTINGS.items():
         shown = rows[name].strip()
-        documented = None if shown == "unset" else eval(shown.strip("`"), {"inf": float("inf")})  # noqa: S307
+        documented = (
+            None if shown == "unset" else eval(shown.strip("`"), {"inf": float("inf"), "PowersOf": PowersOf})
+        )  # noqa: S307
         default = list(entry.default) if isinstance(entry.default, tuple) else entry.default
         assert (list(documented) if isinstance(documented, tuple) else documented) == default, name
 

@@ -45,6 +45,8 @@ class DjangoPrometheusConfig(AppConfig):
 
         checks.register(our_checks.check_settings)
         checks.register(our_checks.check_distributions)
+        import django_prometheus.checks_http  # noqa: F401  (middleware order, /metrics routed twice, ...)
+
         cells.connect_signals()
         extras.connect_signals()
 

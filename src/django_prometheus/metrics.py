@@ -31,6 +31,7 @@ from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
+from django_prometheus import disabled
 from django_prometheus import native as native_settings
 from django_prometheus._core import _cells
 from django_prometheus.conf import multiprocess_dir
@@ -95,6 +96,11 @@ class _CellBacked:
     _cell: Any = None  # the one cell of an unlabelled metric
     _labelnames: tuple[str, ...]
     _name: str
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # PROMETHEUS_DISABLED_METRICS: a listed family is never made (nor registered).
+        found = disabled.disabled_family(cls, args, kwargs)
+        return found if found is not None else super().__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if MULTIPROCESS_DIR is not None:

@@ -19,8 +19,9 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest
 
-from django_prometheus import conf
+from django_prometheus import conf, servertiming
 from django_prometheus._core import _http
+from django_prometheus.http import options
 from django_prometheus.http.cells import HttpCells
 from django_prometheus.http.metrics import BEFORE, SPECS, Metrics, has_default_labels, rules
 from django_prometheus.metrics import Counter, Histogram  # noqa: F401  (importable from here, as before)
@@ -92,6 +93,7 @@ class _PrometheusMiddleware(_http.Middleware):
         "process_response",
     )
     _METRICS: tuple[str, ...] = ()
+    _ignored_exceptions: tuple[type[BaseException], ...] = ()
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         if get_response is None:
@@ -102,8 +104,15 @@ class _PrometheusMiddleware(_http.Middleware):
         use_buckets = getattr(metrics, "_use_latency_buckets", None)
         if use_buckets is not None:
             use_buckets(conf.latency_buckets())
+        use_body_buckets = getattr(metrics, "_use_body_buckets", None)
+        if use_body_buckets is not None:
+            use_body_buckets(options.total_bytes_buckets())
+        use_disabled = getattr(metrics, "_use_disabled", None)
+        if use_disabled is not None:
+            use_disabled(options.disabled_metrics())
         self.metrics = metrics
         self._rules = rules(metrics)  # recorded by the After middleware (``Spec.record``)
+        self._ignored_exceptions = options.ignored_exceptions()  # PROMETHEUS_IGNORED_EXCEPTIONS
         self.async_mode = iscoroutinefunction(get_response)
         default = self._is_default()
         self._recorder = self._make_recorder(HttpCells(metrics, self._METRICS)) if default else None
@@ -181,6 +190,12 @@ class PrometheusBeforeMiddleware(_PrometheusMiddleware):
 
     _METRICS = BEFORE
     _outer = True
+    _timing_writer: Any = None
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        super().__init__(get_response)
+        if self._recorder is None:  # the hook path writes the Server-Timing app entry itself
+            self._timing_writer = servertiming.core_writer()
 
     def _base(self) -> type:
         return PrometheusBeforeMiddleware
@@ -202,9 +217,10 @@ class PrometheusBeforeMiddleware(_PrometheusMiddleware):
             metrics = self.metrics
             self.label_metric(metrics.responses_total, request, response).inc()
             if hasattr(request, "prometheus_before_middleware_event"):
-                self.label_metric(metrics.requests_latency_before, request, response).observe(
-                    TimeSince(request.prometheus_before_middleware_event)
-                )
+                seconds = TimeSince(request.prometheus_before_middleware_event)
+                self.label_metric(metrics.requests_latency_before, request, response).observe(seconds)
+                if self._timing_writer is not None:  # PROMETHEUS_SERVER_TIMING's app entry
+                    self._timing_writer(request, response, seconds)
             else:
                 self.label_metric(metrics.requests_unknown_latency_before, request, response).inc()
         except Exception:
@@ -350,6 +366,9 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         """Upstream's hook (the extension path): count by exception type and view."""
         # README, What differs, 5: no latency here; process_response observes the failed request once.
         try:
+            ignored = self._ignored_exceptions
+            if ignored and isinstance(exception, ignored):
+                return
             if _hook_excluded(request):
                 return
             self.label_metric(self.metrics.exceptions_by_type, request, type=type(exception).__name__).inc()

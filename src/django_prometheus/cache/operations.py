@@ -186,12 +186,12 @@ def _async_get(real: Any, hit: Any, miss: Any, error: Any, duration: Any) -> Cal
         try:
             value = await real(key, MISSING, version, **kwargs)
         except Exception:
-            duration.observe(_cache.clock() - t0)
+            _cache.observe(duration, t0)
             error.inc()
             raise
         finally:
             _cache.CURRENT.reset(token)
-        duration.observe(_cache.clock() - t0)
+        _cache.observe(duration, t0)
         (error if current.failed else miss if value is MISSING else hit).inc()
         return default if value is MISSING else value
 
@@ -219,12 +219,12 @@ def _async_get_many(real: Any, hit: Any, miss: Any, error: Any, duration: Any) -
         try:
             result = await real(keys, *args, **kwargs)
         except Exception:
-            duration.observe(_cache.clock() - t0)
+            _cache.observe(duration, t0)
             error.inc(_distinct(keys))
             raise
         finally:
             _cache.CURRENT.reset(token)
-        duration.observe(_cache.clock() - t0)
+        _cache.observe(duration, t0)
         n = _distinct(keys)
         if current.failed:
             error.inc(n)
@@ -253,12 +253,12 @@ def _async_op(real: Any, ok: Any, miss: Any, error: Any, duration: Any) -> Calla
         try:
             result = await real(*args, **kwargs)
         except Exception:
-            duration.observe(_cache.clock() - t0)
+            _cache.observe(duration, t0)
             error.inc()
             raise
         finally:
             _cache.CURRENT.reset(token)
-        duration.observe(_cache.clock() - t0)
+        _cache.observe(duration, t0)
         if current.failed:
             error.inc()
         elif miss is not None and not result:

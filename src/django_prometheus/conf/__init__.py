@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from django_prometheus._core._dispatch import NO_EXTENSIONS
+from django_prometheus.utils import PowersOf
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS",
@@ -291,6 +292,11 @@ SETTINGS: dict[str, Setting] = {
     "PROMETHEUS_EXEMPLARS": Setting(False, flag),
     "PROMETHEUS_CACHE_OPERATION_METRICS": Setting(False, flag),
     "PROMETHEUS_CACHE_OPERATION_BUCKETS": Setting(DEFAULT_CACHE_OPERATION_BUCKETS, buckets),
+    "PROMETHEUS_TOTAL_BYTES_BUCKETS": Setting(tuple(PowersOf(2, 30)), buckets),
+    "PROMETHEUS_IGNORED_EXCEPTIONS": Setting((), strings),
+    "PROMETHEUS_DISABLED_METRICS": Setting((), strings),
+    "PROMETHEUS_SERVER_TIMING": Setting(False, flag),
+    "PROMETHEUS_SERVER_TIMING_ALLOWED_IPS": Setting(("127.0.0.0/8", "::1/128"), networks),
     "PROMETHEUS_NATIVE_HISTOGRAMS": Setting(False, flag),
     "PROMETHEUS_NATIVE_HISTOGRAM_BUCKET_FACTOR": Setting(1.1, growth_factor),
     "PROMETHEUS_NATIVE_HISTOGRAM_ZERO_THRESHOLD": Setting(2.0**-128, zero_threshold),

@@ -31,6 +31,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from django_prometheus.disabled import is_disabled
+
 __all__ = ["PoolCollector", "PoolPublisher", "PoolStats", "install", "read_stats"]
 
 logger = logging.getLogger(__name__)
@@ -134,7 +136,9 @@ class PoolCollector(Collector):
 
     def describe(self) -> Iterator[Any]:
         # The names, so the registry refuses a clash; no pool is read at registration.
-        yield from self._families()
+        for family in self._families():
+            if not is_disabled(family.name):  # PROMETHEUS_DISABLED_METRICS
+                yield family
 
     def remember(self, alias: str, pool: Any) -> None:
         """Read ``pool``'s counters before it closes, so its last counts stay. Never raises."""
@@ -168,10 +172,13 @@ class PoolCollector(Collector):
                 for family, value in zip(counters, totals, strict=True):
                     family.add_metric([alias], value)
         if connections.samples:
-            yield connections
-            yield size
+            for family in (connections, size):
+                if not is_disabled(family.name):  # PROMETHEUS_DISABLED_METRICS
+                    yield family
         if counters[0].samples:
-            yield from counters
+            for family in counters:
+                if not is_disabled(family.name):
+                    yield family
 
 
 class PoolPublisher:

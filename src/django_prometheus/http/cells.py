@@ -10,7 +10,10 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
+from django_prometheus import servertiming
 from django_prometheus._core import _http
+from django_prometheus.disabled import DisabledMetric
+from django_prometheus.http import options
 from django_prometheus.http.metrics import SPECS, rules
 
 __all__ = ["HttpCells", "SettingsSnapshot", "connect_signals"]
@@ -52,6 +55,10 @@ def _unlabelled(metric: Any) -> Any:
     return metric if cell is None else cell
 
 
+def _no_cell(*values: str) -> Any:
+    return _http.NO_CELL
+
+
 class HttpCells:
     """Per ``Metrics`` attribute: the cell of an unlabelled family, or ``labels`` of a labelled one.
 
@@ -79,5 +86,11 @@ class HttpCells:
         _SNAPSHOT.refresh()
         for attr in attrs:
             metric = getattr(metrics, attr)
-            setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))
+            if isinstance(metric, DisabledMetric):  # PROMETHEUS_DISABLED_METRICS: the core skips NO_CELL
+                setattr(self, attr, _no_cell if SPECS[attr].labelnames else _http.NO_CELL)
+            else:
+                setattr(self, attr, metric.labels if SPECS[attr].labelnames else _unlabelled(metric))
         self.rules = rules(metrics)
+        self.ignored_exceptions = options.ignored_exceptions()
+        # PROMETHEUS_SERVER_TIMING's app entry, written by the Before recorder (None: off).
+        self.server_timing = servertiming.core_writer() if "requests_latency_before" in attrs else None

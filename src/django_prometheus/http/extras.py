@@ -8,7 +8,8 @@
 - ``PROMETHEUS_INFLIGHT_METRICS``: ``django_http_requests_in_progress{method}``;
 - ``PROMETHEUS_QUEUE_TIME_METRICS``: ``django_http_request_queue_seconds``;
 - ``PROMETHEUS_REQUEST_DB_METRICS``: the per-request DB accounting
-  (``django_prometheus.db.per_request``) begun and ended around each request.
+  (``django_prometheus.db.per_request``) begun and ended around each request;
+- ``PROMETHEUS_SERVER_TIMING``: the ``Server-Timing`` header (``django_prometheus.servertiming``).
 
 ``install()`` runs when the app is ready and again whenever Django reports a
 change of one of these settings (``override_settings``); with every feature
@@ -25,8 +26,10 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from django_prometheus import conf
-from django_prometheus._core import _extras, _http
+from django_prometheus import conf, servertiming
+from django_prometheus._core import _cache, _extras, _http
+from django_prometheus.disabled import DisabledMetric
+from django_prometheus.http import options
 from django_prometheus.metrics import Counter, Gauge, Histogram
 
 __all__ = ["SETTINGS", "build", "connect_signals", "families", "install", "view_marked"]
@@ -43,6 +46,11 @@ SETTINGS = frozenset(
         "PROMETHEUS_REQUEST_DB_METRICS",
         "PROMETHEUS_METRIC_NAMESPACE",
         "PROMETHEUS_LATENCY_BUCKETS",
+        "PROMETHEUS_DISABLED_METRICS",
+        "PROMETHEUS_SERVER_TIMING",
+        "PROMETHEUS_SERVER_TIMING_ALLOWED_IPS",
+        "PROMETHEUS_METRICS_TRUSTED_PROXIES",
+        "PROMETHEUS_CACHE_OPERATION_METRICS",
     }
 )
 
@@ -66,6 +74,9 @@ class _Config:
     db_begin: Any = None
     db_end: Any = None
     db_discard: Any = None
+    server_timing: Any = None
+    cache_begin: Any = None
+    cache_end: Any = None
 
 
 def exclude_paths() -> re.Pattern[str] | None:
@@ -80,10 +91,10 @@ def families() -> dict[str, Any]:
     """The four families of the features (created on first use; again if the namespace or buckets change)."""
     global _families_key
     with _lock:
-        key = (conf.namespace(), conf.latency_buckets())
+        key = (conf.namespace(), conf.latency_buckets(), options.disabled_metrics())
         if _families_key != key:
             _unregister()
-            namespace, buckets = key
+            namespace, buckets, _ = key
             route_duration = Histogram(
                 "django_http_route_request_duration_seconds",
                 "Histogram of request processing time by URL route and method.",
@@ -159,10 +170,26 @@ def build() -> Any:
         config.db_begin = per_request.begin
         config.db_end = per_request.end
         config.db_discard = per_request.discard
-    if not (routes or inflight or queue or config.exclude_paths is not None or config.defer or per_request):
+    config.server_timing = servertiming.build()
+    if config.server_timing is not None and servertiming.cache_accounting():
+        config.cache_begin, config.cache_end = _cache.begin_request, _cache.end_request
+    if not (
+        routes
+        or inflight
+        or queue
+        or config.exclude_paths is not None
+        or config.defer
+        or per_request
+        or config.server_timing
+    ):
         return None
     if routes or inflight or queue:
         made = families()
+        # PROMETHEUS_DISABLED_METRICS: a feature whose families are all disabled is off.
+        off = {name for name, family in made.items() if isinstance(family, DisabledMetric)}
+        routes = routes and not {"route_requests", "route_duration"} <= off
+        inflight = inflight and "inflight" not in off
+        queue = queue and "queue" not in off
         if routes:
             config.route_requests = made["route_requests"].labels
             config.route_duration = made["route_duration"].labels

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from prometheus_client import REGISTRY
 
 from django_prometheus import conf
-from django_prometheus.http import exemplars
+from django_prometheus.http import exemplars, options
 from django_prometheus.metrics import Counter, Histogram
 from django_prometheus.utils import PowersOf
 
@@ -126,7 +126,7 @@ SPECS: dict[str, Spec] = {
         Counter, "django_http_exceptions_total_by_view", "Count of exceptions by view.", ("view",)
     ),
 }
-#: Histograms bucketed by ``PROMETHEUS_LATENCY_BUCKETS``, and by body size (``PowersOf(2, 30)``).
+#: Histograms bucketed by ``PROMETHEUS_LATENCY_BUCKETS``, and by ``PROMETHEUS_TOTAL_BYTES_BUCKETS``.
 LATENCY = ("requests_latency_before", "requests_latency_by_view_method")
 BODY = ("requests_body_bytes", "responses_body_bytes")
 #: What ``PrometheusBeforeMiddleware`` records; ``PrometheusAfterMiddleware`` records the rest.
@@ -173,7 +173,7 @@ class Metrics:
         if attr in LATENCY:
             kwargs["buckets"] = buckets
         elif attr in BODY:
-            kwargs["buckets"] = PowersOf(2, 30)
+            kwargs["buckets"] = self._body_buckets
         if labelnames:
             # A fresh list: users' register_metric overrides extend it in place.
             metric = self.register_metric(metric_cls, name, documentation, list(labelnames), **kwargs)
@@ -184,10 +184,15 @@ class Metrics:
         setattr(self, attr, metric)
         return metric
 
+    #: ``PROMETHEUS_TOTAL_BYTES_BUCKETS`` as the body-size histograms were made with.
+    _body_buckets: tuple[float, ...] = tuple(PowersOf(2, 30))
+
     def register(self) -> None:
         """Create every family of ``SPECS`` through ``register_metric``."""
         buckets = conf.latency_buckets()
         self._latency_buckets = buckets
+        self._body_buckets = options.total_bytes_buckets()
+        self._disabled = options.disabled_metrics()
         for attr in SPECS:
             self._register_one(attr, buckets)
 
@@ -196,7 +201,32 @@ class Metrics:
         if getattr(self, "_latency_buckets", buckets) == buckets:
             return
         self._latency_buckets = buckets
-        for attr in LATENCY:
+        self._recreate(LATENCY, buckets)
+
+    def _use_body_buckets(self, buckets: tuple[float, ...]) -> None:
+        """Re-create the body-size histograms if ``PROMETHEUS_TOTAL_BYTES_BUCKETS`` changed."""
+        if self._body_buckets == buckets:
+            return
+        self._body_buckets = buckets
+        self._recreate(BODY, self._latency_buckets)
+
+    def _use_disabled(self, names: frozenset[str]) -> None:
+        """Re-create the families ``PROMETHEUS_DISABLED_METRICS`` turned off or on (override_settings)."""
+        if getattr(self, "_disabled", names) == names:
+            return
+        self._disabled = names
+        from django_prometheus.disabled import DisabledMetric, listed
+
+        namespace = conf.namespace()
+        changed = tuple(
+            attr
+            for attr, spec in SPECS.items()
+            if isinstance(getattr(self, attr, None), DisabledMetric) != listed(spec.cls, spec.name, namespace)
+        )
+        self._recreate(changed, self._latency_buckets)
+
+    def _recreate(self, attrs: tuple[str, ...], buckets: tuple[float, ...]) -> None:
+        for attr in attrs:
             old = getattr(self, attr, None)
             if old is not None:
                 try:
