@@ -22,7 +22,6 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_cache_c")
 CURRENT = _impl.CURRENT
 MISSING = _impl.MISSING
 Call = _impl.Call
-RequestOps = _impl.RequestOps
 begin_request = _impl.begin_request
 clock = _impl.clock
 end_request = _impl.end_request
@@ -38,7 +37,6 @@ __all__ = [
     "MISSING",
     "USE_EXTENSIONS",
     "Call",
-    "RequestOps",
     "begin_request",
     "clock",
     "end_request",

@@ -15,21 +15,13 @@ else:
 #: True when the compiled module is the one in use.
 USE_EXTENSIONS: bool = _impl.__name__.endswith("_native_c")
 
-MIN_SCHEMA = _impl.MIN_SCHEMA
-MAX_SCHEMA = _impl.MAX_SCHEMA
 NativeHistogram = _impl.NativeHistogram
 encode_histogram = _impl.encode_histogram
-merge_states = _impl.merge_states
 pick_schema = _impl.pick_schema
-spans_and_deltas = _impl.spans_and_deltas
 
 __all__ = [
-    "MAX_SCHEMA",
-    "MIN_SCHEMA",
     "USE_EXTENSIONS",
     "NativeHistogram",
     "encode_histogram",
-    "merge_states",
     "pick_schema",
-    "spans_and_deltas",
 ]

@@ -140,7 +140,7 @@ def test_names_include_the_namespace(settings):
         "shop_django_http_route_requests_total",
         "shop_django_http_ajax_request_total",
     ]
-    assert disabled.unknown_names() == ["shop_django_http_ajax_request_total"]
+    assert checks_http.unknown_names() == ["shop_django_http_ajax_request_total"]
 
 
 MODULE_LEVEL = """

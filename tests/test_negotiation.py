@@ -82,7 +82,7 @@ CASES = [
     (PROMETHEUS_3_UNDERSCORES, om("underscores"), "underscores"),
     (PROMETHEUS_3_TEXT, text("allow-utf-8"), "allow-utf-8"),
     (PROMETHEUS_3_TEXT.replace("allow-utf-8", "underscores"), text("underscores"), "underscores"),
-    (PROMETHEUS_3_PROTOBUF_FIRST, om("allow-utf-8"), "allow-utf-8"),  # no protobuf writer: the next one
+    (PROMETHEUS_3_PROTOBUF_FIRST, om("allow-utf-8"), "allow-utf-8"),  # choose() without protobuf=True
     (PROMETHEUS_2, om("underscores"), "underscores"),  # no scheme named: underscores
     (PROMETHEUS_2_OLD, OM_0_0_1, "underscores"),
     (None, TEXT_0_0_4, "underscores"),
@@ -113,6 +113,13 @@ CASES = [
     ("application/openmetrics-text;q=0,*/*", TEXT_0_0_4, "underscores"),
     ("image/png,application/json", TEXT_0_0_4, "underscores"),
 ]
+
+
+#: What the exporters answer in text: every case but the one they answer in protobuf (test_protobuf.py).
+TEXT_CASES = [case for case in CASES if case[0] != PROMETHEUS_3_PROTOBUF_FIRST]
+PROTOBUF_CONTENT_TYPE = (
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+)
 
 
 @pytest.mark.parametrize(("accept", "content_type", "escaping"), CASES)
@@ -211,7 +218,9 @@ def test_the_view_answers_prometheus_3_and_2_as_the_spec_says():
     prometheus_client.Counter(UTF8_NAME, "A user's UTF-8 name.", ["http.method"]).labels("GET").inc()
     try:
         client = Client()
-        for accept, content_type, escaping in CASES:
+        protobuf = client.get("/metrics", headers={"accept": PROMETHEUS_3_PROTOBUF_FIRST})
+        assert protobuf["Content-Type"] == PROTOBUF_CONTENT_TYPE  # the exporters write protobuf
+        for accept, content_type, escaping in TEXT_CASES:
             headers = {} if accept is None else {"accept": accept}
             response = client.get("/metrics", headers=headers)
             assert response.status_code == 200
@@ -236,7 +245,7 @@ def scrape(port: int, accept: str | None) -> tuple[str, str]:
 
 
 def assert_negotiates(port: int) -> None:
-    for accept, content_type, escaping in CASES:
+    for accept, content_type, escaping in TEXT_CASES:
         got, body = scrape(port, accept)
         assert got == content_type, (port, accept)
         assert ('{"exports.utf8.requests_total"' in body) is (escaping == "allow-utf-8"), accept

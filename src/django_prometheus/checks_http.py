@@ -12,12 +12,16 @@ Subclasses of the middlewares count as the middleware they extend.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+
+from django_prometheus import conf, disabled
+from django_prometheus.http import options
 
 __all__ = ["check_metrics_urls", "check_middleware", "check_options"]
 
@@ -140,7 +144,6 @@ def check_metrics_urls(**kwargs: Any) -> list[checks.CheckMessage]:
 
 def check_options(**kwargs: Any) -> list[checks.CheckMessage]:
     """E201 for a setting of the HTTP options that cannot be used; W205 for an unknown disabled name."""
-    from django_prometheus import disabled
     from django_prometheus.http import options
 
     found: list[checks.CheckMessage] = []
@@ -162,7 +165,7 @@ def check_options(**kwargs: Any) -> list[checks.CheckMessage]:
     except ImproperlyConfigured as exc:
         found.append(checks.Error(str(exc), id="django_prometheus.E201"))
     try:
-        unknown = disabled.unknown_names()
+        unknown = unknown_names()
     except ImproperlyConfigured:
         unknown = ()
     for name in unknown:
@@ -171,7 +174,7 @@ def check_options(**kwargs: Any) -> list[checks.CheckMessage]:
                 f"PROMETHEUS_DISABLED_METRICS names {name!r}, which is no metric family of "
                 "django_prometheus: nothing is disabled by it.",
                 hint="Use a family name as /metrics shows it (namespace included, a counter with its "
-                f"'_total'); close matches: {', '.join(disabled.close_matches(name)) or 'none'}.",
+                f"'_total'); close matches: {', '.join(close_matches(name)) or 'none'}.",
                 id="django_prometheus.W205",
             )
         )
@@ -183,3 +186,32 @@ TAG = "django_prometheus"
 checks.register(check_middleware, TAG)
 checks.register(check_metrics_urls, checks.Tags.urls, TAG)
 checks.register(check_options, TAG)
+
+
+def known_names() -> set[str]:
+    """Every family name ``PROMETHEUS_DISABLED_METRICS`` can name, as exposed (namespace included)."""
+    # The module-level families exist once these are imported (upstream imports them at start-up).
+    import django_prometheus.cache.metrics  # noqa: F401
+    import django_prometheus.db.metrics  # noqa: F401
+    import django_prometheus.migrations  # noqa: F401
+    import django_prometheus.models  # noqa: F401
+    from django_prometheus.http.metrics import SPECS
+
+    prefix = conf.namespace() + "_" if conf.namespace() else ""
+    names = set(disabled._seen)
+    for spec in SPECS.values():
+        names.add(disabled._exposed_names(disabled._kind(spec.cls), spec.name, conf.namespace(), "", "")[0])
+    names.update(prefix + name for name in disabled.LAZY_FAMILIES)
+    return names
+
+
+def unknown_names() -> list[str]:
+    """The names of ``PROMETHEUS_DISABLED_METRICS`` that match no family (what the check reports)."""
+    known = known_names()
+    counters_bare = {n.removesuffix("_total") for n in known if n.endswith("_total")}
+    return sorted(n for n in options.disabled_metrics() if n not in known and n not in counters_bare)
+
+
+def close_matches(name: str) -> list[str]:
+    """Known names close to ``name`` (the check's hint)."""
+    return difflib.get_close_matches(name, sorted(known_names()), n=3, cutoff=0.7)

@@ -16,21 +16,16 @@ family is reported by ``manage.py check`` (``django_prometheus.W205``).
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
-from django_prometheus import conf
 from django_prometheus.http import options
 
 __all__ = [
     "LAZY_FAMILIES",
     "DisabledMetric",
-    "close_matches",
     "disabled_family",
     "is_disabled",
     "listed",
-    "known_names",
-    "unknown_names",
 ]
 
 #: Families made on first use (opt-in features), by exposed name without the namespace: known
@@ -167,32 +162,3 @@ class DisabledMetric:
 
     def describe(self) -> list[Any]:
         return []
-
-
-def known_names() -> set[str]:
-    """Every family name ``PROMETHEUS_DISABLED_METRICS`` can name, as exposed (namespace included)."""
-    # The module-level families exist once these are imported (upstream imports them at start-up).
-    import django_prometheus.cache.metrics  # noqa: F401
-    import django_prometheus.db.metrics  # noqa: F401
-    import django_prometheus.migrations  # noqa: F401
-    import django_prometheus.models  # noqa: F401
-    from django_prometheus.http.metrics import SPECS
-
-    prefix = conf.namespace() + "_" if conf.namespace() else ""
-    names = set(_seen)
-    for spec in SPECS.values():
-        names.add(_exposed_names(_kind(spec.cls), spec.name, conf.namespace(), "", "")[0])
-    names.update(prefix + name for name in LAZY_FAMILIES)
-    return names
-
-
-def unknown_names() -> list[str]:
-    """The names of ``PROMETHEUS_DISABLED_METRICS`` that match no family (what the check reports)."""
-    known = known_names()
-    counters_bare = {n.removesuffix("_total") for n in known if n.endswith("_total")}
-    return sorted(n for n in options.disabled_metrics() if n not in known and n not in counters_bare)
-
-
-def close_matches(name: str) -> list[str]:
-    """Known names close to ``name`` (the check's hint)."""
-    return difflib.get_close_matches(name, sorted(known_names()), n=3, cutoff=0.7)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_prometheus import access
+from django_prometheus import access, conf
 from django_prometheus._core import _http
 from django_prometheus.http import options
 
@@ -37,12 +37,10 @@ _ALLOWED_CACHE_MAX = 1024
 
 def allowed_networks() -> tuple[list[Any], list[Any]]:
     """(allowed networks, trusted proxies), or ``ImproperlyConfigured`` naming the setting."""
-    from django.conf import settings
-
     allowed = access._networks(
         "PROMETHEUS_SERVER_TIMING_ALLOWED_IPS", list(options.server_timing_allowed_ips())
     )
-    proxies = getattr(settings, "PROMETHEUS_METRICS_TRUSTED_PROXIES", None) if settings.configured else None
+    proxies = conf.get("PROMETHEUS_METRICS_TRUSTED_PROXIES")
     trusted = [] if proxies is None else access._networks("PROMETHEUS_METRICS_TRUSTED_PROXIES", proxies)
     return allowed, trusted
 
