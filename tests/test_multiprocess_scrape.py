@@ -266,7 +266,9 @@ def test_compaction_test_passes_while_pids_100_to_109_are_live(tmp_path):
     if out.returncode != 0 and "unshare failed" in out.stderr:
         pytest.skip(f"cannot make a pid namespace here: {out.stderr.strip()}")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "2 passed" in out.stdout and "pids 100-109 held by live processes" in out.stdout
+    # Both cores on a compiled build; on a pure build the compiled case skips (tests/conftest.py).
+    expected = "1 passed, 1 skipped" if os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS") else "2 passed"
+    assert expected in out.stdout and "pids 100-109 held by live processes" in out.stdout
 
 
 def test_a_live_pid_is_never_folded(populated):
