@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import metrics as _pc_metrics
 
+from django_prometheus import exposition
 from django_prometheus._core import _native
 
 __all__ = ["CONTENT_TYPE", "answer", "render", "render_metrics", "wants_protobuf"]
@@ -190,24 +191,9 @@ def render(registry: Any, names: Sequence[str] | None = None) -> bytes:
 
 
 def _collectors(registry: Any) -> list[Any]:
-    by_collector = getattr(registry, "_collector_to_names", None)
-    lock = getattr(registry, "_lock", None)
-    if not isinstance(by_collector, dict) or lock is None:
-        return [registry]  # anything with collect()
-    with lock:
-        collectors = list(by_collector)
-        target_info = registry._target_info_metric() if getattr(registry, "_target_info", None) else None
-    if target_info is not None:
-        collectors.insert(0, _Static([target_info]))
-    return collectors
-
-
-class _Static:
-    def __init__(self, metrics: list[Any]) -> None:
-        self._metrics = metrics
-
-    def collect(self) -> list[Any]:
-        return self._metrics
+    # The text writer's walk of the registry (target_info first); anything else has collect().
+    found = exposition._collectors(registry)
+    return [registry] if found is None else found
 
 
 def _ours(ours: Any, collector: Any, wanted: frozenset[str] | None, use_created: bool) -> bytes | None:
