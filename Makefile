@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv build build-base services services-install services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist dist-check matrix
+.PHONY: help venv build build-base services services-install services-stop test test-compiled test-pure test-spatialite demo bench bench-asv lint clean dist dist-check matrix
 
 help:
 	@echo "make demo   - build and run the example site on 127.0.0.1:8000 (/metrics live)"
@@ -104,6 +104,12 @@ demo: build-base
 
 bench: build
 	$(PY) -m benchmarks
+
+# The same cases under asv (asv run --python=same), the machine described first if asv has not
+# seen it (a fresh clone or machine); e.g. make bench-asv ASV_ARGS="--quick --bench LocMemGet".
+ASV_ARGS ?=
+bench-asv: build
+	ASV_PYTHON=$(PY) scripts/bench_asv.sh $(ASV_ARGS)
 
 lint: venv
 	$(PY) -m ruff check src _core tests benchmarks

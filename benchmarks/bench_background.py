@@ -51,10 +51,12 @@ def _settings_on(impl: str) -> dict[str, Any]:
 
 def _build(impl: str) -> Op:
     try:
-        from benchmarks._tasks_app import trivial
+        from django.tasks import task
     except ImportError as exc:  # Django < 6.0
         raise NotImplementedError(f"django.tasks is not available: {exc}") from exc
-    enqueue = trivial.enqueue
+    from benchmarks._tasks_app import trivial
+
+    enqueue = task(trivial).enqueue
     return enqueue
 
 
@@ -63,11 +65,12 @@ def _celery_settings_on(impl: str) -> dict[str, Any]:
 
 
 def _celery_task() -> Any:
+    from benchmarks._celery_app import trivial
+
     try:
-        from benchmarks._celery_app import trivial
+        return trivial()
     except ImportError as exc:
         raise NotImplementedError(f"Celery is not installed here: {exc}") from exc
-    return trivial
 
 
 def _build_celery(impl: str) -> Op:
