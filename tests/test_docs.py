@@ -339,3 +339,19 @@ def test_the_quickstart_as_printed_serves_its_families(tmp_path):
     ):
         assert line in samples, line
     assert re.search(r'^django_db_execute_total\{alias="default",vendor="postgresql"\} [1-9]', samples, re.M)
+
+
+# --- the changelog -----------------------------------------------------------------------------------
+
+
+def test_the_changelog_keeps_a_changelog_and_starts_at_the_version_pyproject_carries():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    releases = re.findall(r"^## \[([^\]]+)\] - (\S+)", changelog, re.M)
+    assert releases and releases[0][0] == version, (releases[:1], version)
+    assert all(re.fullmatch(r"unreleased|\d{4}-\d\d-\d\d", date) for _, date in releases), releases
+    allowed = {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
+    assert set(re.findall(r"^### (.+)$", changelog, re.M)) <= allowed
+    assert "keepachangelog.com" in changelog
