@@ -19,9 +19,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from prometheus_client.metrics import MetricWrapperBase
 
 import django_prometheus
+from tests.db_settings import PG
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -160,6 +162,42 @@ def test_the_readme_links_into_every_page():
     assert sorted(pages - linked) == []
 
 
+def test_the_readme_figures_are_rows_of_the_performance_page():
+    performance = (DOCS / "performance.md").read_text()
+    why = README.split("\n## Why\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| [^|]*\(`(\w+)`\) \| ([\d,]+) \| ([\d,]+) \([\d.]+×\) \| ([\d,]+) ", why, re.M)
+    assert len(rows) == 3
+    for case, bare, compiled, upstream in rows:
+        [row] = re.findall(rf"^\| `{case}` \|.*$", performance, re.M)
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert [cells[1], cells[2].split()[0], cells[4].split()[0]] == [bare, compiled, upstream], case
+
+
+def _slug(heading: str) -> str:
+    """GitHub's (and MyST's ``myst_heading_anchors``) anchor of a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)
+    return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_every_relative_link_outside_the_site_resolves():
+    # The pages' own links are checked by the strict Sphinx build; these files are read on GitHub.
+    broken = []
+    for name in ("README.md", "CONTRIBUTING.md", "CHANGELOG.md"):
+        for target in re.findall(r"\]\(([^)\s]+)\)", (ROOT / name).read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = ROOT / path if path else ROOT / name
+            if not file.exists() or (anchor and anchor not in _anchors(file)):
+                broken.append((name, target))
+    assert broken == []
+
+
 # --- what the docs name exists -----------------------------------------------------------------------
 
 
@@ -205,6 +243,54 @@ def test_every_python_module_the_docs_run_exists():
         and not (ROOT / m.replace(".", "/") / "__main__.py").exists()
     ]
     assert missing == []
+
+
+def test_every_script_subcommand_the_docs_name_is_one_the_script_takes():
+    named = {
+        (s, sub) for text in TEXTS.values() for s, sub in re.findall(r"(scripts/\w+\.sh) ([a-z][\w-]*)", text)
+    }
+    assert ("scripts/services.sh", "start") in named
+    unknown = []
+    for script, sub in sorted(named):
+        source = (ROOT / script).read_text()
+        # a case label of the script's dispatch: `start)`, `test|bench)`, `"$1" == cached`...
+        if not re.search(rf"(^|[\s|(\"']){re.escape(sub)}([)|\"']|\s*\))", source, re.M):
+            unknown.append((script, sub))
+    assert unknown == []
+
+
+def test_every_benchmark_command_the_docs_give_selects_cases_and_takes_its_options():
+    runs = [
+        run
+        for text in TEXTS.values()
+        for run in re.findall(r"python -m benchmarks( [^`\n#]*)", text)
+        if not run.startswith(".")
+    ]
+    assert len(runs) >= 10
+    listing = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from benchmarks._harness import load_cases as l; print(*[c.name for c in l()])",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == 0, listing.stderr
+    cases = listing.stdout.split()
+    runner = (ROOT / "benchmarks" / "_runner.py").read_text()
+    options = set(re.findall(r'add_argument\(\s*"(--[\w-]+)"', runner))
+    bad = []
+    for run in runs:
+        for option in re.findall(r"(?<!\S)(--[\w-]+)", run):
+            if option not in options:
+                bad.append((run, option))
+        for pattern in re.findall(r"--case '([^']+)'", run):
+            if not any(re.search(pattern, case) for case in cases):
+                bad.append((run, pattern))
+    assert bad == []
 
 
 # --- snippets ----------------------------------------------------------------------------------------
@@ -264,12 +350,14 @@ finally:
 
 
 @pytest.mark.services
-def test_the_quickstart_as_printed_serves_its_families(tmp_path):
+def test_the_quickstart_as_printed_serves_its_families(tmp_path, require_service):
     """The quickstart's three parts, as printed, in a throwaway project on the real PostgreSQL and Redis.
 
     What the snippet leaves to the reader (its ``...``) is filled in: the connection details,
     a view that reads the cache and writes a model, and the ``app_label``.
     """
+    require_service("postgresql")
+    require_service("redis")
     code = _quickstart()
     # Three files, each opened by its comment line: "# settings.py", "# urls.py", "# models.py: ...".
     _, settings_part, urls_part, models_part = re.split(
@@ -283,14 +371,8 @@ def test_the_quickstart_as_printed_serves_its_families(tmp_path):
     assert middleware[0].endswith("PrometheusBeforeMiddleware") and middleware[-1].endswith("AfterMiddleware")
     database = namespace["DATABASES"]["default"]
     cache = namespace["CACHES"]["default"]
-    database.update(
-        HOST=os.environ.get("DP_PG_HOST", "127.0.0.1"),
-        PORT=os.environ.get("DP_PG_PORT", "15432"),
-        USER=os.environ.get("DP_PG_USER", "dp"),
-        PASSWORD=os.environ.get("DP_PG_PASSWORD", "dp"),
-        NAME=os.environ.get("DP_PG_NAME", "dp"),
-    )
-    cache.update(LOCATION=os.environ.get("DP_REDIS_URL", "redis://127.0.0.1:16379"), KEY_PREFIX="quickstart")
+    database.update({k: v for k, v in PG.items() if k in ("HOST", "PORT", "USER", "PASSWORD", "NAME")})
+    cache.update(LOCATION=django_settings.REDIS_URL, KEY_PREFIX="quickstart")
     (tmp_path / "qs_settings.py").write_text(
         f"SECRET_KEY = 'quickstart'\nALLOWED_HOSTS = ['*']\nROOT_URLCONF = 'qs_urls'\n"
         f"DEFAULT_AUTO_FIELD = 'django.db.models.AutoField'\n"
