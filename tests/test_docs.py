@@ -437,3 +437,14 @@ def test_the_changelog_keeps_a_changelog_and_starts_at_the_version_pyproject_car
     allowed = {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
     assert set(re.findall(r"^### (.+)$", changelog, re.M)) <= allowed
     assert "keepachangelog.com" in changelog
+
+
+def test_make_test_builds_the_docs_strict_with_the_tools_it_installs():
+    makefile = (ROOT / "Makefile").read_text()
+    [test] = re.findall(r"^test: (.*)$", makefile, re.M)
+    assert "docs" in test.split()
+    [recipe] = re.findall(r"^docs: .*\n((?:\t.*\n)+)", makefile, re.M)
+    assert re.search(r"-m sphinx .*-W .*--keep-going .*-n ", recipe) and "-E" in recipe
+    # the docs extra is installed with the test set, from pyproject's own list
+    assert re.search(r'pip install .*"\.\[test,docs\]"', makefile)
+    assert 'docs = ["sphinx' in (ROOT / "pyproject.toml").read_text()
