@@ -23,8 +23,8 @@ EXTRAS = PROJECT["optional-dependencies"]
 URLS = PROJECT["urls"]
 MATRIX = (ROOT / "scripts" / "matrix.sh").read_text()
 WHEELS = PYPROJECT["tool"]["cibuildwheel"]["build"].split()
-# The extras a user picks; `test` is ours, `all` is the others together.
-USER_EXTRAS = set(EXTRAS) - {"test", "all"}
+# The extras a user picks; `test` and `docs` are ours, `all` is the others together.
+USER_EXTRAS = set(EXTRAS) - {"test", "docs", "all"}
 
 
 def _matrix(var: str) -> list[str]:
