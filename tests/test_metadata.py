@@ -96,7 +96,8 @@ def test_the_project_urls_name_the_docs_the_changelog_and_the_issues_of_the_repo
     assert URLS["Documentation"] == f"{source}/tree/main/docs"
     assert URLS["Changelog"] == f"{source}/blob/main/CHANGELOG.md"
     assert URLS["Issues"] == f"{source}/issues"
-    assert (ROOT / "docs").is_dir()
+    assert (ROOT / "docs" / "index.md").is_file()
+    assert (ROOT / "CHANGELOG.md").is_file()
 
 
 def test_all_is_every_extra_a_user_picks():
