@@ -1,9 +1,11 @@
-"""Celery metrics against a real Redis broker and a real worker in multiprocess mode, per pool type.
+"""Celery metrics against a real Redis broker and a real worker of each pool type.
 
 This process publishes a known mix (and counts ``celery_task_sent_total`` itself); the worker's
 main process counts received and revoked tasks, its pool (two prefork children, two threads, or
-the main process itself under solo) the rest, all in one PROMETHEUS_MULTIPROC_DIR, served summed
-by the worker's exporter port. Every family must be exact, the active gauge back to 0.
+the main process itself under solo) the rest, served by the worker's exporter port. Prefork and
+solo run in multiprocess mode (PROMETHEUS_MULTIPROC_DIR: the children's files summed; solo's
+one process writing files although it never forks), threads in single-process mode, as a
+one-process worker needs no directory. Every family must be exact, the active gauge back to 0.
 
 Each run has a queue of its own: a worker left over from an interrupted run (or another run on
 the same Redis) consumes only its own queue, so it can neither take this run's tasks nor add
@@ -47,10 +49,11 @@ PORT_TAKEN = b"cannot export metrics"
 #: In the banner a worker prints once Django is set up, so once its exporter has bound (or not).
 BANNER = b"[queues]"
 NAMES = ("bg.add", "bg.fail", "bg.retry_once", "bg.reject")
+#: pool -> (its worker options, whether it runs in multiprocess mode)
 POOLS = {
-    "prefork": ["-P", "prefork", "-c", "2"],
-    "threads": ["-P", "threads", "-c", "2"],
-    "solo": ["-P", "solo"],
+    "prefork": (["-P", "prefork", "-c", "2"], True),
+    "threads": (["-P", "threads", "-c", "2"], False),
+    "solo": (["-P", "solo"], True),
 }
 
 
@@ -139,7 +142,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def celery_worker(pool: str, queue: str, broker: str, mp: Path, log: Path) -> Iterator[Worker]:
+def celery_worker(pool: str, queue: str, broker: str, mp: Path | None, log: Path) -> Iterator[Worker]:
     """A ``celery worker`` of ``pool`` consuming only ``queue``, once its exporter port answers.
 
     Its port is picked free here and bound by the worker seconds later: if another process took
@@ -150,14 +153,17 @@ def celery_worker(pool: str, queue: str, broker: str, mp: Path, log: Path) -> It
         for k, v in os.environ.items()
         if k not in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
     }
+    options = POOLS[pool][0]
     for _attempt in range(3):
         port = free_port()
         env = dict(base, DJANGO_SETTINGS_MODULE="tests.bg_project.settings", PYTHONPATH=str(ROOT),
                    DP_BG_BROKER_URL=broker, DP_BG_CELERY_METRICS="1", DP_BG_EXPORT_PORT=str(port),
-                   PROMETHEUS_MULTIPROC_DIR=str(mp), PYTHONUNBUFFERED="1")  # fmt: skip
+                   PYTHONUNBUFFERED="1")  # fmt: skip
+        if mp is not None:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(mp)
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "tests.bg_project.celeryapp", "worker", *POOLS[pool],
+                [sys.executable, "-m", "celery", "-A", "tests.bg_project.celeryapp", "worker", *options,
                  "-Q", queue, "-n", f"{pool}-{queue}@{WORKER_HOST}", "--without-gossip", "--without-mingle",
                  "--without-heartbeat", "-l", "warning"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -186,10 +192,11 @@ def _sent_here(name: str, queue: str) -> float:
 @pytest.mark.parametrize("pool", list(POOLS))
 def test_a_worker_counts_a_known_mix_exactly(pool, app, broker, queue, tmp_path):
     app, tasks = app
+    multiprocess = POOLS[pool][1]
     mp = tmp_path / "mp"
     mp.mkdir()
     w = {"hostname": WORKER_HOST, "queue_name": queue}
-    with celery_worker(pool, queue, broker, mp, tmp_path / "worker.log") as worker:
+    with celery_worker(pool, queue, broker, mp if multiprocess else None, tmp_path / "worker.log") as worker:
         for _ in range(4):
             tasks.add.apply_async((1, 2), queue=queue)
         for kind in ("value", "value", "key"):
@@ -268,5 +275,7 @@ def test_a_worker_counts_a_known_mix_exactly(pool, app, broker, queue, tmp_path)
     writers = {int(m[1]) for p in mp.iterdir() if (m := re.search(r"_(\d+)\.db", p.name))}
     if pool == "prefork":  # the main process and pool children wrote files of their own
         assert worker_pid in writers and len(writers) >= 2
-    else:  # threads and solo run the tasks in the worker's main process
+    elif multiprocess:  # solo runs the tasks in the worker's main process
         assert writers == {worker_pid}
+    else:
+        assert writers == set()
