@@ -277,12 +277,31 @@ def _dir_lock(path: str, how: int) -> Iterator[bool]:
         yield not how & fcntl.LOCK_EX
         return
     try:
-        try:
-            fcntl.flock(fd, how)
-        except BlockingIOError:
-            yield False
-            return
+        fcntl.flock(fd, how)
+    except BaseException as exc:
+        os.close(fd)
+        if not isinstance(exc, BlockingIOError):
+            raise
+        yield False
+        return
+    try:
         yield True
+    finally:
+        _release(fd)
+
+
+def _release(fd: int) -> None:
+    """Unlock, then close: closing alone is not enough.
+
+    An flock belongs to the open file, which a process forked meanwhile shares
+    through its copy of the descriptor (a Celery prefork pool or a gunicorn
+    worker started while this process' exporter thread scrapes or compacts).
+    The copy keeps the lock for the child's whole life, and then every later
+    scrape waits for the directory's lock forever. Unlocking frees it for all
+    copies.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 
@@ -402,7 +421,7 @@ def compact(path: str, pid: int | None = None, blocking: bool = True) -> int:
                     raise CompactionError(path, exc, _put_back(path)) from exc
             finally:
                 for fd in held:
-                    os.close(fd)
+                    _release(fd)
             if not more:
                 return folded
             pid = None  # prometheus_client's files of that pid went in the first batch
@@ -429,7 +448,7 @@ def _drop_dead_live_gauges(path: str) -> int:
         except FileNotFoundError:
             pass
         finally:
-            os.close(fd)
+            _release(fd)
     return dropped
 
 
