@@ -588,8 +588,18 @@ if not _little_endian():  # pragma: no cover
     raise ImportError("the compiled protobuf writer assumes a little-endian host")
 
 
-cdef int _native_part(_Buf *b, NativeHistogram nh) except -1:
+cdef int _native_part(_Buf *b, NativeHistogram nh, uint64_t *count) except -1:
+    # The native fields, and the observations they hold (zero bucket included), read in
+    # one critical section: the message's sample_count (see encode_histogram).
+    cdef Py_ssize_t i
+    cdef uint64_t acc
     with cython.critical_section(nh):
+        acc = nh._zero
+        for i in range(nh._pos.n):
+            acc += nh._pos.counts[i]
+        for i in range(nh._neg.n):
+            acc += nh._neg.counts[i]
+        count[0] = acc
         _varint(b, 5 << 3)
         _varint(b, _zigzag(nh._schema))
         _double(b, 6, nh._zt)
@@ -607,17 +617,39 @@ cdef int _native_part(_Buf *b, NativeHistogram nh) except -1:
 def encode_histogram(count, total, bounds, cumulative, exemplars, native, created):
     """The body of an ``io.prometheus.client.Histogram`` message (see the twin)."""
     cdef _Buf b
+    cdef _Buf nb  # the native fields, written first: their count is the message's
     cdef Py_ssize_t i, n = len(bounds)
     cdef double bound
-    cdef uint64_t c
+    cdef uint64_t c, total_count
+    cdef bint has_native = native is not None
     cdef bytes ex
     b.p = NULL
     b.n = 0
     b.cap = 0
+    nb.p = NULL
+    nb.n = 0
+    nb.cap = 0
     try:
-        _reserve(&b, 32 * n + 64)
+        if has_native:
+            if type(native) is NativeHistogram:
+                _native_part(&nb, <NativeHistogram> native, &total_count)
+            else:
+                schema, zt, zero, pos, neg = native
+                total_count = <uint64_t> (int(zero) + sum([int(k[1]) for k in pos]) + sum([int(k[1]) for k in neg]))
+                _varint(&nb, 5 << 3)
+                _varint(&nb, _zigzag(schema))
+                _double(&nb, 6, zt)
+                _varint(&nb, 7 << 3)
+                _varint(&nb, zero)
+                if not pos and not neg and not zero and not zt:
+                    _raw(&nb, <const unsigned char *> b"\x62\x04\x08\x00\x10\x00", 6)
+                _side_from_list(&nb, 9, 10, list(neg))
+                _side_from_list(&nb, 12, 13, list(pos))
+        else:
+            total_count = <uint64_t> <int64_t> count
+        _reserve(&b, 32 * n + 64 + nb.n)
         _varint(&b, 1 << 3)
-        _varint(&b, <uint64_t> <int64_t> count)
+        _varint(&b, total_count)
         if total is not None:
             _double(&b, 2, total)
         for i in range(n):
@@ -625,6 +657,8 @@ def encode_histogram(count, total, bounds, cumulative, exemplars, native, create
             if bound == _INF:
                 continue
             c = <uint64_t> <int64_t> cumulative[i]
+            if has_native and c > total_count:  # read a moment later than the native part
+                c = total_count
             ex = exemplars[i] if exemplars else None
             _varint(&b, (3 << 3) | 2)
             _varint(&b, 1 + _varint_len(c) + 9 + (0 if ex is None else 1 + _varint_len(len(ex)) + len(ex)))
@@ -633,25 +667,14 @@ def encode_histogram(count, total, bounds, cumulative, exemplars, native, create
             _double(&b, 2, bound)
             if ex is not None:
                 _field_bytes(&b, 3, ex)
-        if native is not None:
-            if type(native) is NativeHistogram:
-                _native_part(&b, <NativeHistogram> native)
-            else:
-                schema, zt, zero, pos, neg = native
-                _varint(&b, 5 << 3)
-                _varint(&b, _zigzag(schema))
-                _double(&b, 6, zt)
-                _varint(&b, 7 << 3)
-                _varint(&b, zero)
-                if not pos and not neg and not zero and not zt:
-                    _raw(&b, <const unsigned char *> b"\x62\x04\x08\x00\x10\x00", 6)
-                _side_from_list(&b, 9, 10, list(neg))
-                _side_from_list(&b, 12, 13, list(pos))
+        if has_native:
+            _raw(&b, nb.p, nb.n)
         if created is not None:
             _field_bytes(&b, 15, created)
         return PyBytes_FromStringAndSize(<char *> b.p, b.n)
     finally:
         PyMem_Free(b.p)
+        PyMem_Free(nb.p)
 
 
 # --- C entry point for the cells ------------------------------------------------

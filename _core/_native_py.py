@@ -348,20 +348,32 @@ def encode_histogram(
     count is ``sample_count``); ``exemplars``: None or one encoded Exemplar message (or
     None) per bound; ``native``: None, a ``NativeHistogram`` or a state tuple;
     ``created``: an encoded Timestamp message or None; ``total`` None leaves out the sum.
+
+    With a native part, ``sample_count`` is the observations its buckets hold (zero
+    bucket included), read at the same instant as them, not ``count``: Prometheus
+    refuses a native histogram whose count is below its buckets', and the classic
+    counts, read a moment earlier by the caller, may be behind (or, without a GIL,
+    ahead: a classic count above it is lowered to it).
     """
+    state = None
+    if native is not None:
+        state = native.state() if isinstance(native, NativeHistogram) else native
+        count = int(state[2]) + sum(int(c) for _, c in state[3]) + sum(int(c) for _, c in state[4])
     out = bytearray(_field_varint(1, int(count)))
     if total is not None:
         out += _field_double(2, total)
     for i, bound in enumerate(bounds):
         if bound == _INF:
             continue
-        bucket = _field_varint(1, int(cumulative[i])) + _field_double(2, bound)
+        c = int(cumulative[i])
+        if state is not None and c > count:
+            c = int(count)
+        bucket = _field_varint(1, c) + _field_double(2, bound)
         ex = exemplars[i] if exemplars else None
         if ex is not None:
             bucket += _field_bytes(3, ex)
         out += _field_bytes(3, bucket)
-    if native is not None:
-        state = native.state() if isinstance(native, NativeHistogram) else native
+    if state is not None:
         schema, zt, zero, pos, neg = state
         out += _varint(5 << 3) + _varint(_zigzag(int(schema)))
         out += _field_double(6, zt)
