@@ -79,3 +79,35 @@ def test_every_scrape_while_threads_observe_has_count_equal_to_its_native_bucket
     total = THREADS * OPS
     assert sorted(scrapes[-3:]) == [(False, total, total), (True, half, half), (True, half, half)]
     assert one._cell.native.schema < 3  # the parts halved while scraped
+
+
+def test_threads_writing_a_native_part_through_to_its_file_lose_nothing(tmp_path):
+    # Multiprocess mode's write-through (new entries, halvings and their marks) under racing
+    # threads: the file's merge is exactly what the part holds, which holds every observation.
+    from django_prometheus._core import _native, _native_files
+
+    from django_prometheus import multiprocess
+
+    files = _native_files.NativeFiles(str(tmp_path))
+    parts = []
+    for n in range(2):
+        nh = _native.NativeHistogram(3, 0.0, 40)
+        nh.attach(files, _native_files.child_prefix("nt", ["t"], [str(n)]))
+        parts.append(nh)
+    start = threading.Barrier(THREADS)
+
+    def observe(n: int) -> None:
+        start.wait()
+        for i in range(OPS):
+            parts[i % 2].observe(VALUES[(i * 7 + n) % len(VALUES)])
+
+    threads = [threading.Thread(target=observe, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    states = multiprocess.native_states(multiprocess._native_scrape_files(str(tmp_path)))
+    for n, nh in enumerate(parts):
+        assert nh.count == THREADS * OPS // 2
+        assert nh.schema < 3
+        assert states["nt", (("t", str(n)),)] == nh.state()
