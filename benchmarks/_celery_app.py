@@ -28,7 +28,6 @@ HOSTNAME = "w1@bench"
 HEADER = "django_prometheus_published_at"
 
 
-
 @functools.cache
 def _app() -> tuple[Any, Any]:
     """The app and its trivial task, made on first use: asv imports every module here to
