@@ -715,6 +715,9 @@ class MultiProcessStore:
     once, and every cell goes on counting in process only.
     """
 
+    #: False: a fork that skips Python's hooks (uWSGI) is seen only by ``check_pid()``.
+    watches_forks = False
+
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self.pid = os.getpid()
@@ -819,6 +822,8 @@ class MultiProcessStore:
             self._after_fork()
 
     def _after_fork(self) -> None:
+        if os.getpid() == self.pid:
+            return  # made in this process (after the fork), or already moved
         # The parent's threads did not come along: its lock may be held forever.
         self._lock = threading.Lock()
         with self._lock:
