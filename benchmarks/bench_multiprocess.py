@@ -84,7 +84,14 @@ def _build_db_reused(impl: str) -> Op:
     return op
 
 
-MP_HTTP_WSGI = Case("mp_http_wsgi", _http_settings, _build_http)
+# The same warm-up and loop counts as http_wsgi, so the two rows compare request for request.
+MP_HTTP_WSGI = Case(
+    "mp_http_wsgi",
+    _http_settings,
+    _build_http,
+    warmup=bench_http.HTTP_WSGI.warmup,
+    counts=bench_http.WSGI_COUNTS,
+)
 MP_CACHE_GET_HIT = Case("mp_cache_get_hit", _cache_settings, _build_cache_hit)
 MP_DB_SQLITE_REUSED = Case("mp_db_sqlite_execute_reused_cursor", _db_settings, _build_db_reused)
 CASES = [MP_HTTP_WSGI, MP_CACHE_GET_HIT, MP_DB_SQLITE_REUSED]
