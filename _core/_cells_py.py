@@ -675,6 +675,9 @@ class _MmapHistogram(Histogram):
                     _PACK_DOUBLE(m, self._bucket_pos[i], self._counts[i])
             else:
                 return
+            native = self._native
+            if native is not None:  # the one branch native histograms cost when off
+                native.observe(amount)
         # Kept in process only, as the compiled core does: multiprocess files carry no exemplars.
         if labels is not None:
             self._keep(i, labels, amount)
