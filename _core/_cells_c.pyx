@@ -73,6 +73,27 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    /* Set in a forked child by a pthread_atfork() handler, which runs on every fork() (Python's
+       os.fork, uWSGI's workers, multiprocessing), also where Python's own fork hooks do not run.
+       A write that finds it set moves this process' multiprocess cells off the parent's files
+       first (``_forked``): one load and one branch per write, no getpid(). */
+    #if defined(_WIN32)
+    static int dp_forked = 0;
+    static int dp_watch_forks(void) { return -1; }
+    #else
+    #include <pthread.h>
+    static volatile int dp_forked = 0;
+    static void dp_on_fork_child(void) { dp_forked = 1; }
+    static int dp_watch_forks(void) { return pthread_atfork(NULL, NULL, dp_on_fork_child); }
+    #endif
+    static inline void dp_fork_seen(void) { dp_forked = 0; }
+    """
+    int dp_forked
+    int dp_watch_forks()
+    void dp_fork_seen()
+
+cdef extern from *:
+    """
     /* d[key] as a new reference, or a new reference to None when absent. dict.get compiles
        to a borrowed lookup then an incref: on a free-threaded build a concurrent remove() can
        free the value in between; PyDict_GetItemRef (3.13+) takes the reference atomically. */
@@ -134,11 +155,15 @@ cdef class Counter:
     def inc(self, double amount=1.0, exemplar=None):
         if amount < 0:
             raise ValueError("Counters can only be incremented by non-negative amounts.")
+        if dp_forked:
+            _forked()
         if self._p == NULL:
             self._attach()
         dp_add(self._p, amount)
 
     def get(self):
+        if dp_forked:
+            _forked()
         if self._p == NULL:
             return self._v
         return self._p[0]
@@ -162,6 +187,8 @@ cdef class Counter:
 
 
 cdef inline void _add(Counter c, double amount) noexcept:
+    if dp_forked:
+        _forked()
     if c._p == NULL:
         c._attach()
     dp_add(c._p, amount)
@@ -309,6 +336,8 @@ cdef class Histogram:
         # number finds a bucket; NaN (all comparisons false) finds none, as in
         # prometheus_client.
         cdef Py_ssize_t lo = 0, hi = self._n - 1, mid
+        if dp_forked:
+            _forked()
         if self._sum_p == NULL:
             self._attach()
         dp_add(self._sum_p, amount)
@@ -410,11 +439,15 @@ cdef class Histogram:
 
     @property
     def sum(self):
+        if dp_forked:
+            _forked()
         if self._sum_p == NULL:
             return self._sum
         return self._sum_p[0]
 
     cdef inline double _count_at(self, Py_ssize_t i) noexcept:
+        if dp_forked:
+            _forked()
         if self._slots == NULL:
             return self._counts[i]
         return self._slots[i][0]
@@ -653,6 +686,8 @@ C_API = PyCapsule_New(<void *> &_api, "django_prometheus._core._cells_c.C_API", 
 cdef Py_ssize_t _INITIAL_SIZE = 1 << 16
 _ENTRY_HEAD = struct.Struct("i")
 _STORES = weakref.WeakSet()
+# Registered once, before any cell points into a file (see dp_forked).
+_WATCHES_FORKS = dp_watch_forks() == 0
 _MOST_RECENT = ("mostrecent", "livemostrecent")
 _GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", *_MOST_RECENT)
 # posix_fallocate() refused by the filesystem itself (not a lack of space): write zeros instead.
@@ -882,11 +917,15 @@ cdef class _MpGauge(Gauge):
     cdef void _add(self, double amount, str how) except *:
         if self._stamp:  # as prometheus_client's Gauge: the newest value needs a set()
             raise RuntimeError(f"{how} must not be used with the mostrecent mode")
+        if dp_forked:
+            _forked()
         if self._p == NULL:
             self._attach()
         dp_add(self._p, amount)
 
     def set(self, double value):
+        if dp_forked:
+            _forked()
         if self._p == NULL:
             self._attach()
         self._p[0] = value
@@ -897,6 +936,8 @@ cdef class _MpGauge(Gauge):
         self.set(time.time())
 
     def get(self):
+        if dp_forked:
+            _forked()
         if self._p == NULL:
             return self._v
         return self._p[0]
@@ -943,10 +984,19 @@ cdef class MultiProcessStore:
     with ``preexec_fn``, a ``multiprocessing`` pool) leaves no file behind.
     The parent's counts stay in the parent's files.
 
+    Here every fork is seen, also one that skips Python's hooks: a C
+    ``pthread_atfork`` handler marks the child, and its first write (or read)
+    through any cell moves the cells first (``watches_forks`` is True, and
+    ``check_pid()`` per request is not needed). Writes are then a plain C
+    store through the slot the cell got when it was attached.
+
     A file that cannot be created or grown (a full disk: its space is reserved
     up front) stops this process from writing files: the failure is logged
     once, and every cell goes on counting in process only.
     """
+
+    #: True: a fork is noticed at the child's first write, whoever forked; no per-request check_pid().
+    watches_forks = _WATCHES_FORKS
 
     cdef readonly str directory
     cdef readonly long pid
@@ -1108,6 +1158,8 @@ cdef class MultiProcessStore:
             self._after_fork()
 
     def _after_fork(self):
+        if os.getpid() == self.pid:
+            return  # made in this process (after the fork), or already moved
         # The parent's threads did not come along: its lock may be held forever.
         self._lock = threading.Lock()
         with self._lock:
@@ -1153,9 +1205,18 @@ cdef class MultiProcessStore:
 
 
 def _reopen_after_fork():
+    dp_fork_seen()
     for store in list(_STORES):
         store._after_fork()
 
+
+cdef void _forked() noexcept:
+    # A fork that Python's hooks did not see (uWSGI forks its workers so): the first write
+    # in the child, or read, does what the hook would have done.
+    try:
+        _reopen_after_fork()
+    except BaseException:  # pragma: no cover - instrumentation never breaks the app
+        dp_fork_seen()
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reopen_after_fork)

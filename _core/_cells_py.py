@@ -388,6 +388,9 @@ def record_get_many(
 _INITIAL_SIZE = 1 << 16
 _HEAD = struct.Struct("i")
 _VALUE = struct.Struct("dd")
+# A cell writes through the position it got when it was attached: one pack_into, no key lookup.
+_PACK_DOUBLE = struct.Struct("d").pack_into
+_PACK_VALUE = _VALUE.pack_into
 _MOST_RECENT = ("mostrecent", "livemostrecent")
 _GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", *_MOST_RECENT)
 # posix_fallocate() refused by the filesystem itself (not a lack of space): write zeros instead.
@@ -517,6 +520,15 @@ class _MmapFile:
         self._positions[key] = end - 16
         return end - 16
 
+    def position(self, key: str) -> int:
+        """Where ``key``'s value double is (its entry appended if absent), in every mapping."""
+        pos = self._positions.get(key)
+        return self._append(key) if pos is None else pos
+
+    def newest(self) -> mmap.mmap:
+        """The largest mapping: it covers every position handed out so far."""
+        return self._maps[-1]
+
     def read_value(self, key: str) -> tuple[float, float]:
         pos = self._positions.get(key)
         if pos is None:
@@ -555,9 +567,12 @@ _DETACHED = _Detached()
 
 
 class _MmapCounter(Counter):
-    """A counter written through to this process' file; ``_file`` None until its first write."""
+    """A counter written through to this process' file; ``_file`` None until its first write.
 
-    __slots__ = ("_file", "_key", "_store")
+    ``_m`` and ``_pos``: the mapping and offset its value is written at (``_m`` None: nowhere).
+    """
+
+    __slots__ = ("_file", "_key", "_m", "_pos", "_store")
 
     def inc(self, amount: float = 1.0, exemplar: object = None) -> None:
         amount = float(amount)
@@ -567,26 +582,31 @@ class _MmapCounter(Counter):
             self._store._attach(self)
         with self._lock:
             self._v += amount
-            self._file.write_value(self._key, self._v, 0.0)
+            if self._m is not None:
+                _PACK_DOUBLE(self._m, self._pos, self._v)
 
     def _keys(self) -> tuple[str, ...]:
         return (self._key,)
 
     def _attach(self, file: Any) -> None:
+        self._m = None
         if file is not _DETACHED and file is not None:
             self._v += file.read_value(self._key)[0]
             file.write_value(self._key, self._v, 0.0)
+            self._pos = file.position(self._key)
+            self._m = file.newest()
         self._file = file
 
     def _reset(self) -> None:
         self._v = 0.0
+        self._m = None
         self._file = None
 
 
 class _MmapGauge(Gauge):
     """A gauge written through to this process' file of its ``multiprocess_mode``."""
 
-    __slots__ = ("_file", "_key", "_stamp", "_store", "_typ")
+    __slots__ = ("_file", "_key", "_m", "_pos", "_stamp", "_store", "_typ")
 
     def inc(self, amount: float = 1.0) -> None:
         self._add(float(amount), "inc")
@@ -601,7 +621,8 @@ class _MmapGauge(Gauge):
             self._store._attach(self)
         with self._lock:
             self._v += amount
-            self._file.write_value(self._key, self._v, 0.0)
+            if self._m is not None:
+                _PACK_DOUBLE(self._m, self._pos, self._v)
 
     def set(self, value: float) -> None:
         value = float(value)
@@ -609,7 +630,8 @@ class _MmapGauge(Gauge):
             self._store._attach(self)
         with self._lock:
             self._v = value
-            self._file.write_value(self._key, value, time.time() if self._stamp else 0.0)
+            if self._m is not None:
+                _PACK_VALUE(self._m, self._pos, value, time.time() if self._stamp else 0.0)
 
     def set_to_current_time(self) -> None:
         self.set(time.time())
@@ -618,19 +640,23 @@ class _MmapGauge(Gauge):
         return (self._key,)
 
     def _attach(self, file: Any) -> None:
+        self._m = None
         if file is not _DETACHED and file is not None:
             value, timestamp = file.read_value(self._key)
             self._v += value
             file.write_value(self._key, self._v, timestamp)
+            self._pos = file.position(self._key)
+            self._m = file.newest()
         self._file = file
 
     def _reset(self) -> None:
         self._v = 0.0
+        self._m = None
         self._file = None
 
 
 class _MmapHistogram(Histogram):
-    __slots__ = ("_bucket_keys", "_file", "_store", "_sum_key")
+    __slots__ = ("_bucket_keys", "_bucket_pos", "_file", "_m", "_store", "_sum_key", "_sum_pos")
 
     def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
         labels = None if exemplar is None else _check_exemplar(exemplar)
@@ -640,10 +666,13 @@ class _MmapHistogram(Histogram):
             self._store._attach(self)
         with self._lock:
             self._sum += amount
-            self._file.write_value(self._sum_key, self._sum, 0.0)
+            m = self._m
+            if m is not None:
+                _PACK_DOUBLE(m, self._sum_pos, self._sum)
             if i < len(self._counts) and amount == amount:
                 self._counts[i] += 1.0
-                self._file.write_value(self._bucket_keys[i], self._counts[i], 0.0)
+                if m is not None:
+                    _PACK_DOUBLE(m, self._bucket_pos[i], self._counts[i])
             else:
                 return
             native = self._native
@@ -667,11 +696,17 @@ class _MmapHistogram(Histogram):
             for k, c in zip(self._bucket_keys, self._counts, strict=True):
                 file.write_value(k, c, 0.0)
             file.write_value(self._sum_key, self._sum, 0.0)
+            self._bucket_pos = tuple(file.position(k) for k in self._bucket_keys)
+            self._sum_pos = file.position(self._sum_key)
+            self._m = file.newest()
+        else:
+            self._m = None
         self._file = file
 
     def _reset(self) -> None:
         self._counts = [0.0] * len(self.bounds)
         self._sum = 0.0
+        self._m = None
         self._file = None
 
 
@@ -718,6 +753,9 @@ class MultiProcessStore:
     once, and every cell goes on counting in process only.
     """
 
+    #: False: a fork that skips Python's hooks (uWSGI) is seen only by ``check_pid()``.
+    watches_forks = False
+
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self.pid = os.getpid()
@@ -743,6 +781,7 @@ class MultiProcessStore:
         cell._key = key
         cell._store = self
         cell._file = None
+        cell._m = None
         return self._track(cell)
 
     def gauge(self, key: str, mode: str = "all") -> Gauge:
@@ -759,6 +798,7 @@ class MultiProcessStore:
         cell._stamp = mode in _MOST_RECENT
         cell._store = self
         cell._file = None
+        cell._m = None
         return self._track(cell)
 
     def histogram(self, bounds: Iterable[float], bucket_keys: Iterable[str], sum_key: str) -> Histogram:
@@ -768,6 +808,7 @@ class MultiProcessStore:
         cell._sum_key = sum_key
         cell._store = self
         cell._file = None
+        cell._m = None
         if len(cell._bucket_keys) != len(cell.bounds):
             raise ValueError("one key per bucket is needed")
         return self._track(cell)
@@ -822,6 +863,8 @@ class MultiProcessStore:
             self._after_fork()
 
     def _after_fork(self) -> None:
+        if os.getpid() == self.pid:
+            return  # made in this process (after the fork), or already moved
         # The parent's threads did not come along: its lock may be held forever.
         self._lock = threading.Lock()
         with self._lock:

@@ -61,6 +61,9 @@ cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
     _cells_c.C_API, "django_prometheus._core._cells_c.C_API")
 cdef type _Counter = _cells_c.Counter
 cdef type _Histogram = _cells_c.Histogram
+# Multiprocess cells: the same C entry points write them (through their file slots).
+cdef type _MpCounter = _cells_c._MpCounter
+cdef type _MpHistogram = _cells_c._MpHistogram
 cdef type _Gauge = _cells_c.Gauge
 
 __all__ = [
@@ -253,14 +256,14 @@ cdef inline object _dict_get(dict d, key):
 
 
 cdef inline void _inc(object cell) except *:
-    if type(cell) is _Counter:
+    if type(cell) is _Counter or type(cell) is _MpCounter:
         _api.counter_inc(cell, 1.0)
     else:
         cell.inc(1.0)
 
 
 cdef inline void _observe(object cell, double amount) except *:
-    if type(cell) is _Histogram:
+    if type(cell) is _Histogram or type(cell) is _MpHistogram:
         _api.histogram_observe(cell, amount)
     else:
         cell.observe(amount)

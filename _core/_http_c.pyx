@@ -70,6 +70,9 @@ cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
     _cells_c.C_API, "django_prometheus._core._cells_c.C_API")
 cdef type _Counter = _cells_c.Counter
 cdef type _Histogram = _cells_c.Histogram
+# Multiprocess cells: the same C entry points write them (through their file slots).
+cdef type _MpCounter = _cells_c._MpCounter
+cdef type _MpHistogram = _cells_c._MpHistogram
 
 __all__ = [
     "INVALID_METHOD",
@@ -151,7 +154,7 @@ cdef object _NO_CELL = NO_CELL
 
 
 cdef inline int _inc(object cell) except -1:
-    if type(cell) is _Counter:
+    if type(cell) is _Counter or type(cell) is _MpCounter:
         _api.counter_inc(cell, 1.0)
     elif cell is not _NO_CELL:
         cell.inc()
@@ -159,7 +162,7 @@ cdef inline int _inc(object cell) except -1:
 
 
 cdef inline int _observe(object cell, double amount) except -1:
-    if type(cell) is _Histogram:
+    if type(cell) is _Histogram or type(cell) is _MpHistogram:
         _api.histogram_observe(cell, amount)
     elif cell is not _NO_CELL:
         cell.observe(amount)

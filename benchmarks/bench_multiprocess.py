@@ -1,6 +1,7 @@
-"""Multiprocess mode (PROMETHEUS_MULTIPROC_DIR set): the cost of one request and one cache get.
+"""Multiprocess mode (PROMETHEUS_MULTIPROC_DIR set): one request, one cache get, one query.
 
-The same operations as ``bench_http.http_wsgi`` and ``bench_cache.cache_get_hit``,
+The same operations as ``bench_http.http_wsgi``, ``bench_cache.cache_get_hit`` and
+``bench_db.db_sqlite_execute_reused_cursor``,
 with the variable set before anything imports prometheus_client, so every
 impl runs in its multiprocess mode: prometheus_client's values (a lock,
 ``os.getpid()`` and an mmap write per increment) for upstream, per-process
@@ -17,7 +18,7 @@ import sys
 import tempfile
 from typing import Any
 
-from . import bench_cache, bench_http
+from . import bench_cache, bench_db, bench_http
 from ._harness import IMPLS, Case, Op, prepare
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -58,6 +59,11 @@ def _cache_settings(impl: str) -> dict[str, Any]:
     return bench_cache._locmem_settings(impl)
 
 
+def _db_settings(impl: str) -> dict[str, Any]:
+    _enter_multiprocess_mode()
+    return bench_db._settings_for("sqlite")(impl)
+
+
 def _build_http(impl: str) -> Op:
     op = bench_http._build_wsgi(impl)
     _check_multiprocess(impl)
@@ -72,9 +78,23 @@ def _build_cache_hit(impl: str) -> Op:
     return op
 
 
-MP_HTTP_WSGI = Case("mp_http_wsgi", _http_settings, _build_http)
+def _build_db_reused(impl: str) -> Op:
+    op = bench_db._build_reused(impl)
+    _check_multiprocess(impl)
+    return op
+
+
+# The same warm-up and loop counts as http_wsgi, so the two rows compare request for request.
+MP_HTTP_WSGI = Case(
+    "mp_http_wsgi",
+    _http_settings,
+    _build_http,
+    warmup=bench_http.HTTP_WSGI.warmup,
+    counts=bench_http.WSGI_COUNTS,
+)
 MP_CACHE_GET_HIT = Case("mp_cache_get_hit", _cache_settings, _build_cache_hit)
-CASES = [MP_HTTP_WSGI, MP_CACHE_GET_HIT]
+MP_DB_SQLITE_REUSED = Case("mp_db_sqlite_execute_reused_cursor", _db_settings, _build_db_reused)
+CASES = [MP_HTTP_WSGI, MP_CACHE_GET_HIT, MP_DB_SQLITE_REUSED]
 
 
 class MultiprocessRequest:
@@ -101,3 +121,16 @@ class MultiprocessCacheGet:
 
     def time_get_hit(self, impl: str) -> None:
         self.get_hit()
+
+
+class MultiprocessSQLiteExecute:
+    """``cursor.execute("SELECT 1")`` on in-memory SQLite in multiprocess mode, per implementation (asv)."""
+
+    params = IMPLS
+    param_names = ["impl"]
+
+    def setup(self, impl: str) -> None:
+        self.reused = prepare(MP_DB_SQLITE_REUSED, impl)
+
+    def time_execute_reused_cursor(self, impl: str) -> None:
+        self.reused()

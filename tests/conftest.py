@@ -134,3 +134,12 @@ def compiled_twin() -> Twin:
 def pure_twin() -> Twin:
     """The pure core: the reference a side-by-side test holds the compiled one to."""
     return _twin("pure")
+
+
+@pytest.fixture
+def mp_server_project(tmp_path, require_service):
+    """``(env, mp_dir)``: tests/mp_project in multiprocess mode, ready for a server (tests/mp_servers.py)."""
+    from tests.mp_servers import project_env
+
+    require_service("redis")
+    return project_env(tmp_path)

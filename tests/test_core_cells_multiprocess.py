@@ -188,6 +188,45 @@ def test_check_pid_moves_cells_when_no_fork_hook_ran(core, store, tmp_path):
     assert collected(tmp_path).get_sample_value("django_req_total") == 13.0
 
 
+def test_a_fork_that_skips_pythons_hooks_moves_the_cells_at_their_first_write(core, store, tmp_path):
+    # uWSGI forks its workers with libc's fork(), so os.register_at_fork hooks never run there.
+    # The compiled store sees such a fork itself (a pthread_atfork handler): no check_pid() needed.
+    # The pure one relies on check_pid(), once per request (django_prometheus.metrics wires it).
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork() on this platform")
+    import ctypes
+
+    c = store.counter(counter_key("django_req"))
+    h = histogram(store, "django_lat")
+    c.inc(2)
+    h.observe(0.05)
+    parent = os.getpid()
+    libc_fork = ctypes.PyDLL(None).fork  # PyDLL: the GIL stays held across the call, as in uWSGI
+    libc_fork.restype = ctypes.c_int
+    pid = libc_fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            if not store.watches_forks:
+                store.check_pid()
+            c.inc(10)
+            h.observe(0.5)
+            code = 0 if (c.get(), h.count) == (10.0, 1.0) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    c.inc(1)
+    assert (c.get(), h.count) == (3.0, 1.0)  # the child wrote nothing into this process' slots
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        f"{typ}_django_{p}.db" for p in (parent, pid) for typ in ("counter", "histogram")
+    )
+    r = collected(tmp_path)
+    assert r.get_sample_value("django_req_total") == 13.0
+    assert r.get_sample_value("django_lat_count") == 2.0
+    assert r.get_sample_value("django_lat_bucket", {"le": "0.1"}) == 1.0
+
+
 def pid_of_other(path) -> int:
     (other,) = {int(n.rsplit("_", 1)[1][:-3]) for n in os.listdir(path)} - {os.getpid()}
     return other

@@ -26,17 +26,10 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from django_prometheus import multiprocess
+from tests.mp_servers import HOST, free_port_range, request, start, stop
 from tests.servers import parse_samples
 from tests.servers import sample_value as value
 from tests.test_multiprocess_scrape import THEIR_PIDS, ours, theirs, totals, write_theirs, write_worker
-from tests.test_multiprocess_servers import (  # noqa: F401 - project is a fixture
-    HOST,
-    free_port_range,
-    project,
-    request,
-    start,
-    stop,
-)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_LINE = "cannot write this process' multiprocess metrics files"
@@ -269,8 +262,8 @@ def counted(samples) -> float:
 @pytest.mark.skipif(
     shutil.which("gunicorn", path=os.path.dirname(sys.executable)) is None, reason="no gunicorn"
 )
-def test_gunicorn_on_a_full_disk_answers_every_request_and_counts_exactly_after(project):  # noqa: F811
-    env, mp_dir = project
+def test_gunicorn_on_a_full_disk_answers_every_request_and_counts_exactly_after(mp_server_project):
+    env, mp_dir = mp_server_project
     mount_tmpfs(mp_dir, "2m")
     try:
         (port,) = free_port_range(1)

@@ -23,16 +23,9 @@ import pytest
 from prometheus_client.mmap_dict import mmap_key
 
 from django_prometheus import multiprocess
+from tests.mp_servers import HOST, free_port_range, request, start, stop
 from tests.servers import parse_samples
 from tests.test_multiprocess_scrape import ours, totals
-from tests.test_multiprocess_servers import (  # noqa: F401 - project is a fixture
-    HOST,
-    free_port_range,
-    project,
-    request,
-    start,
-    stop,
-)
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_FLIGHT = "django_http_requests_in_progress"
@@ -183,8 +176,8 @@ def wait_for(check, what: str, timeout: float = 60.0):
 @pytest.mark.services
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree in /proc")
 @pytest.mark.skipif(not shutil.which("uvicorn", path=os.path.dirname(sys.executable)), reason="no uvicorn")
-def test_uvicorn_workers_killed_mid_request_leave_no_in_flight_count_and_no_files(project):  # noqa: F811
-    env, mp_dir = project
+def test_uvicorn_workers_killed_mid_request_leave_no_in_flight_count_and_no_files(mp_server_project):
+    env, mp_dir = mp_server_project
     env["MP_INFLIGHT"] = "1"
     (port,) = free_port_range(1)
     cmd = [sys.executable, "-m", "uvicorn", "tests.mp_project.asgi:application", "--host", HOST,

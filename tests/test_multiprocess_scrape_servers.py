@@ -16,19 +16,8 @@ import urllib.parse
 
 import pytest
 
-from tests.test_multiprocess_servers import (  # noqa: F401 - project is a fixture
-    HOST,
-    PLAN_CYCLE,
-    ROUTES,
-    assert_exact,
-    free_port_range,
-    project,
-    request,
-    scrape_text,
-    start,
-    stop,
-    value,
-)
+from tests.mp_servers import HOST, free_port_range, request, start, stop
+from tests.test_multiprocess_servers import PLAN_CYCLE, ROUTES, assert_exact, scrape_text, value
 
 GUNICORN = shutil.which("gunicorn", path=os.path.dirname(sys.executable))
 UVICORN = shutil.which("uvicorn", path=os.path.dirname(sys.executable))
@@ -61,8 +50,8 @@ def check_names_nul_cr(port: int) -> None:
 
 @pytest.mark.services
 @pytest.mark.skipif(GUNICORN is None, reason="no gunicorn")
-def test_gunicorn_multiprocess_forks_leave_no_file_names_filter_nul_cr_replaced(project):  # noqa: F811 - the fixture imported above
-    env, mp_dir = project
+def test_gunicorn_multiprocess_forks_leave_no_file_names_filter_nul_cr_replaced(mp_server_project):
+    env, mp_dir = mp_server_project
     (port,) = free_port_range(1)
     cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",
            "-w", "2", "-c", CONF]  # fmt: skip
@@ -82,13 +71,13 @@ def test_gunicorn_multiprocess_forks_leave_no_file_names_filter_nul_cr_replaced(
 
 @pytest.mark.services
 @pytest.mark.skipif(UVICORN is None, reason="no uvicorn")
-def test_uvicorn_single_process_names_filter_nul_cr_replaced(project):  # noqa: F811 - the fixture imported above
-    env, _ = project
+def test_uvicorn_single_process_names_filter_nul_cr_replaced(mp_server_project):
+    env, _ = mp_server_project
     env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     (port,) = free_port_range(1)
     cmd = [sys.executable, "-m", "uvicorn", "tests.mp_project.asgi:application", "--host", HOST,
            "--port", str(port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
-    proc = start(cmd, env, port, project[1].parent / "server.log")
+    proc = start(cmd, env, port, mp_server_project[1].parent / "server.log")
     try:
         check_names_nul_cr(port)
     finally:
@@ -105,13 +94,13 @@ SCRAPE_COUNTS = [
 
 @pytest.mark.services
 @pytest.mark.skipif(GUNICORN is None, reason="no gunicorn")
-def test_gunicorn_recycling_a_worker_per_request_scraped_while_recycling_counts_exact(project):  # noqa: F811 - the fixture imported above
+def test_gunicorn_recycling_a_worker_per_request_scraped_while_recycling_counts_exact(mp_server_project):
     """Every request a new worker (--max-requests 1); mark_process_dead compacts as they go.
 
     150 requests by default (gunicorn respawns about one worker a second on a loaded
     2-core box); DP_RECYCLE_REQUESTS=3000 recycles through thousands on a quiet one.
     """
-    env, mp_dir = project
+    env, mp_dir = mp_server_project
     (port,) = free_port_range(1)
     cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",
            "-w", "8", "--max-requests", "1", "--preload", "-c", CONF]  # fmt: skip

@@ -8,23 +8,17 @@ per view, and counts a user's own prometheus_client metric too.
 from __future__ import annotations
 
 import collections
-import http.client
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.mp_servers import HOST, ROOT, free_port_range, request, start, stop
 from tests.servers import Samples, parse_samples, sample_value
-
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 
 # (method, path) -> (view name, status); the plan cycles through it.
 ROUTES = {
@@ -38,44 +32,6 @@ ROUTES = {
     ("GET", "/boom"): ("boom", 500),
 }
 PLAN_CYCLE = [("GET", "/ok")] * 4 + list(ROUTES)
-
-
-def free_port_range(n: int) -> list[int]:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            base = s.getsockname()[1]
-        ports = list(range(base, base + n))
-        try:
-            for p in ports:
-                with socket.socket() as s:
-                    s.bind((HOST, p))
-        except OSError:
-            continue
-        return ports
-    raise RuntimeError("no free ports")  # pragma: no cover
-
-
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "server exited early"
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listening on {port}")
-
-
-def request(port: int, method: str, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    try:
-        conn.request(method, path, body=b"x" * 10 if method in ("POST", "PUT", "PATCH") else None)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def send_all(port: int, plan: list[tuple[str, str]], threads: int = 4) -> None:
@@ -162,51 +118,6 @@ def assert_exact(samples, plan, *, startup_queries: float = 0.0) -> None:
     assert value(samples, "mp_user_hits_total", view="create") == n_create
 
 
-@pytest.fixture
-def project(tmp_path, require_service):
-    require_service("redis")
-    mp_dir = tmp_path / "multiproc"
-    mp_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if k.upper() != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        DJANGO_SETTINGS_MODULE="tests.mp_project.settings",
-        MP_DB=str(tmp_path / "db.sqlite3"),
-        MP_CACHE_PREFIX=f"mp{os.getpid()}-{tmp_path.name}",
-    )
-    # The schema, made outside multiprocess mode so its queries stay out of the files.
-    subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "-v0"], env=env, cwd=ROOT, check=True, timeout=120
-    )
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
-    return env, mp_dir
-
-
-def start(cmd: list[str], env: dict, port: int, log: Path) -> subprocess.Popen:
-    # The server's output goes to a file: an unread pipe fills up and blocks the workers.
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
-    proc.log = log  # type: ignore[attr-defined]
-    try:
-        wait_listening(port, proc)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:  # pragma: no cover
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return proc.log.read_text(errors="replace")  # type: ignore[attr-defined]
-
-
 def processes_that_wrote(mp_dir: Path) -> set[str]:
     return {name.rsplit("_", 1)[1][:-3] for name in os.listdir(mp_dir) if name.startswith("counter_django_")}
 
@@ -215,8 +126,8 @@ def processes_that_wrote(mp_dir: Path) -> set[str]:
 @pytest.mark.skipif(
     shutil.which("gunicorn", path=os.path.dirname(sys.executable)) is None, reason="no gunicorn"
 )
-def test_gunicorn_recycled_workers_every_counter_exact(project):
-    env, mp_dir = project
+def test_gunicorn_recycled_workers_every_counter_exact(mp_server_project):
+    env, mp_dir = mp_server_project
     port, *exporter_ports = free_port_range(13)
     env["MP_PORT_RANGE"] = f"{exporter_ports[0]}-{exporter_ports[-1]}"
     cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",
@@ -249,8 +160,8 @@ def test_gunicorn_recycled_workers_every_counter_exact(project):
 @pytest.mark.skipif(
     shutil.which("uvicorn", path=os.path.dirname(sys.executable)) is None, reason="no uvicorn"
 )
-def test_uvicorn_asgi_workers_every_counter_exact_and_migration_gauges_once(project):
-    env, mp_dir = project
+def test_uvicorn_asgi_workers_every_counter_exact_and_migration_gauges_once(mp_server_project):
+    env, mp_dir = mp_server_project
     env["MP_EXPORT_MIGRATIONS"] = "1"
     startup = startup_queries(env)
     (port,) = free_port_range(1)

@@ -78,9 +78,12 @@ def multiprocess_store() -> Any:
                     raise RuntimeError("not in multiprocess mode (PROMETHEUS_MULTIPROC_DIR is not set)")
                 _check_multiprocess_dir(MULTIPROCESS_DIR)
                 _store = _cells.MultiProcessStore(MULTIPROCESS_DIR)
-                # Servers that fork without Python's fork hooks (uWSGI by default):
-                # one pid check per request, never per increment.
-                request_started.connect(_check_pid, weak=False, dispatch_uid="django_prometheus.check_pid")
+                if not _store.watches_forks:
+                    # Servers that fork without Python's fork hooks (uWSGI by default): for a
+                    # store that cannot see those forks itself, one pid check per request.
+                    request_started.connect(
+                        _check_pid, weak=False, dispatch_uid="django_prometheus.check_pid"
+                    )
     return _store
 
 
