@@ -22,6 +22,7 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_expo_c")
 COUNTER, GAUGE, HISTOGRAM = _impl.COUNTER, _impl.GAUGE, _impl.HISTOGRAM
 VALUE, BUCKET, COUNT, SUM, CREATED = _impl.VALUE, _impl.BUCKET, _impl.COUNT, _impl.SUM, _impl.CREATED
 render_family = _impl.render_family
+render_protobuf = _impl.render_protobuf
 scan = _impl.scan
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "USE_EXTENSIONS",
     "VALUE",
     "render_family",
+    "render_protobuf",
     "scan",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "format_float",
     "read_used",
     "render_family",
+    "render_protobuf",
     "scan",
 ]
 
@@ -74,7 +75,7 @@ def render_family(
     doc: str,
     unit: str,
     labelnames: Sequence[str],
-    children: Sequence[tuple[tuple[str, ...], Any]],
+    children: Any,
     les: Sequence[str],
     mask: int,
     openmetrics: bool,
@@ -84,11 +85,13 @@ def render_family(
     """The exposition of one family.
 
     ``children``: (label values, cell) pairs, label values in ``labelnames``
-    order. ``les``: a histogram's bucket bounds as ``le`` strings. ``mask``:
-    the sample kinds to write (``CREATED`` only if created series are on;
-    ``SUM`` only if the histogram has no negative bound). ``filtered``: the
-    scrape asked for names (``name[]``), so a family left without samples
-    writes nothing at all, as prometheus_client's restricted registry does.
+    order, or a core ``Family`` (its ``children()``; the compiled writer keeps
+    what it prepares for them in the family's ``render_cache``). ``les``: a
+    histogram's bucket bounds as ``le`` strings. ``mask``: the sample kinds
+    to write (``CREATED`` only if created series are on; ``SUM`` only if the
+    histogram has no negative bound). ``filtered``: the scrape asked for
+    names (``name[]``), so a family left without samples writes nothing at
+    all, as prometheus_client's restricted registry does.
     """
     order = sorted(range(len(labelnames)), key=lambda i: labelnames[i])
     sorted_names = [labelnames[i] for i in order]
@@ -97,6 +100,8 @@ def render_family(
     created: list[str] = []
     nsamples = 0
     fmt = format_float
+    if hasattr(children, "render_cache"):
+        children = children.children()
     for values, cell in children:
         parts = [f'{sorted_names[j]}="{_escape(values[i])}"' for j, i in enumerate(order)]
         labels = "{" + ",".join(parts) + "}" if parts else ""
@@ -141,6 +146,28 @@ def render_family(
         out.append(f"# HELP {name}_created {help_text}\n# TYPE {name}_created gauge\n")
         out.extend(created)
     return "".join(out).encode()
+
+
+def render_protobuf(
+    kind: int,
+    name: str,
+    doc: str,
+    unit: str,
+    labelnames: Sequence[str],
+    children: Any,
+    bounds: Sequence[float],
+    with_sum: bool,
+    use_created: bool,
+    slow: Callable[[tuple[str, ...], Any], bytes],
+) -> bytes | None:
+    """One family as a delimited ``io.prometheus.client.MetricFamily`` message, or None.
+
+    None: the caller (``django_prometheus.protobuf``) encodes the family itself,
+    as it always does here; the compiled writer makes the same bytes from the
+    cells (``slow(values, cell)`` encoding the Metric of a histogram child
+    with a native part or exemplars), and returns None only on big-endian hosts.
+    """
+    return None
 
 
 # --- Reading multiprocess files -----------------------------------------------
