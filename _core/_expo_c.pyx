@@ -99,6 +99,7 @@ __all__ = [
     "format_float",
     "read_used",
     "render_family",
+    "render_metric",
     "render_protobuf",
     "scan",
 ]
@@ -507,6 +508,83 @@ cdef int _put_head(Buf *h, str name, bytes suffix, str doc, bint quote, str typ)
     _putc(h, b' ')
     _puts(h, typ)
     return _putc(h, b'\n')
+
+
+_METRIC_TYPES = frozenset(("counter", "gauge", "histogram", "summary"))
+
+
+def render_metric(str name, str doc, str typ, str unit, samples, bint openmetrics, bint exp2=True):
+    """One prometheus_client ``Metric`` as ``generate_latest`` writes it (see ``_expo_py.render_metric``)."""
+    cdef Buf out, moved_created, moved_gcount, moved_gsum
+    cdef Buf *dest
+    cdef str sname
+    cdef dict labels
+    cdef Py_ssize_t nname = len(name)
+    cdef bint first
+    if typ not in _METRIC_TYPES:
+        return None
+    out.data = NULL; out.len = 0; out.cap = 0
+    moved_created.data = NULL; moved_created.len = 0; moved_created.cap = 0
+    moved_gcount.data = NULL; moved_gcount.len = 0; moved_gcount.cap = 0
+    moved_gsum.data = NULL; moved_gsum.len = 0; moved_gsum.cap = 0
+    try:
+        _reserve(&out, 256 + 64 * len(samples))
+        if openmetrics:
+            _put_head(&out, name, b"", doc, True, typ)
+            if unit:
+                _put(&out, b"# UNIT ", 7)
+                _puts(&out, name)
+                _putc(&out, b' ')
+                _puts(&out, unit)
+                _putc(&out, b'\n')
+        else:
+            _put_head(&out, name, b"_total" if typ == "counter" else b"", doc, False, typ)
+        for sample in samples:
+            sname, labels, value, timestamp, exemplar = sample[0], sample[1], sample[2], sample[3], sample[4]
+            if timestamp is not None or exemplar is not None or getattr(sample, "native_histogram", None):
+                return None
+            dest = &out
+            if not openmetrics and len(sname) > nname and sname.startswith(name):
+                suffix = sname[nname:]
+                if suffix == "_created":
+                    dest = &moved_created
+                elif suffix == "_gcount":
+                    dest = &moved_gcount
+                elif suffix == "_gsum":
+                    dest = &moved_gsum
+            _puts(dest, sname)
+            if labels:
+                _putc(dest, b'{')
+                first = True
+                for k in sorted(labels):
+                    if not first:
+                        _putc(dest, b',')
+                    first = False
+                    _puts(dest, k)
+                    _put(dest, b'="', 2)
+                    v = labels[k]
+                    _put_escaped(dest, v if type(v) is str else str(v))
+                    _putc(dest, b'"')
+                _putc(dest, b'}')
+            _putc(dest, b' ')
+            _putf(dest, value, exp2)
+            _putc(dest, b'\n')
+        # (sorted by suffix, as prometheus_client writes them)
+        if moved_created.len:
+            _put_head(&out, name, b"_created", doc, False, "gauge")
+            _put(&out, moved_created.data, moved_created.len)
+        if moved_gcount.len:
+            _put_head(&out, name, b"_gcount", doc, False, "gauge")
+            _put(&out, moved_gcount.data, moved_gcount.len)
+        if moved_gsum.len:
+            _put_head(&out, name, b"_gsum", doc, False, "gauge")
+            _put(&out, moved_gsum.data, moved_gsum.len)
+        return PyBytes_FromStringAndSize(out.data, out.len)
+    finally:
+        PyMem_Free(out.data)
+        PyMem_Free(moved_created.data)
+        PyMem_Free(moved_gcount.data)
+        PyMem_Free(moved_gsum.data)
 
 
 # --- The protobuf exposition of one family ---------------------------------------

@@ -27,6 +27,7 @@ __all__ = [
     "format_float",
     "read_used",
     "render_family",
+    "render_metric",
     "render_protobuf",
     "scan",
 ]
@@ -145,6 +146,53 @@ def render_family(
     if created:
         out.append(f"# HELP {name}_created {help_text}\n# TYPE {name}_created gauge\n")
         out.extend(created)
+    return "".join(out).encode()
+
+
+_METRIC_TYPES = ("counter", "gauge", "histogram", "summary")
+_MOVED = ("_created", "_gcount", "_gsum")  # the text format writes these as gauge families of their own
+
+
+def render_metric(
+    name: str, doc: str, typ: str, unit: str, samples: Sequence[Any], openmetrics: bool, exp2: bool = True
+) -> bytes | None:
+    """One prometheus_client ``Metric`` (name, help, type, unit, samples) as ``generate_latest`` writes it.
+
+    For families made from samples, as the multiprocess merge makes them: a
+    counter, gauge, histogram or summary whose samples carry no timestamp,
+    exemplar or native histogram. The caller checks that every name is a
+    legacy one; None: anything else, which prometheus_client writes.
+    """
+    if typ not in _METRIC_TYPES:
+        return None
+    lines: list[str] = []
+    moved: dict[str, list[str]] = {}
+    for s in samples:
+        if s.timestamp is not None or s.exemplar is not None or getattr(s, "native_histogram", None):
+            return None
+        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
+        line = (
+            f"{s.name}{{{labels}}} {format_float(s.value, exp2)}\n"
+            if labels
+            else (f"{s.name} {format_float(s.value, exp2)}\n")
+        )
+        suffix = s.name[len(name) :] if not openmetrics and s.name.startswith(name) else ""
+        if suffix in _MOVED:
+            moved.setdefault(suffix, []).append(line)
+        else:
+            lines.append(line)
+    if openmetrics:
+        help_text = doc.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        head = f"# HELP {name} {help_text}\n# TYPE {name} {typ}\n"
+        if unit:
+            head += f"# UNIT {name} {unit}\n"
+        return (head + "".join(lines)).encode()
+    help_text = doc.replace("\\", "\\\\").replace("\n", "\\n")
+    mname = name + "_total" if typ == "counter" else name
+    out = [f"# HELP {mname} {help_text}\n# TYPE {mname} {typ}\n", *lines]
+    for suffix, extra in sorted(moved.items()):
+        out.append(f"# HELP {name}{suffix} {help_text}\n# TYPE {name}{suffix} gauge\n")
+        out.extend(extra)
     return "".join(out).encode()
 
 

@@ -232,6 +232,10 @@ class AggregateCollector:
         with _dir_lock(self._path, fcntl.LOCK_SH):
             return merge(_scrape_files(self._path))
 
+    def _expo_metrics(self) -> list[Metric]:
+        """The exporters' fast path (``exposition.render``): these metrics, written by the core's writer."""
+        return self.collect()
+
 
 def aggregate_registry(path: str) -> CollectorRegistry:
     """A registry that serves every process' values from the multiprocess directory ``path``."""
