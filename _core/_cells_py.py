@@ -654,6 +654,9 @@ class _MmapHistogram(Histogram):
                 self._file.write_value(self._bucket_keys[i], self._counts[i], 0.0)
             else:
                 return
+            native = self._native
+            if native is not None:  # the one branch native histograms cost when off
+                native.observe(amount)
         # Kept in process only, as the compiled core does: multiprocess files carry no exemplars.
         if labels is not None:
             self._keep(i, labels, amount)

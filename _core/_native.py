@@ -17,11 +17,13 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_native_c")
 
 NativeHistogram = _impl.NativeHistogram
 encode_histogram = _impl.encode_histogram
+merge_states = _impl.merge_states
 pick_schema = _impl.pick_schema
 
 __all__ = [
     "USE_EXTENSIONS",
     "NativeHistogram",
     "encode_histogram",
+    "merge_states",
     "pick_schema",
 ]

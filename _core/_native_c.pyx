@@ -19,6 +19,7 @@ from libc.math cimport floor, frexp, log
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove
 
+import json
 import struct
 import sys
 
@@ -36,6 +37,14 @@ __all__ = [
 
 MIN_SCHEMA = -4
 MAX_SCHEMA = 8
+# Entry kinds of the multiprocess file (``_native_files``).
+cdef enum:
+    _ZERO = 0
+    _POS = 1
+    _NEG = 2
+    _MARK = 3
+    _UNMARKED = -100
+_KINDS = ("z", "p", "n", "m")
 cdef double _DBL_MAX = sys.float_info.max
 cdef double _INF = float("inf")
 cdef double _LN2_INV = 1.0 / log(2.0)
@@ -198,12 +207,18 @@ cdef class NativeHistogram:
     cdef uint64_t _zero
     cdef _Side _pos
     cdef _Side _neg
+    # Multiprocess mode (``attach``): this process' native file, and where each entry is.
+    cdef object _files
+    cdef str _prefix
+    cdef dict _slots  # (kind, schema, key) packed in an int -> address of its value double, or 0
+    cdef int _marked  # the schema this process' file was last marked at; _UNMARKED after a fork
 
     def __cinit__(self, schema, zero_threshold, max_buckets):
         schema, zero_threshold, max_buckets = _check_config(schema, zero_threshold, max_buckets)
         self._schema = schema
         self._zt = zero_threshold
         self._max = max_buckets
+        self._marked = _UNMARKED
 
     def __dealloc__(self):
         PyMem_Free(self._pos.keys)
@@ -218,18 +233,94 @@ cdef class NativeHistogram:
             self._observe_locked(v)
 
     cdef inline void _observe_locked(self, double v) noexcept:
+        cdef int schema = self._schema
+        cdef int32_t key = 0
+        cdef int kind
         if v > self._zt:
-            _add(&self._pos, _key(v, self._schema))
+            key = _key(v, schema)
+            _add(&self._pos, key)
+            kind = _POS
         elif v < -self._zt:
-            _add(&self._neg, _key(-v, self._schema))
+            key = _key(-v, schema)
+            _add(&self._neg, key)
+            kind = _NEG
         else:
             self._zero += 1
+            kind = _ZERO
+        if self._files is not None:  # the one branch multiprocess mode costs when off
+            self._write(kind, schema, key)
         # After every observation, zero bucket included, and once: a histogram still too
         # wide after halving halves again on the next one (client_golang's limitBuckets).
         if self._max and self._pos.n + self._neg.n > self._max and self._schema > MIN_SCHEMA:
             self._schema -= 1
             _halve(&self._pos)
             _halve(&self._neg)
+            if self._files is not None:
+                self._mark_noexcept()
+
+    # --- multiprocess mode (``_native_files``; the rules are the twin's) ------------
+
+    def attach(self, files, str prefix):
+        """Write every observation through to ``files`` (a ``NativeFiles``), under keys starting ``prefix``."""
+        with cython.critical_section(self):
+            self._files = files
+            self._prefix = prefix
+            self._slots = {}
+            files.track(self)
+            self._mark()
+
+    cdef size_t _entry(self, int kind, int a, int32_t b) except? 0:
+        # The address of an entry's value double in this process' file; 0 if files fail.
+        cdef object packed = ((<int64_t> kind) << 40) | ((<int64_t> (a + 8)) << 32) | (<uint32_t> b)
+        cdef unsigned char[::1] view
+        found = self._slots.get(packed)
+        if found is not None:
+            return <size_t> found
+        if kind == _ZERO:
+            text = f'{self._prefix}"z", {_json_float(self._zt)}, 0]'
+        else:
+            text = f'{self._prefix}"{_KINDS[kind]}", {a}, {b}]'
+        slot = self._files.slot(text)
+        if slot is None:
+            addr = 0
+        else:
+            view = slot[0]  # a mapping the files never close
+            addr = <size_t> &view[0] + <size_t> slot[1]
+        self._slots[packed] = addr
+        return addr
+
+    cdef void _mark(self) except *:
+        cdef size_t addr
+        self._marked = self._schema
+        addr = self._entry(_MARK, self._schema, 0)
+        if addr:
+            (<double *> addr)[0] = 1.0
+        self._entry(_ZERO, 0, 0)
+
+    cdef void _mark_noexcept(self) noexcept:
+        try:
+            self._mark()
+        except BaseException:  # instrumentation never breaks the app
+            pass
+
+    cdef void _write(self, int kind, int schema, int32_t key) noexcept:
+        cdef size_t addr
+        try:
+            if self._marked != schema:
+                self._mark()
+            addr = self._entry(kind, 0 if kind == _ZERO else schema, key)
+            if addr:
+                (<double *> addr)[0] += 1.0  # this child's entry: only this cell writes it
+        except BaseException:  # the observation stays in process
+            pass
+
+    def _forked(self):
+        # A forked child: the parent's counts stay the parent's; ours start at 0, in files of our own.
+        self._zero = 0
+        self._pos.n = 0
+        self._neg.n = 0
+        self._slots = {}
+        self._marked = _UNMARKED
 
     def observe(self, double amount):
         self._observe(amount)
@@ -284,6 +375,10 @@ cdef class NativeHistogram:
             self._zero = 0
             self._pos.n = 0
             self._neg.n = 0
+
+
+cdef str _json_float(double v):
+    return json.dumps(v)
 
 
 def _check_config(schema, zero_threshold, max_buckets):
@@ -493,8 +588,18 @@ if not _little_endian():  # pragma: no cover
     raise ImportError("the compiled protobuf writer assumes a little-endian host")
 
 
-cdef int _native_part(_Buf *b, NativeHistogram nh) except -1:
+cdef int _native_part(_Buf *b, NativeHistogram nh, uint64_t *count) except -1:
+    # The native fields, and the observations they hold (zero bucket included), read in
+    # one critical section: the message's sample_count (see encode_histogram).
+    cdef Py_ssize_t i
+    cdef uint64_t acc
     with cython.critical_section(nh):
+        acc = nh._zero
+        for i in range(nh._pos.n):
+            acc += nh._pos.counts[i]
+        for i in range(nh._neg.n):
+            acc += nh._neg.counts[i]
+        count[0] = acc
         _varint(b, 5 << 3)
         _varint(b, _zigzag(nh._schema))
         _double(b, 6, nh._zt)
@@ -512,17 +617,39 @@ cdef int _native_part(_Buf *b, NativeHistogram nh) except -1:
 def encode_histogram(count, total, bounds, cumulative, exemplars, native, created):
     """The body of an ``io.prometheus.client.Histogram`` message (see the twin)."""
     cdef _Buf b
+    cdef _Buf nb  # the native fields, written first: their count is the message's
     cdef Py_ssize_t i, n = len(bounds)
     cdef double bound
-    cdef uint64_t c
+    cdef uint64_t c, total_count
+    cdef bint has_native = native is not None
     cdef bytes ex
     b.p = NULL
     b.n = 0
     b.cap = 0
+    nb.p = NULL
+    nb.n = 0
+    nb.cap = 0
     try:
-        _reserve(&b, 32 * n + 64)
+        if has_native:
+            if type(native) is NativeHistogram:
+                _native_part(&nb, <NativeHistogram> native, &total_count)
+            else:
+                schema, zt, zero, pos, neg = native
+                total_count = <uint64_t> (int(zero) + sum([int(k[1]) for k in pos]) + sum([int(k[1]) for k in neg]))
+                _varint(&nb, 5 << 3)
+                _varint(&nb, _zigzag(schema))
+                _double(&nb, 6, zt)
+                _varint(&nb, 7 << 3)
+                _varint(&nb, zero)
+                if not pos and not neg and not zero and not zt:
+                    _raw(&nb, <const unsigned char *> b"\x62\x04\x08\x00\x10\x00", 6)
+                _side_from_list(&nb, 9, 10, list(neg))
+                _side_from_list(&nb, 12, 13, list(pos))
+        else:
+            total_count = <uint64_t> <int64_t> count
+        _reserve(&b, 32 * n + 64 + nb.n)
         _varint(&b, 1 << 3)
-        _varint(&b, <uint64_t> <int64_t> count)
+        _varint(&b, total_count)
         if total is not None:
             _double(&b, 2, total)
         for i in range(n):
@@ -530,6 +657,8 @@ def encode_histogram(count, total, bounds, cumulative, exemplars, native, create
             if bound == _INF:
                 continue
             c = <uint64_t> <int64_t> cumulative[i]
+            if has_native and c > total_count:  # read a moment later than the native part
+                c = total_count
             ex = exemplars[i] if exemplars else None
             _varint(&b, (3 << 3) | 2)
             _varint(&b, 1 + _varint_len(c) + 9 + (0 if ex is None else 1 + _varint_len(len(ex)) + len(ex)))
@@ -538,25 +667,14 @@ def encode_histogram(count, total, bounds, cumulative, exemplars, native, create
             _double(&b, 2, bound)
             if ex is not None:
                 _field_bytes(&b, 3, ex)
-        if native is not None:
-            if type(native) is NativeHistogram:
-                _native_part(&b, <NativeHistogram> native)
-            else:
-                schema, zt, zero, pos, neg = native
-                _varint(&b, 5 << 3)
-                _varint(&b, _zigzag(schema))
-                _double(&b, 6, zt)
-                _varint(&b, 7 << 3)
-                _varint(&b, zero)
-                if not pos and not neg and not zero and not zt:
-                    _raw(&b, <const unsigned char *> b"\x62\x04\x08\x00\x10\x00", 6)
-                _side_from_list(&b, 9, 10, list(neg))
-                _side_from_list(&b, 12, 13, list(pos))
+        if has_native:
+            _raw(&b, nb.p, nb.n)
         if created is not None:
             _field_bytes(&b, 15, created)
         return PyBytes_FromStringAndSize(<char *> b.p, b.n)
     finally:
         PyMem_Free(b.p)
+        PyMem_Free(nb.p)
 
 
 # --- C entry point for the cells ------------------------------------------------

@@ -17,6 +17,7 @@ once (schema - 1, neighbouring buckets merged), down to schema -4.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 import sys
@@ -110,7 +111,9 @@ def _check_config(schema: int, zero_threshold: float, max_buckets: int) -> tuple
 class NativeHistogram:
     """Zero count and sparse bucket counts by key, on both sides of zero."""
 
-    __slots__ = ("_lock", "_max", "_neg", "_pos", "_schema", "_zero", "_zt")
+    __slots__ = (
+        "_files", "_lock", "_marked", "_max", "_neg", "_pos", "_prefix", "_schema", "_slots", "_zero", "_zt",
+    )  # fmt: skip
 
     def __init__(self, schema: int, zero_threshold: float, max_buckets: int) -> None:
         self._schema, self._zt, self._max = _check_config(schema, zero_threshold, max_buckets)
@@ -118,26 +121,87 @@ class NativeHistogram:
         self._pos: dict[int, int] = {}
         self._neg: dict[int, int] = {}
         self._lock = threading.Lock()
+        # Multiprocess mode (``attach``): this process' native file, and where each entry is.
+        self._files: Any = None
+        self._prefix = ""
+        self._slots: dict[tuple[str, int, int], tuple[Any, int] | None] = {}
+        self._marked: int | None = None
 
     def observe(self, amount: float) -> None:
         v = float(amount)
         if v != v:  # NaN: in no bucket (client_golang skips it too)
             return
         with self._lock:
+            schema = self._schema
             if v > self._zt:
-                key = _key(v, self._schema)
+                key = _key(v, schema)
                 self._pos[key] = self._pos.get(key, 0) + 1
+                kind = "p"
             elif v < -self._zt:
-                key = _key(-v, self._schema)
+                key = _key(-v, schema)
                 self._neg[key] = self._neg.get(key, 0) + 1
+                kind = "n"
             else:
                 self._zero += 1
+                key, kind = 0, "z"
+            if self._files is not None:  # the one branch multiprocess mode costs when off
+                self._write(kind, schema, key)
             # After every observation, zero bucket included, and once: a histogram still too
             # wide after halving halves again on the next one (client_golang's limitBuckets).
             if self._max and len(self._pos) + len(self._neg) > self._max and self._schema > MIN_SCHEMA:
                 self._schema -= 1
                 self._pos = _halve(self._pos)
                 self._neg = _halve(self._neg)
+                if self._files is not None:
+                    self._mark()
+
+    # --- multiprocess mode (``_native_files``) -------------------------------------
+
+    def attach(self, files: Any, prefix: str) -> None:
+        """Write every observation through to ``files`` (a ``NativeFiles``), under keys starting ``prefix``.
+
+        The entries show now (an empty part, as the store's cells show their zeros).
+        """
+        with self._lock:
+            self._files, self._prefix, self._slots = files, prefix, {}
+            files.track(self)
+            self._mark()
+
+    def _entry(self, kind: str, a: int, b: int) -> tuple[Any, int] | None:
+        slot = self._slots.get((kind, a, b), _NO_SLOT)
+        if slot is _NO_SLOT:
+            first = json.dumps(self._zt) if kind == "z" else str(a)
+            slot = self._slots[kind, a, b] = self._files.slot(f'{self._prefix}"{kind}", {first}, {b}]')
+        return slot  # type: ignore[return-value]
+
+    def _mark(self) -> None:
+        # This process' part was at this schema (the reader's lowest), and the zero entry
+        # carries the zero threshold.
+        self._marked = self._schema
+        for kind, a, value in (("m", self._schema, 1.0), ("z", 0, None)):
+            slot = self._entry(kind, a, 0)
+            if slot is not None and value is not None:
+                _VALUE.pack_into(slot[0], slot[1], value)
+
+    def _write(self, kind: str, schema: int, key: int) -> None:
+        try:
+            if self._marked != schema:
+                self._mark()
+            slot = self._entry(kind, 0 if kind == "z" else schema, key)
+            if slot is not None:
+                m, pos = slot
+                _VALUE.pack_into(m, pos, _VALUE.unpack_from(m, pos)[0] + 1.0)
+        except Exception:  # instrumentation never breaks the app: the observation stays in process
+            pass
+
+    def _forked(self) -> None:
+        # A forked child: the parent's counts stay the parent's; ours start at 0, in files of our own.
+        self._lock = threading.Lock()
+        self._zero = 0
+        self._pos = {}
+        self._neg = {}
+        self._slots = {}
+        self._marked = None
 
     @property
     def schema(self) -> int:
@@ -239,6 +303,8 @@ def spans_and_deltas(buckets: Sequence[tuple[int, int]]) -> tuple[list[tuple[int
 # --- protobuf wire format (io.prometheus.client, proto2) ----------------------
 
 _DOUBLE = struct.Struct("<d")
+_VALUE = struct.Struct("d")  # a value in a multiprocess file: native byte order, as prometheus_client's
+_NO_SLOT: Any = object()
 
 
 def _varint(n: int) -> bytes:
@@ -282,20 +348,32 @@ def encode_histogram(
     count is ``sample_count``); ``exemplars``: None or one encoded Exemplar message (or
     None) per bound; ``native``: None, a ``NativeHistogram`` or a state tuple;
     ``created``: an encoded Timestamp message or None; ``total`` None leaves out the sum.
+
+    With a native part, ``sample_count`` is the observations its buckets hold (zero
+    bucket included), read at the same instant as them, not ``count``: Prometheus
+    refuses a native histogram whose count is below its buckets', and the classic
+    counts, read a moment earlier by the caller, may be behind (or, without a GIL,
+    ahead: a classic count above it is lowered to it).
     """
+    state = None
+    if native is not None:
+        state = native.state() if isinstance(native, NativeHistogram) else native
+        count = int(state[2]) + sum(int(c) for _, c in state[3]) + sum(int(c) for _, c in state[4])
     out = bytearray(_field_varint(1, int(count)))
     if total is not None:
         out += _field_double(2, total)
     for i, bound in enumerate(bounds):
         if bound == _INF:
             continue
-        bucket = _field_varint(1, int(cumulative[i])) + _field_double(2, bound)
+        c = int(cumulative[i])
+        if state is not None and c > count:
+            c = int(count)
+        bucket = _field_varint(1, c) + _field_double(2, bound)
         ex = exemplars[i] if exemplars else None
         if ex is not None:
             bucket += _field_bytes(3, ex)
         out += _field_bytes(3, bucket)
-    if native is not None:
-        state = native.state() if isinstance(native, NativeHistogram) else native
+    if state is not None:
         schema, zt, zero, pos, neg = state
         out += _varint(5 << 3) + _varint(_zigzag(int(schema)))
         out += _field_double(6, zt)

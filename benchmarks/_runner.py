@@ -64,11 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", metavar="FILE", type=Path, help="also dump the results")
     parser.add_argument("--plot", metavar="PNG", type=Path, help="also draw the results (needs matplotlib)")
+    parser.add_argument(
+        "--list", action="store_true", help="print the names of the cases (those --case selects) and exit"
+    )
     args = parser.parse_args(argv)
 
     cases = load_cases(args.case)
     if not cases:
         parser.error(f"no case matches {args.case!r}")
+    if args.list:
+        for case in cases:
+            print(case.name)
+        return 0
     rounds = args.rounds or (3 if args.quick else 7)
     repeat, min_seconds = (3, 0.02) if args.quick else (5, 0.05)
 

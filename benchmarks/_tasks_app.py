@@ -1,8 +1,10 @@
-"""A trivial ``django.tasks`` task for ``bench_background`` (imported only after settings exist)."""
+"""A trivial ``django.tasks`` task function for ``bench_background``.
 
-from django.tasks import task
+A plain module-level function: ``bench_background`` makes the task (``django.tasks.task``)
+once settings exist, because the decorator reads ``settings.TASKS`` and asv imports every
+module here, before any settings, to discover the benchmarks.
+"""
 
 
-@task
 def trivial() -> None:
     return None

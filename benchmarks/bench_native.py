@@ -9,6 +9,9 @@ run, so the ratio of the two rows is the native part's cost.
 ``PROMETHEUS_NATIVE_HISTOGRAMS`` off and on (its latency and body-size histograms observe
 into their native parts too).
 
+``native_mp_http_wsgi``: bench_multiprocess' ``mp_http_wsgi`` request with the setting on
+(the native parts written through to ``native_django_<pid>.native``).
+
 ``native_scrape_text_10k`` / ``native_scrape_protobuf_10k``: one family of 10,000
 labelled native+classic children (20 lognormal observations each), rendered as the
 exporters render it: the text format (``exposition.render``, classic only) and the
@@ -114,6 +117,28 @@ def _http_case(native: bool) -> Case:
     return Case("native_http_wsgi" + ("" if native else "_off"), settings, build)
 
 
+def _mp_http_case() -> Case:
+    # bench_multiprocess' request (multiprocess mode) with the setting on: its row next to
+    # mp_http_wsgi's is what native parts written through to their files cost per request.
+    from . import bench_multiprocess
+
+    def settings(impl: str) -> dict[str, Any]:
+        s = bench_multiprocess._http_settings(impl)
+        if impl in ("compiled", "pure"):
+            s["PROMETHEUS_NATIVE_HISTOGRAMS"] = True
+        return s
+
+    def build(impl: str) -> Op:
+        op = bench_multiprocess._build_http(impl)
+        if impl in ("compiled", "pure") and not any(
+            f.startswith("native_django_") for f in os.listdir(os.environ[bench_multiprocess.ENV])
+        ):
+            raise RuntimeError("no native histogram file was written")
+        return op
+
+    return Case("native_mp_http_wsgi", settings, build)
+
+
 CASES = [
     _observe_case(False),
     _observe_case(True),
@@ -121,6 +146,7 @@ CASES = [
     _scrape_case("protobuf"),
     _http_case(False),
     _http_case(True),
+    _mp_http_case(),
 ]
 
 

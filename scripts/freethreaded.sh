@@ -131,7 +131,7 @@ for req in project["dependencies"] + project["optional-dependencies"]["test"]:
     if name == "psycopg" and "psycopg-binary" in skip:
         req = req.replace("[binary]", "")  # psycopg's pure-Python implementation, over libpq
     if name not in skip:
-        print(req)
+        print(req.replace(" ", ""))  # one shell word each ($dists is split on whitespace below)
 PY
 )
         log "installing build tools and the test set (less: $SKIP_DISTS)"

@@ -1,20 +1,32 @@
-"""Celery metrics against a real Redis broker and a real prefork worker (2 processes), multiprocess mode.
+"""Celery metrics against a real Redis broker and a real worker of each pool type.
 
 This process publishes a known mix (and counts ``celery_task_sent_total`` itself); the worker's
-main process counts received and revoked tasks, its two pool children the rest, all in one
-PROMETHEUS_MULTIPROC_DIR, served summed by the worker's exporter port. Every family must be
-exact, the active gauge back to 0.
+main process counts received and revoked tasks, its pool (two prefork children, two threads, or
+the main process itself under solo) the rest, served by the worker's exporter port. Prefork and
+solo run in multiprocess mode (PROMETHEUS_MULTIPROC_DIR: the children's files summed; solo's
+one process writing files although it never forks), threads in single-process mode, as a
+one-process worker needs no directory. Every family must be exact, the active gauge back to 0.
+
+Each run has a queue of its own: a worker left over from an interrupted run (or another run on
+the same Redis) consumes only its own queue, so it can neither take this run's tasks nor add
+to its counts.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,23 +38,39 @@ from django.conf import settings  # noqa: E402
 from prometheus_client import REGISTRY, generate_latest  # noqa: E402
 
 from django_prometheus import celery_metrics  # noqa: E402
-from tests.servers import Samples, free_port, parse_samples  # noqa: E402
+from tests.servers import STARTUP_SECONDS, Samples, free_port, parse_samples  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_SECONDS = 120
-WORKER_HOST = "bghost"  # the worker is named w1@bghost
+WORKER_HOST = "bghost"  # the worker is named <pool>-<run>@bghost
 HERE = socket.gethostname()
-Q = "celery"
+#: What the exporter logs when its port is taken (between free_port() and the worker's bind).
+PORT_TAKEN = b"cannot export metrics"
+#: In the banner a worker prints once Django is set up, so once its exporter has bound (or not).
+BANNER = b"[queues]"
+NAMES = ("bg.add", "bg.fail", "bg.retry_once", "bg.reject")
+#: pool -> (its worker options, whether it runs in multiprocess mode)
+POOLS = {
+    "prefork": (["-P", "prefork", "-c", "2"], True),
+    "threads": (["-P", "threads", "-c", "2"], False),
+    "solo": (["-P", "solo"], True),
+}
 
 
 @pytest.fixture
 def broker(require_service) -> str:
     require_service("redis")
-    url = settings.REDIS_URL.rstrip("/") + "/7"
-    client = redis.Redis.from_url(url)
-    client.flushdb()  # no message left by an earlier run
+    return settings.REDIS_URL.rstrip("/") + "/7"
+
+
+@pytest.fixture
+def queue(broker) -> Iterator[str]:
+    """A queue no other run shares; removed from Redis afterwards."""
+    name = f"bg-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(broker)
+    client.delete(name, f"_kombu.binding.{name}")
     client.close()
-    return url
 
 
 @pytest.fixture
@@ -63,8 +91,8 @@ def test_off_nothing_is_connected_or_registered():
     from celery import signals
 
     assert not celery_metrics.enabled()
-    for signal in (signals.before_task_publish, signals.task_prerun, signals.task_received):
-        assert not any("django_prometheus" in str(key) for key, *_ in signal.receivers)
+    for signal_ in (signals.before_task_publish, signals.task_prerun, signals.task_received):
+        assert not any("django_prometheus" in str(key) for key, *_ in signal_.receivers)
     assert b"celery_task_" not in generate_latest(REGISTRY)
 
 
@@ -78,59 +106,109 @@ def sample_value(samples: Samples, family: str, /, **labels: str) -> float:
     return samples.get((family, frozenset(labels.items())), 0.0)
 
 
-def _scrape(port: int) -> Samples:
+def _scrape(port: int) -> Samples | None:
+    """The worker's exporter's samples; None while it does not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             return parse_samples(response.read().decode())
     except OSError:
-        return {}
+        return None
 
 
-def _sent_here(name: str) -> float:
-    labels = {"name": name, "hostname": HERE, "queue_name": Q}
-    return REGISTRY.get_sample_value("celery_task_sent_total", labels) or 0.0
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def scrape(self) -> Samples:
+        """The exporter's samples ({} if it does not answer), failing at once if the worker died."""
+        assert self.proc.poll() is None, f"the worker exited with {self.proc.returncode}:\n{self.output()}"
+        return _scrape(self.port) or {}
 
 
-def test_a_prefork_worker_counts_a_known_mix_exactly(app, broker, tmp_path):
-    app, tasks = app
-    mp = tmp_path / "mp"
-    mp.mkdir()
-    port = free_port()
-    env = {
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Warm shutdown; if it hangs, kill its process group (pool children too): no worker outlives
+    its test to consume from the broker."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextmanager
+def celery_worker(pool: str, queue: str, broker: str, mp: Path | None, log: Path) -> Iterator[Worker]:
+    """A ``celery worker`` of ``pool`` consuming only ``queue``, once its exporter port answers.
+
+    Its port is picked free here and bound by the worker seconds later: if another process took
+    it meanwhile (the worker logs so), the worker is started again on another port.
+    """
+    base = {
         k: v
         for k, v in os.environ.items()
         if k not in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
     }
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.bg_project.settings", PYTHONPATH=str(ROOT), DP_BG_BROKER_URL=broker,
-        DP_BG_CELERY_METRICS="1", DP_BG_EXPORT_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(mp),
-    )  # fmt: skip
-    names = ("bg.add", "bg.fail", "bg.retry_once", "bg.reject")
-    sent_before = {name: _sent_here(name) for name in names}
-    log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.bg_project.celeryapp", "worker", "-P", "prefork",
-             "-c", "2", "-n", f"w1@{WORKER_HOST}", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-l", "warning"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        for _ in range(4):
-            tasks.add.delay(1, 2)
-        tasks.fail.delay("value")
-        tasks.fail.delay("value")
-        tasks.fail.delay("key")
-        tasks.retry_once.delay()
-        tasks.reject.delay()
-        expired = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-        tasks.add.apply_async((0, 0), expires=expired)
+    options = POOLS[pool][0]
+    for _attempt in range(3):
+        port = free_port()
+        env = dict(base, DJANGO_SETTINGS_MODULE="tests.bg_project.settings", PYTHONPATH=str(ROOT),
+                   DP_BG_BROKER_URL=broker, DP_BG_CELERY_METRICS="1", DP_BG_EXPORT_PORT=str(port),
+                   PYTHONUNBUFFERED="1")  # fmt: skip
+        if mp is not None:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(mp)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "tests.bg_project.celeryapp", "worker", *options,
+                 "-Q", queue, "-n", f"{pool}-{queue}@{WORKER_HOST}", "--without-gossip", "--without-mingle",
+                 "--without-heartbeat", "-l", "warning"],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + STARTUP_SECONDS
+            while BANNER not in (text := log.read_bytes()) or (
+                PORT_TAKEN not in text and _scrape(port) is None
+            ):
+                assert proc.poll() is None, f"the worker exited with {proc.returncode}:\n{log.read_text()}"
+                assert time.monotonic() < deadline, f"not ready in {STARTUP_SECONDS}s:\n{log.read_text()}"
+                time.sleep(0.1)
+            if PORT_TAKEN not in text:
+                yield Worker(proc, port, log)
+                return
+        finally:
+            _stop(proc)
+    pytest.fail(f"the worker's exporter port was taken three times:\n{log.read_text()}")
 
-        w = {"hostname": WORKER_HOST, "queue_name": Q}
+
+def _sent_here(name: str, queue: str) -> float:
+    labels = {"name": name, "hostname": HERE, "queue_name": queue}
+    return REGISTRY.get_sample_value("celery_task_sent_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("pool", list(POOLS))
+def test_a_worker_counts_a_known_mix_exactly(pool, app, broker, queue, tmp_path):
+    app, tasks = app
+    multiprocess = POOLS[pool][1]
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    w = {"hostname": WORKER_HOST, "queue_name": queue}
+    with celery_worker(pool, queue, broker, mp if multiprocess else None, tmp_path / "worker.log") as worker:
+        for _ in range(4):
+            tasks.add.apply_async((1, 2), queue=queue)
+        for kind in ("value", "value", "key"):
+            tasks.fail.apply_async((kind,), queue=queue)
+        tasks.retry_once.apply_async(queue=queue)
+        tasks.reject.apply_async(queue=queue)
+        expired = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+        tasks.add.apply_async((0, 0), expires=expired, queue=queue)
+
         deadline = time.monotonic() + DEADLINE_SECONDS
         while True:
-            assert worker.poll() is None, log_path.read_text()
-            s = _scrape(port)
+            s = worker.scrape()
             done = (
                 sample_value(s, "celery_task_succeeded_total", name="bg.add", **w),
                 sample_value(s, "celery_task_succeeded_total", name="bg.retry_once", **w),
@@ -142,13 +220,9 @@ def test_a_prefork_worker_counts_a_known_mix_exactly(app, broker, tmp_path):
             )  # fmt: skip
             if done == (4, 1, 3, 1, 1, 0):
                 break
-            assert time.monotonic() < deadline, (
-                f"not done in {DEADLINE_SECONDS}s: {done}\n{log_path.read_text()}"
-            )
-            time.sleep(0.2)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+            assert time.monotonic() < deadline, f"not done in {DEADLINE_SECONDS}s: {done}\n{worker.output()}"
+            time.sleep(0.1)
+        worker_pid = worker.proc.pid
 
     def v(family: str, name: str, **extra: str) -> float:
         return sample_value(s, family, name=name, **w, **extra)
@@ -160,7 +234,7 @@ def test_a_prefork_worker_counts_a_known_mix_exactly(app, broker, tmp_path):
             "celery_task_retried_total", "celery_task_revoked_total", "celery_task_rejected_total",
             "celery_task_runtime_count",
         )
-        for name in names
+        for name in NAMES
     }  # fmt: skip
     expected = {key: 0.0 for key in got}
     expected.update({
@@ -185,12 +259,23 @@ def test_a_prefork_worker_counts_a_known_mix_exactly(app, broker, tmp_path):
     assert v("celery_task_failed_total", "bg.fail", exception="KeyError") == 1
     assert sample_value(s, "celery_worker_tasks_active", hostname=WORKER_HOST) == 0
     # Queue wait, from the header stamped at publish, for every started task.
-    waits = {n: sample_value(s, "celery_task_queue_wait_seconds_count", name=n, queue_name=Q) for n in names}
+    waits = {
+        n: sample_value(s, "celery_task_queue_wait_seconds_count", name=n, queue_name=queue) for n in NAMES
+    }
     assert waits == {"bg.add": 4, "bg.fail": 3, "bg.retry_once": 2, "bg.reject": 1}
     # Published here: counted here (this process is not in multiprocess mode), the expired one too.
-    sent = {name: _sent_here(name) - sent_before[name] for name in names}
-    assert sent == {"bg.add": 5, "bg.fail": 3, "bg.retry_once": 1, "bg.reject": 1}
-    # The retry was published by a pool child: counted in the worker's files, with the worker's host.
-    assert sample_value(s, "celery_task_sent_total", name="bg.retry_once", hostname=HERE, queue_name=Q) == 1
-    # Two pool children and the main process wrote files of their own.
-    assert len({p.stem.rsplit("_", 1)[1] for p in mp.glob("*.db")}) >= 2
+    assert {name: _sent_here(name, queue) for name in NAMES} == {
+        "bg.add": 5, "bg.fail": 3, "bg.retry_once": 1, "bg.reject": 1
+    }  # fmt: skip
+    # The retry was published by the pool: counted in the worker's files, with the worker's host.
+    assert (
+        sample_value(s, "celery_task_sent_total", name="bg.retry_once", hostname=HERE, queue_name=queue) == 1
+    )
+    # Which processes wrote (files named ..._<pid>.db, gauges ..._<pid>.db_django.db).
+    writers = {int(m[1]) for p in mp.iterdir() if (m := re.search(r"_(\d+)\.db", p.name))}
+    if pool == "prefork":  # the main process and pool children wrote files of their own
+        assert worker_pid in writers and len(writers) >= 2
+    elif multiprocess:  # solo runs the tasks in the worker's main process
+        assert writers == {worker_pid}
+    else:
+        assert writers == set()

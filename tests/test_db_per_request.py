@@ -9,6 +9,7 @@ whose ORM calls go through ``sync_to_async``, under concurrent requests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -205,7 +206,8 @@ def _migrated_sqlite(path: Path, env: dict[str, str]) -> None:
         env={**os.environ, **environ},
         check=True,
     )
-    with sqlite3.connect(path) as db:
+    # The inner `with` commits; closing() closes (on 3.13 an unclosed connection warns).
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.executemany("INSERT INTO testapp_owner (name) VALUES (?)", [(f"o{i}",) for i in range(12)])
         db.executemany(
             "INSERT INTO testapp_pet (owner_id, name) VALUES (?, ?)", [(i + 1, f"p{i}") for i in range(10)]

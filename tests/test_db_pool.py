@@ -7,6 +7,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,31 +172,44 @@ def hold_while(make: Any, held: threading.Event, release: threading.Event) -> th
     return thread
 
 
-@pytest.mark.django_db(databases=["postgresql_pool"])
-def test_a_request_that_waits_then_gets_a_connection_counts_its_wait(require_service: Any) -> None:
-    require_service("postgresql")
-    alias = "postgresql_pool_wait"
+@contextmanager
+def one_connection_held(
+    alias: str, timeout: float
+) -> Iterator[tuple[Any, PoolDelta, threading.Event, threading.Thread]]:
+    """A pool of one connection for ``alias``, that connection held by a thread until ``release``.
+
+    Yields a second wrapper on the pool (its checkout waits up to ``timeout`` seconds), the pool
+    counters' delta from before the pool existed, ``release`` and the holding thread; on exit the
+    thread gives its connection back and the pool is closed.
+    """
 
     def wrapper() -> Any:
-        return fresh_wrapper(
-            "postgresql_pool", alias, OPTIONS={"pool": {"min_size": 1, "max_size": 1, "timeout": 30}}
-        )
+        options = {"pool": {"min_size": 1, "max_size": 1, "timeout": timeout}}
+        return fresh_wrapper("postgresql_pool", alias, OPTIONS=options)
 
     delta = PoolDelta(alias)
     held, release = threading.Event(), threading.Event()
     holder = hold_while(wrapper, held, release)
-    waiter = wrapper()
+    other = wrapper()
     try:
+        yield other, delta, release, holder
+    finally:
+        release.set()
+        holder.join(30)
+        other.close()
+        other.close_pool()
+
+
+@pytest.mark.django_db(databases=["postgresql_pool"])
+def test_a_request_that_waits_then_gets_a_connection_counts_its_wait(require_service: Any) -> None:
+    require_service("postgresql")
+    with one_connection_held("postgresql_pool_wait", timeout=30) as (waiter, delta, release, holder):
         # The only connection is out: the next checkout queues until it comes back.
         threading.Timer(0.3, release.set).start()
         with waiter.cursor() as cursor:
             cursor.execute("SELECT 1")
         holder.join(30)
         changes = delta()
-    finally:
-        waiter.close()
-        release.set()
-        waiter.close_pool()
     assert changes["django_db_pool_requests_total"] == 2
     assert changes["django_db_pool_wait_seconds_total"] > 0
     assert changes["django_db_pool_timeouts_total"] == 0
@@ -206,26 +221,12 @@ def test_a_request_that_times_out_counts_a_timeout_and_its_wait(require_service:
     from django.db import OperationalError
 
     require_service("postgresql")
-    alias = "postgresql_pool_timeout"
-
-    def wrapper() -> Any:
-        return fresh_wrapper(
-            "postgresql_pool", alias, OPTIONS={"pool": {"min_size": 1, "max_size": 1, "timeout": 0.3}}
-        )
-
-    delta = PoolDelta(alias)
-    held, release = threading.Event(), threading.Event()
-    holder = hold_while(wrapper, held, release)
-    late = wrapper()
-    try:
+    with one_connection_held("postgresql_pool_timeout", timeout=0.3) as (late, delta, release, holder):
         with pytest.raises(OperationalError):
             late.ensure_connection()
         release.set()
         holder.join(30)
         changes = delta()
-    finally:
-        release.set()
-        late.close_pool()
     assert changes["django_db_pool_requests_total"] == 2
     assert changes["django_db_pool_timeouts_total"] == 1
     # The request that timed out waited its whole timeout (0.3 s, counted in whole milliseconds).

@@ -431,6 +431,37 @@ def test_forked_children_that_do_not_count_leave_no_file(tmp_path):
     assert samples[("django_fork_total", (("who", "child"),))] == 5.0
 
 
+@pytest.mark.parametrize("held", ["compaction", "scrape"])
+def test_a_child_forked_while_the_directory_is_locked_does_not_keep_it_locked(tmp_path, held):
+    # A Celery prefork worker forks its pool while its exporter thread may be scraping or
+    # compacting; with the lock only closed, the child's copy of the descriptor kept it, and
+    # every later scrape of the worker's port waited for it forever.
+    script = textwrap.dedent("""
+        import fcntl, os, sys
+        from django.conf import settings
+        settings.configure()
+        from django_prometheus import multiprocess
+        path, how = sys.argv[1], fcntl.LOCK_EX if sys.argv[2] == "compaction" else fcntl.LOCK_SH
+        r, w = os.pipe()
+        with multiprocess._dir_lock(path, how) as locked:
+            assert locked
+            pid = os.fork()
+            if pid == 0:  # a pool child, alive until told
+                os.close(w)
+                os.read(r, 1)
+                os._exit(0)
+        with multiprocess._dir_lock(path, fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
+            print("free" if free else "still locked")
+        if free:
+            multiprocess.AggregateCollector(path).collect()  # a scrape (it waited forever before)
+        os.write(w, b"x")
+        os.waitpid(pid, 0)
+    """)
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path), held], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.stdout.split() == ["free"]
+
+
 def test_a_missing_multiprocess_directory_says_what_to_do(tmp_path):
     missing = tmp_path / "nope"
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(missing)}

@@ -271,6 +271,21 @@ def test_name_filters_keep_whole_families(pb, registry):
         ("*/*", False),
         (None, False),
         ("", False),
+        # What the parser protobuf.py had of its own handled, now negotiation.choose's:
+        ('application/vnd.google.protobuf;proto="io.prometheus.client.MetricFamily";encoding="delimited"',
+         True),
+        ("APPLICATION/VND.GOOGLE.PROTOBUF ; Proto=io.prometheus.client.MetricFamily ; Encoding=delimited",
+         True),
+        (PROTO + ";q=1.5", False),  # q out of range: the element is skipped
+        (PROTO + ";q=nan", False),
+        (PROTO + ";q=0.5,*/*;q=0.5", True),  # a wildcard loses a tie to a named type
+        ("*/*;q=0.5," + PROTO + ";q=0.5", True),
+        (PROTO + ";q=0.5,text/plain;version=0.0.4;q=0.5", True),  # a tie: the first named wins
+        ("text/plain;version=0.0.4;q=0.5," + PROTO + ";q=0.5", False),
+        (PROTO + ";q=0.9,application/openmetrics-text;version=1.0.0;q=1", False),
+        ("application/json," + PROTO + ";q=0.1", True),  # a type we do not write is no competitor
+        (",;," + PROTO + ";;junk;q=1", True),  # malformed elements and parameters are skipped
+        (" " * 4090 + "," + PROTO, False),  # only a header's first 4096 characters are read
     ],
 )  # fmt: skip
 def test_protobuf_only_when_ranked_highest(accept, wanted):

@@ -1,4 +1,4 @@
-"""What the background-work recorders share: their buckets, label caps and one-time failure log.
+"""What the background-work recorders share: buckets, label caps, a one-time failure log, their hook-up.
 
 ``django.tasks`` (``task_metrics``), Celery (``celery_metrics``) and management
 commands (``command_metrics``) record from signals the frameworks send; a
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
+from typing import Any
 
 logger = logging.getLogger("django_prometheus")
 
@@ -59,3 +61,65 @@ def log_failure(where: str) -> None:
     if where not in _logged:
         _logged.add(where)
         logger.exception("django_prometheus: recording %s failed; the work itself is unaffected", where)
+
+
+class SignalHookup:
+    """A kind of work's switch (``setting``), and its families and receivers, hooked up once.
+
+    ``connections()`` names the ``(signal, receiver)`` pairs; it raises ImportError
+    where the framework is missing, and then nothing is installed. Each receiver is
+    connected strongly under ``uid_prefix + its name``. A module exposes the three
+    methods as its ``enabled``, ``install`` and ``uninstall``.
+    """
+
+    __slots__ = ("_connections", "_installed", "_lock", "families", "setting", "uid_prefix")
+
+    def __init__(
+        self,
+        setting: str,
+        families: Iterable[Any],
+        connections: Callable[[], list[tuple[Any, Any]]],
+        uid_prefix: str,
+    ) -> None:
+        self.setting = setting
+        self.families = tuple(families)
+        self.uid_prefix = uid_prefix
+        self._connections = connections
+        self._installed = False
+        self._lock = threading.Lock()
+
+    def enabled(self) -> bool:
+        """Whether the setting asks for this kind of work to be recorded (default False)."""
+        from django_prometheus import conf
+
+        return bool(conf.setting(self.setting, False))
+
+    def install(self) -> bool:
+        """Connect the receivers and register the families (once); False where the framework is missing."""
+        try:
+            connections = self._connections()
+        except ImportError:
+            return False
+        with self._lock:
+            if not self._installed:
+                from prometheus_client import REGISTRY
+
+                for family in self.families:
+                    REGISTRY.register(family)
+                for signal, receiver in connections:
+                    signal.connect(receiver, weak=False, dispatch_uid=self.uid_prefix + receiver.__name__)
+                self._installed = True
+        return True
+
+    def uninstall(self) -> None:
+        """Disconnect the receivers and unregister the families (their values are kept)."""
+        with self._lock:
+            if not self._installed:
+                return
+            from prometheus_client import REGISTRY
+
+            for signal, receiver in self._connections():
+                signal.disconnect(receiver, dispatch_uid=self.uid_prefix + receiver.__name__)
+            for family in self.families:
+                REGISTRY.unregister(family)
+            self._installed = False

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from django_prometheus import conf
-from django_prometheus.background import BUCKETS, LabelCap, log_failure
+from django_prometheus.background import BUCKETS, LabelCap, SignalHookup, log_failure
 from django_prometheus.metrics import Counter, Gauge, Histogram
 
 __all__ = ["HEADER", "SETTINGS", "enabled", "install", "uninstall"]
@@ -241,11 +241,6 @@ def on_retry(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
         log_failure("a Celery task retry")
 
 
-def enabled() -> bool:
-    """``PROMETHEUS_CELERY_METRICS``: record Celery work (default False)."""
-    return bool(conf.setting("PROMETHEUS_CELERY_METRICS", False))
-
-
 def _connections() -> list[tuple[Any, Any]]:
     from celery import signals
 
@@ -263,38 +258,6 @@ def _connections() -> list[tuple[Any, Any]]:
     ]
 
 
-_installed = False
-
-
-def install() -> bool:
-    """Connect the receivers and register the families; False where Celery is not importable."""
-    global _installed
-    try:
-        connections = _connections()
-    except ImportError:
-        return False
-    with _lock:
-        if not _installed:
-            from prometheus_client import REGISTRY
-
-            for family in FAMILIES:
-                REGISTRY.register(family)
-            for signal, receiver in connections:
-                signal.connect(receiver, weak=False, dispatch_uid=f"django_prometheus.{receiver.__name__}")
-            _installed = True
-    return True
-
-
-def uninstall() -> None:
-    """Disconnect the receivers and unregister the families (their values are kept)."""
-    global _installed
-    with _lock:
-        if not _installed:
-            return
-        from prometheus_client import REGISTRY
-
-        for signal, receiver in _connections():
-            signal.disconnect(receiver, dispatch_uid=f"django_prometheus.{receiver.__name__}")
-        for family in FAMILIES:
-            REGISTRY.unregister(family)
-        _installed = False
+# enabled(): PROMETHEUS_CELERY_METRICS; install() is False where Celery is not importable.
+_hookup = SignalHookup("PROMETHEUS_CELERY_METRICS", FAMILIES, _connections, "django_prometheus.")
+enabled, install, uninstall = _hookup.enabled, _hookup.install, _hookup.uninstall

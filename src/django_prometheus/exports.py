@@ -50,11 +50,10 @@ def _exposition(
     registry: Any, accept: str | None, accept_encoding: str | None, names: list[str]
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """The body and headers of a scrape, negotiated from the scraper's two headers."""
-    proto = protobuf.answer(registry, accept, names)  # when Accept ranks protobuf highest
-    if proto is not None:
-        body, headers = proto[0], [("Content-Type", proto[1])]
+    chosen = negotiation.choose(accept, protobuf=True, schemes=_SCHEMES)
+    if chosen.kind == negotiation.PROTOBUF:
+        body, headers = protobuf.render(registry, names or None), [("Content-Type", protobuf.CONTENT_TYPE)]
     else:
-        chosen = negotiation.choose(accept, schemes=_SCHEMES)
         body = render(registry, chosen.openmetrics, names or None, chosen.escaping)
         headers = [("Content-Type", chosen.content_type)]
     if negotiation.gzip_accepted(accept_encoding):

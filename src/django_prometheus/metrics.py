@@ -33,7 +33,7 @@ from prometheus_client.utils import floatToGoString
 
 from django_prometheus import disabled
 from django_prometheus import native as native_settings
-from django_prometheus._core import _cells
+from django_prometheus._core import _cells, _native_files
 from django_prometheus.conf import multiprocess_dir
 
 __all__ = ["MULTIPROCESS_DIR", "Counter", "Gauge", "Histogram", "multiprocess_store"]
@@ -50,6 +50,22 @@ _store_lock = threading.Lock()
 
 def _check_pid(**kwargs: Any) -> None:
     _store.check_pid()
+    if _native is not None:
+        _native.check_pid()
+
+
+_native: Any = None
+
+
+def native_files() -> Any:
+    """This process' native histogram file (multiprocess mode; created on first use)."""
+    global _native
+    if _native is None:
+        multiprocess_store()  # the directory's checks, and the pid check per request
+        with _store_lock:
+            if _native is None:
+                _native = _native_files.NativeFiles(MULTIPROCESS_DIR)
+    return _native
 
 
 def multiprocess_store() -> Any:
@@ -312,8 +328,8 @@ class Histogram(_CellBacked, prometheus_client.Histogram):
     ``native=True`` (default: ``PROMETHEUS_NATIVE_HISTOGRAMS``) gives every child a
     native histogram next to its classic buckets, shown by the protobuf exposition;
     ``native_bucket_factor``, ``native_zero_threshold`` and ``native_max_buckets``
-    default to the native histogram settings (``django_prometheus.native``). Single-process only
-    for now: in multiprocess mode the classic buckets alone are kept.
+    default to the native histogram settings (``django_prometheus.native``). In multiprocess
+    mode the native parts go to files of their own, merged by the scrape.
 
     Made and used as ``prometheus_client.Histogram`` (``buckets=`` as there;
     ``+Inf`` is added); ``observe()`` takes an exemplar, and
@@ -371,14 +387,21 @@ class Histogram(_CellBacked, prometheus_client.Histogram):
         labelnames = list(self._labelnames)
         bucket_labelnames = [*labelnames, "le"]
         les = [floatToGoString(b) for b in bounds]
+        native_config = self._native_config
+        files = native_files() if native_config is not None else None
 
         def factory(values: tuple[str, ...]) -> Any:
             bucket_keys = [
                 mmap_key(name, name + "_bucket", bucket_labelnames, [*values, le], doc) for le in les
             ]
-            return store.histogram(
+            cell = store.histogram(
                 bounds, bucket_keys, mmap_key(name, name + "_sum", labelnames, list(values), doc)
             )
+            if native_config is not None:  # its own file kind: see _core/_native_files.py
+                part = native_config.new()
+                part.attach(files, _native_files.child_prefix(name, labelnames, values))
+                cell.set_native(part)
+            return cell
 
         return factory
 

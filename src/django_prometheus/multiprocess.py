@@ -32,7 +32,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from django_prometheus._core import _expo
+from django_prometheus._core import _expo, _native, _native_files
 
 __all__ = ["AggregateCollector", "CompactionError", "compact", "mark_process_dead", "merge"]
 
@@ -194,6 +194,77 @@ def _scrape_files(path: str) -> list[str]:
     return paths
 
 
+# --- Native histograms: their own files (``_core/_native_files.py`` says what is in them) --------
+
+
+def _native_scrape_files(path: str) -> list[str]:
+    """Every native file of ``path`` (the archive included), plus folds a crash left unfinished."""
+    paths = glob.glob(os.path.join(path, f"{_native_files.PREFIX}*{_native_files.SUFFIX}"))
+    folding = glob.glob(os.path.join(path, f"{_native_files.PREFIX}*{_NATIVE_FOLDING}"))
+    if folding:
+        done = _absorbed(os.path.join(path, _native_files.ARCHIVE))
+        paths += [f for f in folding if os.path.basename(f) not in done]
+    return paths
+
+
+def native_states(paths: list[str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], tuple]:
+    """``(family name, sorted labels) -> (schema, zero_threshold, zero_count, positive, negative)``.
+
+    Every process' entries of a child brought to the lowest schema marked for it,
+    then added (``merge_states``): the merge of every process' native histogram.
+    A child whose processes disagree on the zero threshold (a changed setting
+    between deploys) has no exact merge: it is left out (its classic buckets stay).
+    """
+    keys: list[str] = []
+
+    def resolve(key: str, index: int) -> int:
+        keys.append(key)
+        return len(keys) - 1
+
+    sums, _ = _expo.scan(paths, [False] * len(paths), resolve)
+    children: dict[tuple, dict[str, Any]] = {}
+    for key, total in zip(keys, sums, strict=False):
+        try:
+            name, labelnames, labelvalues, kind, a, b = json.loads(key)
+            ident = (name, tuple(sorted(zip(labelnames, labelvalues, strict=True))))
+        except (ValueError, TypeError):  # not an entry of ours: skipped
+            continue
+        child = children.get(ident)
+        if child is None:
+            child = children[ident] = {"m": set(), "z": {}, "p": {}, "n": {}}
+        if kind == "m":
+            if total > 0:
+                child["m"].add(int(a))
+        elif kind == "z":
+            child["z"][float(a)] = child["z"].get(float(a), 0.0) + total
+        elif kind in ("p", "n") and total > 0:
+            side = child[kind].setdefault(int(a), {})
+            side[int(b)] = side.get(int(b), 0.0) + total
+    out = {}
+    for ident, child in children.items():
+        schemas = child["m"] | set(child["p"]) | set(child["n"])
+        if len(child["z"]) != 1 or not schemas:
+            continue
+        ((zt, zero),) = child["z"].items()
+        states = [
+            (s, zt, 0, sorted(child["p"].get(s, {}).items()), sorted(child["n"].get(s, {}).items()))
+            for s in sorted(schemas)
+        ]
+        states.append((min(schemas), zt, int(zero), [], []))
+        out[ident] = _native.merge_states(states)
+    return out
+
+
+def _attach_native(metrics: list[Metric], states: dict[tuple, tuple]) -> None:
+    """Give each histogram family its children's merged native parts (the protobuf writer reads them)."""
+    by_name: dict[str, dict[tuple, tuple]] = {}
+    for (name, labels), state in states.items():
+        by_name.setdefault(name, {})[labels] = state
+    for metric in metrics:
+        if metric.type == "histogram" and metric.name in by_name:
+            metric._native_states = by_name[metric.name]  # type: ignore[attr-defined]
+
+
 class AggregateCollector:
     """Every process' metrics from the files of ``path`` (a drop-in for ``MultiProcessCollector``).
 
@@ -230,7 +301,11 @@ class AggregateCollector:
                     exc_info=first,
                 )
         with _dir_lock(self._path, fcntl.LOCK_SH):
-            return merge(_scrape_files(self._path))
+            metrics = merge(_scrape_files(self._path))
+            native_paths = _native_scrape_files(self._path)  # none unless native histograms are on
+            if native_paths:
+                _attach_native(metrics, native_states(native_paths))
+            return metrics
 
     def _expo_metrics(self) -> list[Metric]:
         """The exporters' fast path (``exposition.render``): these metrics, written by the core's writer."""
@@ -281,12 +356,31 @@ def _dir_lock(path: str, how: int) -> Iterator[bool]:
         yield not how & fcntl.LOCK_EX
         return
     try:
-        try:
-            fcntl.flock(fd, how)
-        except BlockingIOError:
-            yield False
-            return
+        fcntl.flock(fd, how)
+    except BaseException as exc:
+        os.close(fd)
+        if not isinstance(exc, BlockingIOError):
+            raise
+        yield False
+        return
+    try:
         yield True
+    finally:
+        _release(fd)
+
+
+def _release(fd: int) -> None:
+    """Unlock, then close: closing alone is not enough.
+
+    An flock belongs to the open file, which a process forked meanwhile shares
+    through its copy of the descriptor (a Celery prefork pool or a gunicorn
+    worker started while this process' exporter thread scrapes or compacts).
+    The copy keeps the lock for the child's whole life, and then every later
+    scrape waits for the directory's lock forever. Unlocking frees it for all
+    copies.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 
@@ -406,9 +500,9 @@ def compact(path: str, pid: int | None = None, blocking: bool = True) -> int:
                     raise CompactionError(path, exc, _put_back(path)) from exc
             finally:
                 for fd in held:
-                    os.close(fd)
+                    _release(fd)
             if not more:
-                return folded
+                return folded + _compact_native(path)
             pid = None  # prometheus_client's files of that pid went in the first batch
     return folded
 
@@ -433,7 +527,7 @@ def _drop_dead_live_gauges(path: str) -> int:
         except FileNotFoundError:
             pass
         finally:
-            os.close(fd)
+            _release(fd)
     return dropped
 
 
@@ -529,6 +623,67 @@ def _fold_type(path: str, typ: str, new: list[str]) -> int:
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(path, name))
     return len(pending)
+
+
+_NATIVE_FOLDING = ".nfolding"  # not ".folding": the classic folds' globs must never meet these
+
+
+def _compact_native(path: str) -> int:
+    """Fold dead processes' native histogram files into the native archive (``compact``'s steps).
+
+    The same crash-safe protocol as the classic folds: rename to
+    ``<name>.<token>.nfolding`` (scrapes read those), write the new archive,
+    which records what it absorbed, to a temporary name and rename it over the
+    old one (the commit), then remove what it absorbed. Entries only add up
+    (see ``_core/_native_files.py``), so folding changes no merged histogram.
+    Called with the directory's exclusive lock held.
+    """
+    archive = os.path.join(path, _native_files.ARCHIVE)
+    for stale in glob.glob(archive + ".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)
+    done = _absorbed(archive)
+    token = uuid.uuid4().hex[:12]
+    pending: list[str] = []
+    held: list[int] = []
+    try:
+        for name in sorted(os.listdir(path)):
+            if not name.startswith(_native_files.PREFIX):
+                continue
+            if name.endswith(_NATIVE_FOLDING):
+                if name in done:  # folded by a compaction that died before removing it
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(os.path.join(path, name))
+                else:
+                    pending.append(name)
+            elif name.endswith(_native_files.SUFFIX) and name != _native_files.ARCHIVE:
+                fd = _try_lock_dead(os.path.join(path, name))
+                if fd is None:  # a live process writes it
+                    continue
+                held.append(fd)
+                folding = f"{name}.{token}{_NATIVE_FOLDING}"
+                os.rename(os.path.join(path, name), os.path.join(path, folding))
+                pending.append(folding)
+        if not pending:
+            return 0
+        keys: dict[str, int] = {}
+
+        def resolve(key: str, index: int) -> int:
+            return keys.setdefault(key, len(keys))
+
+        paths = [archive, *(os.path.join(path, name) for name in pending)]
+        sums, _ = _expo.scan(paths, [False] * len(paths), resolve)
+        try:
+            _write_archive(archive, {key: sums[target] for key, target in keys.items()}, sorted(pending))
+        except Exception as exc:  # the .nfolding files stay: scrapes count them, the next fold takes them
+            raise CompactionError(path, exc, sorted(pending)) from exc
+        for name in pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(path, name))
+        return len(pending)
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 def _ours(folding: str) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client import metrics as _pc_metrics
 
-from django_prometheus import exposition
+from django_prometheus import exposition, negotiation
 from django_prometheus._core import _expo, _native
 
 __all__ = ["CONTENT_TYPE", "answer", "render", "render_metrics", "wants_protobuf"]
@@ -29,9 +29,6 @@ __all__ = ["CONTENT_TYPE", "answer", "render", "render_metrics", "wants_protobuf
 #: The Content-Type of a protobuf answer (Prometheus' and client_golang's spelling).
 CONTENT_TYPE = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 
-_MEDIA = "application/vnd.google.protobuf"
-_PROTO = "io.prometheus.client.MetricFamily"
-_MAX_HEADER = 4096
 
 # io.prometheus.client.MetricType
 COUNTER, GAUGE, SUMMARY, UNTYPED, HISTOGRAM, GAUGE_HISTOGRAM = range(6)
@@ -55,42 +52,19 @@ _HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum", "_created")
 
 
 def wants_protobuf(accept: str | None) -> bool:
-    """True when ``Accept`` ranks the delimited MetricFamily protobuf highest (ties included).
+    """True when ``Accept`` ranks the delimited MetricFamily protobuf highest of the formats we write.
 
-    Only ``proto=io.prometheus.client.MetricFamily`` with ``encoding=delimited``
-    counts; any other element is a text format or a wildcard, and a malformed
-    one is skipped (the text format is the fallback, never an error).
+    ``negotiation.choose``'s rules (one parser for every format): only
+    ``proto=io.prometheus.client.MetricFamily`` with ``encoding=delimited`` counts,
+    the highest ``q`` wins, a tie goes to the first named (a wildcard loses it),
+    and a malformed element is skipped (the text format is the fallback, never
+    an error).
     """
-    best_proto = best_other = 0.0
-    for element in (accept or "")[:_MAX_HEADER].split(","):
-        token, *raw = element.split(";")
-        token = token.strip().lower()
-        if not token:
-            continue
-        params = {}
-        for part in raw:
-            name, eq, value = part.partition("=")
-            if eq:
-                params[name.strip().lower()] = value.strip().strip('"')
-        try:
-            q = float(params.pop("q", "1"))
-        except ValueError:
-            continue
-        if not 0.0 <= q <= 1.0:
-            continue
-        if token == _MEDIA:
-            if params.get("proto") == _PROTO and params.get("encoding") == "delimited":
-                best_proto = max(best_proto, q)
-        else:
-            best_other = max(best_other, q)
-    return best_proto > 0.0 and best_proto >= best_other
+    return negotiation.choose(accept, protobuf=True).kind == negotiation.PROTOBUF
 
 
 def answer(registry: Any, accept: str | None, names: Sequence[str] | None) -> tuple[bytes, str] | None:
-    """``(body, Content-Type)`` of the protobuf exposition when ``Accept`` ranks it highest, else None.
-
-    The exporters' one call into this module (view, port, port range).
-    """
+    """``(body, Content-Type)`` of the protobuf exposition when ``Accept`` ranks it highest, else None."""
     if not wants_protobuf(accept):
         return None
     return render(registry, names or None), CONTENT_TYPE
@@ -345,6 +319,8 @@ def _encode(metric: Any) -> bytes:
         else:
             strays.append(s)
     bodies = []
+    # Multiprocess aggregates: the children's merged native parts (``multiprocess.native_states``).
+    native_states = getattr(metric, "_native_states", None)
     for labels, g in groups.items():
         head = _labels(labels)
         if g["timestamp"] is not None:
@@ -365,7 +341,10 @@ def _encode(metric: Any) -> bytes:
             cumulative = [s.value for s in buckets]
             count = g["count"].value if "count" in g else (cumulative[-1] if cumulative else 0.0)
             exemplars = [None if s.exemplar is None else _sample_exemplar(s.exemplar) for s in buckets]
-            body = _histogram(count, g["sum"].value if "sum" in g else None, bounds, cumulative, exemplars)
+            native = native_states.get(tuple(sorted(labels))) if native_states else None
+            body = _histogram(
+                count, g["sum"].value if "sum" in g else None, bounds, cumulative, exemplars, native
+            )
             if "created" in g:
                 body += _ld(15, _timestamp(g["created"].value))
             bodies.append(head + _ld(7, body) + tail)
@@ -391,11 +370,19 @@ def _encode(metric: Any) -> bytes:
 
 
 def _histogram(
-    count: float, total: float | None, bounds: list[float], cumulative: list[float], exemplars: list[Any]
+    count: float,
+    total: float | None,
+    bounds: list[float],
+    cumulative: list[float],
+    exemplars: list[Any],
+    native: tuple | None = None,
 ) -> bytes:
-    """A Histogram body from samples, whose counts may be fractional (then the *_float fields)."""
+    """A Histogram body from samples, whose counts may be fractional (then the *_float fields).
+
+    ``native``: None or a native part's state, written next to whole counts.
+    """
     if all(c == int(c) for c in [count, *cumulative] if c == c and abs(c) != _INF):
-        return _native.encode_histogram(count, total, bounds, cumulative, exemplars, None, None)
+        return _native.encode_histogram(count, total, bounds, cumulative, exemplars, native, None)
     out = _double(4, count)
     if total is not None:
         out += _double(2, total)

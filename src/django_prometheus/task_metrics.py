@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from django_prometheus import conf
-from django_prometheus.background import BUCKETS, LabelCap, log_failure
+from django_prometheus.background import BUCKETS, LabelCap, SignalHookup, log_failure
 from django_prometheus.metrics import Counter, Gauge, Histogram
 
 __all__ = ["SETTINGS", "enabled", "install", "uninstall"]
@@ -179,12 +179,9 @@ def on_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
         log_failure("a django.tasks finish")
 
 
-def enabled() -> bool:
-    """``PROMETHEUS_TASK_METRICS``: record ``django.tasks`` work (default False)."""
-    return bool(conf.setting("PROMETHEUS_TASK_METRICS", False))
+def _connections() -> list[tuple[Any, Any]]:
+    from django.tasks import signals  # ImportError before Django 6.0
 
-
-def _receivers(signals: Any) -> list[tuple[Any, Any]]:
     return [
         (signals.task_enqueued, on_enqueued),
         (signals.task_started, on_started),
@@ -192,40 +189,6 @@ def _receivers(signals: Any) -> list[tuple[Any, Any]]:
     ]
 
 
-_installed = False
-
-
-def install() -> bool:
-    """Connect the three receivers and register the families; False where ``django.tasks`` is missing."""
-    global _installed
-    try:
-        from django.tasks import signals
-    except ImportError:  # Django < 6.0
-        return False
-    with _lock:
-        if not _installed:
-            from prometheus_client import REGISTRY
-
-            for family in FAMILIES:
-                REGISTRY.register(family)
-            for signal, receiver in _receivers(signals):
-                uid = f"django_prometheus.tasks.{receiver.__name__}"
-                signal.connect(receiver, weak=False, dispatch_uid=uid)
-            _installed = True
-    return True
-
-
-def uninstall() -> None:
-    """Disconnect the receivers and unregister the families (their values are kept)."""
-    global _installed
-    with _lock:
-        if not _installed:
-            return
-        from django.tasks import signals
-        from prometheus_client import REGISTRY
-
-        for signal, receiver in _receivers(signals):
-            signal.disconnect(receiver, dispatch_uid=f"django_prometheus.tasks.{receiver.__name__}")
-        for family in FAMILIES:
-            REGISTRY.unregister(family)
-        _installed = False
+# enabled(): PROMETHEUS_TASK_METRICS; install() is False where django.tasks is missing (Django < 6.0).
+_hookup = SignalHookup("PROMETHEUS_TASK_METRICS", FAMILIES, _connections, "django_prometheus.tasks.")
+enabled, install, uninstall = _hookup.enabled, _hookup.install, _hookup.uninstall

@@ -43,3 +43,5 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["stderr"], "level": "WARNING"},
 }
+if os.environ.get("MP_NATIVE") == "1":
+    PROMETHEUS_NATIVE_HISTOGRAMS = True
