@@ -524,6 +524,11 @@ cdef class Family:
     cdef dict _children
     cdef dict _aliases
     cdef object _lock
+    # Bumped whenever the set of children changes; the exposition writer keeps what it
+    # prepared for these children (escaped labels, created text) in ``render_cache``
+    # and uses it while the version is the same.
+    cdef readonly Py_ssize_t version
+    cdef public object render_cache
 
     def __cinit__(self, factory):
         # ``factory(label_values)`` makes a child: cells may need their labels
@@ -532,6 +537,8 @@ cdef class Family:
         self._children = {}
         self._aliases = {}
         self._lock = threading.Lock()
+        self.version = 0
+        self.render_cache = None
 
     def get(self, tuple values):
         cell = dp_dict_get(self._children, values)
@@ -550,6 +557,7 @@ cdef class Family:
                 if cell is None:
                     cell = self._factory(clean)
                     self._children[clean] = cell
+                    self.version += 1
                 if clean is not values:
                     self._aliases[values] = cell
         return cell
@@ -560,13 +568,16 @@ cdef class Family:
     def remove(self, tuple values):
         with self._lock:
             cell = self._children.pop(_clean_values(values), None)
-            if cell is not None and self._aliases:
-                self._aliases = {k: c for k, c in self._aliases.items() if c is not cell}
+            if cell is not None:
+                self.version += 1
+                if self._aliases:
+                    self._aliases = {k: c for k, c in self._aliases.items() if c is not cell}
 
     def clear(self):
         with self._lock:
             self._children.clear()
             self._aliases.clear()
+            self.version += 1
 
     def __len__(self):
         return len(self._children)
@@ -660,10 +671,41 @@ cdef void _api_gauge_add(object cell, double amount) noexcept:
     dp_add(&(<Gauge> cell)._v, amount)
 
 
+cdef double _api_counter_get(object cell) noexcept:
+    cdef Counter c = <Counter> cell
+    return c._v if c._p == NULL else c._p[0]
+
+
+cdef double _api_gauge_get(object cell) noexcept:
+    cdef _MpGauge g
+    if type(cell) is _MpGauge:
+        g = <_MpGauge> cell
+        return g._v if g._p == NULL else g._p[0]
+    return (<Gauge> cell)._v
+
+
+cdef Py_ssize_t _api_histogram_get(object cell, double *cumulative, Py_ssize_t n, double *total,
+                                   int *flags) noexcept:
+    cdef Histogram h = <Histogram> cell
+    cdef double acc = 0.0
+    cdef Py_ssize_t i
+    if n > h._n:
+        n = h._n
+    for i in range(n):
+        acc += h._count_at(i)
+        cumulative[i] = acc
+    total[0] = h._sum if h._sum_p == NULL else h._sum_p[0]
+    flags[0] = (1 if h._native is not None else 0) | (2 if h._ex is not None else 0)
+    return h._n
+
+
 cdef dp_cells_api _api
 _api.counter_inc = _api_counter_inc
 _api.histogram_observe = _api_histogram_observe
 _api.gauge_add = _api_gauge_add
+_api.counter_get = _api_counter_get
+_api.gauge_get = _api_gauge_get
+_api.histogram_get = _api_histogram_get
 C_API = PyCapsule_New(<void *> &_api, "django_prometheus._core._cells_c.C_API", NULL)
 
 # --- Multiprocess mode ------------------------------------------------------

@@ -265,7 +265,7 @@ class Family:
     an alias of the cleaned child, so lookups stay one dict probe.
     """
 
-    __slots__ = ("_aliases", "_children", "_factory", "_lock")
+    __slots__ = ("_aliases", "_children", "_factory", "_lock", "render_cache", "version")
 
     def __init__(self, factory: Callable[[tuple[str, ...]], Any]) -> None:
         # ``factory(label_values)`` makes a child: cells may need their labels
@@ -274,6 +274,10 @@ class Family:
         self._children: dict[tuple[str, ...], Any] = {}
         self._aliases: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
+        # Bumped whenever the set of children changes; the exposition writer keeps what it
+        # prepared for these children in ``render_cache`` while the version is the same.
+        self.version = 0
+        self.render_cache: Any = None
 
     def get(self, values: tuple[str, ...]) -> Any:
         cell = self._children.get(values)
@@ -292,6 +296,7 @@ class Family:
                 if cell is None:
                     cell = self._factory(clean)
                     self._children[clean] = cell
+                    self.version += 1
                 if clean is not values:
                     self._aliases[values] = cell
         return cell
@@ -302,13 +307,16 @@ class Family:
     def remove(self, values: tuple[str, ...]) -> None:
         with self._lock:
             cell = self._children.pop(_clean_values(values), None)
-            if cell is not None and self._aliases:
-                self._aliases = {k: c for k, c in self._aliases.items() if c is not cell}
+            if cell is not None:
+                self.version += 1
+                if self._aliases:
+                    self._aliases = {k: c for k, c in self._aliases.items() if c is not cell}
 
     def clear(self) -> None:
         with self._lock:
             self._children.clear()
             self._aliases.clear()
+            self.version += 1
 
     def __len__(self) -> int:
         return len(self._children)

@@ -22,6 +22,8 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_expo_c")
 COUNTER, GAUGE, HISTOGRAM = _impl.COUNTER, _impl.GAUGE, _impl.HISTOGRAM
 VALUE, BUCKET, COUNT, SUM, CREATED = _impl.VALUE, _impl.BUCKET, _impl.COUNT, _impl.SUM, _impl.CREATED
 render_family = _impl.render_family
+render_protobuf = _impl.render_protobuf
+render_metric = _impl.render_metric
 scan = _impl.scan
 
 __all__ = [
@@ -35,5 +37,7 @@ __all__ = [
     "USE_EXTENSIONS",
     "VALUE",
     "render_family",
+    "render_metric",
+    "render_protobuf",
     "scan",
 ]

@@ -10,10 +10,28 @@ shortcut that gives the same digits.
 """
 
 import os
+import sys
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.math cimport INFINITY, floor, rint
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, strlen
+
+from . import _cells_c
+
+include "dp_api.pxi"
+
+# The cells' values are read with one C call each (their types checked once per child).
+cdef dp_cells_api *_cells_api = <dp_cells_api *> PyCapsule_GetPointer(
+    _cells_c.C_API, "django_prometheus._core._cells_c.C_API")
+cdef type _Counter = _cells_c.Counter
+cdef type _Gauge = _cells_c.Gauge
+cdef type _Histogram = _cells_c.Histogram
+cdef type _Family = _cells_c.Family
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
@@ -81,6 +99,8 @@ __all__ = [
     "format_float",
     "read_used",
     "render_family",
+    "render_metric",
+    "render_protobuf",
     "scan",
 ]
 
@@ -186,19 +206,122 @@ def format_float(double d, bint exp2=True):
     return out[:n].decode("ascii")
 
 
+cdef class _Plan:
+    """What one family's children need at every scrape and never change: prepared once.
+
+    Per child: its cell (a reference), its labels escaped and sorted (``a="x",b="y"``,
+    ``pre`` bytes of them before where ``le`` goes) and its ``_created`` value's text,
+    all in one arena. Kept in the core Family's ``render_cache`` while the family's
+    ``version`` (bumped when a child is added or removed) is the one it was made for.
+    """
+
+    cdef Py_ssize_t version
+    cdef tuple labelnames
+    cdef int kind
+    cdef int exp2
+    cdef Py_ssize_t n
+    cdef PyObject **cells
+    cdef Py_ssize_t *offs  # per child: labels start, labels end, pre length, created end
+    cdef Buf arena
+    cdef Py_ssize_t lab_total
+    cdef list values  # the label-value tuples (exemplars and fallbacks need nothing else)
+
+    def __cinit__(self):
+        self.cells = NULL
+        self.offs = NULL
+        self.n = 0
+        self.arena.data = NULL
+        self.arena.len = 0
+        self.arena.cap = 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.cells != NULL:
+            for i in range(self.n):
+                Py_XDECREF(self.cells[i])
+        PyMem_Free(self.cells)
+        PyMem_Free(self.offs)
+        PyMem_Free(self.arena.data)
+
+
+cdef int _put_labels(Buf *lab, list heads, list order, tuple values, Py_ssize_t le_pos,
+                     Py_ssize_t *pre_len) except -1:
+    """The child's labels, sorted, escaped: `a="x",b="y"`; pre_len marks where `le` goes."""
+    cdef Py_ssize_t j, nlabels = len(heads), start = lab.len
+    cdef bytes head
+    pre_len[0] = 0
+    for j in range(nlabels):
+        if j:
+            _putc(lab, b',')
+        if j == le_pos:
+            pre_len[0] = lab.len - start
+        head = heads[j]
+        _put(lab, head, len(head))
+        value = values[<Py_ssize_t> order[j]]
+        _put_escaped(lab, value if type(value) is str else str(value))
+        _putc(lab, b'"')
+    if le_pos == nlabels:
+        pre_len[0] = lab.len - start
+    return 0
+
+
+cdef _Plan _make_plan(int kind, tuple labelnames, list children, Py_ssize_t version, int exp2,
+                      list heads, list order, Py_ssize_t le_pos):
+    cdef _Plan plan = _Plan()
+    cdef Py_ssize_t i, n = len(children), pre, start
+    cdef double created
+    cdef tuple values
+    plan.version = version
+    plan.labelnames = labelnames
+    plan.kind = kind
+    plan.exp2 = exp2
+    plan.values = []
+    plan.cells = <PyObject **> PyMem_Malloc((n if n else 1) * sizeof(PyObject *))
+    plan.offs = <Py_ssize_t *> PyMem_Malloc((n if n else 1) * 4 * sizeof(Py_ssize_t))
+    if plan.cells == NULL or plan.offs == NULL:
+        raise MemoryError()
+    _reserve(&plan.arena, n * 48 + 64)
+    for i in range(n):
+        values, cell = children[i]
+        plan.values.append(values)
+        start = plan.arena.len
+        _put_labels(&plan.arena, heads, order, values, le_pos, &pre)
+        plan.offs[4 * i] = start
+        plan.offs[4 * i + 1] = plan.arena.len
+        plan.offs[4 * i + 2] = pre
+        plan.lab_total += plan.arena.len - start
+        if kind != _GAUGE:
+            created = cell.created
+            _reserve(&plan.arena, 64)
+            plan.arena.len += dp_gofloat(created, plan.arena.data + plan.arena.len, exp2)
+        plan.offs[4 * i + 3] = plan.arena.len
+        Py_INCREF(cell)
+        plan.cells[i] = <PyObject *> cell
+        plan.n = i + 1
+    return plan
+
+
+cdef inline bint _is(object cell, type t):
+    return PyObject_TypeCheck(cell, <PyTypeObject *> t)
+
+
 def render_family(int kind, str name, str doc, str unit, labelnames, children, les,
                   int mask, bint openmetrics, bint filtered, bint exp2=True):
     """The exposition of one family (see ``_expo_py.render_family`` for the arguments)."""
-    cdef Buf out, created, lab
-    cdef Py_ssize_t nlabels = len(labelnames), i, j, le_pos = 0, pre_len, nsamples = 0
-    cdef Py_ssize_t nles = len(les)
+    cdef Buf out
+    cdef Py_ssize_t nlabels = len(labelnames), i, j, c, le_pos = 0, nsamples = 0
+    cdef Py_ssize_t nles = len(les), lab_off, lab_len, pre_len, cr_off, cr_len, est, nb
     cdef list order = sorted(range(nlabels), key=lambda k: labelnames[k])
-    cdef list heads = []  # b'name="' per sorted label, with the separating comma where needed
-    cdef list bucket_heads
-    cdef bytes sample, head
-    cdef str value
-    cdef double acc
-    cdef tuple values
+    cdef list heads = []  # b'name="' per sorted label
+    cdef tuple names_t = tuple(labelnames)
+    cdef _Plan plan
+    cdef object family = None
+    cdef object cell
+    cdef bytes head
+    cdef double v, total
+    cdef double cum[64]
+    cdef int flags
+    cdef bint fast, any_created
     cdef list buckets
     cdef object exemplars
     cdef bytes name_b = name.encode("utf-8")
@@ -207,93 +330,139 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
     cdef bytes count_b = (name + "_count").encode("utf-8")
     cdef bytes sum_b = (name + "_sum").encode("utf-8")
     cdef bytes created_b = (name + "_created").encode("utf-8")
+    cdef bytes value_b = total_b if kind == _COUNTER else name_b
     cdef list le_b = [f'le="{le}"'.encode("utf-8") for le in les]
+    cdef char *a
     for j in range(nlabels):
         heads.append(f'{labelnames[order[j]]}="'.encode("utf-8"))
         if labelnames[order[j]] < "le":
             le_pos += 1
+    # The children's prepared part: kept in a core Family between scrapes, made afresh otherwise.
+    if type(children) is _Family:
+        plan = _cached_plan(children, 0, kind, names_t, exp2, heads, order, le_pos)
+    else:
+        plan = _make_plan(kind, names_t, list(children), 0, exp2, heads, order, le_pos)
     out.data = NULL; out.len = 0; out.cap = 0
-    created.data = NULL; created.len = 0; created.cap = 0
-    lab.data = NULL; lab.len = 0; lab.cap = 0
     try:
-        _reserve(&out, 4096)
-        _reserve(&lab, 256)
-        for values, cell in children:
-            # The child's labels, sorted, escaped: `a="x",b="y"`; pre_len marks where `le` goes.
-            lab.len = 0
-            pre_len = 0
-            for j in range(nlabels):
-                if j:
-                    _putc(&lab, b',')
-                if j == le_pos:
-                    pre_len = lab.len
-                head = heads[j]
-                _put(&lab, head, len(head))
-                value = values[<Py_ssize_t> order[j]]
-                _put_escaped(&lab, value if type(value) is str else str(value))
-                _putc(&lab, b'"')
-            if le_pos == nlabels:
-                pre_len = lab.len
+        # One allocation for the whole answer (an upper bound; _put still checks).
+        if kind == _HISTOGRAM:
+            est = plan.n * (nles * (len(bucket_b) + 16 + 34) + len(count_b) + len(sum_b) + 2 * 34)
+            est += plan.lab_total * (nles + 3)
+            for i in range(nles):
+                est += plan.n * len(<bytes> le_b[i])
+        else:
+            est = plan.n * (len(value_b) + 36) + plan.lab_total
+        est += plan.arena.len + plan.n * (len(created_b) + 8) + 1024 + 2 * len(doc) + 4 * len(name)
+        _reserve(&out, est)
+        typ = ("counter", "gauge", "histogram")[kind]
+        if openmetrics:
+            _put_head(&out, name, b"", doc, True, typ)
+            if unit and not filtered:
+                _put(&out, b"# UNIT ", 7)
+                _puts(&out, name)
+                _putc(&out, b' ')
+                _puts(&out, unit)
+                _putc(&out, b'\n')
+        else:
+            _put_head(&out, name, b"_total" if kind == _COUNTER else b"", doc, False, typ)
+        nb = nles if nles < 64 else 64
+        a = plan.arena.data
+        for c in range(plan.n):
+            cell = <object> plan.cells[c]
+            lab_off = plan.offs[4 * c]
+            lab_len = plan.offs[4 * c + 1] - lab_off
+            pre_len = plan.offs[4 * c + 2]
             if kind == _HISTOGRAM:
-                buckets = cell.buckets()
+                fast = _is(cell, _Histogram)
+                flags = 0
+                if fast:
+                    if _cells_api.histogram_get(cell, cum, nb, &total, &flags) != nles or nles > 64:
+                        fast = False
+                if not fast:
+                    buckets = cell.buckets()
+                    total = cell.sum
+                    if len(buckets) != nles:
+                        raise ValueError("a histogram cell's buckets do not match its family's bounds")
                 # Exemplars exist only in OpenMetrics (the text format has no syntax for them).
-                exemplars = cell.exemplars() if openmetrics else None
+                exemplars = cell.exemplars() if openmetrics and (flags & 2 or not fast) else None
                 if mask & _BUCKET:
                     for i in range(nles):
                         _put(&out, bucket_b, len(bucket_b))
                         if le_pos == nlabels:
                             if nlabels:
-                                _put(&out, lab.data, lab.len)
+                                _put(&out, a + lab_off, lab_len)
                                 _putc(&out, b',')
                         else:  # the labels sorted before `le`, with their trailing comma
-                            _put(&out, lab.data, pre_len)
+                            _put(&out, a + lab_off, pre_len)
                         head = le_b[i]
                         _put(&out, head, len(head))
                         if le_pos < nlabels:
                             _putc(&out, b',')
-                            _put(&out, lab.data + pre_len, lab.len - pre_len)
+                            _put(&out, a + lab_off + pre_len, lab_len - pre_len)
                         _put(&out, b'} ', 2)
-                        _putf(&out, buckets[i], exp2)
+                        _putf(&out, cum[i] if fast else <double> buckets[i], exp2)
                         if exemplars is not None and exemplars[i] is not None:
                             _put_exemplar(&out, exemplars[i], exp2)
                         _putc(&out, b'\n')
                     nsamples += nles
                 if mask & _COUNT:
-                    _put_sample(&out, count_b, &lab, buckets[len(buckets) - 1] if buckets else 0.0, exp2)
+                    v = 0.0
+                    if nles:
+                        v = cum[nles - 1] if fast else <double> buckets[nles - 1]
+                    _put_sample(&out, count_b, a + lab_off, lab_len, v, exp2)
                     nsamples += 1
                 if mask & _SUM:
-                    _put_sample(&out, sum_b, &lab, cell.sum, exp2)
+                    _put_sample(&out, sum_b, a + lab_off, lab_len, total, exp2)
                     nsamples += 1
             elif mask & _VALUE:
-                _put_sample(&out, total_b if kind == _COUNTER else name_b, &lab, cell.get(), exp2)
+                if kind == _COUNTER and _is(cell, _Counter):
+                    v = _cells_api.counter_get(cell)
+                elif kind == _GAUGE and _is(cell, _Gauge):
+                    v = _cells_api.gauge_get(cell)
+                else:
+                    v = cell.get()
+                _put_sample(&out, value_b, a + lab_off, lab_len, v, exp2)
                 nsamples += 1
             if mask & _CREATED and kind != _GAUGE:
-                _put_created(&out if openmetrics else &created, created_b, &lab, cell.created, exp2)
                 nsamples += 1
+                if openmetrics:
+                    cr_off = plan.offs[4 * c + 1]
+                    _put_text(&out, created_b, a + lab_off, lab_len, a + cr_off, plan.offs[4 * c + 3] - cr_off)
         if filtered and not nsamples:
             return b""
-        typ = ("counter", "gauge", "histogram")[kind]
-        if openmetrics:
-            return _finish_om(name, doc, unit if not filtered else "", typ, &out)
-        return _finish_text(name, doc, typ, kind, &out, &created)
+        if mask & _CREATED and kind != _GAUGE and not openmetrics and plan.n:
+            # The text format: `_created` samples as a gauge family of their own, after the others.
+            _put_head(&out, name, b"_created", doc, False, "gauge")
+            for c in range(plan.n):
+                lab_off = plan.offs[4 * c]
+                cr_off = plan.offs[4 * c + 1]
+                _put_text(&out, created_b, a + lab_off, cr_off - lab_off, a + cr_off,
+                          plan.offs[4 * c + 3] - cr_off)
+        return PyBytes_FromStringAndSize(out.data, out.len)
     finally:
         PyMem_Free(out.data)
-        PyMem_Free(created.data)
-        PyMem_Free(lab.data)
 
 
-cdef int _put_series(Buf *b, bytes sample, Buf *lab) except -1:
+cdef int _put_text(Buf *b, bytes sample, const char *lab, Py_ssize_t lab_len, const char *text,
+                   Py_ssize_t n) except -1:
+    _put_series(b, sample, lab, lab_len)
+    _put(b, text, n)
+    return _putc(b, b'\n')
+
+
+cdef int _put_series(Buf *b, bytes sample, const char *lab, Py_ssize_t lab_len) except -1:
     """``name{labels} `` (no braces without labels): the head of every sample but a bucket."""
     _put(b, sample, len(sample))
-    if lab.len:
+    if lab_len:
         _putc(b, b'{')
-        _put(b, lab.data, lab.len)
+        _put(b, lab, lab_len)
         _putc(b, b'}')
     return _putc(b, b' ')
 
 
-cdef int _put_sample(Buf *b, bytes sample, Buf *lab, double v, int exp2) except -1:
-    _put_series(b, sample, lab)
+cdef int _put_sample(Buf *b, bytes sample, const char *lab, Py_ssize_t lab_len, double v,
+                     int exp2) except -1:
+    _put_series(b, sample, lab, lab_len)
     _putf(b, v, exp2)
     return _putc(b, b'\n')
 
@@ -326,34 +495,6 @@ cdef int _put_exemplar(Buf *b, tuple exemplar, int exp2) except -1:
     return 0
 
 
-# A child's creation time never changes, and its shortest repr is the slowest number to
-# write (CPython's dtoa, ~0.3 us): keep the formatted text between scrapes. Bounded: at
-# worst one entry per child ever created, cleared past a million.
-cdef dict _CREATED_TEXT = {}
-cdef bint _CREATED_TEXT_EXP2 = True
-
-
-cdef int _put_created(Buf *b, bytes sample, Buf *lab, double v, int exp2) except -1:
-    global _CREATED_TEXT_EXP2
-    cdef char tmp[64]
-    cdef Py_ssize_t n
-    cdef bytes text
-    if exp2 != _CREATED_TEXT_EXP2:
-        _CREATED_TEXT.clear()
-        _CREATED_TEXT_EXP2 = exp2
-    key = v
-    cached = _CREATED_TEXT.get(key)
-    if cached is None:
-        n = dp_gofloat(v, tmp, exp2)
-        if len(_CREATED_TEXT) >= 1_000_000:
-            _CREATED_TEXT.clear()
-        cached = _CREATED_TEXT[key] = PyBytes_FromStringAndSize(tmp, n)
-    text = <bytes> cached
-    _put_series(b, sample, lab)
-    _put(b, text, len(text))
-    return _putc(b, b'\n')
-
-
 cdef int _put_head(Buf *h, str name, bytes suffix, str doc, bint quote, str typ) except -1:
     """``# HELP <name><suffix> <doc>`` and ``# TYPE <name><suffix> <typ>`` lines."""
     _put(h, b"# HELP ", 7)
@@ -369,37 +510,342 @@ cdef int _put_head(Buf *h, str name, bytes suffix, str doc, bint quote, str typ)
     return _putc(h, b'\n')
 
 
-cdef bytes _finish_om(str name, str doc, str unit, str typ, Buf *body):
-    cdef Buf h
-    h.data = NULL; h.len = 0; h.cap = 0
+_METRIC_TYPES = frozenset(("counter", "gauge", "histogram", "summary"))
+
+
+def render_metric(str name, str doc, str typ, str unit, samples, bint openmetrics, bint exp2=True):
+    """One prometheus_client ``Metric`` as ``generate_latest`` writes it (see ``_expo_py.render_metric``)."""
+    cdef Buf out, moved_created, moved_gcount, moved_gsum
+    cdef Buf *dest
+    cdef str sname
+    cdef dict labels
+    cdef Py_ssize_t nname = len(name)
+    cdef bint first
+    if typ not in _METRIC_TYPES:
+        return None
+    out.data = NULL; out.len = 0; out.cap = 0
+    moved_created.data = NULL; moved_created.len = 0; moved_created.cap = 0
+    moved_gcount.data = NULL; moved_gcount.len = 0; moved_gcount.cap = 0
+    moved_gsum.data = NULL; moved_gsum.len = 0; moved_gsum.cap = 0
     try:
-        _reserve(&h, body.len + 512)
-        _put_head(&h, name, b"", doc, True, typ)
+        _reserve(&out, 256 + 64 * len(samples))
+        if openmetrics:
+            _put_head(&out, name, b"", doc, True, typ)
+            if unit:
+                _put(&out, b"# UNIT ", 7)
+                _puts(&out, name)
+                _putc(&out, b' ')
+                _puts(&out, unit)
+                _putc(&out, b'\n')
+        else:
+            _put_head(&out, name, b"_total" if typ == "counter" else b"", doc, False, typ)
+        for sample in samples:
+            sname, labels, value, timestamp, exemplar = sample[0], sample[1], sample[2], sample[3], sample[4]
+            if timestamp is not None or exemplar is not None or getattr(sample, "native_histogram", None):
+                return None
+            dest = &out
+            if not openmetrics and len(sname) > nname and sname.startswith(name):
+                suffix = sname[nname:]
+                if suffix == "_created":
+                    dest = &moved_created
+                elif suffix == "_gcount":
+                    dest = &moved_gcount
+                elif suffix == "_gsum":
+                    dest = &moved_gsum
+            _puts(dest, sname)
+            if labels:
+                _putc(dest, b'{')
+                first = True
+                for k in sorted(labels):
+                    if not first:
+                        _putc(dest, b',')
+                    first = False
+                    _puts(dest, k)
+                    _put(dest, b'="', 2)
+                    v = labels[k]
+                    _put_escaped(dest, v if type(v) is str else str(v))
+                    _putc(dest, b'"')
+                _putc(dest, b'}')
+            _putc(dest, b' ')
+            _putf(dest, value, exp2)
+            _putc(dest, b'\n')
+        # (sorted by suffix, as prometheus_client writes them)
+        if moved_created.len:
+            _put_head(&out, name, b"_created", doc, False, "gauge")
+            _put(&out, moved_created.data, moved_created.len)
+        if moved_gcount.len:
+            _put_head(&out, name, b"_gcount", doc, False, "gauge")
+            _put(&out, moved_gcount.data, moved_gcount.len)
+        if moved_gsum.len:
+            _put_head(&out, name, b"_gsum", doc, False, "gauge")
+            _put(&out, moved_gsum.data, moved_gsum.len)
+        return PyBytes_FromStringAndSize(out.data, out.len)
+    finally:
+        PyMem_Free(out.data)
+        PyMem_Free(moved_created.data)
+        PyMem_Free(moved_gcount.data)
+        PyMem_Free(moved_gsum.data)
+
+
+# --- The protobuf exposition of one family ---------------------------------------
+#
+# io.prometheus.client.MetricFamily, varint-delimited, as ``protobuf.py`` writes it (read it
+# for the mapping): the same bytes, from the same plan idea. Per child the plan keeps the
+# encoded LabelPair fields and the created Timestamp body; a scrape adds the values.
+
+cdef bint _LITTLE = sys.byteorder == "little"
+
+
+cdef inline Py_ssize_t _varint_len(uint64_t n) noexcept:
+    cdef Py_ssize_t k = 1
+    while n > 0x7F:
+        n >>= 7
+        k += 1
+    return k
+
+
+cdef inline void _varint_at(Buf *b, uint64_t n) noexcept:
+    """A varint; the room for it (10 bytes) reserved by the caller."""
+    while n > 0x7F:
+        b.data[b.len] = <char> ((n & 0x7F) | 0x80)
+        b.len += 1
+        n >>= 7
+    b.data[b.len] = <char> n
+    b.len += 1
+
+
+cdef inline void _double_at(Buf *b, unsigned char tag, double v) noexcept:
+    b.data[b.len] = <char> tag
+    memcpy(b.data + b.len + 1, &v, 8)  # little-endian hosts only (render_protobuf checks)
+    b.len += 9
+
+
+cdef int _pb_string(Buf *b, int field, str text) except -1:
+    cdef bytes data = text.encode("utf-8", "surrogatepass")
+    _reserve(b, 20 + len(data))
+    _varint_at(b, (field << 3) | 2)
+    _varint_at(b, len(data))
+    return _put(b, data, len(data))
+
+
+cdef int _pb_timestamp(Buf *b, double seconds) except -1:
+    """A google.protobuf.Timestamp body (``protobuf._timestamp``)."""
+    cdef double whole = floor(seconds)
+    cdef double frac = rint((seconds - whole) * 1e9)
+    cdef int64_t nanos = <int64_t> frac if frac < 999999999.0 else 999999999
+    _reserve(b, 24)
+    if whole != 0:
+        _varint_at(b, 1 << 3)
+        _varint_at(b, <uint64_t> <int64_t> whole)
+    if nanos:
+        _varint_at(b, 2 << 3)
+        _varint_at(b, <uint64_t> nanos)
+    return 0
+
+
+cdef _Plan _make_pb_plan(int kind, tuple labelnames, list children, Py_ssize_t version):
+    cdef _Plan plan = _Plan()
+    cdef Py_ssize_t i, j, n = len(children), start, pair
+    cdef Py_ssize_t nlabels = len(labelnames)
+    cdef Buf one
+    cdef tuple values
+    one.data = NULL; one.len = 0; one.cap = 0
+    plan.version = version
+    plan.labelnames = labelnames
+    plan.kind = kind
+    plan.exp2 = -1
+    plan.values = []
+    plan.cells = <PyObject **> PyMem_Malloc((n if n else 1) * sizeof(PyObject *))
+    plan.offs = <Py_ssize_t *> PyMem_Malloc((n if n else 1) * 4 * sizeof(Py_ssize_t))
+    if plan.cells == NULL or plan.offs == NULL:
+        raise MemoryError()
+    try:
+        _reserve(&plan.arena, n * 48 + 64)
+        for i in range(n):
+            values, cell = children[i]
+            plan.values.append(values)
+            start = plan.arena.len
+            for j in range(nlabels):  # LabelPair{name, value}, in declared order
+                one.len = 0
+                _pb_string(&one, 1, labelnames[j])
+                v = values[j]
+                _pb_string(&one, 2, v if type(v) is str else str(v))
+                _reserve(&plan.arena, 20 + one.len)
+                _varint_at(&plan.arena, (1 << 3) | 2)
+                _varint_at(&plan.arena, one.len)
+                _put(&plan.arena, one.data, one.len)
+            plan.offs[4 * i] = start
+            plan.offs[4 * i + 1] = plan.arena.len
+            plan.offs[4 * i + 2] = 0
+            plan.lab_total += plan.arena.len - start
+            if kind != _GAUGE:
+                _pb_timestamp(&plan.arena, cell.created)
+            plan.offs[4 * i + 3] = plan.arena.len
+            Py_INCREF(cell)
+            plan.cells[i] = <PyObject *> cell
+            plan.n = i + 1
+    finally:
+        PyMem_Free(one.data)
+    return plan
+
+
+cdef _Plan _cached_plan(object family, int slot, int kind, tuple names_t, int exp2, list heads,
+                        list order, Py_ssize_t le_pos):
+    """The family's plan for the text formats (slot 0) or protobuf (slot 1), made if stale."""
+    cdef list cache = (<object> family).render_cache
+    cdef _Plan plan = None
+    if type(cache) is list and len(cache) == 2:
+        plan = cache[slot]
+    else:
+        cache = [None, None]
+    if (plan is None or plan.version != family.version or plan.exp2 != exp2
+            or plan.kind != kind or plan.labelnames != names_t):
+        version = family.version  # (read first: a child added meanwhile makes the next scrape redo it)
+        if slot:
+            plan = _make_pb_plan(kind, names_t, family.children(), version)
+        else:
+            plan = _make_plan(kind, names_t, family.children(), version, exp2, heads, order, le_pos)
+        cache = list(cache)
+        cache[slot] = plan
+        family.render_cache = cache
+    return plan
+
+
+def render_protobuf(int kind, str name, str doc, str unit, labelnames, children, bounds,
+                    bint with_sum, bint use_created, slow):
+    """One family as a delimited MetricFamily message (see ``_expo_py.render_protobuf``)."""
+    cdef Buf out
+    cdef _Plan plan
+    cdef tuple names_t = tuple(labelnames)
+    cdef Py_ssize_t c, i, nb = len(bounds), nfinite = 0, lab_off, lab_len, cr_off, cr_len
+    cdef Py_ssize_t body, metric, head_len, start, est
+    cdef double cum[64]
+    cdef double bnd[64]
+    cdef double v, total
+    cdef uint64_t count
+    cdef int flags, field
+    cdef bint fast
+    cdef object cell
+    cdef bytes one
+    cdef Buf head
+    cdef char *a
+    if not _LITTLE or nb > 64:
+        return None
+    for i in range(nb):
+        bnd[i] = bounds[i]
+        if bnd[i] != INFINITY:
+            nfinite += 1
+    if type(children) is _Family:
+        plan = _cached_plan(children, 1, kind, names_t, -1, None, None, 0)
+    else:
+        plan = _make_pb_plan(kind, names_t, list(children), 0)
+    out.data = NULL; out.len = 0; out.cap = 0
+    head.data = NULL; head.len = 0; head.cap = 0
+    try:
+        if kind == _HISTOGRAM:
+            est = plan.n * (nfinite * 32 + 64)
+        else:
+            est = plan.n * 40
+        est += plan.arena.len + plan.n * 24 + 64 + 4 * len(name) + 4 * len(doc) + 4 * len(unit)
+        # The family's head goes in front once its length is known: room for it first.
+        head.len = 0
+        _pb_string(&head, 1, name + "_total" if kind == _COUNTER else name)
+        _pb_string(&head, 2, doc)
+        _reserve(&head, 4)
+        _varint_at(&head, 3 << 3)
+        _varint_at(&head, (0, 1, 4)[kind])
+        start = 10 + head.len
+        _reserve(&out, start + est)
+        out.len = start
+        a = plan.arena.data
+        for c in range(plan.n):
+            cell = <object> plan.cells[c]
+            lab_off = plan.offs[4 * c]
+            lab_len = plan.offs[4 * c + 1] - lab_off
+            cr_off = plan.offs[4 * c + 1]
+            cr_len = plan.offs[4 * c + 3] - cr_off
+            if kind == _HISTOGRAM:
+                fast = _is(cell, _Histogram)
+                flags = 0
+                if fast:
+                    fast = _cells_api.histogram_get(cell, cum, nb, &total, &flags) == nb and flags == 0
+                if not fast:
+                    one = slow(plan.values[c], cell)
+                    _reserve(&out, 10 + len(one))
+                    _varint_at(&out, (4 << 3) | 2)
+                    _varint_at(&out, len(one))
+                    _put(&out, one, len(one))
+                    continue
+                count = <uint64_t> <int64_t> (cum[nb - 1] if nb else 0.0)
+                body = 1 + _varint_len(count) + (9 if with_sum else 0)
+                for i in range(nb):
+                    if bnd[i] != INFINITY:
+                        body += 2 + 1 + _varint_len(<uint64_t> <int64_t> cum[i]) + 9
+                if use_created:
+                    body += 1 + _varint_len(cr_len) + cr_len
+                metric = lab_len + 1 + _varint_len(body) + body
+                _reserve(&out, 20 + metric)
+                _varint_at(&out, (4 << 3) | 2)
+                _varint_at(&out, metric)
+                memcpy(out.data + out.len, a + lab_off, lab_len)
+                out.len += lab_len
+                _varint_at(&out, (7 << 3) | 2)
+                _varint_at(&out, body)
+                _varint_at(&out, 1 << 3)
+                _varint_at(&out, count)
+                if with_sum:
+                    _double_at(&out, (2 << 3) | 1, total)
+                for i in range(nb):
+                    if bnd[i] != INFINITY:
+                        count = <uint64_t> <int64_t> cum[i]
+                        _varint_at(&out, (3 << 3) | 2)
+                        _varint_at(&out, 1 + _varint_len(count) + 9)
+                        _varint_at(&out, 1 << 3)
+                        _varint_at(&out, count)
+                        _double_at(&out, (2 << 3) | 1, bnd[i])
+                if use_created:
+                    _varint_at(&out, (15 << 3) | 2)
+                    _varint_at(&out, cr_len)
+                    memcpy(out.data + out.len, a + cr_off, cr_len)
+                    out.len += cr_len
+                continue
+            if kind == _COUNTER:
+                v = _cells_api.counter_get(cell) if _is(cell, _Counter) else cell.get()
+                body = 9 + ((1 + _varint_len(cr_len) + cr_len) if use_created else 0)
+                field = 3
+            else:
+                v = _cells_api.gauge_get(cell) if _is(cell, _Gauge) else cell.get()
+                body = 9
+                field = 2
+            metric = lab_len + 1 + _varint_len(body) + body
+            _reserve(&out, 20 + metric)
+            _varint_at(&out, (4 << 3) | 2)
+            _varint_at(&out, metric)
+            memcpy(out.data + out.len, a + lab_off, lab_len)
+            out.len += lab_len
+            _varint_at(&out, (field << 3) | 2)
+            _varint_at(&out, body)
+            _double_at(&out, (1 << 3) | 1, v)
+            if kind == _COUNTER and use_created:
+                _varint_at(&out, (3 << 3) | 2)
+                _varint_at(&out, cr_len)
+                memcpy(out.data + out.len, a + cr_off, cr_len)
+                out.len += cr_len
         if unit:
-            _put(&h, b"# UNIT ", 7)
-            _puts(&h, name)
-            _putc(&h, b' ')
-            _puts(&h, unit)
-            _putc(&h, b'\n')
-        _put(&h, body.data, body.len)
-        return PyBytes_FromStringAndSize(h.data, h.len)
+            _pb_string(&out, 5, unit)
+        # The delimiter (the family message's length) and the head, right before the metrics.
+        body = head.len + out.len - start
+        head_len = _varint_len(body) + head.len
+        i = start - head_len
+        c = out.len
+        out.len = i
+        _varint_at(&out, body)
+        memcpy(out.data + out.len, head.data, head.len)
+        out.len = c
+        return PyBytes_FromStringAndSize(out.data + i, out.len - i)
     finally:
-        PyMem_Free(h.data)
-
-
-cdef bytes _finish_text(str name, str doc, str typ, int kind, Buf *body, Buf *created):
-    cdef Buf h
-    h.data = NULL; h.len = 0; h.cap = 0
-    try:
-        _reserve(&h, body.len + created.len + 512)
-        _put_head(&h, name, b"_total" if kind == _COUNTER else b"", doc, False, typ)
-        _put(&h, body.data, body.len)
-        if created.len:
-            _put_head(&h, name, b"_created", doc, False, "gauge")
-            _put(&h, created.data, created.len)
-        return PyBytes_FromStringAndSize(h.data, h.len)
-    finally:
-        PyMem_Free(h.data)
+        PyMem_Free(out.data)
+        PyMem_Free(head.data)
 
 
 # --- Reading multiprocess files ---------------------------------------------------

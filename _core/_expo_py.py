@@ -27,6 +27,8 @@ __all__ = [
     "format_float",
     "read_used",
     "render_family",
+    "render_metric",
+    "render_protobuf",
     "scan",
 ]
 
@@ -74,7 +76,7 @@ def render_family(
     doc: str,
     unit: str,
     labelnames: Sequence[str],
-    children: Sequence[tuple[tuple[str, ...], Any]],
+    children: Any,
     les: Sequence[str],
     mask: int,
     openmetrics: bool,
@@ -84,11 +86,13 @@ def render_family(
     """The exposition of one family.
 
     ``children``: (label values, cell) pairs, label values in ``labelnames``
-    order. ``les``: a histogram's bucket bounds as ``le`` strings. ``mask``:
-    the sample kinds to write (``CREATED`` only if created series are on;
-    ``SUM`` only if the histogram has no negative bound). ``filtered``: the
-    scrape asked for names (``name[]``), so a family left without samples
-    writes nothing at all, as prometheus_client's restricted registry does.
+    order, or a core ``Family`` (its ``children()``; the compiled writer keeps
+    what it prepares for them in the family's ``render_cache``). ``les``: a
+    histogram's bucket bounds as ``le`` strings. ``mask``: the sample kinds
+    to write (``CREATED`` only if created series are on; ``SUM`` only if the
+    histogram has no negative bound). ``filtered``: the scrape asked for
+    names (``name[]``), so a family left without samples writes nothing at
+    all, as prometheus_client's restricted registry does.
     """
     order = sorted(range(len(labelnames)), key=lambda i: labelnames[i])
     sorted_names = [labelnames[i] for i in order]
@@ -97,6 +101,8 @@ def render_family(
     created: list[str] = []
     nsamples = 0
     fmt = format_float
+    if hasattr(children, "render_cache"):
+        children = children.children()
     for values, cell in children:
         parts = [f'{sorted_names[j]}="{_escape(values[i])}"' for j, i in enumerate(order)]
         labels = "{" + ",".join(parts) + "}" if parts else ""
@@ -141,6 +147,75 @@ def render_family(
         out.append(f"# HELP {name}_created {help_text}\n# TYPE {name}_created gauge\n")
         out.extend(created)
     return "".join(out).encode()
+
+
+_METRIC_TYPES = ("counter", "gauge", "histogram", "summary")
+_MOVED = ("_created", "_gcount", "_gsum")  # the text format writes these as gauge families of their own
+
+
+def render_metric(
+    name: str, doc: str, typ: str, unit: str, samples: Sequence[Any], openmetrics: bool, exp2: bool = True
+) -> bytes | None:
+    """One prometheus_client ``Metric`` (name, help, type, unit, samples) as ``generate_latest`` writes it.
+
+    For families made from samples, as the multiprocess merge makes them: a
+    counter, gauge, histogram or summary whose samples carry no timestamp,
+    exemplar or native histogram. The caller checks that every name is a
+    legacy one; None: anything else, which prometheus_client writes.
+    """
+    if typ not in _METRIC_TYPES:
+        return None
+    lines: list[str] = []
+    moved: dict[str, list[str]] = {}
+    for s in samples:
+        if s.timestamp is not None or s.exemplar is not None or getattr(s, "native_histogram", None):
+            return None
+        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
+        line = (
+            f"{s.name}{{{labels}}} {format_float(s.value, exp2)}\n"
+            if labels
+            else (f"{s.name} {format_float(s.value, exp2)}\n")
+        )
+        suffix = s.name[len(name) :] if not openmetrics and s.name.startswith(name) else ""
+        if suffix in _MOVED:
+            moved.setdefault(suffix, []).append(line)
+        else:
+            lines.append(line)
+    if openmetrics:
+        help_text = doc.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        head = f"# HELP {name} {help_text}\n# TYPE {name} {typ}\n"
+        if unit:
+            head += f"# UNIT {name} {unit}\n"
+        return (head + "".join(lines)).encode()
+    help_text = doc.replace("\\", "\\\\").replace("\n", "\\n")
+    mname = name + "_total" if typ == "counter" else name
+    out = [f"# HELP {mname} {help_text}\n# TYPE {mname} {typ}\n", *lines]
+    for suffix, extra in sorted(moved.items()):
+        out.append(f"# HELP {name}{suffix} {help_text}\n# TYPE {name}{suffix} gauge\n")
+        out.extend(extra)
+    return "".join(out).encode()
+
+
+def render_protobuf(
+    kind: int,
+    name: str,
+    doc: str,
+    unit: str,
+    labelnames: Sequence[str],
+    children: Any,
+    bounds: Sequence[float],
+    with_sum: bool,
+    use_created: bool,
+    slow: Callable[[tuple[str, ...], Any], bytes],
+) -> bytes | None:
+    """One family as a delimited ``io.prometheus.client.MetricFamily`` message, or None.
+
+    None: the caller (``django_prometheus.protobuf``) encodes the family itself,
+    as it always does here; the compiled writer makes the same bytes from the
+    cells (``slow(values, cell)`` encoding the Metric of a histogram child
+    with a native part or exemplars), and returns None only on big-endian hosts.
+    """
+    return None
 
 
 # --- Reading multiprocess files -----------------------------------------------

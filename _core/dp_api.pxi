@@ -9,10 +9,19 @@
 # cell's type once (``type(cell) is Counter``) before calling.
 ctypedef void (*dp_cell_add)(object, double) noexcept
 
+ctypedef double (*dp_cell_get)(object) noexcept
+# (cell, cumulative counts out, room in it, sum out, flags out: 1 a native part, 2 exemplars)
+# -> the cell's number of buckets.
+ctypedef Py_ssize_t (*dp_histogram_get)(object, double *, Py_ssize_t, double *, int *) noexcept
+
 cdef struct dp_cells_api:
     dp_cell_add counter_inc
     dp_cell_add histogram_observe
     dp_cell_add gauge_add  # the in-flight gauge (a negative amount decrements)
+    # The exposition writer's reads (``_expo_c``), for cells of these types or subtypes:
+    dp_cell_get counter_get
+    dp_cell_get gauge_get
+    dp_histogram_get histogram_get
 
 # ``_extras_c.SEAM``: the middlewares' calls into the compiled opt-in features (``_http_c``
 # calls them for an ``_extras_c.Extras``, the Python protocol for anything else).

@@ -18,15 +18,28 @@ upstream: ``MultiProcessCollector`` + ``generate_latest``.
 
 Memory per child: ``python -m benchmarks.bench_scrape --memory`` (tracemalloc,
 label strings excluded), and asv's ``track_*`` below.
+
+Speed-ups, issue 28's measurement: ``python -m benchmarks.bench_scrape --ratios``
+(one process, interleaved, median of 7; ``DJANGO_PROMETHEUS_NO_EXTENSIONS=1``
+for the pure core): 10,000 labelled children of a counter, a gauge and a
+15-bucket histogram rendered through the ``/metrics`` view (text 0.0.4, then
+protobuf) against prometheus_client's ``generate_latest`` of its own metric
+with the same children and values; and the multiprocess merge of 1,000 dead
+workers' files (before compaction: ``AggregateCollector(compact_dead=False)``
+rendered as the view renders it) against ``MultiProcessCollector`` +
+``generate_latest``. Each row: both medians and their ratio.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
+import time
 import tracemalloc
 from typing import Any
 
@@ -52,6 +65,16 @@ def _classes(impl: str) -> tuple[Any, Any]:
     return prometheus_client.Counter, prometheus_client.Histogram
 
 
+def _gauge_class(impl: str) -> Any:
+    if impl in ("compiled", "pure"):
+        from django_prometheus import metrics
+
+        return metrics.Gauge
+    import prometheus_client
+
+    return prometheus_client.Gauge
+
+
 def _renderer(impl: str) -> Any:
     if impl in ("compiled", "pure"):
         from django_prometheus import exposition
@@ -62,16 +85,24 @@ def _renderer(impl: str) -> Any:
     return generate_latest
 
 
-def _family(impl: str, kind: str, n: int) -> Any:
+def _family(impl: str, kind: str, n: int, registry: Any = None) -> Any:
     from prometheus_client import CollectorRegistry
 
     counter, histogram = _classes(impl)
-    registry = CollectorRegistry()
+    registry = CollectorRegistry() if registry is None else registry
     rnd = random.Random(n)
     if kind == "counter":
         m = counter("django_bench_requests_total", "Requests.", ["view", "method"], registry=registry)
         for i in range(n):
             m.labels(f"app.views.view_{i}", "GET").inc(rnd.randint(1, 1000))
+    elif kind in ("gauge", "gauge_float"):
+        # Gauges of whole numbers (in flight, pool sizes, migrations), as ours hold; "gauge_float":
+        # arbitrary doubles, whose shortest repr (CPython's dtoa) is most of their cost.
+        m = _gauge_class(impl)("django_bench_in_flight", "In flight.", ["view", "method"], registry=registry)
+        for i in range(n):
+            m.labels(f"app.views.view_{i}", "GET").set(
+                rnd.random() * 100 if kind == "gauge_float" else rnd.randint(0, 1000)
+            )
     else:
         m = histogram("django_bench_latency_seconds", "Latency.", ["view", "method"], registry=registry,
                       buckets=BUCKETS)  # fmt: skip
@@ -260,8 +291,24 @@ def _traced_case(with_exemplars: bool) -> Case:
     return Case("http_wsgi_traced" + ("_exemplars" if with_exemplars else ""), settings, build)
 
 
+def _protobuf_case(kind: str, n: int) -> Case:
+    """Ours: the protobuf exposition (``protobuf.render``); bare, upstream: ``generate_latest`` (text)."""
+
+    def build(impl: str) -> Op:
+        registry = _family(impl, kind, n)
+        if impl not in ("compiled", "pure"):
+            return lambda: _renderer(impl)(registry)
+        from django_prometheus import protobuf
+
+        return lambda: protobuf.render(registry)
+
+    return Case(f"scrape_protobuf_{kind}_{n // 1000}k", _settings, build, warmup=2)
+
+
 CASES = [
     *(_scrape_case(kind, n) for kind in ("counter", "histogram") for n in SIZES[:2]),
+    _scrape_case("gauge", 10_000),
+    *(_protobuf_case(kind, 10_000) for kind in ("counter", "gauge", "histogram")),
     *(_collector_case(kind, 10_000) for kind in ("counter", "histogram")),
     *(_mp_case(n, False) for n in DEAD[:3]),
     *(_mp_case(n, True) for n in DEAD),
@@ -303,6 +350,97 @@ def _memory_main() -> None:
     prepare(Case("memory", _settings, lambda i: lambda: None), impl)
     for kind in ("counter", "histogram"):
         print(f"{impl:9} {kind:9} {bytes_per_child(impl, kind):7.0f} B per labelled child")
+
+
+# --- Speed-ups in one process (issue 28) ------------------------------------------
+
+PROTOBUF_ACCEPT = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+
+
+def _median_seconds(ops: dict[str, Op], rounds: int) -> dict[str, float]:
+    """Each op timed ``rounds`` times, interleaved (one of each per round); the median seconds of each."""
+    samples: dict[str, list[float]] = {k: [] for k in ops}
+    for op in ops.values():  # one warm-up call each (first-scrape caches, page cache)
+        op()
+    for _ in range(rounds):
+        for k, op in ops.items():
+            t0 = time.perf_counter()
+            op()
+            samples[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _view(accept: str | None) -> Op:
+    """One scrape through ``ExportToDjangoView`` (the ``/metrics`` view) with this ``Accept``."""
+    from django.test import RequestFactory
+
+    from django_prometheus.exports import ExportToDjangoView
+
+    extra = {"HTTP_ACCEPT": accept} if accept else {}
+    request = RequestFactory().get("/metrics", **extra)
+
+    def op() -> bytes:
+        response = ExportToDjangoView(request)
+        assert response.status_code == 200
+        return response.content
+
+    return op
+
+
+def ratios(n: int = 10_000, dead: int = 1_000, rounds: int = 7) -> list[tuple[str, float, float]]:
+    """(row, prometheus_client's median seconds, ours), for the rows of ``--ratios``."""
+    import prometheus_client
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from django_prometheus import exposition, multiprocess
+
+    # The view serves prometheus_client's default registry: only the family being measured in it.
+    default = prometheus_client.REGISTRY
+    for collector in list(default._collector_to_names):
+        default.unregister(collector)
+    rows = []
+    for kind in ("counter", "gauge", "histogram", "gauge_float"):
+        theirs = _family("bare", kind, n)
+        _family("compiled", kind, n, registry=default)
+        times = _median_seconds(
+            {
+                "theirs": functools.partial(generate_latest, theirs),
+                "text": _view(None),
+                "protobuf": _view(PROTOBUF_ACCEPT),
+            },
+            rounds,
+        )
+        label = "gauge (arbitrary float values)" if kind == "gauge_float" else kind
+        rows.append((f"{label}, text", times["theirs"], times["text"]))
+        rows.append((f"{label}, protobuf", times["theirs"], times["protobuf"]))
+        for collector in list(default._collector_to_names):
+            default.unregister(collector)
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    directory = _dead_dir(dead, False)
+
+    def upstream_merge() -> bytes:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
+
+    ours = CollectorRegistry()
+    ours.register(multiprocess.AggregateCollector(directory, compact_dead=False))
+    times = _median_seconds({"theirs": upstream_merge, "ours": lambda: exposition.render(ours)}, rounds)
+    rows.append((f"multiprocess merge, {dead:,} dead workers", times["theirs"], times["ours"]))
+    return rows
+
+
+def _ratios_main() -> None:
+    impl = "pure" if os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS") else "compiled"
+    prepare(Case("ratios", _settings, lambda i: lambda: None), impl)
+    from django_prometheus._core import _expo
+
+    core = "compiled" if _expo.USE_EXTENSIONS else "pure"
+    print(f"10,000 labelled children; median of 7, one process; core: {core}")
+    print(f"{'':38} {'prometheus_client':>18} {'ours':>10} {'speed-up':>9}")
+    for row, theirs, ours in ratios():
+        print(f"{row:38} {theirs * 1e3:15.1f} ms {ours * 1e3:7.2f} ms {theirs / ours:8.1f}x", flush=True)
 
 
 # --- asv ----------------------------------------------------------------------------
@@ -350,4 +488,7 @@ class MemoryPerChild:
 
 
 if __name__ == "__main__":
-    _memory_main()
+    if "--ratios" in sys.argv:
+        _ratios_main()
+    else:
+        _memory_main()

@@ -237,3 +237,41 @@ def test_the_dispatcher_follows_the_cells_choice():
 
     assert _expo.USE_EXTENSIONS == _cells.USE_EXTENSIONS
     assert math.isnan(float(_expo._impl.format_float(NAN)))
+
+
+@pytest.mark.parametrize("openmetrics_format", [False, True], ids=["text", "openmetrics"])
+def test_scrapes_follow_children_added_removed_and_changed(openmetrics_format, created):
+    # The writer keeps what it prepared for a family's children between scrapes: every scrape
+    # must still be generate_latest's bytes as children come, go and count.
+    r = CollectorRegistry()
+    c = metrics.Counter("django_life_total", "c", ["view"], registry=r)
+    g = metrics.Gauge("django_life_g", "g", ["view"], registry=r)
+    h = metrics.Histogram("django_life_h", "h", ["view"], registry=r, buckets=(0.1, 1.0))
+    gen = openmetrics.generate_latest if openmetrics_format else generate_latest
+    steps = [
+        lambda: None,
+        lambda: (c.labels("a").inc(), g.labels("a").set(2), h.labels("a").observe(0.5)),
+        lambda: (c.labels("a").inc(5), g.labels("a").dec(), h.labels("a").observe(0.05)),
+        lambda: (c.labels("b").inc(), g.labels("b").set(-1), h.labels("b").observe(3)),
+        lambda: (c.remove("a"), g.remove("b"), h.remove("a")),
+        lambda: (c.labels("a").inc(2), g.labels("b").set(9), h.labels("a").observe(9)),  # created anew
+        lambda: (c.clear(), g.clear(), h.clear()),
+        lambda: (c.labels("z\n").inc(), g.labels('"').set(1), h.labels("\\").observe(1)),
+    ]
+    for step in steps:
+        step()
+        assert exposition.render(r, openmetrics_format) == gen(r)
+        assert exposition.render(r, not openmetrics_format) == (
+            generate_latest if openmetrics_format else openmetrics.generate_latest
+        )(r)
+
+
+def test_a_family_rendered_with_both_exponent_styles(writer):
+    # The prepared created texts depend on the exponent style: switching must not reuse them.
+    c = metrics.Counter("django_exp_total", "c", ["v"], registry=CollectorRegistry())
+    c.labels("a").inc(1e10)
+    args = (writer.COUNTER, c._name, "c", "", c._labelnames, c._family, (), writer.VALUE)
+    old = writer.render_family(*args, False, False, False)
+    new = writer.render_family(*args, False, False, True)
+    assert b"1e+010" in old and b"1e+10" in new
+    assert writer.render_family(*args, False, False, False) == old

@@ -477,3 +477,44 @@ def test_a_missing_multiprocess_directory_says_what_to_do(tmp_path):
     )
     assert f"mkdir -p {missing}" in out.stderr
     assert "FileNotFoundError" not in out.stderr
+
+
+@pytest.mark.parametrize("openmetrics_format", [False, True], ids=["text", "openmetrics"])
+def test_the_core_writes_the_merge_as_prometheus_client_writes_it(populated, openmetrics_format):
+    # The merge's metrics, written by the core's writer (exposition.render), are the bytes
+    # prometheus_client's writer makes of the very same metrics: ugly values, created and
+    # UTF-8 names included (those go to prometheus_client's writer, in their place).
+    ugly = [
+        ("counter", mmap_key("u_c", "u_c_total", ["a", "B"], ['q"\\\n', "é ☃"], 'Help "q" \\ \n.')),
+        ("counter", mmap_key("u_c", "u_c_created", ["a", "B"], ["x", "y"], 'Help "q" \\ \n.')),
+        ("counter", mmap_key("u.utf8", "u.utf8_total", ["x"], ["1"], "UTF-8 name.")),
+        ("gauge_all", mmap_key("u_g", "u_g", [], [], "No labels.")),
+    ]
+    for typ, key in ugly:
+        f = MmapedDict(str(populated / f"{typ}_4242.db"))
+        f.write_value(key, 1e21 if "created" in key else 3.5, 0.0)
+        f.close()
+    r = CollectorRegistry()
+    r.register(multiprocess.AggregateCollector(str(populated), compact_dead=False))
+    writer = openmetrics.generate_latest if openmetrics_format else generate_latest
+    assert exposition.render(r, openmetrics_format) == writer(r)
+    assert exposition.render(r, openmetrics_format, escaping="allow-utf-8") == writer(
+        r, escaping="allow-utf-8"
+    )
+    # (prometheus_client's restricted registry would drop the aggregate: it has no describe())
+    names = ["django_h_bucket", "u_c_created", "g_all"]
+    restricted = CollectorRegistry()
+    restricted.register(_Restricted(r, names))
+    assert exposition.render(r, openmetrics_format, names) == writer(restricted)
+    assert b"django_h_bucket" in writer(restricted) and b"django_c" not in writer(restricted)
+
+
+class _Restricted:
+    def __init__(self, registry, names):
+        self.registry, self.names = registry, frozenset(names)
+
+    def collect(self):
+        for metric in self.registry.collect():
+            restricted = metric._restricted_metric(self.names)
+            if restricted is not None:
+                yield restricted

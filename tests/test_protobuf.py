@@ -397,3 +397,63 @@ def test_an_empty_native_part_with_no_zero_threshold_still_says_native(pb, regis
     (fam,) = decode(pb, protobuf.render(registry))
     hist = fam.metric[0].histogram
     assert populated(hist.positive_span, hist.positive_delta) == [(0, 1)]
+
+
+def _every_shape(registry):
+    """Our three types in every shape the core's protobuf writer meets, awkward values included."""
+    c = metrics.Counter("dp_shapes", 'Shapes. é\n"quoted"', ["view", "method"], registry=registry, unit="ops")
+    for i, v in enumerate(["home", "é ünï ☃", "", 'q"\\\n', "x" * 300]):
+        c.labels(v, "GET").inc(i * 1e9 + 0.25)
+    metrics.Counter("dp_plain", "Unlabelled.", registry=registry).inc(7)
+    metrics.Counter("dp_none", "No children.", ["a"], registry=registry)
+    g = metrics.Gauge("dp_levels", "Levels.", ["k"], registry=registry)
+    for i, v in enumerate([0.0, -0.0, -2.5, float("inf"), float("nan"), 1e300, 5e-324]):
+        g.labels(str(i)).set(v)
+    h = metrics.Histogram("dp_classic", "Classic.", ["view"], buckets=(0.1, 1.0, 10.0), registry=registry)
+    for i in range(5):
+        for v in (0.05, 0.5, 5.0, 50.0, 1e6)[: i + 1]:
+            h.labels(f"v{i}").observe(v)
+    h.labels("idle")
+    n = metrics.Histogram(
+        "dp_native", "Native.", ["view"], buckets=(0.1, 1.0), registry=registry, native=True
+    )
+    n.labels("a").observe(0.3)
+    n.labels("b")
+    neg = metrics.Histogram("dp_negative", "No sum.", buckets=(-1.0, 0.0, 1.0), registry=registry)
+    neg.observe(-0.5)
+    e = metrics.Histogram("dp_exemplars", "Exemplars.", ["view"], buckets=(0.1, 1.0), registry=registry)
+    e.labels("a").observe(0.5, {"trace_id": "abc"})
+    e.labels("b").observe(0.05)
+    return c, g, h
+
+
+def test_the_compiled_writer_writes_what_the_python_encoder_writes(pb, registry, monkeypatch):
+    # The core's render_protobuf against protobuf.py's own encoding of the same cells (what the
+    # pure core always uses), byte for byte, and again after children are added and removed.
+    c, g, h = _every_shape(registry)
+    for step in range(3):
+        with_core = protobuf.render(registry)
+        with monkeypatch.context() as m:
+            m.setattr(protobuf._expo, "render_protobuf", lambda *args: None)
+            assert protobuf.render(registry) == with_core
+        assert [f.name for f in decode(pb, with_core)][:3] == [
+            "dp_shapes_ops_total",
+            "dp_plain_total",
+            "dp_none_total",
+        ]
+        if step == 0:
+            c.labels("new", "POST").inc()
+            g.labels("new").set(3)
+            h.labels("new").observe(0.5)
+        else:
+            c.remove("home", "GET")
+            g.clear()
+            h.labels("v4").observe(2.0)
+    prometheus_client.disable_created_metrics()
+    try:
+        with_core = protobuf.render(registry)
+        with monkeypatch.context() as m:
+            m.setattr(protobuf._expo, "render_protobuf", lambda *args: None)
+            assert protobuf.render(registry) == with_core
+    finally:
+        prometheus_client.enable_created_metrics()

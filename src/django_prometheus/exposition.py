@@ -39,6 +39,9 @@ _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 # Escaping schemes (the Accept header's ``escaping=``); prometheus_client names them alike.
 UNDERSCORES = "underscores"
 DOTS = "dots"
+# The schemes under which the core writes prometheus_client Metric objects (``_expo_metrics``)
+# as prometheus_client does (its OpenMetrics writer prefixes legacy names under "values").
+_METRICS_SCHEMES = frozenset({UNDERSCORES, "allow-utf-8"})
 #: False before prometheus_client 0.22 (no UTF-8 names, no escaping): its writers are
 #: called without ``escaping``, and only the legacy names they accept can occur.
 ESCAPING_SUPPORTED = "escaping" in inspect.signature(prometheus_client.generate_latest).parameters
@@ -101,6 +104,10 @@ def _render(registry: Any, openmetrics_format: bool, names: Sequence[str] | None
         family = getattr(collector, "_expo_family", None) if fast_path else None
         data = family() if family is not None else None
         out = render_family(*data, openmetrics_format, wanted, use_created) if data is not None else None
+        if out is None and escaping in _METRICS_SCHEMES:
+            merged = getattr(collector, "_expo_metrics", None)
+            if merged is not None:
+                out = _render_metrics(merged(), openmetrics_format, wanted)
         if out is None:
             pending.append(collector)
             continue
@@ -113,6 +120,46 @@ def _render(registry: Any, openmetrics_format: bool, names: Sequence[str] | None
     if openmetrics_format:
         chunks.append(_EOF)
     return b"".join(chunks)
+
+
+def _render_metrics(metrics: Iterable[Any], openmetrics_format: bool, wanted: frozenset[str] | None) -> bytes:
+    """prometheus_client ``Metric`` objects (the multiprocess merge's) through the core's writer.
+
+    A metric the core's writer does not take (a name outside the legacy set, a sample with a
+    timestamp, an exemplar or a native histogram, a type other than counter, gauge,
+    histogram or summary) goes to prometheus_client's, in its place.
+    """
+    chunks = []
+    for metric in metrics:
+        if wanted is not None:
+            metric = metric._restricted_metric(wanted)
+            if metric is None:
+                continue
+        out = None
+        if _legacy_names(metric):
+            out = _expo.render_metric(
+                metric.name, metric.documentation, metric.type, metric.unit, metric.samples,
+                openmetrics_format, _EXP2,
+            )  # fmt: skip
+        chunks.append(out if out is not None else _foreign(_Static([metric]), openmetrics_format))
+    return b"".join(chunks)
+
+
+def _legacy_names(metric: Any) -> bool:
+    if not _LEGACY_NAME.match(metric.name):
+        return False
+    seen: set[str] = set()
+    for sample in metric.samples:
+        if sample.name not in seen:
+            if not _LEGACY_NAME.match(sample.name):
+                return False
+            seen.add(sample.name)
+        for label in sample.labels:
+            if label not in seen:
+                if not _LEGACY_LABEL.match(label):
+                    return False
+                seen.add(label)
+    return True
 
 
 def _collectors(registry: Any) -> list[Any] | None:

@@ -203,12 +203,16 @@ class _CellBacked:
     _expo_base: type
 
     def _expo_family(self) -> tuple[Any, ...] | None:
-        """``(type, name, help, unit, label names, children, les, with_sum)``; None: use collect()."""
+        """``(type, name, help, unit, label names, children, les, with_sum)``; None: use collect().
+
+        ``children``: the core Family itself when labelled (the writer keeps what it prepares
+        for its children there, between scrapes), else the one ``((), cell)`` pair or none.
+        """
         cls, base = type(self), self._expo_base
         if cls.collect is not base.collect or cls._add_samples is not base._add_samples:
             return None  # a subclass changed what is collected: collect() is the truth
         if self._family is not None:
-            children: Any = self._family.children()
+            children: Any = self._family
         elif self._cell is not None:
             children = [((), self._cell)]
         else:

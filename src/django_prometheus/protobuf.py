@@ -3,9 +3,10 @@
 What Prometheus asks for when it wants native histograms (it ingests them from
 this format only). Written by hand, no runtime dependency: the wire format of
 client_model's ``metrics.proto`` is small (varints, doubles, length-delimited
-messages). Our own families are read straight from the cells, the histograms'
-bodies by the core's compiled writer (``_core._native.encode_histogram``), the
-native part included when a cell has one; every other collector is written from
+messages). Our own families are written straight from the cells by the core's
+compiled writer (``_core._expo.render_protobuf``; with the pure core, here, the
+histograms' bodies by ``_core._native.encode_histogram``), the native part
+included when a cell has one; every other collector is written from
 its ``collect()``, mapped as prometheus_client maps it for the text format
 (counter -> ``<name>_total``, info -> gauge ``<name>_info``, stateset and enum ->
 gauge, unknown -> untyped), with ``_created`` samples as created timestamps.
@@ -21,7 +22,7 @@ from typing import Any
 from prometheus_client import metrics as _pc_metrics
 
 from django_prometheus import exposition, negotiation
-from django_prometheus._core import _native
+from django_prometheus._core import _expo, _native
 
 __all__ = ["CONTENT_TYPE", "answer", "render", "render_metrics", "wants_protobuf"]
 
@@ -179,16 +180,23 @@ def _ours(ours: Any, collector: Any, wanted: frozenset[str] | None, use_created:
         return None
     name = collector._name
     if collector._family is not None:
-        children = collector._family.children()
+        family: Any = collector._family
     elif collector._cell is not None:
-        children = [((), collector._cell)]
+        family = [((), collector._cell)]
     else:
-        children = []
+        family = []
     labelnames = collector._labelnames
     if isinstance(collector, ours.Counter):
         full = name + "_total"
         if wanted is not None and not ({full, name + "_created"} & wanted):
             return b""
+        out = _expo.render_protobuf(
+            _expo.COUNTER, name, collector._documentation, collector._unit, labelnames, family, (),
+            False, use_created, None,
+        )  # fmt: skip
+        if out is not None:
+            return out
+        children = _children(family)
         metrics = []
         for values, cell in children:
             body = _double(1, cell.get())
@@ -202,9 +210,9 @@ def _ours(ours: Any, collector: Any, wanted: frozenset[str] | None, use_created:
         bounds = tuple(collector._upper_bounds)
         with_sum = bounds[0] >= 0
         encode = _native.encode_histogram
-        cache = _child_cache(collector, len(children))
-        metrics = []
-        for values, cell in children:
+        cache = _child_cache(collector, len(collector._family) if collector._family is not None else 1)
+
+        def child(values: tuple[str, ...], cell: Any) -> bytes:
             labels, created = _child_bytes(cache, labelnames, values, cell)
             ex = cell.exemplars()
             encoded_ex = [None if e is None else _exemplar(e[0], e[1], e[2]) for e in ex] if ex else None
@@ -212,14 +220,34 @@ def _ours(ours: Any, collector: Any, wanted: frozenset[str] | None, use_created:
                 cell.count, cell.sum if with_sum else None, bounds, cell.buckets(), encoded_ex,
                 cell.native, created if use_created else None,
             )  # fmt: skip
-            metrics.append(labels + _ld(7, body))
+            return labels + _ld(7, body)
+
+        out = _expo.render_protobuf(
+            _expo.HISTOGRAM, name, collector._documentation, collector._unit, labelnames, family, bounds,
+            with_sum, use_created, child,
+        )  # fmt: skip
+        if out is not None:
+            return out
+        metrics = [child(values, cell) for values, cell in _children(family)]
         return _family(name, collector._documentation, HISTOGRAM, metrics, collector._unit)
     if isinstance(collector, ours.Gauge):
         if wanted is not None and name not in wanted:
             return b""
-        metrics = [_metric(labelnames, values, 2, _double(1, cell.get())) for values, cell in children]
+        out = _expo.render_protobuf(
+            _expo.GAUGE, name, collector._documentation, collector._unit, labelnames, family, (),
+            False, False, None,
+        )  # fmt: skip
+        if out is not None:
+            return out
+        metrics = [
+            _metric(labelnames, values, 2, _double(1, cell.get())) for values, cell in _children(family)
+        ]
         return _family(name, collector._documentation, GAUGE, metrics, collector._unit)
     return None
+
+
+def _children(family: Any) -> list[tuple[tuple[str, ...], Any]]:
+    return family.children() if hasattr(family, "children") else list(family)
 
 
 def _child_cache(collector: Any, n: int) -> dict[tuple[str, ...], tuple[Any, bytes, bytes]]:
