@@ -10,8 +10,12 @@ relative to N=1 (the speed-up; ~N when the operation scales, ~1 when the
 threads serialise on a lock or the GIL).
 
 Workloads: ``counter`` (one shared labelled child's ``inc()``), ``histogram``
-(its ``observe()``), ``http_wsgi`` (one request through Django's WSGI handler
-and both middlewares, the ``bench_http`` case). Impls: ``compiled`` and
+(its ``observe()``): each thread calls the shared child through its own bound
+method, as code that looks the child up does (on a free-threaded build, one
+bound-method object called from every thread makes each call write that
+object's shared reference count: that measures the benchmark, not the cell);
+``http_wsgi`` (one request through Django's WSGI handler and both
+middlewares, the ``bench_http`` case). Impls: ``compiled`` and
 ``pure`` (ours), ``prometheus_client`` (its own Counter/Histogram, a lock per
 increment) for the cells; ``bare`` (no middleware), ``compiled``, ``pure`` and
 ``upstream`` (django-prometheus 2.5.0, given ``--upstream-python``: a venv of
@@ -49,6 +53,7 @@ WARMUP = {"counter": 5000, "histogram": 5000, "http_wsgi": 100}
 
 
 def _cell_op(workload: str, impl: str) -> Any:
+    """A function that makes one thread's operation on the shared child."""
     if impl == "prometheus_client":
         import prometheus_client as pc
     else:
@@ -57,9 +62,21 @@ def _cell_op(workload: str, impl: str) -> Any:
 
     registry = CollectorRegistry()
     if workload == "counter":
-        return pc.Counter("bench", "Bench.", ["view"], registry=registry).labels("v").inc
+        counter = pc.Counter("bench", "Bench.", ["view"], registry=registry).labels("v")
+
+        def make_inc() -> Any:
+            return counter.inc
+
+        make_inc.child = counter  # type: ignore[attr-defined]
+        return make_inc
     hist = pc.Histogram("bench_seconds", "Bench.", ["view"], registry=registry).labels("v")
-    return lambda: hist.observe(0.3)
+
+    def make() -> Any:
+        observe = hist.observe
+        return lambda: observe(0.3)
+
+    make.child = hist  # type: ignore[attr-defined]
+    return make
 
 
 def _op(workload: str, impl: str) -> Any:
@@ -67,15 +84,17 @@ def _op(workload: str, impl: str) -> Any:
         return _cell_op(workload, impl)
     from ._harness import find_case, prepare
 
-    return prepare(find_case(workload), impl)
+    op = prepare(find_case(workload), impl)
+    return lambda: op
 
 
 def probe(workload: str, impl: str, n: int, seconds: float) -> dict[str, Any]:
     """Run ``n`` threads for ``seconds`` in this process; total calls and elapsed time."""
     if impl == "pure":
         os.environ["DJANGO_PROMETHEUS_NO_EXTENSIONS"] = "1"
-    op = _op(workload, impl)
+    make = _op(workload, impl)
     chunk = CHUNK[workload]
+    op = make()
     for _ in range(WARMUP[workload]):
         op()
     barrier = threading.Barrier(n + 1)
@@ -83,6 +102,7 @@ def probe(workload: str, impl: str, n: int, seconds: float) -> dict[str, Any]:
     stop = [0.0]
 
     def run(i: int) -> None:
+        op = make()
         barrier.wait()
         done = 0
         end = stop[0]
@@ -104,7 +124,9 @@ def probe(workload: str, impl: str, n: int, seconds: float) -> dict[str, Any]:
         t.join()
     elapsed = time.perf_counter() - start
     gil = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True
-    return {"ops": sum(counts), "elapsed": elapsed, "gil": gil}
+    # Whether the child striped (our compiled cells on a free-threaded build, under contention).
+    striped = getattr(getattr(make, "child", None), "_striped", lambda: False)()
+    return {"ops": sum(counts), "elapsed": elapsed, "gil": gil, "striped": striped}
 
 
 def _run_probe(python: str, workload: str, impl: str, n: int, seconds: float) -> dict[str, Any] | str:
@@ -159,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 total = r["ops"] / r["elapsed"]
                 base = base or (total if n == args.threads[0] else None)
                 speedup = f"{total / base:.2f}" if base else "-"
-                note = "GIL enabled" if r["gil"] else ""
+                note = "GIL enabled" if r["gil"] else ("striped" if r.get("striped") else "")
                 rows.append((workload, impl, str(n), f"{total / n:,.0f}", f"{total:,.0f}", speedup, note))
                 print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
