@@ -10,12 +10,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv build build-base services services-install services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist dist-check matrix
+.PHONY: help venv build build-base services services-install services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist dist-check matrix docs
 
 help:
 	@echo "make demo   - build and run the example site on 127.0.0.1:8000 (/metrics live)"
 	@echo "make test   - venv, compiled core, real services, whole suite on both cores"
 	@echo "make bench  - side-by-side benchmarks (bare Django, ours compiled/pure, upstream 2.5.0)"
+	@echo "make docs   - the docs site (docs/ -> build/docs), strict: a warning fails"
 
 # Two install sets. The base (build tools + the package with its runtime dependencies:
 # Django, prometheus_client) needs nothing but Python and pip: `make demo` uses only it.
@@ -33,7 +34,7 @@ $(VENV)/.base: pyproject.toml setup.py
 
 $(VENV)/.deps: $(VENV)/.base pyproject.toml | services-install
 	$(PY) -m pip install -q build ruff
-	$(PY) -m pip install -q --no-build-isolation ".[test]"
+	$(PY) -m pip install -q --no-build-isolation ".[test,docs]"
 	touch $@
 
 venv: $(VENV)/.deps
@@ -74,7 +75,7 @@ test-spatialite: services
 	$(SPATIALITE_VENV)/bin/python -m pytest tests/test_db.py
 	DJANGO_PROMETHEUS_NO_EXTENSIONS=1 $(SPATIALITE_VENV)/bin/python -m pytest tests/test_db.py
 
-test: test-compiled test-pure test-spatialite dist-check matrix
+test: test-compiled test-pure docs test-spatialite dist-check matrix
 
 # What Quickstart installs until a release is published: the sdist and a compiled wheel built
 # from it, as dist/django_prometheus_compiled-<version>.tar.gz and -<version>-<tags>.whl.
@@ -104,6 +105,14 @@ demo: build-base
 
 bench: build
 	$(PY) -m benchmarks
+
+# Sphinx + MyST, strict: -W turns every warning (a broken cross-reference, a page left out of the
+# toctree, a docstring autodoc cannot read) into a failure; -n checks every reference; --keep-going
+# lists them all; -E re-reads every page (else an unchanged page is not read, its warnings unseen).
+# No linkcheck: there is no network. Seconds, not minutes.
+docs: build
+	$(PY) -m sphinx -E -W --keep-going -n -q -b html docs build/docs
+	@echo "docs: build/docs/index.html"
 
 lint: venv
 	$(PY) -m ruff check src _core tests benchmarks

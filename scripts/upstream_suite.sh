@@ -11,7 +11,7 @@
 # `import django_prometheus` is ours, installed in the venv; its end2end settings are used
 # as they are, with only the servers' addresses and credentials pointed at scripts/services.sh's
 # (source `scripts/services.sh env` first; `make services` starts them).
-# Seven tests pin upstream's own mechanisms or bugs and are expected to fail (README,
+# Seven tests pin upstream's own mechanisms or bugs and are expected to fail (docs/install.md,
 # "Migrating from django-prometheus"); the run's summary line says how many failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +61,7 @@ echo "== upstream end2end tests"
   --junitxml="$WORK/end2end.xml" testapp "${EXTRA[@]+"${EXTRA[@]}"}")
 set -e
 
-# The seven that pin upstream's mechanisms or bugs (README, "Migrating from django-prometheus").
+# The seven that pin upstream's mechanisms or bugs (docs/install.md, "Migrating from django-prometheus").
 "$PY" - "$WORK/unit.xml" "$WORK/end2end.xml" <<'PY'
 import sys
 import xml.etree.ElementTree as ET

@@ -341,7 +341,7 @@ def redis_cluster(directory: Path, size: int = 3) -> Iterator[Cluster]:
 class ClusterConnectionFactory(ConnectionFactory):
     """django-redis' connection factory for Redis Cluster: redis-py's ``RedisCluster`` from ``LOCATION``.
 
-    The README's recipe (django-redis ships none): ``OPTIONS["CONNECTION_FACTORY"]``.
+    The caches page's recipe (django-redis ships none): ``OPTIONS["CONNECTION_FACTORY"]``.
     """
 
     def get_connection(self, params: dict) -> RedisCluster:

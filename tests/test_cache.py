@@ -104,7 +104,7 @@ def test_get_returns_exactly_what_djangos_backend_returns(pair, value):
     got, expected = ours.get("k", "default"), bare.get("k", "default")
     assert type(got) is type(expected)
     assert got == expected == value
-    # A stored falsy value or None is a hit and is returned as stored (README, What differs, 1).
+    # A stored falsy value or None is a hit and is returned as stored (docs/install.md, What differs, 1).
     assert delta() == (1, 1, 0, 0)
 
 
@@ -207,7 +207,7 @@ def test_failing_network_get_behaves_like_django_and_counts_a_failure(dead_pair)
     delta = Delta(LABELS[name])
     ours_outcome, bare_outcome = outcome(lambda: ours.get("k", "d")), outcome(lambda: bare.get("k", "d"))
     assert ours_outcome == bare_outcome
-    # README, What differs, 2: every backend counts the failure, not only the Redis ones.
+    # docs/install.md, What differs, 2: every backend counts the failure, not only the Redis ones.
     assert delta() == (1, 0, 0, 1)
 
 

@@ -23,7 +23,7 @@ def _run(twin: Any) -> dict[str, Any]:
     execute(cursor, "CREATE TABLE t (x INTEGER)")
     execute(cursor, "INSERT INTO t VALUES (?)", (1,))
     executemany(cursor, "INSERT INTO t VALUES (?)", [(2,), (3,), (4,)])
-    # A generator: README, What differs, 6.
+    # A generator: docs/install.md, What differs, 6.
     executemany(cursor, "INSERT INTO t VALUES (?)", ((i,) for i in range(5)))
     for bad in ("SELECT nope FROM t", "NOT SQL"):
         with pytest.raises(sqlite3.OperationalError):

@@ -135,7 +135,7 @@ class OneShot:
 
 @each_alias()
 def test_executemany_takes_a_generator_and_consumes_it_once(alias: str, vendor: str) -> None:
-    # README, What differs, 6: any iterable of parameter sets, counted without a second pass.
+    # docs/install.md, What differs, 6: any iterable of parameter sets, counted without a second pass.
     delta = Delta(alias, vendor)
     params = OneShot([(f"g{i}",) for i in range(4)])
     with connections[alias].cursor() as cursor:

@@ -225,7 +225,7 @@ def test_ipv4_mapped_and_ipv6_clients_meet_the_allow_list_they_are_in(tmp_path, 
 
 @needs_uvicorn
 def test_uvicorn_default_proxy_headers_let_a_local_client_choose_its_address(tmp_path):
-    """What the README warns of: uvicorn trusts X-Forwarded-For from 127.0.0.1 by default.
+    """What docs/security.md warns of: uvicorn trusts X-Forwarded-For from 127.0.0.1 by default.
 
     ``--proxy-headers`` is on and ``--forwarded-allow-ips`` is ``127.0.0.1``:
     uvicorn puts the header's address in the ASGI scope, so Django's

@@ -193,7 +193,7 @@ def test_uvicorn_view_and_port_survive_any_accept_header(tmp_path):
         assert_negotiated(export)
 
 
-MAX_CONNECTIONS = 16  # the README's figure: connections a port exporter serves at once
+MAX_CONNECTIONS = 16  # the docs' figure (exporters page): connections a port exporter serves at once
 
 
 def worker_pid(master: int) -> int:

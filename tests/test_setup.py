@@ -83,15 +83,33 @@ print("\\n".join(failed) or "all imported")
     assert out.stdout.strip() == "all imported"
 
 
-def test_the_readme_installs_our_distribution_never_upstreams():
-    # "django-prometheus" on PyPI is upstream's: every install line names ours, or a path/URL.
-    readme = (ROOT / "README.md").read_text()
-    installs = re.findall(r"pip install [^`\n]*", readme)
+def test_the_docs_install_our_distribution_never_upstreams():
+    # "django-prometheus" on PyPI is upstream's: every install line names ours, or a path/URL;
+    # the one exception is the rollback to upstream 2.5.0, after ours is uninstalled.
+    texts = {p.name: p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]}
+    installs = [
+        (name, line) for name, text in texts.items() for line in re.findall(r"pip install [^`\n]*", text)
+    ]
     assert installs
-    upstream = [line for line in installs if re.search(r"\bdjango-prometheus(?![-\w])", line)]
+    upstream = [
+        (name, line)
+        for name, line in installs
+        if re.search(r"\bdjango-prometheus(?![-\w])", line)
+        and line.strip() != "pip install django-prometheus==2.5.0"
+    ]
     assert upstream == [], upstream
-    quickstart = readme.split("<!-- section: quickstart -->", 1)[1].split("\n## ", 1)[0]
-    assert "make dist" in quickstart and "pip install dist/django_prometheus_compiled-" in quickstart
-    assert "from django_prometheus.models import ExportModelOperationsMixin" in quickstart
-    migration = readme.split("<!-- section: migration -->", 1)[1].split("\n## ", 1)[0]
+    for text in texts.values():
+        if "pip install django-prometheus==2.5.0" in text:
+            rollback = text.index("pip install django-prometheus==2.5.0")
+            assert text.rindex("pip uninstall -y django-prometheus-compiled", 0, rollback) > rollback - 200
+    page = texts["install.md"]
+    quickstart = page.split("\n## Quickstart\n", 1)[1].split("\n## ", 1)[0]
+    for text in (quickstart, README_QUICKSTART()):
+        assert "make dist" in text and "pip install dist/django_prometheus_compiled-" in text
+        assert "from django_prometheus.models import ExportModelOperationsMixin" in text
+    migration = page.split("\n## Migrating from django-prometheus\n", 1)[1].split("\n## ", 1)[0]
     assert migration.index("pip uninstall -y django-prometheus") < migration.index("pip install")
+
+
+def README_QUICKSTART() -> str:  # noqa: N802
+    return (ROOT / "README.md").read_text().split("\n## Quickstart\n", 1)[1].split("\n## ", 1)[0]

@@ -6,7 +6,7 @@
 uvicorn has no configuration file: this is its command line as code
 (`uvicorn mysite.asgi:application --workers 2 --host 127.0.0.1 --port 8000` is the same).
 uvicorn's supervisor calls no hook when a worker dies: each scrape of /metrics folds the
-files of workers that are gone (see the README, "Without the hook").
+files of workers that are gone (see docs/exporters.md, "Without the hook").
 """
 
 import os

@@ -1,4 +1,4 @@
-"""gunicorn settings for multiprocess mode, as the README gives them: a dead worker's files go."""
+"""gunicorn settings for multiprocess mode, as docs/exporters.md gives them: a dead worker's files go."""
 
 from django_prometheus.multiprocess import mark_process_dead
 

@@ -1,4 +1,4 @@
-"""gunicorn settings for multiprocess mode, as the README gives them: dead workers' files are compacted."""
+"""gunicorn settings for multiprocess mode, as in docs/exporters.md: dead workers' files are compacted."""
 
 from django_prometheus.multiprocess import mark_process_dead
 
