@@ -21,6 +21,9 @@ increment) for the cells; ``bare`` (no middleware), ``compiled``, ``pure`` and
 ``upstream`` (django-prometheus 2.5.0, given ``--upstream-python``: a venv of
 this same interpreter with it installed) for requests.
 
+``python -m benchmarks.bench_threads --memory``: the bytes a striped child adds
+(tracemalloc), counter and 15-bucket histogram, on the running build.
+
 No asv cases here (``CASES`` is empty): the side-by-side runner times one
 thread; this module measures how that time holds up when threads share cells.
 """
@@ -141,14 +144,35 @@ def _run_probe(python: str, workload: str, impl: str, n: int, seconds: float) ->
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def striped_memory(n: int = 2_000) -> None:
+    """Print the tracemalloc bytes that striping adds to a counter and a 15-bucket histogram child."""
+    import tracemalloc
+
+    from django_prometheus._core import _cells
+
+    bounds = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+    for kind in ("counter", "histogram"):
+        cells = [_cells.Counter() if kind == "counter" else _cells.Histogram(bounds) for _ in range(n)]
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        striped = sum(bool(c._stripe()) for c in cells)
+        added = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        print(f"{kind:9} STRIPES={_cells.STRIPES}, {striped}/{n} striped: {added / n:.0f} B more per child")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_threads", description=__doc__)
     parser.add_argument("threads", nargs="*", type=int, default=[1, 2], help="thread counts (default 1 2)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement (default 3)")
     parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="repeatable")
     parser.add_argument("--upstream-python", help="a python with django-prometheus 2.5.0 installed")
+    parser.add_argument("--memory", action="store_true", help="bytes a striped child adds, then exit")
     parser.add_argument("--probe", nargs=4, metavar=("WORKLOAD", "IMPL", "N", "S"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory:
+        striped_memory()
+        return 0
     if args.probe:
         workload, impl, n, seconds = args.probe
         try:
