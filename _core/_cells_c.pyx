@@ -25,38 +25,229 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyTypeObject
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from libc.string cimport memcpy
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
 
 cdef extern from *:
     """
-    #if defined(Py_GIL_DISABLED) && defined(_MSC_VER)
+    #include <stdint.h>
+    #if defined(Py_GIL_DISABLED)
+    /* Free-threaded builds: every write is an atomic compare-and-swap, and a cell that sees
+       contention (a failed CAS) spreads its later writes over stripes. */
+    #if defined(_MSC_VER)
     #include <intrin.h>
-    static inline void dp_add(double *p, double v) {
-        union { double d; __int64 i; } old, new_;
-        old.d = *(volatile double *)p;
-        for (;;) {
-            __int64 seen;
-            new_.d = old.d + v;
-            seen = _InterlockedCompareExchange64((volatile __int64 *)p, new_.i, old.i);
-            if (seen == old.i) break;
-            old.i = seen;
-        }
+    #define DP_TLS __declspec(thread)
+    static inline double dp_load(double *p) { return *(volatile double *)p; }
+    static inline int dp_cas(double *p, double *old, double new_) {
+        union { double d; __int64 i; } o, n;
+        __int64 seen;
+        o.d = *old;
+        n.d = new_;
+        seen = _InterlockedCompareExchange64((volatile __int64 *)p, n.i, o.i);
+        if (seen == o.i) return 1;
+        o.i = seen;
+        *old = o.d;
+        return 0;
     }
-    #elif defined(Py_GIL_DISABLED)
-    static inline void dp_add(double *p, double v) {
-        double old, new_;
-        __atomic_load(p, &old, __ATOMIC_RELAXED);
-        do { new_ = old + v; }
-        while (!__atomic_compare_exchange(p, &old, &new_, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    static inline void *dp_load_ptr(void **pp) { return *(void *volatile *)pp; }
+    static inline int dp_cas_ptr(void **pp, void *old, void *new_) {
+        return _InterlockedCompareExchangePointer(pp, new_, old) == old;
     }
+    static volatile long dp_threads_seen;
+    static inline int dp_next_thread(void) { return (int)_InterlockedIncrement(&dp_threads_seen); }
     #else
-    /* With the GIL held for the whole call no other Python thread can interleave. */
+    #define DP_TLS __thread
+    static inline double dp_load(double *p) {
+        double v;
+        __atomic_load(p, &v, __ATOMIC_RELAXED);
+        return v;
+    }
+    static inline int dp_cas(double *p, double *old, double new_) {
+        return __atomic_compare_exchange(p, old, &new_, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    }
+    static inline void *dp_load_ptr(void **pp) { return __atomic_load_n(pp, __ATOMIC_ACQUIRE); }
+    static inline int dp_cas_ptr(void **pp, void *old, void *new_) {
+        return __atomic_compare_exchange_n(pp, &old, new_, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    }
+    static int dp_threads_seen;
+    static inline int dp_next_thread(void) { return __atomic_add_fetch(&dp_threads_seen, 1, __ATOMIC_RELAXED); }
+    #endif
+
+    static inline void dp_add(double *p, double v) {
+        double old = dp_load(p);
+        while (!dp_cas(p, &old, old + v)) {}
+    }
+
+    /* Stripes: DP_NSTRIPES runs of `stride` doubles, each run starting on its own cache line,
+       so that threads writing different stripes never share a line. A thread takes the next
+       stripe in turn the first time it writes a striped cell (round robin over threads, so two
+       hot threads never share a stripe while there are more stripes than threads). The cell's
+       own pointer (_p, _sum_p) then holds the stripes' address with its low bit set; readers
+       add the stripes to the cell's own value(s). Only cells of exactly the single-process
+       types stripe (dp_counter_type, dp_histogram_type): a multiprocess cell's value must stay
+       in its file slot. */
+    #define DP_LINE 64
+    static Py_ssize_t dp_nstripes = 4;  /* a power of two, set at import (dp_set_stripes) */
+    static PyTypeObject *dp_counter_type, *dp_histogram_type;
+    static DP_TLS int dp_my_slot;  /* 0: this thread has no stripe yet */
+
+    static inline int dp_tagged(double *p) { return ((uintptr_t)p & 1) != 0; }
+    static inline double *dp_untag(double *p) { return (double *)((uintptr_t)p - 1); }
+    static inline double *dp_stripe(double *base, Py_ssize_t stride) {
+        int s = dp_my_slot;
+        if (s == 0) s = dp_my_slot = dp_next_thread();
+        return base + ((s - 1) & (dp_nstripes - 1)) * stride;
+    }
+    static inline Py_ssize_t dp_hist_stride(Py_ssize_t n) { return (n + 1 + 7) & ~(Py_ssize_t)7; }
+
+    static double *dp_stripes_new(Py_ssize_t stride) {
+        /* The raw block's address sits just before the first stripe (freed by dp_stripes_free). */
+        size_t size = (size_t)dp_nstripes * (size_t)stride * sizeof(double) + DP_LINE + sizeof(void *);
+        char *raw = (char *)PyMem_RawCalloc(1, size);
+        char *base;
+        if (raw == NULL) return NULL;
+        base = (char *)(((uintptr_t)raw + sizeof(void *) + DP_LINE - 1) & ~(uintptr_t)(DP_LINE - 1));
+        ((void **)base)[-1] = raw;
+        return (double *)base;
+    }
+    static void dp_stripes_free(double *p) {
+        if (dp_tagged(p)) PyMem_RawFree(((void **)dp_untag(p))[-1]);
+    }
+    /* Publish stripes in *pp (which held `own`); the stripes in place, or NULL (no memory). */
+    static double *dp_stripes_install(double **pp, double *own, Py_ssize_t stride) {
+        double *s = dp_stripes_new(stride), *p;
+        if (s != NULL && dp_cas_ptr((void **)pp, own, (char *)s + 1)) return s;
+        if (s != NULL) PyMem_RawFree(((void **)s)[-1]);
+        p = (double *)dp_load_ptr((void **)pp);
+        return dp_tagged(p) ? dp_untag(p) : NULL;
+    }
+
+    static void dp_counter_contended(double **pp, double *p, double *own, PyObject *cell, double v) {
+        double *s;
+        if (p == own && Py_TYPE(cell) == dp_counter_type && (s = dp_stripes_install(pp, own, 8)) != NULL) {
+            dp_add(dp_stripe(s, 8), v);
+            return;
+        }
+        dp_add(p, v);
+    }
+    static inline void dp_counter_add(double **pp, double *own, PyObject *cell, double v) {
+        double *p = (double *)dp_load_ptr((void **)pp), old;
+        if (dp_tagged(p)) {
+            dp_add(dp_stripe(dp_untag(p), 8), v);
+            return;
+        }
+        old = dp_load(p);
+        if (!dp_cas(p, &old, old + v)) dp_counter_contended(pp, p, own, cell, v);
+    }
+    static double dp_counter_read(double *p, double *own) {
+        double acc;
+        Py_ssize_t i;
+        if (!dp_tagged(p)) return dp_load(p);
+        acc = dp_load(own);
+        for (i = 0; i < dp_nstripes; i++) acc += dp_load(dp_untag(p) + i * 8);
+        return acc;
+    }
+
+    /* A histogram's stripe: its sum, then one count per bucket. `lo` < 0: NaN, sum only. */
+    static inline void dp_stripe_observe(double *s, Py_ssize_t lo, double v) {
+        dp_add(s, v);
+        if (lo >= 0) dp_add(s + 1 + lo, 1.0);
+    }
+    static void dp_hist_contended(double **pp, double *p, double *own, double *counts, Py_ssize_t n,
+                                  PyObject *cell, Py_ssize_t lo, double v) {
+        double *s;
+        Py_ssize_t stride = dp_hist_stride(n);
+        if (p == own && Py_TYPE(cell) == dp_histogram_type && (s = dp_stripes_install(pp, own, stride)) != NULL) {
+            dp_stripe_observe(dp_stripe(s, stride), lo, v);
+            return;
+        }
+        dp_add(p, v);
+        if (lo >= 0) dp_add(counts + lo, 1.0);
+    }
+    static inline void dp_hist_add(double **pp, double *own, double *counts, Py_ssize_t n,
+                                   PyObject *cell, Py_ssize_t lo, double v) {
+        double *p = (double *)dp_load_ptr((void **)pp), old;
+        if (dp_tagged(p)) {
+            dp_stripe_observe(dp_stripe(dp_untag(p), dp_hist_stride(n)), lo, v);
+            return;
+        }
+        old = dp_load(p);
+        if (!dp_cas(p, &old, old + v)) {
+            dp_hist_contended(pp, p, own, counts, n, cell, lo, v);
+            return;
+        }
+        if (lo >= 0) dp_add(counts + lo, 1.0);
+    }
+    static double dp_hist_sum(double *p, double *own, Py_ssize_t n) {
+        double acc;
+        Py_ssize_t i, stride = dp_hist_stride(n);
+        if (!dp_tagged(p)) return dp_load(p);
+        acc = dp_load(own);
+        for (i = 0; i < dp_nstripes; i++) acc += dp_load(dp_untag(p) + i * stride);
+        return acc;
+    }
+    static double dp_hist_count(double *p, double *counts, Py_ssize_t n, Py_ssize_t b) {
+        double acc = dp_load(counts + b);
+        Py_ssize_t i, stride = dp_hist_stride(n);
+        if (!dp_tagged(p)) return acc;
+        for (i = 0; i < dp_nstripes; i++) acc += dp_load(dp_untag(p) + i * stride + 1 + b);
+        return acc;
+    }
+    /* Stripe now, contention or not (tests use it to exercise the striped paths). */
+    static int dp_counter_stripe(double **pp, double *own, PyObject *cell) {
+        if (dp_tagged(*pp)) return 1;
+        return *pp == own && Py_TYPE(cell) == dp_counter_type && dp_stripes_install(pp, own, 8) != NULL;
+    }
+    static int dp_hist_stripe(double **pp, double *own, Py_ssize_t n, PyObject *cell) {
+        if (dp_tagged(*pp)) return 1;
+        return *pp == own && Py_TYPE(cell) == dp_histogram_type && dp_stripes_install(pp, own, dp_hist_stride(n)) != NULL;
+    }
+    static void dp_set_stripes(Py_ssize_t cpus) {
+        Py_ssize_t n = 4;
+        while (n < 2 * cpus && n < 32) n <<= 1;
+        dp_nstripes = n;
+    }
+    static inline Py_ssize_t dp_stripe_count(void) { return dp_nstripes; }
+    static inline int dp_is_striped(double *p) { return dp_tagged(p); }
+    #else
+    /* With the GIL held for the whole call no other Python thread can interleave: plain
+       additions, and no cell ever stripes. */
+    static PyTypeObject *dp_counter_type, *dp_histogram_type;
     static inline void dp_add(double *p, double v) { *p += v; }
+    static inline void dp_counter_add(double **pp, double *own, PyObject *cell, double v) { **pp += v; }
+    static inline double dp_counter_read(double *p, double *own) { return *p; }
+    static inline void dp_hist_add(double **pp, double *own, double *counts, Py_ssize_t n,
+                                   PyObject *cell, Py_ssize_t lo, double v) {
+        **pp += v;
+        if (lo >= 0) counts[lo] += 1.0;
+    }
+    static inline double dp_hist_sum(double *p, double *own, Py_ssize_t n) { return *p; }
+    static inline double dp_hist_count(double *p, double *counts, Py_ssize_t n, Py_ssize_t b) { return counts[b]; }
+    static inline void dp_stripes_free(double *p) {}
+    static inline void dp_set_stripes(Py_ssize_t cpus) {}
+    static inline Py_ssize_t dp_stripe_count(void) { return 0; }
+    static inline int dp_is_striped(double *p) { return 0; }
+    static inline int dp_counter_stripe(double **pp, double *own, PyObject *cell) { return 0; }
+    static inline int dp_hist_stripe(double **pp, double *own, Py_ssize_t n, PyObject *cell) { return 0; }
     #endif
     """
     void dp_add(double *p, double v) nogil
+    void dp_counter_add(double **pp, double *own, object cell, double v) noexcept
+    double dp_counter_read(double *p, double *own) noexcept
+    void dp_hist_add(double **pp, double *own, double *counts, Py_ssize_t n, object cell,
+                     Py_ssize_t lo, double v) noexcept
+    double dp_hist_sum(double *p, double *own, Py_ssize_t n) noexcept
+    double dp_hist_count(double *p, double *counts, Py_ssize_t n, Py_ssize_t b) noexcept
+    void dp_stripes_free(double *p) noexcept
+    void dp_set_stripes(Py_ssize_t cpus) noexcept
+    Py_ssize_t dp_stripe_count() noexcept
+    bint dp_is_striped(double *p) noexcept
+    bint dp_counter_stripe(double **pp, double *own, object cell) noexcept
+    bint dp_hist_stripe(double **pp, double *own, Py_ssize_t n, object cell) noexcept
+    PyTypeObject *dp_counter_type
+    PyTypeObject *dp_histogram_type
 
 cdef extern from *:
     """
@@ -140,7 +331,11 @@ cdef class Counter:
     a slot of this process' metrics file (see ``MultiProcessStore``). A NULL
     ``_p`` is a multiprocess cell this process has not written yet (a forked
     child's): the first write gives it a slot (``_attach``), so a child that
-    never counts never creates a file.
+    never counts never creates a file. On a free-threaded build a contended
+    single-process cell stripes: ``_p`` then holds its stripes (low bit set),
+    and the value is ``_v`` plus the stripes (``dp_counter_read``). This class
+    and ``Histogram`` are the only code that knows the layout; the other
+    modules write through ``C_API``.
     """
 
     cdef double _v
@@ -159,14 +354,25 @@ cdef class Counter:
             _forked()
         if self._p == NULL:
             self._attach()
-        dp_add(self._p, amount)
+        dp_counter_add(&self._p, &self._v, self, amount)
 
     def get(self):
         if dp_forked:
             _forked()
         if self._p == NULL:
             return self._v
-        return self._p[0]
+        return dp_counter_read(self._p, &self._v)
+
+    def __dealloc__(self):
+        dp_stripes_free(self._p)  # (a no-op unless the cell striped)
+
+    def _striped(self):
+        """True once contention made this cell stripe (free-threaded builds only)."""
+        return dp_is_striped(self._p)
+
+    def _stripe(self):
+        """Stripe now, as contention would (tests); True if the cell is striped."""
+        return dp_counter_stripe(&self._p, &self._v, self)
 
     cdef void _attach(self) noexcept:
         self._p = &self._v
@@ -191,7 +397,7 @@ cdef inline void _add(Counter c, double amount) noexcept:
         _forked()
     if c._p == NULL:
         c._attach()
-    dp_add(c._p, amount)
+    dp_counter_add(&c._p, &c._v, c, amount)
 
 
 cdef class Gauge:
@@ -268,6 +474,9 @@ cdef class Histogram:
     Single-process: the counts are ``_counts``. Multiprocess: each bucket's
     count lives in a file slot, ``_slots[i]``, and the sum at ``_sum_p``; a
     NULL ``_sum_p`` is a cell this process has not written yet (see Counter).
+    On a free-threaded build a contended single-process cell stripes as a
+    Counter does: ``_sum_p`` then holds stripes of (sum, one count per bucket),
+    added to ``_sum`` and ``_counts`` when read.
     """
 
     cdef _Bounds _b
@@ -300,6 +509,15 @@ cdef class Histogram:
     def __dealloc__(self):
         PyMem_Free(self._counts)
         PyMem_Free(self._slots)
+        dp_stripes_free(self._sum_p)
+
+    def _striped(self):
+        """True once contention made this cell stripe (free-threaded builds only)."""
+        return dp_is_striped(self._sum_p)
+
+    def _stripe(self):
+        """Stripe now, as contention would (tests); True if the cell is striped."""
+        return dp_hist_stripe(&self._sum_p, &self._sum, self._n, self)
 
     @property
     def bounds(self):
@@ -340,8 +558,11 @@ cdef class Histogram:
             _forked()
         if self._sum_p == NULL:
             self._attach()
-        dp_add(self._sum_p, amount)
         if amount != amount:
+            if self._slots == NULL:
+                dp_hist_add(&self._sum_p, &self._sum, self._counts, self._n, self, -1, amount)
+            else:
+                dp_add(self._sum_p, amount)
             return
         while lo < hi:
             mid = (lo + hi) >> 1
@@ -350,8 +571,9 @@ cdef class Histogram:
             else:
                 hi = mid
         if self._slots == NULL:
-            dp_add(&self._counts[lo], 1.0)
+            dp_hist_add(&self._sum_p, &self._sum, self._counts, self._n, self, lo, amount)
         else:
+            dp_add(self._sum_p, amount)
             dp_add(self._slots[lo], 1.0)
         if self._native is not None:  # the one branch native histograms cost when off
             _native_observe(self._native, amount)
@@ -443,13 +665,13 @@ cdef class Histogram:
             _forked()
         if self._sum_p == NULL:
             return self._sum
-        return self._sum_p[0]
+        return dp_hist_sum(self._sum_p, &self._sum, self._n)
 
     cdef inline double _count_at(self, Py_ssize_t i) noexcept:
         if dp_forked:
             _forked()
         if self._slots == NULL:
-            return self._counts[i]
+            return dp_hist_count(self._sum_p, self._counts, self._n, i)
         return self._slots[i][0]
 
     @property
@@ -673,7 +895,7 @@ cdef void _api_gauge_add(object cell, double amount) noexcept:
 
 cdef double _api_counter_get(object cell) noexcept:
     cdef Counter c = <Counter> cell
-    return c._v if c._p == NULL else c._p[0]
+    return c._v if c._p == NULL else dp_counter_read(c._p, &c._v)
 
 
 cdef double _api_gauge_get(object cell) noexcept:
@@ -694,10 +916,17 @@ cdef Py_ssize_t _api_histogram_get(object cell, double *cumulative, Py_ssize_t n
     for i in range(n):
         acc += h._count_at(i)
         cumulative[i] = acc
-    total[0] = h._sum if h._sum_p == NULL else h._sum_p[0]
+    total[0] = h._sum if h._sum_p == NULL else dp_hist_sum(h._sum_p, &h._sum, h._n)
     flags[0] = (1 if h._native is not None else 0) | (2 if h._ex is not None else 0)
     return h._n
 
+
+# Only these exact types stripe (multiprocess subclasses keep their values in their files).
+dp_counter_type = <PyTypeObject *> Counter
+dp_histogram_type = <PyTypeObject *> Histogram
+dp_set_stripes(os.cpu_count() or 1)
+#: Stripes a contended cell spreads over on this build (0: a GIL build, cells never stripe).
+STRIPES = dp_stripe_count()
 
 cdef dp_cells_api _api
 _api.counter_inc = _api_counter_inc

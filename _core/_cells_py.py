@@ -44,6 +44,9 @@ MISSING: Any = object()
 _INF = float("inf")
 # OpenMetrics' label names (exemplar labels follow the rules of metric labels).
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: Stripes a contended cell spreads over: none here (each cell takes its lock; the compiled
+#: cells stripe on free-threaded builds).
+STRIPES = 0
 
 
 class Counter:
@@ -65,6 +68,14 @@ class Counter:
 
     def get(self) -> float:
         return self._v
+
+    def _striped(self) -> bool:
+        """Always False: these cells never stripe (see ``STRIPES``)."""
+        return False
+
+    def _stripe(self) -> bool:
+        """A no-op (the compiled cells stripe now, on free-threaded builds): False."""
+        return False
 
     def count_exceptions(self, exception: type[BaseException] | tuple = Exception) -> ExceptionCounter:
         return ExceptionCounter(self, exception)
@@ -204,6 +215,14 @@ class Histogram:
 
     def time(self) -> Timer:
         return Timer(self, "observe")
+
+    def _striped(self) -> bool:
+        """Always False: these cells never stripe (see ``STRIPES``)."""
+        return False
+
+    def _stripe(self) -> bool:
+        """A no-op (the compiled cells stripe now, on free-threaded builds): False."""
+        return False
 
     @property
     def sum(self) -> float:

@@ -10,12 +10,19 @@ relative to N=1 (the speed-up; ~N when the operation scales, ~1 when the
 threads serialise on a lock or the GIL).
 
 Workloads: ``counter`` (one shared labelled child's ``inc()``), ``histogram``
-(its ``observe()``), ``http_wsgi`` (one request through Django's WSGI handler
-and both middlewares, the ``bench_http`` case). Impls: ``compiled`` and
+(its ``observe()``): each thread calls the shared child through its own bound
+method, as code that looks the child up does (on a free-threaded build, one
+bound-method object called from every thread makes each call write that
+object's shared reference count: that measures the benchmark, not the cell);
+``http_wsgi`` (one request through Django's WSGI handler and both
+middlewares, the ``bench_http`` case). Impls: ``compiled`` and
 ``pure`` (ours), ``prometheus_client`` (its own Counter/Histogram, a lock per
 increment) for the cells; ``bare`` (no middleware), ``compiled``, ``pure`` and
 ``upstream`` (django-prometheus 2.5.0, given ``--upstream-python``: a venv of
 this same interpreter with it installed) for requests.
+
+``python -m benchmarks.bench_threads --memory``: the bytes a striped child adds
+(tracemalloc), counter and 15-bucket histogram, on the running build.
 
 No asv cases here (``CASES`` is empty): the side-by-side runner times one
 thread; this module measures how that time holds up when threads share cells.
@@ -49,6 +56,7 @@ WARMUP = {"counter": 5000, "histogram": 5000, "http_wsgi": 100}
 
 
 def _cell_op(workload: str, impl: str) -> Any:
+    """A function that makes one thread's operation on the shared child."""
     if impl == "prometheus_client":
         import prometheus_client as pc
     else:
@@ -57,9 +65,21 @@ def _cell_op(workload: str, impl: str) -> Any:
 
     registry = CollectorRegistry()
     if workload == "counter":
-        return pc.Counter("bench", "Bench.", ["view"], registry=registry).labels("v").inc
+        counter = pc.Counter("bench", "Bench.", ["view"], registry=registry).labels("v")
+
+        def make_inc() -> Any:
+            return counter.inc
+
+        make_inc.child = counter  # type: ignore[attr-defined]
+        return make_inc
     hist = pc.Histogram("bench_seconds", "Bench.", ["view"], registry=registry).labels("v")
-    return lambda: hist.observe(0.3)
+
+    def make() -> Any:
+        observe = hist.observe
+        return lambda: observe(0.3)
+
+    make.child = hist  # type: ignore[attr-defined]
+    return make
 
 
 def _op(workload: str, impl: str) -> Any:
@@ -67,15 +87,17 @@ def _op(workload: str, impl: str) -> Any:
         return _cell_op(workload, impl)
     from ._harness import find_case, prepare
 
-    return prepare(find_case(workload), impl)
+    op = prepare(find_case(workload), impl)
+    return lambda: op
 
 
 def probe(workload: str, impl: str, n: int, seconds: float) -> dict[str, Any]:
     """Run ``n`` threads for ``seconds`` in this process; total calls and elapsed time."""
     if impl == "pure":
         os.environ["DJANGO_PROMETHEUS_NO_EXTENSIONS"] = "1"
-    op = _op(workload, impl)
+    make = _op(workload, impl)
     chunk = CHUNK[workload]
+    op = make()
     for _ in range(WARMUP[workload]):
         op()
     barrier = threading.Barrier(n + 1)
@@ -83,6 +105,7 @@ def probe(workload: str, impl: str, n: int, seconds: float) -> dict[str, Any]:
     stop = [0.0]
 
     def run(i: int) -> None:
+        op = make()
         barrier.wait()
         done = 0
         end = stop[0]
@@ -104,7 +127,9 @@ def probe(workload: str, impl: str, n: int, seconds: float) -> dict[str, Any]:
         t.join()
     elapsed = time.perf_counter() - start
     gil = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True
-    return {"ops": sum(counts), "elapsed": elapsed, "gil": gil}
+    # Whether the child striped (our compiled cells on a free-threaded build, under contention).
+    striped = getattr(getattr(make, "child", None), "_striped", lambda: False)()
+    return {"ops": sum(counts), "elapsed": elapsed, "gil": gil, "striped": striped}
 
 
 def _run_probe(python: str, workload: str, impl: str, n: int, seconds: float) -> dict[str, Any] | str:
@@ -119,14 +144,35 @@ def _run_probe(python: str, workload: str, impl: str, n: int, seconds: float) ->
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def striped_memory(n: int = 2_000) -> None:
+    """Print the tracemalloc bytes that striping adds to a counter and a 15-bucket histogram child."""
+    import tracemalloc
+
+    from django_prometheus._core import _cells
+
+    bounds = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+    for kind in ("counter", "histogram"):
+        cells = [_cells.Counter() if kind == "counter" else _cells.Histogram(bounds) for _ in range(n)]
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        striped = sum(bool(c._stripe()) for c in cells)
+        added = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        print(f"{kind:9} STRIPES={_cells.STRIPES}, {striped}/{n} striped: {added / n:.0f} B more per child")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_threads", description=__doc__)
     parser.add_argument("threads", nargs="*", type=int, default=[1, 2], help="thread counts (default 1 2)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement (default 3)")
     parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="repeatable")
     parser.add_argument("--upstream-python", help="a python with django-prometheus 2.5.0 installed")
+    parser.add_argument("--memory", action="store_true", help="bytes a striped child adds, then exit")
     parser.add_argument("--probe", nargs=4, metavar=("WORKLOAD", "IMPL", "N", "S"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory:
+        striped_memory()
+        return 0
     if args.probe:
         workload, impl, n, seconds = args.probe
         try:
@@ -159,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 total = r["ops"] / r["elapsed"]
                 base = base or (total if n == args.threads[0] else None)
                 speedup = f"{total / base:.2f}" if base else "-"
-                note = "GIL enabled" if r["gil"] else ""
+                note = "GIL enabled" if r["gil"] else ("striped" if r.get("striped") else "")
                 rows.append((workload, impl, str(n), f"{total / n:,.0f}", f"{total:,.0f}", speedup, note))
                 print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

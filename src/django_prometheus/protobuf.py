@@ -216,8 +216,11 @@ def _ours(ours: Any, collector: Any, wanted: frozenset[str] | None, use_created:
             labels, created = _child_bytes(cache, labelnames, values, cell)
             ex = cell.exemplars()
             encoded_ex = [None if e is None else _exemplar(e[0], e[1], e[2]) for e in ex] if ex else None
+            # The count is the +Inf bucket of the same read: under load, a separate read of
+            # cell.count could fall below a bucket read after it.
+            buckets = cell.buckets()
             body = encode(
-                cell.count, cell.sum if with_sum else None, bounds, cell.buckets(), encoded_ex,
+                buckets[-1], cell.sum if with_sum else None, bounds, buckets, encoded_ex,
                 cell.native, created if use_created else None,
             )  # fmt: skip
             return labels + _ld(7, body)

@@ -1,0 +1,137 @@
+"""Hot children under contention: threads count into one child while another thread scrapes.
+
+On a free-threaded build the compiled cells stripe once they see contention (issue 28): a
+child's writes spread over per-thread stripes that every read adds up. Whatever the build,
+each scrape must be internally consistent (a histogram's ``_count`` equals its ``+Inf``
+bucket, buckets are cumulative), values never go backwards between scrapes, and once the
+writers stop nothing is lost. The observed values are exact binary fractions, so sums are
+exact too.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+from django_prometheus._core import _cells
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
+from prometheus_client.parser import text_string_to_metric_families
+
+from django_prometheus import exposition, metrics
+
+WRITERS = 4
+OPS = 6_000  # a multiple of len(VALUES): each writer observes each value OPS / 6 times
+BUCKETS = (0.25, 0.5, 1.0, 2.0, 4.0)
+VALUES = (0.125, 0.5, 0.75, 1.5, 3.0, 8.0)  # every bucket but one, and +Inf
+
+
+@pytest.fixture
+def switchy():
+    """Switch threads as often as possible on a GIL build (free-threaded ones run in parallel)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+def _family(registry: CollectorRegistry, stripe: bool) -> tuple:
+    requests = metrics.Counter("stress_requests", "Requests.", ["view"], registry=registry)
+    latency = metrics.Histogram(
+        "stress_latency_seconds", "Latency.", ["view"], buckets=BUCKETS, registry=registry
+    )
+    counter, histogram = requests.labels("hot"), latency.labels("hot")
+    if stripe:  # as contention would, so the striped paths run whatever the scheduler does
+        assert counter._stripe() == histogram._stripe() == bool(_cells.STRIPES)
+    return counter, histogram
+
+
+def _parse(body: bytes, openmetrics: bool) -> dict:
+    parse = om_families if openmetrics else text_string_to_metric_families
+    samples = {}
+    for family in parse(body.decode()):
+        for s in family.samples:
+            if s.labels.get("view") == "hot":
+                samples[(s.name, s.labels.get("le"))] = s.value
+    return samples
+
+
+def _check(scrape: dict, last: dict) -> None:
+    les = [repr(b) for b in BUCKETS] + ["+Inf"]
+    buckets = [scrape[("stress_latency_seconds_bucket", le)] for le in les]
+    assert buckets == sorted(buckets), f"buckets not cumulative: {buckets}"
+    assert scrape[("stress_latency_seconds_count", None)] == buckets[-1]
+    for key, value in scrape.items():
+        if not key[0].endswith("_created"):
+            assert value >= last.get(key, 0.0), f"{key} went back from {last[key]} to {value}"
+
+
+@pytest.mark.parametrize("stripe", [False, True], ids=["contention", "striped"])
+@pytest.mark.parametrize("writer", ["text", "openmetrics", "generate_latest"])
+def test_every_scrape_is_consistent_while_threads_count_into_one_child(switchy, stripe, writer):
+    registry = CollectorRegistry()
+    counter, histogram = _family(registry, stripe)
+    render = {
+        "text": lambda: exposition.render(registry),
+        "openmetrics": lambda: exposition.render(registry, openmetrics_format=True),
+        "generate_latest": lambda: generate_latest(registry),
+    }[writer]
+    barrier = threading.Barrier(WRITERS + 1)
+
+    def write(k: int) -> None:
+        inc, observe = counter.inc, histogram.observe  # each thread's own bound methods
+        barrier.wait()
+        for i in range(OPS):
+            inc()
+            observe(VALUES[(i + k) % len(VALUES)])
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(WRITERS)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    last: dict = {}
+    scrapes = 0
+    while any(t.is_alive() for t in threads) or not scrapes:
+        scrape = _parse(render(), writer == "openmetrics")
+        _check(scrape, last)
+        last = scrape
+        scrapes += 1
+    for t in threads:
+        t.join()
+    final = _parse(render(), writer == "openmetrics")
+    _check(final, last)
+    total = WRITERS * OPS
+    assert final[("stress_requests_total", None)] == total
+    assert final[("stress_latency_seconds_count", None)] == total
+    per_value = total // len(VALUES)
+    assert final[("stress_latency_seconds_sum", None)] == per_value * sum(VALUES)
+    assert final[("stress_latency_seconds_bucket", "0.25")] == per_value
+    assert final[("stress_latency_seconds_bucket", "4.0")] == 5 * per_value
+    assert counter.get() == histogram.count == total
+    assert histogram.buckets()[-1] == total
+
+
+def test_cells_stripe_only_where_the_build_has_no_gil():
+    counter = metrics.Counter("stress_stripes", "S.", ["view"], registry=CollectorRegistry()).labels("x")
+    histogram = metrics.Histogram(
+        "stress_stripes_seconds", "S.", ["view"], registry=CollectorRegistry()
+    ).labels("x")
+    free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
+    if not _cells.USE_EXTENSIONS or not free_threaded:
+        assert _cells.STRIPES == 0
+    assert not counter._striped() and not histogram._striped()
+    counter.inc(2.5)
+    histogram.observe(0.3)
+    striped = counter._stripe()
+    assert striped == histogram._stripe() == bool(_cells.STRIPES)
+    assert counter._striped() == histogram._striped() == striped
+    # The values counted before striping stay; the stripes add to them.
+    counter.inc(0.5)
+    histogram.observe(20.0)
+    assert counter.get() == 3.0
+    assert histogram.sum == 20.3
+    assert histogram.count == 2.0
+    assert histogram.buckets()[-1] == 2.0
+    if striped:
+        assert _cells.STRIPES >= 4 and _cells.STRIPES & (_cells.STRIPES - 1) == 0
