@@ -298,7 +298,18 @@ cdef _Plan _make_plan(int kind, tuple labelnames, list children, Py_ssize_t vers
         Py_INCREF(cell)
         plan.cells[i] = <PyObject *> cell
         plan.n = i + 1
+    _shrink(&plan.arena)
     return plan
+
+
+cdef void _shrink(Buf *b) noexcept:
+    """Give back what the doubling left unused (a plan lives as long as its family's children)."""
+    cdef char *p
+    if b.len and b.cap > b.len:
+        p = <char *> PyMem_Realloc(b.data, b.len)
+        if p != NULL:
+            b.data = p
+            b.cap = b.len
 
 
 cdef inline bint _is(object cell, type t):
@@ -686,6 +697,7 @@ cdef _Plan _make_pb_plan(int kind, tuple labelnames, list children, Py_ssize_t v
             plan.n = i + 1
     finally:
         PyMem_Free(one.data)
+    _shrink(&plan.arena)
     return plan
 
 
