@@ -19,7 +19,7 @@ import threading
 import pytest
 from django_prometheus._core import _native_py
 
-from tests.test_multiprocess_servers import HOST, free_port_range, project, start, stop  # noqa: F401
+from tests.mp_servers import HOST, free_port_range, start, stop
 from tests.test_protobuf import PROTO, decode, labels_of, pb, populated  # noqa: F401
 
 SIZES = [0, 1, 2, 3, 7, 100, 1000, 1024, 1025, 4096, 12345, 65536]
@@ -59,8 +59,8 @@ def _expected(values: list[float]) -> tuple[int, float, int, list, list]:
 @pytest.mark.skipif(
     shutil.which("gunicorn", path=os.path.dirname(sys.executable)) is None, reason="no gunicorn"
 )
-def test_gunicorn_workers_native_histograms_are_exact_in_a_protobuf_scrape(project, pb):  # noqa: F811
-    env, mp_dir = project
+def test_gunicorn_workers_native_histograms_are_exact_in_a_protobuf_scrape(mp_server_project, pb):  # noqa: F811 - pb: the fixture imported above
+    env, mp_dir = mp_server_project
     env["MP_NATIVE"] = "1"
     (port,) = free_port_range(1)
     cmd = [sys.executable, "-m", "gunicorn", "tests.mp_project.wsgi:application", "-b", f"{HOST}:{port}",

@@ -65,6 +65,9 @@ def native_files() -> Any:
         with _store_lock:
             if _native is None:
                 _native = _native_files.NativeFiles(MULTIPROCESS_DIR)
+                # Native parts' files cannot see a fork that skips Python's hooks: once they
+                # exist, the pid check runs per request whatever the store can see.
+                _watch_requests_for_forks()
     return _native
 
 
@@ -79,12 +82,15 @@ def multiprocess_store() -> Any:
                 _check_multiprocess_dir(MULTIPROCESS_DIR)
                 _store = _cells.MultiProcessStore(MULTIPROCESS_DIR)
                 if not _store.watches_forks:
-                    # Servers that fork without Python's fork hooks (uWSGI by default): for a
-                    # store that cannot see those forks itself, one pid check per request.
-                    request_started.connect(
-                        _check_pid, weak=False, dispatch_uid="django_prometheus.check_pid"
-                    )
+                    _watch_requests_for_forks()
     return _store
+
+
+def _watch_requests_for_forks() -> None:
+    # Servers that fork without Python's fork hooks (uWSGI by default): one pid check per
+    # request, for files that cannot see such a fork themselves. The compiled store sees
+    # every fork (a pthread_atfork flag read at the next write) and needs none.
+    request_started.connect(_check_pid, weak=False, dispatch_uid="django_prometheus.check_pid")
 
 
 def _check_multiprocess_dir(path: str) -> None:
