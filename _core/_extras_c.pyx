@@ -851,7 +851,7 @@ cdef class Extras:
         return cache
 
     cdef int _server_timing(self, request, response, double elapsed, db, cache) except -1:
-        # PROMETHEUS_SERVER_TIMING: the header, written by the Python side (``servertiming``).
+        # PROMETHEUS_SERVER_TIMING: the header, written by the core's ``_http.ServerTiming``.
         try:
             self._timing(request, response, elapsed, db, cache)
         except Exception:

@@ -21,7 +21,7 @@ cimport cython
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
-from cpython.exc cimport PyErr_Fetch, PyErr_Restore
+from cpython.exc cimport PyErr_Fetch, PyErr_Occurred, PyErr_Restore
 from cpython.ref cimport Py_DECREF, Py_XDECREF, Py_XINCREF
 
 from . import _cells_c
@@ -88,6 +88,7 @@ __all__ = [
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
+    "server_timing_value",
     "set_extras",
     "template_name",
     "transport",
@@ -363,51 +364,124 @@ cdef class Settings:
         self.default_content_type_charset = matched["charset"].replace('"', "") if matched else None
 
 
-# --- Server-Timing: the app entry, written by the Before recorder -------------------------------
+# --- Server-Timing: the header's writer (the Before recorder's app entry, the features' three) -----
+
+cdef extern from "dp_timing.h":
+    PyObject *dp_timing_value(double app, bint has_db, double db, long long queries, bint has_cache,
+                              double cache, long long ops)
 
 cdef str _ST_KEY = "server-timing"
 cdef str _ST_NAME = "Server-Timing"
+cdef str _ST_REMOTE = "REMOTE_ADDR"
+cdef str _ST_FORWARDED = "HTTP_X_FORWARDED_FOR"
 cdef Py_ssize_t _ST_DECIDED_MAX = 1024
 cdef Py_ssize_t _ST_FORWARDED_KEY_MAX = 256
+cdef long long _ST_COUNT_MAX = 10 ** 18
+
+
+def server_timing_value(double app, db=None, cache=None):
+    """The header's entries: ``app``, then ``db`` and ``cache`` when their accounting ran.
+
+    ``db`` has ``seconds`` and ``queries``, ``cache`` ``seconds`` and ``operations``
+    (the per-request accounting states). Written in C (``dp_timing.h``), with
+    Python's ``format(ms, ".3f")`` digits.
+    """
+    return _st_value(app, db, cache)
+
+
+cdef object _st_value(double app, db, cache):
+    cdef double db_seconds = 0.0, cache_seconds = 0.0
+    cdef long long queries = 0, ops = 0
+    cdef bint counted = True
+    if db is not None:
+        db_seconds = db.seconds
+        n = db.queries
+        if type(n) is int and 0 <= n < _ST_COUNT_MAX:
+            queries = n
+        else:
+            counted = False
+    if cache is not None:
+        cache_seconds = cache.seconds
+        n = cache.operations
+        if type(n) is int and 0 <= n < _ST_COUNT_MAX:
+            ops = n
+        else:
+            counted = False
+    cdef PyObject *written
+    if counted:
+        written = dp_timing_value(app, db is not None, db_seconds, queries, cache is not None, cache_seconds, ops)
+        if written is not NULL:
+            value = <object>written
+            Py_DECREF(value)  # <object> took a reference of its own
+            return value
+        if PyErr_Occurred():
+            raise MemoryError()
+    # A number dp_timing.h does not write (a rounding tie, an absurd duration): Python's text.
+    parts = [f"app;dur={app * 1000.0:.3f}"]
+    if db is not None:
+        parts.append(f'db;dur={db.seconds * 1000.0:.3f};desc="{db.queries} queries"')
+    if cache is not None:
+        parts.append(f'cache;dur={cache.seconds * 1000.0:.3f};desc="{cache.operations} ops"')
+    return ", ".join(parts)
 
 
 @cython.final
 cdef class ServerTiming:
-    """``PROMETHEUS_SERVER_TIMING`` on the default path: ``app;dur=<ms>`` for allowed clients.
+    """``PROMETHEUS_SERVER_TIMING``'s writer: the header for allowed clients' responses.
 
     ``decide(remote_addr, forwarded_for)`` is the Python allow rule (``servertiming``),
     asked once per address (and X-Forwarded-For when ``proxies``: only then does it
     matter); the answers are kept (bounded). Never on a streaming response; appended to
-    a ``Server-Timing`` the view set. Calling it is ``write`` (the hook path's way).
+    a ``Server-Timing`` the view set. The Before recorder writes the app entry alone
+    (``write``); the features' core calls it with the db and cache accounting states.
+    ``plain``: a response class whose exact instances never stream (Django's
+    ``HttpResponse``: ``streaming`` is a class attribute nothing sets per instance),
+    so they are not asked; any other is.
     """
 
     cdef object _decide
     cdef bint _proxies
     cdef dict _decided
+    cdef object _plain
 
-    def __init__(self, decide, bint proxies):
+    def __init__(self, decide, bint proxies, plain=None):
         self._decide = decide
         self._proxies = proxies
         self._decided = {}
+        self._plain = plain
 
     def decided(self):
         """How many allow decisions are kept (tests: hostile addresses grow nothing)."""
         return len(self._decided)
 
-    def __call__(self, request, response, double seconds):
-        self.write(request, response, seconds)
+    def __call__(self, request, response, double seconds, db=None, cache=None):
+        if self._allows(request) and not self._streams(response):
+            _st_write(response, _st_value(seconds, db, cache))
 
     cdef int write(self, request, response, double seconds) except -1:
+        if self._allows(request) and not self._streams(response):
+            _st_write(response, _st_value(seconds, None, None))
+        return 0
+
+    cdef inline bint _streams(self, response) except -1:
+        if type(response) is self._plain:
+            return False
+        return bool(getattr(response, "streaming", False))
+
+    cdef bint _allows(self, request) except -1:
         meta = request.META
-        remote = meta.get("REMOTE_ADDR")
+        if type(meta) is dict:
+            remote = _dict_get(<dict>meta, _ST_REMOTE)
+        else:
+            remote = meta.get(_ST_REMOTE)
         if self._proxies:
-            forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+            forwarded = _dict_get(<dict>meta, _ST_FORWARDED) if type(meta) is dict else meta.get(_ST_FORWARDED)
             key = (remote, forwarded)
         else:
             forwarded = None
             key = remote
         try:
-            found = self._decided.get(key)
+            found = _dict_get(self._decided, key)
         except TypeError:  # an unhashable META value
             found, key = None, None
         if found is None:
@@ -416,19 +490,21 @@ cdef class ServerTiming:
                 if len(self._decided) >= _ST_DECIDED_MAX:
                     self._decided.clear()
                 self._decided[key] = found
-        if found is not True or getattr(response, "streaming", False):
-            return 0
-        ours = f"app;dur={seconds * 1000.0:.3f}"
-        headers = response.headers
-        store = getattr(headers, "_store", None)
-        if type(store) is dict:
-            # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII).
-            present = (<dict>store).get(_ST_KEY)
-            (<dict>store)[_ST_KEY] = (_ST_NAME, ours if present is None else f"{(<tuple>present)[1]}, {ours}")
-        else:
-            present = headers.get(_ST_NAME)
-            headers[_ST_NAME] = f"{present}, {ours}" if present else ours
-        return 0
+        return found is True
+
+
+cdef int _st_write(response, str ours) except -1:
+    headers = response.headers
+    store = getattr(headers, "_store", None)
+    if type(store) is dict:
+        # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII; a view's own
+        # value was checked when the view set it).
+        present = _dict_get(<dict>store, _ST_KEY)
+        (<dict>store)[_ST_KEY] = (_ST_NAME, ours if present is None else f"{(<tuple>present)[1]}, {ours}")
+    else:
+        present = headers.get(_ST_NAME)
+        headers[_ST_NAME] = f"{present}, {ours}" if present else ours
+    return 0
 
 
 # --- the opt-in features' seam --------------------------------------------------------------------
