@@ -18,7 +18,7 @@
 /* The digits of x * 1000.0 with three decimals, as format(x * 1000.0, ".3f"); -1 when the
  * value is not written here. Exact: ms * 1000 below 10^9 is within 1.2e-7 of the exact product
  * (2^-53 relative), so outside 1e-6 of a tie it rounds to Python's decimal. */
-static int dp_timing_ms(char *out, double seconds) {
+static inline int dp_timing_ms(char *out, double seconds) {
     double ms = seconds * 1000.0;
     double scaled = ms * 1000.0, whole, frac;
     unsigned long long n, integral;
@@ -44,7 +44,7 @@ static int dp_timing_ms(char *out, double seconds) {
     return len;
 }
 
-static int dp_timing_count(char *out, long long count) {
+static inline int dp_timing_count(char *out, long long count) {
     char digits[24];
     int len = 0, i;
     if (count < 0 || count >= 1000000000000000000LL) return -1;
@@ -61,7 +61,7 @@ static int dp_timing_count(char *out, long long count) {
 /* "app;dur=A", then ", db;dur=D;desc=\"Q queries\"" when has_db, then
  * ", cache;dur=C;desc=\"K ops\"" when has_cache; NULL (no exception) when a number is not
  * written here, NULL with MemoryError when the str cannot be made. */
-static PyObject *dp_timing_value(double app, int has_db, double db, long long queries,
+static inline PyObject *dp_timing_value(double app, int has_db, double db, long long queries,
                                  int has_cache, double cache, long long ops) {
     char buf[192];
     int n = 0, k;
