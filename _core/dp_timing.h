@@ -58,11 +58,24 @@ static inline int dp_timing_count(char *out, long long count) {
 
 #define DP_TIMING_PUT(b, n, s) (memcpy((b) + (n), (s), sizeof(s) - 1), (n) += (int)sizeof(s) - 1)
 
+/* Appends "<ms>;desc=\"<count><unit>" after an entry's "name;dur=": the new length, or -1. */
+static inline int dp_timing_counted(char *buf, int n, double seconds, long long count, const char *unit) {
+    int k;
+    size_t u = strlen(unit);
+    if ((k = dp_timing_ms(buf + n, seconds)) < 0) return -1;
+    n += k;
+    DP_TIMING_PUT(buf, n, ";desc=\"");
+    if ((k = dp_timing_count(buf + n, count)) < 0) return -1;
+    n += k;
+    memcpy(buf + n, unit, u);
+    return n + (int)u;
+}
+
 /* "app;dur=A", then ", db;dur=D;desc=\"Q queries\"" when has_db, then
  * ", cache;dur=C;desc=\"K ops\"" when has_cache; NULL (no exception) when a number is not
  * written here, NULL with MemoryError when the str cannot be made. */
 static inline PyObject *dp_timing_value(double app, int has_db, double db, long long queries,
-                                 int has_cache, double cache, long long ops) {
+                                        int has_cache, double cache, long long ops) {
     char buf[192];
     int n = 0, k;
     PyObject *value;
@@ -71,21 +84,11 @@ static inline PyObject *dp_timing_value(double app, int has_db, double db, long 
     n += k;
     if (has_db) {
         DP_TIMING_PUT(buf, n, ", db;dur=");
-        if ((k = dp_timing_ms(buf + n, db)) < 0) return NULL;
-        n += k;
-        DP_TIMING_PUT(buf, n, ";desc=\"");
-        if ((k = dp_timing_count(buf + n, queries)) < 0) return NULL;
-        n += k;
-        DP_TIMING_PUT(buf, n, " queries\"");
+        if ((n = dp_timing_counted(buf, n, db, queries, " queries\"")) < 0) return NULL;
     }
     if (has_cache) {
         DP_TIMING_PUT(buf, n, ", cache;dur=");
-        if ((k = dp_timing_ms(buf + n, cache)) < 0) return NULL;
-        n += k;
-        DP_TIMING_PUT(buf, n, ";desc=\"");
-        if ((k = dp_timing_count(buf + n, ops)) < 0) return NULL;
-        n += k;
-        DP_TIMING_PUT(buf, n, " ops\"");
+        if ((n = dp_timing_counted(buf, n, cache, ops, " ops\"")) < 0) return NULL;
     }
     value = PyUnicode_New(n, 127);
     if (value != NULL) memcpy(PyUnicode_1BYTE_DATA(value), buf, (size_t)n);
