@@ -22,13 +22,10 @@ Family = _impl.Family
 MultiProcessStore = _impl.MultiProcessStore
 instrument_get = _impl.instrument_get
 record_get_many = _impl.record_get_many
-#: Stripes a contended cell spreads over (compiled core on a free-threaded build; else 0).
-STRIPES: int = _impl.STRIPES
 
 __all__ = [
     "MISSING",
     "NO_EXTENSIONS",
-    "STRIPES",
     "USE_EXTENSIONS",
     "Counter",
     "Family",

@@ -24,34 +24,13 @@ from cpython.contextvars cimport PyContextVar_Get
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
 from . import _cells_c
-from ._http_c import SKIP
+from ._http_c import NO_CELL, SKIP
 
 cdef extern from "dp_clock.h":
     double dp_clock() nogil
+    double dp_wall() nogil
 
 cdef extern from *:
-    """
-    /* The wall clock time.time() reads (X-Request-Start is a stamp since the epoch). */
-    #ifdef _WIN32
-    #include <windows.h>
-    static double dp_wall(void) {
-        FILETIME ft;
-        ULARGE_INTEGER t;
-        GetSystemTimePreciseAsFileTime(&ft);
-        t.LowPart = ft.dwLowDateTime;
-        t.HighPart = ft.dwHighDateTime;
-        return (double)(t.QuadPart - 116444736000000000ULL) * 1e-7;
-    }
-    #else
-    #include <time.h>
-    static double dp_wall(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    }
-    #endif
-    """
-    double dp_wall() nogil
     double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) except? -1.0
 
 # The cells' and the seam's C entry points (dp_cells_api, dp_extras_api).
@@ -65,6 +44,7 @@ cdef type _Histogram = _cells_c.Histogram
 cdef type _MpCounter = _cells_c._MpCounter
 cdef type _MpHistogram = _cells_c._MpHistogram
 cdef type _Gauge = _cells_c.Gauge
+cdef object _NO_CELL = NO_CELL
 
 __all__ = [
     "DO_NOT_TRACK",
@@ -83,6 +63,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("django_prometheus.middleware")
+cdef str _FAILURE = "django_prometheus: could not record the HTTP metrics of %s (opt-in features)"
+# _dict_get, _inc, _observe, _gauge_add, _log_failure: shared with _http_c.
+include "dp_helpers.pxi"
 
 #: The ``route`` label when no URL pattern matched (a 404 from the resolver).
 UNMATCHED = "<unmatched>"
@@ -147,26 +130,8 @@ cdef void *_object_hash = <void *> Py_TYPE(_MISSING).tp_hash  # object's own
 # table): the inner middleware, the view hook and the inner end find it without hashing the
 # request. Anything else (another thread's request, ASGI interleaving) misses it and looks in
 # the table.
-cdef extern from *:
-    """
-    #if defined(_MSC_VER)
-    #  define DP_EXTRAS_TLS __declspec(thread)
-    #elif defined(__GNUC__) || defined(__clang__)
-    #  define DP_EXTRAS_TLS __thread
-    #else
-    #  define DP_EXTRAS_TLS _Thread_local
-    #endif
-    typedef struct {
-        PyObject *request;
-        PyObject *state;
-    } dp_extras_last;
-    static DP_EXTRAS_TLS dp_extras_last dp_extras_last_tls;
-    static dp_extras_last *dp_extras_last_get(void) { return &dp_extras_last_tls; }
-    """
-    ctypedef struct dp_extras_last:
-        PyObject *request
-        PyObject *state
-    dp_extras_last *dp_extras_last_get() nogil
+# (dp_tls.h, declared in dp_cpython.pxi.)
+include "dp_cpython.pxi"
 
 
 cdef inline int _last_set(PyObject *request, PyObject *state) except -1:
@@ -247,39 +212,6 @@ cdef inline int _disown(request, _State state) except -1:
         except KeyError:
             pass
     return 0
-
-
-cdef inline object _dict_get(dict d, key):
-    # ``d.get(key)`` without the call machinery; None when absent.
-    cdef PyObject *found = PyDict_GetItemWithError(d, key)
-    return None if found is NULL else <object>found
-
-
-cdef inline void _inc(object cell) except *:
-    if type(cell) is _Counter or type(cell) is _MpCounter:
-        _api.counter_inc(cell, 1.0)
-    else:
-        cell.inc(1.0)
-
-
-cdef inline void _observe(object cell, double amount) except *:
-    if type(cell) is _Histogram or type(cell) is _MpHistogram:
-        _api.histogram_observe(cell, amount)
-    else:
-        cell.observe(amount)
-
-
-cdef inline void _gauge_add(object cell, double amount) except *:
-    if type(cell) is _Gauge:
-        _api.gauge_add(cell, amount)
-    elif amount > 0:
-        cell.inc(amount)
-    else:
-        cell.dec(-amount)
-
-
-cdef void _log_failure(str where):
-    logger.exception("django_prometheus: could not record the HTTP metrics of %s (opt-in features)", where)
 
 
 cpdef str route(request):
@@ -854,7 +786,7 @@ cdef class Extras:
         return cache
 
     cdef int _server_timing(self, request, response, double elapsed, db, cache) except -1:
-        # PROMETHEUS_SERVER_TIMING: the header, written by the Python side (``servertiming``).
+        # PROMETHEUS_SERVER_TIMING: the header, written by the core's ``_http.ServerTiming``.
         try:
             self._timing(request, response, elapsed, db, cache)
         except Exception:

@@ -523,7 +523,7 @@ class Extras:
         return cache
 
     def _server_timing(self, request: Any, response: Any, elapsed: float, db: Any, cache: Any) -> None:
-        # PROMETHEUS_SERVER_TIMING: the header, written by the Python side (``servertiming``).
+        # PROMETHEUS_SERVER_TIMING: the header, written by the core's ``_http.ServerTiming``.
         try:
             self._timing(request, response, elapsed, db, cache)
         except Exception:

@@ -28,6 +28,7 @@ get_extras = _impl.get_extras
 hook_view_name = _impl.hook_view_name
 response_body_size = _impl.response_body_size
 sanitize_method = _impl.sanitize_method
+server_timing_value = _impl.server_timing_value
 set_extras = _impl.set_extras
 template_name = _impl.template_name
 transport = _impl.transport
@@ -48,6 +49,7 @@ __all__ = [
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
+    "server_timing_value",
     "set_extras",
     "template_name",
     "transport",

@@ -18,10 +18,9 @@ import re
 
 cimport cython
 
-from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
-from cpython.exc cimport PyErr_Fetch, PyErr_Restore
+from cpython.exc cimport PyErr_Fetch, PyErr_Occurred, PyErr_Restore
 from cpython.ref cimport Py_DECREF, Py_XDECREF, Py_XINCREF
 
 from . import _cells_c
@@ -36,32 +35,8 @@ cdef extern from "dp_clock.h":
 # compares is never a freed and reused one; _end of the request empties it, the next request's
 # _begin on the thread replaces it. Anything else (an interleaved request under ASGI, a nested
 # one, a hook called without _begin) does not match and is worked out from the request again.
-cdef extern from *:
-    """
-    #if defined(_MSC_VER)
-    #  define DP_THREAD_LOCAL __declspec(thread)
-    #elif defined(__GNUC__) || defined(__clang__)
-    #  define DP_THREAD_LOCAL __thread
-    #else
-    #  define DP_THREAD_LOCAL _Thread_local
-    #endif
-    typedef struct {
-        void *recorder;     /* compared, never dereferenced */
-        PyObject *request;  /* the references below are owned */
-        PyObject *kind;
-        PyObject *match;
-        PyObject *view;
-    } dp_http_slot;
-    static DP_THREAD_LOCAL dp_http_slot dp_http_slot_tls;
-    static dp_http_slot *dp_http_slot_get(void) { return &dp_http_slot_tls; }
-    """
-    ctypedef struct dp_http_slot:
-        void *recorder
-        PyObject *request
-        PyObject *kind
-        PyObject *match
-        PyObject *view
-    dp_http_slot *dp_http_slot_get() nogil
+# (dp_tls.h; the CPython-internal C, one header per concern, is declared in dp_cpython.pxi.)
+include "dp_cpython.pxi"
 
 # The cells' and the features' C entry points (dp_cells_api, dp_extras_api).
 include "dp_api.pxi"
@@ -73,6 +48,7 @@ cdef type _Histogram = _cells_c.Histogram
 # Multiprocess cells: the same C entry points write them (through their file slots).
 cdef type _MpCounter = _cells_c._MpCounter
 cdef type _MpHistogram = _cells_c._MpHistogram
+cdef type _Gauge = _cells_c.Gauge
 
 __all__ = [
     "INVALID_METHOD",
@@ -91,6 +67,7 @@ __all__ = [
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
+    "server_timing_value",
     "set_extras",
     "template_name",
     "transport",
@@ -151,40 +128,13 @@ cdef class _NoCell:
 
 NO_CELL = _NoCell()
 cdef object _NO_CELL = NO_CELL
-
-
-cdef inline int _inc(object cell) except -1:
-    if type(cell) is _Counter or type(cell) is _MpCounter:
-        _api.counter_inc(cell, 1.0)
-    elif cell is not _NO_CELL:
-        cell.inc()
-    return 0
-
-
-cdef inline int _observe(object cell, double amount) except -1:
-    if type(cell) is _Histogram or type(cell) is _MpHistogram:
-        _api.histogram_observe(cell, amount)
-    elif cell is not _NO_CELL:
-        cell.observe(amount)
-    return 0
+cdef str _FAILURE = "django_prometheus: could not record the HTTP metrics of %s"
+# _dict_get, _inc, _observe, _gauge_add, _log_failure: shared with _extras_c.
+include "dp_helpers.pxi"
 
 
 cdef inline bint _same(a, b) except -1:
     return a is b or a == b
-
-
-cdef extern from *:
-    """
-    /* Two exact str objects: equal when their length, kind and bytes are (PEP 393 strings
-     * are canonical, so equal text has equal kind); no hash, no rich comparison. */
-    static int dp_str_eq(PyObject *a, PyObject *b) {
-        Py_ssize_t n = PyUnicode_GET_LENGTH(a);
-        int kind = PyUnicode_KIND(a);
-        if (n != PyUnicode_GET_LENGTH(b) || kind != (int)PyUnicode_KIND(b)) return 0;
-        return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * (size_t)kind) == 0;
-    }
-    """
-    bint dp_str_eq(object a, object b) nogil
 
 
 # For the fresh strings Django builds per request (the method, the view name, the content
@@ -210,12 +160,6 @@ cdef inline bint _eq_str(a, str b) except -1:
     if type(a) is str:
         return dp_str_eq(a, b)
     return a == b
-
-
-cdef inline object _dict_get(dict d, key):
-    # ``d.get(key)`` without the call machinery; None when absent.
-    cdef PyObject *found = PyDict_GetItemWithError(d, key)
-    return None if found is NULL else <object>found
 
 
 cdef inline int _slot_set(dp_http_slot *slot, void *recorder, PyObject *request, PyObject *kind,
@@ -248,10 +192,6 @@ cdef inline int _slot_clear(dp_http_slot *slot) except -1:
 
 cdef inline void _slot_clear_noexcept(dp_http_slot *slot) noexcept:
     _slot_set(slot, NULL, NULL, NULL, NULL, NULL)
-
-
-cdef void _log_failure(str where) noexcept:
-    logger.exception("django_prometheus: could not record the HTTP metrics of %s", where)
 
 
 # --- the label rules (the middlewares' extension path calls these too) ---------------------------
@@ -366,51 +306,124 @@ cdef class Settings:
         self.default_content_type_charset = matched["charset"].replace('"', "") if matched else None
 
 
-# --- Server-Timing: the app entry, written by the Before recorder -------------------------------
+# --- Server-Timing: the header's writer (the Before recorder's app entry, the features' three) -----
+
+cdef extern from "dp_timing.h":
+    PyObject *dp_timing_value(double app, bint has_db, double db, long long queries, bint has_cache,
+                              double cache, long long ops)
 
 cdef str _ST_KEY = "server-timing"
 cdef str _ST_NAME = "Server-Timing"
+cdef str _ST_REMOTE = "REMOTE_ADDR"
+cdef str _ST_FORWARDED = "HTTP_X_FORWARDED_FOR"
 cdef Py_ssize_t _ST_DECIDED_MAX = 1024
 cdef Py_ssize_t _ST_FORWARDED_KEY_MAX = 256
+cdef long long _ST_COUNT_MAX = 10 ** 18
+
+
+def server_timing_value(double app, db=None, cache=None):
+    """The header's entries: ``app``, then ``db`` and ``cache`` when their accounting ran.
+
+    ``db`` has ``seconds`` and ``queries``, ``cache`` ``seconds`` and ``operations``
+    (the per-request accounting states). Written in C (``dp_timing.h``), with
+    Python's ``format(ms, ".3f")`` digits.
+    """
+    return _st_value(app, db, cache)
+
+
+cdef object _st_value(double app, db, cache):
+    cdef double db_seconds = 0.0, cache_seconds = 0.0
+    cdef long long queries = 0, ops = 0
+    cdef bint counted = True
+    if db is not None:
+        db_seconds = db.seconds
+        n = db.queries
+        if type(n) is int and 0 <= n < _ST_COUNT_MAX:
+            queries = n
+        else:
+            counted = False
+    if cache is not None:
+        cache_seconds = cache.seconds
+        n = cache.operations
+        if type(n) is int and 0 <= n < _ST_COUNT_MAX:
+            ops = n
+        else:
+            counted = False
+    cdef PyObject *written
+    if counted:
+        written = dp_timing_value(app, db is not None, db_seconds, queries, cache is not None, cache_seconds, ops)
+        if written is not NULL:
+            value = <object>written
+            Py_DECREF(value)  # <object> took a reference of its own
+            return value
+        if PyErr_Occurred():
+            raise MemoryError()
+    # A number dp_timing.h does not write (a rounding tie, an absurd duration): Python's text.
+    parts = [f"app;dur={app * 1000.0:.3f}"]
+    if db is not None:
+        parts.append(f'db;dur={db.seconds * 1000.0:.3f};desc="{db.queries} queries"')
+    if cache is not None:
+        parts.append(f'cache;dur={cache.seconds * 1000.0:.3f};desc="{cache.operations} ops"')
+    return ", ".join(parts)
 
 
 @cython.final
 cdef class ServerTiming:
-    """``PROMETHEUS_SERVER_TIMING`` on the default path: ``app;dur=<ms>`` for allowed clients.
+    """``PROMETHEUS_SERVER_TIMING``'s writer: the header for allowed clients' responses.
 
     ``decide(remote_addr, forwarded_for)`` is the Python allow rule (``servertiming``),
     asked once per address (and X-Forwarded-For when ``proxies``: only then does it
     matter); the answers are kept (bounded). Never on a streaming response; appended to
-    a ``Server-Timing`` the view set. Calling it is ``write`` (the hook path's way).
+    a ``Server-Timing`` the view set. The Before recorder writes the app entry alone
+    (``write``); the features' core calls it with the db and cache accounting states.
+    ``plain``: a response class whose exact instances never stream (Django's
+    ``HttpResponse``: ``streaming`` is a class attribute nothing sets per instance),
+    so they are not asked; any other is.
     """
 
     cdef object _decide
     cdef bint _proxies
     cdef dict _decided
+    cdef object _plain
 
-    def __init__(self, decide, bint proxies):
+    def __init__(self, decide, bint proxies, plain=None):
         self._decide = decide
         self._proxies = proxies
         self._decided = {}
+        self._plain = plain
 
     def decided(self):
         """How many allow decisions are kept (tests: hostile addresses grow nothing)."""
         return len(self._decided)
 
-    def __call__(self, request, response, double seconds):
-        self.write(request, response, seconds)
+    def __call__(self, request, response, double seconds, db=None, cache=None):
+        if self._allows(request) and not self._streams(response):
+            _st_write(response, _st_value(seconds, db, cache))
 
     cdef int write(self, request, response, double seconds) except -1:
+        if self._allows(request) and not self._streams(response):
+            _st_write(response, _st_value(seconds, None, None))
+        return 0
+
+    cdef inline bint _streams(self, response) except -1:
+        if type(response) is self._plain:
+            return False
+        return bool(getattr(response, "streaming", False))
+
+    cdef bint _allows(self, request) except -1:
         meta = request.META
-        remote = meta.get("REMOTE_ADDR")
+        if type(meta) is dict:
+            remote = _dict_get(<dict>meta, _ST_REMOTE)
+        else:
+            remote = meta.get(_ST_REMOTE)
         if self._proxies:
-            forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+            forwarded = _dict_get(<dict>meta, _ST_FORWARDED) if type(meta) is dict else meta.get(_ST_FORWARDED)
             key = (remote, forwarded)
         else:
             forwarded = None
             key = remote
         try:
-            found = self._decided.get(key)
+            found = _dict_get(self._decided, key)
         except TypeError:  # an unhashable META value
             found, key = None, None
         if found is None:
@@ -419,19 +432,21 @@ cdef class ServerTiming:
                 if len(self._decided) >= _ST_DECIDED_MAX:
                     self._decided.clear()
                 self._decided[key] = found
-        if found is not True or getattr(response, "streaming", False):
-            return 0
-        ours = f"app;dur={seconds * 1000.0:.3f}"
-        headers = response.headers
-        store = getattr(headers, "_store", None)
-        if type(store) is dict:
-            # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII).
-            present = (<dict>store).get(_ST_KEY)
-            (<dict>store)[_ST_KEY] = (_ST_NAME, ours if present is None else f"{(<tuple>present)[1]}, {ours}")
-        else:
-            present = headers.get(_ST_NAME)
-            headers[_ST_NAME] = f"{present}, {ours}" if present else ours
-        return 0
+        return found is True
+
+
+cdef int _st_write(response, str ours) except -1:
+    headers = response.headers
+    store = getattr(headers, "_store", None)
+    if type(store) is dict:
+        # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII; a view's own
+        # value was checked when the view set it).
+        present = _dict_get(<dict>store, _ST_KEY)
+        (<dict>store)[_ST_KEY] = (_ST_NAME, ours if present is None else f"{(<tuple>present)[1]}, {ours}")
+    else:
+        present = headers.get(_ST_NAME)
+        headers[_ST_NAME] = f"{present}, {ours}" if present else ours
+    return 0
 
 
 # --- the opt-in features' seam --------------------------------------------------------------------
@@ -942,71 +957,36 @@ cdef class AfterRecorder(_Recorder):
         return charset(response)
 
     cdef int _end(self, request, response, state, double started) except -1:
+        # The response: which outcome (kind, status, view, charset), its counts, the body size,
+        # the latency; then the specs' own rules.
         cdef double end = dp_clock()
         cdef _Kind kind
         cdef _Outcome outcome
-        cdef PyObject *last
         cdef tuple info
-        cdef Py_ssize_t total
-        cdef int content, streaming
+        cdef int streaming
         cdef dp_http_slot *slot
         cdef bint mine
         try:
+            # What _begin and on_view left in the slot, if it is this request's.
             slot = dp_http_slot_get()
             mine = slot.recorder is <void *>self and slot.request is <PyObject *>request
             if type(state) is _Kind:
-                kind = <_Kind>state
+                kind = <_Kind>state  # handed over by the middlewares' call
             elif mine:
                 kind = <_Kind>slot.kind
             else:
                 kind = self._kind(request, None)
-            match = getattr(request, "resolver_match", None)
-            if match is None:
-                view = _UNNAMED
-            elif mine and slot.match is <PyObject *>match:
-                view = _response_view(<object>slot.view)  # the name on_view read of this match
-            else:
-                view = _response_view(match.view_name)
-            if mine:
-                _slot_clear(slot)
-            status = response.status_code
+            view = self._response_view_of(request, slot, mine)
             info = self._type_info(type(response))
-            content = info[2]
-            streaming = info[3]
-            label = self._charset_of(response, info[1])
-            last = kind.last
-            if last is not NULL and _same((<_Outcome>last).status, status) and _same_key(
-                view, (<_Outcome>last).view
-            ) and _same((<_Outcome>last).charset, label):
-                outcome = <_Outcome>last
-            else:
-                key = (status, view, label)
-                found = kind.responses.get(key)
-                if found is None:
-                    found = kind.responses.setdefault(key, _Outcome(self._cells, kind.method, status, view, label))
-                outcome = <_Outcome>found
-                kind.last = <PyObject *>outcome
+            outcome = self._outcome(kind, response.status_code, view, self._charset_of(response, info[1]))
             _inc(outcome.by_status)
             _inc(outcome.by_status_view_method)
             if outcome.by_charset is not None:
                 _inc(outcome.by_charset)
-            if streaming == _STREAMING_YES or (
-                streaming == _STREAMING_ASK and getattr(response, "streaming", False)
-            ):
+            streaming = info[3]
+            if streaming == _STREAMING_YES or (streaming == _STREAMING_ASK and getattr(response, "streaming", False)):
                 _inc(self._streaming)
-            if content == _CONTENT_FAST:
-                container = response._container
-                if type(container) is list:
-                    total = 0
-                    for chunk in <list>container:
-                        total += len(chunk)
-                    _observe(self._response_body, total)
-                else:
-                    _observe(self._response_body, sum(map(len, container)))
-            elif content == _CONTENT_GENERIC:
-                size = response_body_size(response)
-                if size is not None:
-                    _observe(self._response_body, size)
+            self._observe_body(response, info[2])
             if started != started:
                 _inc(self._unknown)
             else:
@@ -1019,6 +999,52 @@ cdef class AfterRecorder(_Recorder):
                     record(family, request, response)
                 except Exception:
                     _log_failure("a response")
+        return 0
+
+    cdef inline object _response_view_of(self, request, dp_http_slot *slot, bint mine):
+        # The ``view`` label: the name on_view read, if the match is unchanged; the slot is
+        # emptied (the request is done).
+        match = getattr(request, "resolver_match", None)
+        if match is None:
+            view = _UNNAMED
+        elif mine and slot.match is <PyObject *>match:
+            view = _response_view(<object>slot.view)
+        else:
+            view = _response_view(match.view_name)
+        if mine:
+            _slot_clear(slot)
+        return view
+
+    cdef inline _Outcome _outcome(self, _Kind kind, status, view, label):
+        # The cells of (status, view, charset) under the kind: the last one, else looked up once.
+        cdef PyObject *last = kind.last
+        if last is not NULL and _same((<_Outcome>last).status, status) and _same_key(
+            view, (<_Outcome>last).view
+        ) and _same((<_Outcome>last).charset, label):
+            return <_Outcome>last
+        key = (status, view, label)
+        found = kind.responses.get(key)
+        if found is None:
+            found = kind.responses.setdefault(key, _Outcome(self._cells, kind.method, status, view, label))
+        kind.last = <PyObject *>found
+        return <_Outcome>found
+
+    cdef inline int _observe_body(self, response, int content) except -1:
+        # The response body size: HttpResponse's chunks summed (no join), none when streaming.
+        cdef Py_ssize_t total
+        if content == _CONTENT_FAST:
+            container = response._container
+            if type(container) is list:
+                total = 0
+                for chunk in <list>container:
+                    total += len(chunk)
+                _observe(self._response_body, total)
+            else:
+                _observe(self._response_body, sum(map(len, container)))
+        elif content == _CONTENT_GENERIC:
+            size = response_body_size(response)
+            if size is not None:
+                _observe(self._response_body, size)
         return 0
 
     # -- rarer hooks -----------------------------------------------------------------------------
@@ -1249,19 +1275,6 @@ cdef class Middleware:
 # ``get_response`` and returns ``_http_await.record_around``'s coroutine (Python bytecode: CPython
 # resumes native coroutines frame to frame), which records the response through ``_finish``.
 
-cdef extern from *:
-    """
-    static PyObject *dp_call1(PyObject *func, PyObject *arg) {
-        return PyObject_CallOneArg(func, arg);
-    }
-    static int dp_reraise(void) { return -1; }  /* the pending exception propagates */
-    """
-    PyObject *dp_call1(PyObject *func, PyObject *arg)
-    int dp_reraise() except -1
-    ctypedef struct PyTypeObject:
-        PyObject *(*tp_iternext)(PyObject *)
-
-
 from ._http_await import record_around as _record_around
 
 
@@ -1293,7 +1306,7 @@ cdef PyObject *_done_next(PyObject *op) noexcept:
     return NULL  # exhausted, no exception: the await's result is None
 
 
-(<PyTypeObject *>_Done).tp_iternext = _done_next
+dp_set_iternext(_Done, _done_next)
 cdef _Done _DONE = _Done()
 
 
@@ -1323,68 +1336,8 @@ cdef class _AsyncView:
 
 # --- vectorcall ------------------------------------------------------------------------------------
 #
-# Django calls a middleware with one argument and the view hook with four. Through a type's
-# tp_call that builds an argument tuple and parses it again; a vectorcall entry (the function
-# pointer in each instance, at the type's tp_vectorcall_offset) takes the arguments as they are.
-# The usual call goes straight to the cdef ``_call``; any other (keywords, another count) goes
-# to tp_call, so its errors are Cython's. Python subclasses that keep ``__call__`` inherit the
-# entry from Python 3.12; before that (or if a subclass defines ``__call__``) tp_call serves.
-
-cdef extern from *:
-    """
-    typedef PyObject *(*dp_call_impl)(PyObject *, PyObject *);
-    static dp_call_impl dp_middleware_impl, dp_view_impl;  /* set by dp_vectorcall_enable */
-
-    static PyObject *dp_vectorcall_via_tp_call(PyObject *self, PyObject *const *args, size_t nargsf,
-                                               PyObject *kwnames) {
-        Py_ssize_t n = PyVectorcall_NARGS(nargsf), nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i;
-        PyObject *tuple = PyTuple_New(n), *kwargs = NULL, *result = NULL;
-        if (tuple == NULL) return NULL;
-        for (i = 0; i < n; i++) {
-            Py_INCREF(args[i]);
-            PyTuple_SET_ITEM(tuple, i, args[i]);
-        }
-        if (nk) {
-            kwargs = PyDict_New();
-            if (kwargs == NULL) goto done;
-            for (i = 0; i < nk; i++)
-                if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[n + i]) < 0) goto done;
-        }
-        result = Py_TYPE(self)->tp_call(self, tuple, kwargs);
-    done:
-        Py_DECREF(tuple);
-        Py_XDECREF(kwargs);
-        return result;
-    }
-
-    static PyObject *dp_middleware_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
-                                              PyObject *kwnames) {
-        if (kwnames == NULL && PyVectorcall_NARGS(nargsf) == 1) return dp_middleware_impl(self, args[0]);
-        return dp_vectorcall_via_tp_call(self, args, nargsf, kwnames);
-    }
-
-    static PyObject *dp_view_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
-                                        PyObject *kwnames) {  /* (request[, view_func, args, kwargs]) */
-        Py_ssize_t n = PyVectorcall_NARGS(nargsf);
-        if (kwnames == NULL && n >= 1 && n <= 4) return dp_view_impl(self, args[0]);
-        return dp_vectorcall_via_tp_call(self, args, nargsf, kwnames);
-    }
-
-    static void *dp_vectorcall_entry(int view) {
-        return view ? (void *)dp_view_vectorcall : (void *)dp_middleware_vectorcall;
-    }
-
-    static void dp_vectorcall_enable(PyObject *type, int view, void *impl, Py_ssize_t offset) {
-        PyTypeObject *t = (PyTypeObject *)type;
-        if (view) dp_view_impl = (dp_call_impl)impl; else dp_middleware_impl = (dp_call_impl)impl;
-        t->tp_vectorcall_offset = offset;
-        t->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
-        PyType_Modified(t);
-    }
-    """
-    void *dp_vectorcall_entry(bint view)
-    void dp_vectorcall_enable(object type, bint view, void *impl, Py_ssize_t offset)
-
+# Django calls a middleware with one argument and the view hook with four: the vectorcall entries
+# (dp_typeslots.h) take them as they are and call the cdef ``_call``.
 
 cdef object _middleware_call(object self, object request):
     return (<Middleware>self)._call(request)
@@ -1406,3 +1359,41 @@ cdef int _enable_vectorcall() except -1:
 
 
 _enable_vectorcall()
+
+
+def _cpython_facts():
+    """What dp_typeslots.h and dp_tls.h assume and did, for tests/test_core_cpython.py to check."""
+    return {
+        "Middleware": dp_typeslots_facts(Middleware),
+        "_AsyncView": dp_typeslots_facts(_AsyncView),
+        "_Done": dp_typeslots_facts(_Done),
+        "done_next": <size_t><void *>_done_next,
+        "done": _DONE,
+        "slot": <size_t><void *>dp_http_slot_get(),
+    }
+
+
+def _str_eq(a, b):
+    """dp_str_eq on two exact str (tests/test_core_cpython.py compares it with ``==``)."""
+    if type(a) is not str or type(b) is not str:
+        raise TypeError("two exact str")
+    return dp_str_eq(a, b)
+
+
+def _cpython_facts():
+    """What dp_typeslots.h and dp_tls.h assume and did, for tests/test_core_cpython.py to check."""
+    return {
+        "Middleware": dp_typeslots_facts(Middleware),
+        "_AsyncView": dp_typeslots_facts(_AsyncView),
+        "_Done": dp_typeslots_facts(_Done),
+        "done_next": <size_t><void *>_done_next,
+        "done": _DONE,
+        "slot": <size_t><void *>dp_http_slot_get(),
+    }
+
+
+def _str_eq(a, b):
+    """dp_str_eq on two exact str (tests/test_core_cpython.py compares it with ``==``)."""
+    if type(a) is not str or type(b) is not str:
+        raise TypeError("two exact str")
+    return dp_str_eq(a, b)

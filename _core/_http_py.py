@@ -37,6 +37,7 @@ __all__ = [
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
+    "server_timing_value",
     "set_extras",
     "template_name",
     "transport",
@@ -168,9 +169,6 @@ def response_body_size(response: Any) -> int | None:
     return len(response.content) if hasattr(response, "content") else None
 
 
-# --- the opt-in features' seam --------------------------------------------------------------------
-
-
 # --- the settings the recorders read per request -------------------------------------------------
 
 
@@ -202,7 +200,7 @@ class Settings:
         self.default_content_type_charset = matched["charset"].replace('"', "") if matched else None
 
 
-# --- Server-Timing: the app entry, written by the Before recorder -------------------------------
+# --- Server-Timing: the header's writer (the Before recorder's app entry, the features' three) -----
 
 _ST_KEY = "server-timing"
 _ST_NAME = "Server-Timing"
@@ -210,30 +208,61 @@ _ST_DECIDED_MAX = 1024
 _ST_FORWARDED_KEY_MAX = 256
 
 
+def server_timing_value(app: float, db: Any = None, cache: Any = None) -> str:
+    """The header's entries: ``app``, then ``db`` and ``cache`` when their accounting ran.
+
+    ``db`` has ``seconds`` and ``queries``, ``cache`` ``seconds`` and ``operations``
+    (the per-request accounting states).
+    """
+    parts = [f"app;dur={app * 1000.0:.3f}"]
+    if db is not None:
+        parts.append(f'db;dur={db.seconds * 1000.0:.3f};desc="{db.queries} queries"')
+    if cache is not None:
+        parts.append(f'cache;dur={cache.seconds * 1000.0:.3f};desc="{cache.operations} ops"')
+    return ", ".join(parts)
+
+
 class ServerTiming:
-    """``PROMETHEUS_SERVER_TIMING`` on the default path: ``app;dur=<ms>`` for allowed clients.
+    """``PROMETHEUS_SERVER_TIMING``'s writer: the header for allowed clients' responses.
 
     ``decide(remote_addr, forwarded_for)`` is the Python allow rule (``servertiming``),
     asked once per address (and X-Forwarded-For when ``proxies``: only then does it
     matter); the answers are kept (bounded). Never on a streaming response; appended to
-    a ``Server-Timing`` the view set. Calling it is ``write`` (the hook path's way).
+    a ``Server-Timing`` the view set. The Before recorder writes the app entry alone
+    (``write``); the features' core calls it with the db and cache accounting states.
+    ``plain``: a response class whose exact instances never stream (Django's
+    ``HttpResponse``: ``streaming`` is a class attribute nothing sets per instance),
+    so they are not asked; any other is.
     """
 
-    __slots__ = ("_decide", "_decided", "_proxies")
+    __slots__ = ("_decide", "_decided", "_plain", "_proxies")
 
-    def __init__(self, decide: Any, proxies: bool) -> None:
+    def __init__(self, decide: Any, proxies: bool, plain: Any = None) -> None:
         self._decide = decide
         self._proxies = bool(proxies)
         self._decided: dict[Any, bool] = {}
+        self._plain = plain
 
     def decided(self) -> int:
         """How many allow decisions are kept (tests: hostile addresses grow nothing)."""
         return len(self._decided)
 
-    def __call__(self, request: Any, response: Any, seconds: float) -> None:
-        self.write(request, response, seconds)
+    def __call__(
+        self, request: Any, response: Any, seconds: float, db: Any = None, cache: Any = None
+    ) -> None:
+        if self._allows(request) and not self._streams(response):
+            _st_write(response, server_timing_value(seconds, db, cache))
 
     def write(self, request: Any, response: Any, seconds: float) -> None:
+        if self._allows(request) and not self._streams(response):
+            _st_write(response, server_timing_value(seconds))
+
+    def _streams(self, response: Any) -> bool:
+        if type(response) is self._plain:
+            return False
+        return bool(getattr(response, "streaming", False))
+
+    def _allows(self, request: Any) -> bool:
         meta = request.META
         remote = meta.get("REMOTE_ADDR")
         if self._proxies:
@@ -252,18 +281,20 @@ class ServerTiming:
                 if len(self._decided) >= _ST_DECIDED_MAX:
                     self._decided.clear()
                 self._decided[key] = found
-        if found is not True or getattr(response, "streaming", False):
-            return
-        ours = f"app;dur={seconds * 1000.0:.3f}"
-        headers = response.headers
-        store = getattr(headers, "_store", None)
-        if type(store) is dict:
-            # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII).
-            present = store.get(_ST_KEY)
-            store[_ST_KEY] = (_ST_NAME, ours if present is None else f"{present[1]}, {ours}")
-        else:
-            present = headers.get(_ST_NAME)
-            headers[_ST_NAME] = f"{present}, {ours}" if present else ours
+        return found is True
+
+
+def _st_write(response: Any, ours: str) -> None:
+    headers = response.headers
+    store = getattr(headers, "_store", None)
+    if type(store) is dict:
+        # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII; a view's own
+        # value was checked when the view set it).
+        present = store.get(_ST_KEY)
+        store[_ST_KEY] = (_ST_NAME, ours if present is None else f"{present[1]}, {ours}")
+    else:
+        present = headers.get(_ST_NAME)
+        headers[_ST_NAME] = f"{present}, {ours}" if present else ours
 
 
 # --- the opt-in features' seam --------------------------------------------------------------------

@@ -158,7 +158,8 @@ def striped_memory(n: int = 2_000) -> None:
         striped = sum(bool(c._stripe()) for c in cells)
         added = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
-        print(f"{kind:9} STRIPES={_cells.STRIPES}, {striped}/{n} striped: {added / n:.0f} B more per child")
+        stripes = _cells._impl.STRIPES
+        print(f"{kind:9} STRIPES={stripes}, {striped}/{n} striped: {added / n:.0f} B more per child")
 
 
 def main(argv: list[str] | None = None) -> int:

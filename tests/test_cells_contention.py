@@ -43,7 +43,7 @@ def _family(registry: CollectorRegistry, stripe: bool) -> tuple:
     )
     counter, histogram = requests.labels("hot"), latency.labels("hot")
     if stripe:  # as contention would, so the striped paths run whatever the scheduler does
-        assert counter._stripe() == histogram._stripe() == bool(_cells.STRIPES)
+        assert counter._stripe() == histogram._stripe() == bool(_cells._impl.STRIPES)
     return counter, histogram
 
 
@@ -119,12 +119,12 @@ def test_cells_stripe_only_where_the_build_has_no_gil():
     ).labels("x")
     free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
     if not _cells.USE_EXTENSIONS or not free_threaded:
-        assert _cells.STRIPES == 0
+        assert _cells._impl.STRIPES == 0
     assert not counter._striped() and not histogram._striped()
     counter.inc(2.5)
     histogram.observe(0.3)
     striped = counter._stripe()
-    assert striped == histogram._stripe() == bool(_cells.STRIPES)
+    assert striped == histogram._stripe() == bool(_cells._impl.STRIPES)
     assert counter._striped() == histogram._striped() == striped
     # The values counted before striping stay; the stripes add to them.
     counter.inc(0.5)
@@ -134,4 +134,4 @@ def test_cells_stripe_only_where_the_build_has_no_gil():
     assert histogram.count == 2.0
     assert histogram.buckets()[-1] == 2.0
     if striped:
-        assert _cells.STRIPES >= 4 and _cells.STRIPES & (_cells.STRIPES - 1) == 0
+        assert _cells._impl.STRIPES >= 4 and _cells._impl.STRIPES & (_cells._impl.STRIPES - 1) == 0

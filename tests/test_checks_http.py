@@ -115,3 +115,11 @@ def test_bad_options_are_check_errors(settings):
     assert ids(found) == ["django_prometheus.E201", "django_prometheus.E201"]
     assert "PROMETHEUS_TOTAL_BYTES_BUCKETS" in found[0].msg
     assert "cannot import 'no.such.Error'" in found[1].msg
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", ["not-an-address"], [3]])
+def test_server_timing_allowed_ips_is_read_once(settings, value):
+    # One reading (the header's own, through the /metrics allow-list's parser): one error naming it.
+    settings.PROMETHEUS_SERVER_TIMING_ALLOWED_IPS = value
+    found = [m for m in checks_http.check_options() if "PROMETHEUS_SERVER_TIMING_ALLOWED_IPS" in m.msg]
+    assert ids(found) == ["django_prometheus.E201"]

@@ -197,7 +197,7 @@ def test_allow_decisions_are_bounded_under_hostile_addresses(settings):
         features(request, response, 0.001, None, None)
         assert "Server-Timing" not in response
     assert core.decided() <= 1024
-    assert len(features._decided) <= 1024
+    assert features.decided() <= 1024
 
 
 def test_the_before_recorder_writes_the_app_entry_alone(settings):
@@ -242,3 +242,47 @@ def test_default_is_loopback_only():
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("::1"),
     ]
+
+
+class _Accounted:
+    # What the per-request accounting states hand the writer (``_db``'s and ``_cache``'s).
+    def __init__(self, seconds, queries=None, operations=None):
+        self.seconds, self.queries, self.operations = seconds, queries, operations
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        0.0,
+        1e-9,
+        0.0000005,  # a decimal tie in milliseconds: the core falls back to Python's digits
+        0.0000015,
+        0.0012345,
+        0.0123455,
+        0.25,
+        1.0,
+        3.999_999_5,
+        999.999_999_9,
+        1e6,  # beyond the core's exact range
+        1e12,
+        -0.001,
+    ],
+)
+def test_durations_are_pythons_format(seconds):
+    # The core writes the digits in C; they must be format(ms, ".3f")'s, ties and all.
+    db, cache = _Accounted(seconds, queries=7), _Accounted(seconds / 3, operations=10**18)
+    expected = (
+        f'app;dur={seconds * 1000.0:.3f}, db;dur={seconds * 1000.0:.3f};desc="7 queries", '
+        f'cache;dur={seconds / 3 * 1000.0:.3f};desc="{10**18} ops"'
+    )
+    assert servertiming.value(seconds, db, cache) == expected
+    assert servertiming.value(seconds) == f"app;dur={seconds * 1000.0:.3f}"
+
+
+def test_durations_agree_with_python_over_many_values():
+    import random
+
+    rng = random.Random(27)
+    for _ in range(20000):
+        seconds = rng.choice([rng.random() * 10.0 ** -rng.randint(0, 7), rng.randint(0, 10**7) / 10**7])
+        assert servertiming.value(seconds) == f"app;dur={seconds * 1000.0:.3f}", seconds

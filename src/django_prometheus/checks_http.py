@@ -144,6 +144,7 @@ def check_metrics_urls(**kwargs: Any) -> list[checks.CheckMessage]:
 
 def check_options(**kwargs: Any) -> list[checks.CheckMessage]:
     """E201 for a setting of the HTTP options that cannot be used; W205 for an unknown disabled name."""
+    from django_prometheus import servertiming
     from django_prometheus.http import options
 
     found: list[checks.CheckMessage] = []
@@ -152,18 +153,12 @@ def check_options(**kwargs: Any) -> list[checks.CheckMessage]:
         options.ignored_exceptions,
         options.disabled_metrics,
         options.server_timing,
-        options.server_timing_allowed_ips,
+        servertiming.allowed_networks,  # PROMETHEUS_SERVER_TIMING_ALLOWED_IPS, read as the header reads it
     ):
         try:
             read()
         except ImproperlyConfigured as exc:
             found.append(checks.Error(str(exc), id="django_prometheus.E201"))
-    try:
-        from django_prometheus import servertiming
-
-        servertiming.allowed_networks()
-    except ImproperlyConfigured as exc:
-        found.append(checks.Error(str(exc), id="django_prometheus.E201"))
     try:
         unknown = unknown_names()
     except ImproperlyConfigured:

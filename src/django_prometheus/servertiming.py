@@ -14,29 +14,34 @@ finds it (``access.client_address``: ``REMOTE_ADDR``, or the last untrusted hop
 of ``X-Forwarded-For`` behind ``PROMETHEUS_METRICS_TRUSTED_PROXIES``). Never on
 a streaming response; a ``Server-Timing`` the view set is kept and ours appended.
 
-With the app entry alone, ``PrometheusBeforeMiddleware``'s recorder writes it in the
-core (``_http.ServerTiming``, from the latency it observes): the default path plus
-one allow lookup and one header. With db or cache accounting on, the opt-in features'
-core writes the three entries at the end of the request (``ServerTiming`` below).
+One writer for both (``_http.ServerTiming``, in the core): with the app entry alone
+``PrometheusBeforeMiddleware``'s recorder calls it with the latency it observes (the
+default path plus one allow lookup and one header); with db or cache accounting on, the
+opt-in features' core calls it at the end of the request with all three entries.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse
+
 from django_prometheus import access, conf
 from django_prometheus._core import _http
 from django_prometheus.http import options
 
-__all__ = ["HEADER", "ServerTiming", "allowed_networks", "build", "cache_accounting", "core_writer", "value"]
+__all__ = ["HEADER", "allowed_networks", "build", "cache_accounting", "core_writer", "value"]
 
 HEADER = "Server-Timing"
-#: Allow decisions kept per (REMOTE_ADDR, X-Forwarded-For); then the table starts again.
-_ALLOWED_CACHE_MAX = 1024
 
 
 def allowed_networks() -> tuple[list[Any], list[Any]]:
-    """(allowed networks, trusted proxies), or ``ImproperlyConfigured`` naming the setting."""
+    """(allowed networks, trusted proxies), or ``ImproperlyConfigured`` naming the setting.
+
+    The one reading of ``PROMETHEUS_SERVER_TIMING_ALLOWED_IPS`` (``manage.py check``
+    reports what it raises): a list of strings (``options``), parsed by the /metrics
+    allow-list's parser (``access``).
+    """
     allowed = access._networks(
         "PROMETHEUS_SERVER_TIMING_ALLOWED_IPS", list(options.server_timing_allowed_ips())
     )
@@ -54,59 +59,7 @@ def cache_accounting() -> bool:
 
 def value(app_seconds: float, db: Any = None, cache: Any = None) -> str:
     """The header's entries: ``app``, then ``db`` and ``cache`` when their accounting ran."""
-    parts = [f"app;dur={app_seconds * 1000.0:.3f}"]
-    if db is not None:
-        parts.append(f'db;dur={db.seconds * 1000.0:.3f};desc="{db.queries} queries"')
-    if cache is not None:
-        parts.append(f'cache;dur={cache.seconds * 1000.0:.3f};desc="{cache.operations} ops"')
-    return ", ".join(parts)
-
-
-class ServerTiming:
-    """What the features' core calls at the end of a request: ``(request, response, app, db, cache)``."""
-
-    __slots__ = ("_allowed", "_decided", "_proxies")
-
-    def __init__(self, allowed: list[Any], proxies: list[Any]) -> None:
-        self._allowed = allowed
-        self._proxies = proxies
-        self._decided: dict[tuple[Any, Any], bool] = {}
-
-    def allows(self, request: Any) -> bool:
-        """Whether the request's client may see the header (the /metrics allow-list's address rules)."""
-        meta = request.META
-        remote = meta.get("REMOTE_ADDR")
-        forwarded = meta.get("HTTP_X_FORWARDED_FOR") if self._proxies else None
-        key = (remote, forwarded)
-        try:
-            found = self._decided.get(key)
-        except TypeError:  # an unhashable META value
-            found, key = None, None
-        if found is None:
-            address = access.client_address(remote, forwarded, self._proxies)
-            found = address is not None and access._within(address, self._allowed)
-            if key is not None and (forwarded is None or len(forwarded) <= 256):
-                if len(self._decided) >= _ALLOWED_CACHE_MAX:
-                    self._decided.clear()
-                self._decided[key] = found
-        return found
-
-    def __call__(self, request: Any, response: Any, app: float, db: Any, cache: Any) -> None:
-        if getattr(response, "streaming", False) or not self.allows(request):
-            return
-        if db is None and cache is None:
-            ours = f"app;dur={app * 1000.0:.3f}"
-        else:
-            ours = value(app, db, cache)
-        store = getattr(response.headers, "_store", None)
-        if type(store) is dict:
-            # Django's ResponseHeaders, written as its __setitem__ would (the value is ASCII we
-            # made; a view's own value was checked when the view set it).
-            present = store.get("server-timing")
-            store["server-timing"] = (HEADER, ours if present is None else f"{present[1]}, {ours}")
-        else:
-            present = response.headers.get(HEADER)
-            response.headers[HEADER] = f"{present}, {ours}" if present else ours
+    return str(_http.server_timing_value(app_seconds, db, cache))
 
 
 def _accounting() -> bool:
@@ -133,12 +86,14 @@ def core_writer() -> Any:
     if not options.server_timing() or _accounting():
         return None
     allowed, proxies = allowed_networks()
-    return _http.ServerTiming(_decider(allowed, proxies), bool(proxies))
+    return _http.ServerTiming(_decider(allowed, proxies), bool(proxies), HttpResponse)
 
 
-def build() -> ServerTiming | None:
+def build() -> Any:
     """The features' ``server_timing`` (app, db and cache entries), or None when off or app alone."""
     if not options.server_timing():
         return None
     allowed, proxies = allowed_networks()  # validated here too: a bad value fails at once
-    return ServerTiming(allowed, proxies) if _accounting() else None
+    if not _accounting():
+        return None
+    return _http.ServerTiming(_decider(allowed, proxies), bool(proxies), HttpResponse)
