@@ -121,15 +121,34 @@ def decide(port: int, cases: list[tuple[list[bytes], int]]) -> list[tuple[list[b
     return answers
 
 
+def _until_loaded(port: int, cases: list[tuple[list[bytes], int]]) -> None:
+    """Wait until the process behind an export port has loaded the middlewares.
+
+    The port starts in ``ready()``; the HTTP families are registered when the server's worker
+    builds its WSGI/ASGI handler, a moment later. A scrape in between is a correct answer
+    without them, which ``decide`` would take for a wrong one.
+    """
+    allowed = next(lines for lines, status in cases if status == 200)
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = raw(port, allowed)
+        if status == 200 and METRIC in body:
+            return
+        assert time.monotonic() < deadline, (status, body[:200])
+        time.sleep(0.1)
+
+
 def assert_alike(tmp_path: Any, server: Any, rules: dict, cases: list[tuple[list[bytes], int]]) -> None:
     port, export, *port_range = free_ports(4)
     env = {"EXPORTS_SETTINGS": json.dumps(rules)}
     expected = [(lines, status) for lines, status in cases]
     with serve(server(port), [port, export], tmp_path, EXPORTS_PORT=str(export), **env):
         assert decide(port, cases) == expected  # the view, as Django sees the joined lines
+        _until_loaded(export, cases)
         assert decide(export, cases) == expected
     env["EXPORTS_PORT_RANGE"] = f"{port_range[0]}-{port_range[1]}"
     with serve(server(port), [port, port_range[0]], tmp_path, **env):
+        _until_loaded(port_range[0], cases)
         assert decide(port_range[0], cases) == expected
 
 

@@ -253,6 +253,18 @@ def assert_negotiates(port: int) -> None:
         assert ("django_http_requests_before_middlewares_total" in body) is (escaping != "dots"), accept
 
 
+def _until_loaded(port: int) -> None:
+    """Wait until the worker behind an export port has loaded the middlewares: the port starts
+    in ``ready()``, the HTTP families are registered when the worker builds its handler."""
+    deadline = time.monotonic() + 60
+    while True:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=30) as response:
+            if b"django_http_requests_before_middlewares_total" in response.read():
+                return
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("server", [pytest.param(gunicorn, marks=needs_gunicorn, id="gunicorn"),
                                     pytest.param(uvicorn, marks=needs_uvicorn, id="uvicorn")])  # fmt: skip
 def test_the_view_the_port_and_the_port_range_negotiate_alike(tmp_path, server):
@@ -260,9 +272,11 @@ def test_the_view_the_port_and_the_port_range_negotiate_alike(tmp_path, server):
     env = {"EXPORTS_SETTINGS": json.dumps({}), "EXPORTS_UTF8_METRIC": "1"}
     with serve(server(port), [port, export], tmp_path, EXPORTS_PORT=str(export), **env):
         assert_negotiates(port)
+        _until_loaded(export)
         assert_negotiates(export)
     env["EXPORTS_PORT_RANGE"] = f"{port_range[0]}-{port_range[1]}"
     with serve(server(port), [port, port_range[0]], tmp_path, **env):
+        _until_loaded(port_range[0])
         assert_negotiates(port_range[0])
 
 
