@@ -5,8 +5,8 @@
 The pure-Python twin is ``_expo_py.py`` (read it for the rules); keep both in
 step. The bytes are prometheus_client's ``generate_latest`` of the same family,
 in the text format 0.0.4 or OpenMetrics 1.0. Floats go through CPython's own
-``repr`` algorithm (``PyOS_double_to_string``), integers below 1e15 through a
-shortcut that gives the same digits.
+``repr`` digits, written by ``dp_float.h`` (a shortest round-trip algorithm,
+checked against ``repr`` by the tests) rather than CPython's slower dtoa.
 """
 
 import os
@@ -19,7 +19,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.math cimport INFINITY, floor, rint
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcpy, strlen
+from libc.string cimport memcpy
 
 from . import _cells_c
 
@@ -35,56 +35,14 @@ cdef type _Family = _cells_c.Family
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
-    char *PyOS_double_to_string(double val, char format_code, int precision, int flags, int *ptype)
-    int Py_DTSF_ADD_DOT_0
 
-cdef extern from *:
-    """
-    #include <math.h>
-    #include <stdio.h>
-    #include <string.h>
-
-    /* prometheus_client's floatToGoString into out (at least 64 bytes); -1 on failure. */
-    static Py_ssize_t dp_gofloat(double d, char *out, int exp2) {
-        char s[64];
-        Py_ssize_t n, dot = -1, i, k;
-        if (isinf(d)) { memcpy(out, d > 0 ? "+Inf" : "-Inf", 4); return 4; }
-        if (isnan(d)) { memcpy(out, "NaN", 3); return 3; }
-        if (d == floor(d) && fabs(d) < 1e15) {
-            /* repr() of an integral double below 2**53 is its digits and ".0" */
-            long long v = (long long) d;
-            char digits[24];
-            Py_ssize_t nd = 0;
-            n = 0;
-            if (v < 0 || (v == 0 && signbit(d))) { s[n++] = '-'; v = -v; }
-            do { digits[nd++] = (char) ('0' + v % 10); v /= 10; } while (v);
-            while (nd) s[n++] = digits[--nd];
-            s[n++] = '.';
-            s[n++] = '0';
-        } else {
-            char *r = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-            if (r == NULL) return -1;
-            n = (Py_ssize_t) strlen(r);
-            if (n > 40) { PyMem_Free(r); PyErr_SetString(PyExc_ValueError, "float repr too long"); return -1; }
-            memcpy(s, r, n);
-            PyMem_Free(r);
-        }
-        for (i = 0; i < n; i++) { if (s[i] == '.') { dot = i; break; } }
-        if (d > 0 && dot > 6) {  /* Go switches to exponents sooner than Python */
-            k = 0;
-            out[k++] = s[0];
-            out[k++] = '.';
-            for (i = 1; i < dot; i++) out[k++] = s[i];
-            for (i = dot + 1; i < n; i++) out[k++] = s[i];
-            while (k > 0 && (out[k - 1] == '0' || out[k - 1] == '.')) k--;
-            k += sprintf(out + k, exp2 ? "e+%02d" : "e+0%d", (int) (dot - 1));
-            return k;
-        }
-        memcpy(out, s, n);
-        return n;
-    }
-    """
+# Floats in the text prometheus_client writes, without CPython's dtoa (see dp_float.h).
+cdef extern from "dp_float.h":
     Py_ssize_t dp_gofloat(double d, char *out, int exp2) except -1
+    Py_ssize_t dp_repr(double d, char *out) except -1
+    int64_t dp_float_check(int64_t n, uint64_t seed, int mode, double *bad) except -1
+    uint64_t dp_float_fallbacks
+    int dp_float_force_fallback
 
 
 __all__ = [
@@ -482,7 +440,6 @@ cdef int _put_exemplar(Buf *b, tuple exemplar, int exp2) except -1:
     """`` # {a="x",b="y"} value timestamp``: sorted labels, timestamp in repr(), as prometheus_client."""
     cdef dict labels = exemplar[0]
     cdef bint first = True
-    cdef char *r
     _put(b, b" # {", 4)
     for k in sorted(labels):
         if not first:
@@ -496,13 +453,8 @@ cdef int _put_exemplar(Buf *b, tuple exemplar, int exp2) except -1:
     _put(b, b"} ", 2)
     _putf(b, exemplar[1], exp2)
     _putc(b, b' ')
-    r = PyOS_double_to_string(exemplar[2], b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
-    if r == NULL:
-        raise MemoryError()
-    try:
-        _put(b, r, strlen(r))
-    finally:
-        PyMem_Free(r)
+    _reserve(b, 32)
+    b.len += dp_repr(exemplar[2], b.data + b.len)
     return 0
 
 
@@ -989,3 +941,21 @@ def scan(paths, gauge, resolve):
     finally:
         PyMem_Free(b.data)
         PyMem_Free(sums)
+
+
+def _check_floats(Py_ssize_t n, uint64_t seed, int mode, bint fallback=False):
+    """Tests only: ``dp_float_check`` (dp_float.h) over ``n`` doubles of ``mode``.
+
+    Returns (how many differ from ``repr``/floatToGoString, the first that does or None, how
+    many took the ``repr`` fallback); ``fallback``: every double through it.
+    """
+    global dp_float_force_fallback
+    cdef double bad = 0.0
+    cdef int64_t wrong
+    cdef uint64_t before = dp_float_fallbacks
+    dp_float_force_fallback = fallback
+    try:
+        wrong = dp_float_check(n, seed, mode, &bad)
+    finally:
+        dp_float_force_fallback = 0
+    return wrong, (bad if wrong else None), dp_float_fallbacks - before
