@@ -14,6 +14,7 @@ and the ranges of the shifts the C code relies on, before it writes anything.
 
 from __future__ import annotations
 
+import math
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -25,9 +26,9 @@ Q_MIN, Q_MAX = -1074, 2046 - 1075
 
 
 def floor_log10_pow2(q: int, three_quarters: bool = False) -> int:
-    """floor(log10(2**q)) (or of 3/4 * 2**q), exactly."""
+    """floor(log10(2**q)) (or of 3/4 * 2**q), exactly (the float estimate only starts the search)."""
     x = Fraction(2) ** q * (Fraction(3, 4) if three_quarters else 1)
-    k = 0
+    k = math.floor(math.log10(x.numerator) - math.log10(x.denominator))
     while Fraction(10) ** (k + 1) <= x:
         k += 1
     while Fraction(10) ** k > x:
