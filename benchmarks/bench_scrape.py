@@ -308,6 +308,7 @@ def _protobuf_case(kind: str, n: int) -> Case:
 CASES = [
     *(_scrape_case(kind, n) for kind in ("counter", "histogram") for n in SIZES[:2]),
     _scrape_case("gauge", 10_000),
+    _scrape_case("gauge_float", 10_000),
     *(_protobuf_case(kind, 10_000) for kind in ("counter", "gauge", "histogram")),
     *(_collector_case(kind, 10_000) for kind in ("counter", "histogram")),
     *(_mp_case(n, False) for n in DEAD[:3]),
