@@ -146,33 +146,42 @@ strip:
 /* The digits of |d| (finite, nonzero) into dig (at least 20 bytes), their count returned;
  * *decpt: where the point goes (|d| = 0.DIGITS * 10**decpt). -1 with an exception set on failure. */
 static int dp_digits(double d, char *dig, int *decpt) {
-    uint64_t m;
-    int e10, n = 0, i;
-    char tmp[24];
+    uint64_t m, pair;
+    int e10, n = 0;
+    char tmp[24], *p = tmp + sizeof tmp;
     if (!dp_float_force_fallback && dp_shortest(d, &m, &e10)) {
-        do {
-            tmp[n++] = (char)('0' + m % 10);
-            m /= 10;
-        } while (m);
-        for (i = 0; i < n; i++) dig[i] = tmp[n - 1 - i];
+        while (m >= 100) {
+            pair = m % 100;
+            m /= 100;
+            p -= 2;
+            memcpy(p, dp_digit_pairs + 2 * pair, 2);
+        }
+        if (m >= 10) {
+            p -= 2;
+            memcpy(p, dp_digit_pairs + 2 * m, 2);
+        } else {
+            *--p = (char)('0' + m);
+        }
+        n = (int)(tmp + sizeof tmp - p);
+        memcpy(dig, p, (size_t)n);
         *decpt = n + e10;
         return n;
     } else {
         /* CPython's repr of |d|: "123.45", "0.00012", "1.5e-07" or "1e+22", read back. */
         char *r = PyOS_double_to_string(fabs(d), 'r', 0, 0, NULL);
         char all[40];
-        const char *p;
+        const char *c;
         int point = -1, zeros = 0;
         if (r == NULL) return -1;
         dp_float_fallbacks++;
-        for (p = r; *p && *p != 'e'; p++) {
-            if (*p == '.')
+        for (c = r; *c && *c != 'e'; c++) {
+            if (*c == '.')
                 point = n;
             else if (n < 40)
-                all[n++] = *p;
+                all[n++] = *c;
         }
         if (point < 0) point = n;
-        if (*p == 'e') point += atoi(p + 1);
+        if (*c == 'e') point += atoi(c + 1);
         PyMem_Free(r);
         while (zeros < n - 1 && all[zeros] == '0') zeros++;
         n -= zeros;
