@@ -70,3 +70,12 @@ def test_the_wheel_check_runs_every_twin_file():
     (run,) = [c for c in commands if "pytest" in c]
     assert sorted(arg for arg in run.split() if arg.startswith("tests/")) == twins
     assert "-m pytest -q tests/test_core_*.py" in (REPO / "scripts" / "dist_check.sh").read_text()
+
+
+def test_the_power_of_ten_table_is_what_its_script_writes():
+    # _core/dp_pow10.h (the compiled writer's float formatting) is generated: scripts/gen_pow10.py
+    # proves its formulas and ranges with exact integers, then compares what it would write.
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gen_pow10.py"), "--check"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
