@@ -4,9 +4,9 @@
 
 The pure-Python twin is ``_expo_py.py`` (read it for the rules); keep both in
 step. The bytes are prometheus_client's ``generate_latest`` of the same family,
-in the text format 0.0.4 or OpenMetrics 1.0. Floats go through CPython's own
-``repr`` digits, written by ``dp_float.h`` (a shortest round-trip algorithm,
-checked against ``repr`` by the tests) rather than CPython's slower dtoa.
+in the text format 0.0.4 or OpenMetrics 1.0. Floats are ``repr``'s digits,
+found by ``dp_float.h`` (a shortest round-trip algorithm, held to ``repr`` by
+tests/test_core_float.py) rather than by CPython's slower dtoa.
 """
 
 import os
