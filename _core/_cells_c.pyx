@@ -871,7 +871,7 @@ def record_get_many(requested, Py_ssize_t found, Counter gets not None,
 #
 # A .pxd beside this file would be ignored (the folder installs under another
 # package path), so the other compiled modules reach the cells through this
-# capsule: ``_http_c``, ``_cache_c`` and ``_extras_c`` increment a cell with one C
+# capsule: ``_http_c``, ``_cache_c`` and ``_features_c`` increment a cell with one C
 # call, not a method lookup (the struct is declared once, in dp_api.pxi).
 
 include "dp_api.pxi"

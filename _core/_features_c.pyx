@@ -2,10 +2,10 @@
 # cython: freethreading_compatible=True
 """Compiled opt-in HTTP features: the per-request work of routes, exclusions, in-flight, queue time.
 
-The pure-Python twin is ``_extras_py.py``; keep both in step (same names, same
-behaviour; ``tests/test_core_extras.py`` runs both side by side). A leaf:
+The pure-Python twin is ``_features_py.py``; keep both in step (same names, same
+behaviour; ``tests/test_core_features.py`` runs both side by side). A leaf:
 it imports nothing from Django or django_prometheus.
-``django_prometheus.http.extras`` reads the settings, creates the families and
+``django_prometheus.http.features`` reads the settings, creates the families and
 hands in their ``labels`` functions (or one cell); ``Extras`` is the object
 ``_http.set_extras`` installs. It resolves the cells of a label combination
 once and afterwards only increments them; every entry point logs and swallows
@@ -882,4 +882,4 @@ _seam.begin = _seam_begin
 _seam.end = _seam_end
 _seam.abort = _seam_abort
 _seam.excluded = _seam_excluded
-cdef object _SEAM = PyCapsule_New(<void *> &_seam, "django_prometheus._core._extras_c.SEAM", NULL)
+cdef object _SEAM = PyCapsule_New(<void *> &_seam, "django_prometheus._core._features_c.SEAM", NULL)

@@ -1,8 +1,8 @@
-"""Pure-Python twin of ``_extras_c.pyx``: the opt-in HTTP features' per-request work.
+"""Pure-Python twin of ``_features_c.pyx``: the opt-in HTTP features' per-request work.
 
-Keep the two files in step (``tests/test_core_extras.py`` runs both side by
+Keep the two files in step (``tests/test_core_features.py`` runs both side by
 side). A leaf: it imports nothing from Django or django_prometheus.
-``django_prometheus.http.extras`` reads the settings, creates the families and
+``django_prometheus.http.features`` reads the settings, creates the families and
 hands in their ``labels`` functions (or one cell); ``Extras`` is the object
 ``_http.set_extras`` installs. It resolves the cells of a label combination
 once and afterwards only increments them; every entry point logs and swallows

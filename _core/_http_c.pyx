@@ -129,7 +129,7 @@ cdef class _NoCell:
 NO_CELL = _NoCell()
 cdef object _NO_CELL = NO_CELL
 cdef str _FAILURE = "django_prometheus: could not record the HTTP metrics of %s"
-# _dict_get, _inc, _observe, _gauge_add, _log_failure: shared with _extras_c.
+# _dict_get, _inc, _observe, _gauge_add, _log_failure: shared with _features_c.
 include "dp_helpers.pxi"
 
 
@@ -463,14 +463,14 @@ class _Skip:
 SKIP = _Skip()
 cdef object _SKIP = SKIP
 cdef object _extras = None
-# ``_extras`` again when it is an ``_extras_c.Extras``: the middlewares call its work through
+# ``_extras`` again when it is an ``_features_c.Extras``: the middlewares call its work through
 # ``_seam`` (C function pointers, no Python call). One pointer, written whole: a thread reads
 # either the old object or the new one, and ``_seam`` never changes once set.
 cdef object _c_extras = None
 
 # The compiled features' C entry points: ``dp_extras_api`` (dp_api.pxi).
 cdef dp_extras_api *_seam = NULL
-cdef const char *_SEAM_NAME = "django_prometheus._core._extras_c.SEAM"
+cdef const char *_SEAM_NAME = "django_prometheus._core._features_c.SEAM"
 
 
 def set_extras(extras):

@@ -2,7 +2,7 @@
 
 Neither core checks these at run time (the compiled one reads the attributes
 once, when a recorder is built); they state what
-``django_prometheus.http.cells.HttpCells`` and ``django_prometheus.http.extras``
+``django_prometheus.http.cells.HttpCells`` and ``django_prometheus.http.features``
 promise, and ``tests/test_seams.py`` holds the real objects to them. Like the
 rest of ``_core``, this imports nothing from Django or django_prometheus.
 """

@@ -23,8 +23,8 @@ cdef struct dp_cells_api:
     dp_cell_get gauge_get
     dp_histogram_get histogram_get
 
-# ``_extras_c.SEAM``: the middlewares' calls into the compiled opt-in features (``_http_c``
-# calls them for an ``_extras_c.Extras``, the Python protocol for anything else).
+# ``_features_c.SEAM``: the middlewares' calls into the compiled opt-in features (``_http_c``
+# calls them for an ``_features_c.Extras``, the Python protocol for anything else).
 ctypedef object (*dp_seam_begin)(object, object, bint, int *)
 ctypedef object (*dp_seam_end)(object, object, object, object, bint)
 ctypedef int (*dp_seam_abort)(object, object, object, bint) except -1

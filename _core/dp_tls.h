@@ -28,7 +28,7 @@ typedef struct {
     PyObject *view;
 } dp_http_slot;
 
-/* _extras_c: the state this thread's outer middleware owns now. */
+/* _features_c: the state this thread's outer middleware owns now. */
 typedef struct {
     PyObject *request;
     PyObject *state;

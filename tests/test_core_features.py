@@ -1,4 +1,4 @@
-"""The features' core (``_core/_extras``), compiled and pure side by side, on real Django requests."""
+"""The features' core (``_core/_features``), compiled and pure side by side, on real Django requests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from django.http import HttpResponse, StreamingHttpResponse
 from django.test import RequestFactory
 from django.urls import resolve
-from django_prometheus._core import _cells, _extras
+from django_prometheus._core import _cells, _features
 
 pytestmark = pytest.mark.urls("tests.features_project.urls")
 
@@ -19,10 +19,10 @@ pytestmark = pytest.mark.urls("tests.features_project.urls")
 @pytest.fixture(autouse=True)
 def _nothing_left_installed():
     yield
-    from django_prometheus.http import extras
+    from django_prometheus.http import features
 
-    extras._views_marked = False  # the project's do_not_track marked views on import
-    extras.install()
+    features._views_marked = False  # the project's do_not_track marked views on import
+    features.install()
 
 
 class Family:
@@ -74,7 +74,7 @@ def _request(path: str, method: str = "GET", **meta):
 
 
 def test_the_route_rule(twin):
-    extras = twin.extras
+    extras = twin.features
     assert extras.route(_request("/shop/items/3/")) == "shop/items/<int:pk>/"
     assert extras.route(_request("/shop/legacy/3/")) == "shop/legacy/(?P<pk>[0-9]+)/$"
     assert extras.route(_request("/nowhere")) == "<unmatched>"
@@ -87,7 +87,7 @@ def test_the_route_rule(twin):
 
 
 def test_status_labels(twin):
-    extras = twin.extras
+    extras = twin.features
     assert [extras.status_label(c, True) for c in (101, 200, 302, 404, 503)] == [
         "1xx",
         "2xx",
@@ -100,7 +100,7 @@ def test_status_labels(twin):
 
 
 def test_queue_seconds_tells_units_apart_and_refuses_nonsense(twin):
-    extras = twin.extras
+    extras = twin.features
     now = 1_800_000_000.5
     assert extras.queue_seconds("t=1800000000.25", now) == pytest.approx(0.25)
     assert extras.queue_seconds("1800000000250", now) == pytest.approx(0.25)  # ms
@@ -124,7 +124,7 @@ def test_queue_seconds_tells_units_apart_and_refuses_nonsense(twin):
 
 
 def test_one_owner_per_request_and_inner_follows_outer(twin):
-    extras_mod, cells = twin.extras, twin.cells
+    extras_mod, cells = twin.features, twin.cells
     config = _config(cells)
     extras = extras_mod.Extras(config)
     request = _request("/ok", HTTP_X_QUEUE_START=f"t={time.time() - 0.2:.3f}")
@@ -148,7 +148,7 @@ def test_one_owner_per_request_and_inner_follows_outer(twin):
 def test_path_and_view_exclusions(twin):
     import re
 
-    extras_mod, http, cells = twin.extras, twin.http, twin.cells
+    extras_mod, http, cells = twin.features, twin.http, twin.cells
     config = _config(
         cells, exclude_paths=re.compile(r"^/metrics$"), exclude_views=frozenset({"shop:item"}), defer=True
     )
@@ -170,7 +170,7 @@ def test_path_and_view_exclusions(twin):
 
 
 def test_per_request_db_accounting_is_begun_and_ended_with_the_route(twin):
-    extras_mod, cells = twin.extras, twin.cells
+    extras_mod, cells = twin.features, twin.cells
     calls = []
     config = _config(
         cells,
@@ -201,7 +201,7 @@ def test_per_request_db_accounting_is_begun_and_ended_with_the_route(twin):
 
 
 def test_a_failing_feature_never_breaks_the_request(twin, caplog):
-    extras_mod, cells = twin.extras, twin.cells
+    extras_mod, cells = twin.features, twin.cells
 
     def broken(*values):
         raise RuntimeError("labels")
@@ -218,7 +218,7 @@ def test_a_failing_feature_never_breaks_the_request(twin, caplog):
 
 
 def test_a_streaming_response_without_closers_releases_at_once(twin):
-    extras_mod, cells = twin.extras, twin.cells
+    extras_mod, cells = twin.features, twin.cells
     config = _config(cells)
     extras = extras_mod.Extras(config)
     request = _request("/short-stream")
@@ -235,4 +235,4 @@ def test_a_streaming_response_without_closers_releases_at_once(twin):
 
 
 def test_the_features_follow_the_cells_choice():
-    assert _extras.USE_EXTENSIONS == _cells.USE_EXTENSIONS
+    assert _features.USE_EXTENSIONS == _cells.USE_EXTENSIONS

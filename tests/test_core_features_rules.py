@@ -12,11 +12,11 @@ import pytest
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import resolve
-from django_prometheus._core import _extras, _http
+from django_prometheus._core import _features, _http
 from prometheus_client import REGISTRY
 
 from tests.http_project.checks import MIDDLEWARE
-from tests.test_core_extras import _close, _config, _request
+from tests.test_core_features import _close, _config, _request
 
 pytestmark = pytest.mark.urls("tests.features_project.urls")
 
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.urls("tests.features_project.urls")
 @pytest.fixture(autouse=True)
 def _nothing_left_installed():
     yield
-    from django_prometheus.http import extras
+    from django_prometheus.http import features
 
-    extras._views_marked = False
-    extras.install()
+    features._views_marked = False
+    features.install()
 
 
 def _routes(config) -> dict:
@@ -35,7 +35,7 @@ def _routes(config) -> dict:
 
 
 def test_the_owners_table_empties_as_requests_end_or_fail(twin):
-    extras_mod, cells = twin.extras, twin.cells
+    extras_mod, cells = twin.features, twin.cells
     extras = extras_mod.Extras(_config(cells))
     before = extras_mod.owned()
     request = _request("/ok")
@@ -53,7 +53,7 @@ def test_the_owners_table_empties_as_requests_end_or_fail(twin):
 def test_interleaved_requests_keep_their_own_owner(twin):
     # ASGI interleaves requests on one thread; a sync view hops to another thread: the inner
     # middleware of each request finds its own outer state, wherever it runs.
-    extras_mod, cells = twin.extras, twin.cells
+    extras_mod, cells = twin.features, twin.cells
     config = _config(cells)
     extras = extras_mod.Extras(config)
     a, b = _request("/ok"), _request("/shop/items/1/")
@@ -86,7 +86,7 @@ class _ValueRequest(HttpRequest):
 
 
 def test_a_request_type_with_its_own_hash_carries_its_state_as_an_attribute(twin):
-    extras_mod, cells = twin.extras, twin.cells
+    extras_mod, cells = twin.features, twin.cells
     config = _config(cells)
     extras = extras_mod.Extras(config)
     first, second = _ValueRequest(), _ValueRequest()
@@ -105,7 +105,7 @@ def test_a_request_type_with_its_own_hash_carries_its_state_as_an_attribute(twin
 
 
 def test_hostile_paths_keep_the_path_cache_bounded_and_the_answers_right(twin):
-    extras_mod, http, cells = twin.extras, twin.http, twin.cells
+    extras_mod, http, cells = twin.features, twin.http, twin.cells
     extras = extras_mod.Extras(_config(cells, exclude_paths=re.compile(r"^/metrics$")))
     metrics = _request("/metrics")
     assert extras.begin(metrics, True) is http.SKIP
@@ -125,7 +125,7 @@ def test_hostile_paths_keep_the_path_cache_bounded_and_the_answers_right(twin):
 def test_the_view_decision_is_per_function_and_view_name(twin):
     # One view function under two names (shop:item and shop:legacy): excluding one name
     # must not exclude the other, whichever was decided first.
-    extras_mod, http, cells = twin.extras, twin.http, twin.cells
+    extras_mod, http, cells = twin.features, twin.http, twin.cells
     config = _config(cells, exclude_views=frozenset({"shop:legacy"}), defer=True)
     extras = extras_mod.Extras(config)
     for _ in range(3):
@@ -158,8 +158,8 @@ def test_the_queue_stamp_forms_read_alike_in_both_twins(compiled_twin, pure_twin
         "t=",
         "T=1800000000.25",
     ]
-    compiled = [compiled_twin.extras.queue_seconds(value, now) for value in forms]
-    pure = [pure_twin.extras.queue_seconds(value, now) for value in forms]
+    compiled = [compiled_twin.features.queue_seconds(value, now) for value in forms]
+    pure = [pure_twin.features.queue_seconds(value, now) for value in forms]
     assert [g is None for g in compiled] == [p is None for p in pure]
     assert [g for g in compiled if g is not None] == pytest.approx([p for p in pure if p is not None])
     assert pure[0] == pytest.approx(0.25) and pure[4] == pytest.approx(0.25)
@@ -169,7 +169,7 @@ def test_the_queue_stamp_forms_read_alike_in_both_twins(compiled_twin, pure_twin
 @pytest.mark.parametrize("call", ["guard", "capture"])
 def test_the_exemplar_guard_answers_none_without_asking_while_no_span_is_current(twin, call):
     # Histograms call the guard's bound ``capture`` (vectorcall); it answers as the guard does.
-    module = twin.extras
+    module = twin.features
     var: contextvars.ContextVar[dict] = contextvars.ContextVar("current")
     asked = []
 
@@ -193,16 +193,16 @@ def test_the_exemplar_guard_answers_none_without_asking_while_no_span_is_current
 
 
 def test_a_subclass_of_the_compiled_extras_is_called_through_its_python_methods(compiled_twin, settings):
-    assert _extras.Extras is compiled_twin.extras.Extras  # the compiled core is the one in use
+    assert _features.Extras is compiled_twin.features.Extras  # the compiled core is the one in use
     settings.MIDDLEWARE = MIDDLEWARE
     settings.PROMETHEUS_ROUTE_METRICS = True
-    from django_prometheus.http import extras as features
+    from django_prometheus.http import features
 
     features.install()
-    assert type(_http.get_extras()) is _extras.Extras
+    assert type(_http.get_extras()) is _features.Extras
     ends = []
 
-    class Traced(_extras.Extras):
+    class Traced(_features.Extras):
         def end(self, request, response, state, outer):
             ends.append(outer)
             return super().end(request, response, state, outer)
@@ -228,7 +228,7 @@ def test_excluded_paths_leave_nothing_in_the_owners_table(settings, asynchronous
     settings.MIDDLEWARE = MIDDLEWARE
     settings.PROMETHEUS_EXCLUDE_PATHS = [r"^/ok$", r"^/aok$"]
     settings.PROMETHEUS_ROUTE_METRICS = True
-    before = _extras._impl.owned()
+    before = _features._impl.owned()
     if asynchronous:
         from django.test import AsyncClient
 
@@ -240,4 +240,4 @@ def test_excluded_paths_leave_nothing_in_the_owners_table(settings, asynchronous
     else:
         for path in ("/ok", "/shop/items/1/", "/boom"):
             Client(raise_request_exception=False).get(path)
-    assert _extras._impl.owned() == before
+    assert _features._impl.owned() == before

@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse
 
 from django_prometheus import access, migrations, negotiation, protobuf
 from django_prometheus.conf import multiprocess_dir
-from django_prometheus.exposition import ESCAPING_SUPPORTED, render
+from django_prometheus.text_format import ESCAPING_SUPPORTED, render
 
 
 def _multiproc_dir() -> str | None:

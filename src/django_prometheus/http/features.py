@@ -14,7 +14,7 @@
 ``install()`` runs when the app is ready and again whenever Django reports a
 change of one of these settings (``override_settings``); with every feature
 off nothing is installed (``_http.get_extras()`` is None) and the default path
-pays one pointer check. The per-request work is the core's (``_core/_extras``).
+pays one pointer check. The per-request work is the core's (``_core/_features``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from django_prometheus import conf, servertiming
-from django_prometheus._core import _cache, _extras, _http
+from django_prometheus._core import _cache, _features, _http
 from django_prometheus.disabled import DisabledMetric
 from django_prometheus.http import options
 from django_prometheus.metrics import Counter, Gauge, Histogram
@@ -197,7 +197,7 @@ def build() -> Any:
             config.inflight = made["inflight"].labels
         if queue:
             config.queue = made["queue"]._cell
-    return _extras.Extras(config)
+    return _features.Extras(config)
 
 
 def install() -> None:
@@ -231,4 +231,4 @@ def _changed(setting: str, **kwargs: Any) -> None:
 
 def connect_signals() -> None:
     """Re-install the features when a test changes their settings (the app's ``ready()``; idempotent)."""
-    setting_changed.connect(_changed, weak=False, dispatch_uid="django_prometheus.http.extras")
+    setting_changed.connect(_changed, weak=False, dispatch_uid="django_prometheus.http.features")
