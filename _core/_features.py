@@ -18,7 +18,7 @@ USE_EXTENSIONS: bool = _impl.__name__.endswith("_features_c")
 DO_NOT_TRACK = _impl.DO_NOT_TRACK
 ROOT = _impl.ROOT
 UNMATCHED = _impl.UNMATCHED
-Extras = _impl.Extras
+Features = _impl.Features
 SpanIds = _impl.SpanIds
 route = _impl.route
 
@@ -27,7 +27,7 @@ __all__ = [
     "ROOT",
     "UNMATCHED",
     "USE_EXTENSIONS",
-    "Extras",
+    "Features",
     "SpanIds",
     "route",
 ]

@@ -372,8 +372,8 @@ def test_transport_follows_is_secure_on_every_path(twin, settings):
     assert samples["requests_by_transport", ("http",)] == 2.0
 
 
-class _Extras:
-    """A real ``set_extras`` object: excludes ``/skip`` up front, ``/late`` once the response is known."""
+class _Features:
+    """A real ``set_features`` object: excludes ``/skip`` up front, ``/late`` once the response is known."""
 
     def __init__(self, http: Any, defer: bool = False) -> None:
         self.http, self.defer, self.calls = http, defer, []
@@ -410,24 +410,24 @@ def _stack(http: Any, cells: Any, view: Any) -> Any:
 
 
 @pytest.mark.parametrize("defer", [False, True])
-def test_the_extras_seam_excludes_and_defers(twin, defer):
+def test_the_features_seam_excludes_and_defers(twin, defer):
     http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
     response = HttpResponse(b"ok")
     before, after = _stack(http, cells, lambda request: response)
-    extras = _Extras(http, defer=defer)
-    http.set_extras(extras)
+    features = _Features(http, defer=defer)
+    http.set_features(features)
     try:
-        assert http.get_extras() is extras
+        assert http.get_features() is features
         rf = RequestFactory()
         for path in ("/skip", "/late", "/ok"):
             request = _resolved(rf.get(path), "ok")
             assert before(request) is response
-            # the After recorder's hooks consult ``excluded`` while extras are installed
+            # the After recorder's hooks consult ``excluded`` while features are installed
             after._recorder.on_view(request)
     finally:
-        http.set_extras(None)
-    assert http.get_extras() is None
+        http.set_features(None)
+    assert http.get_features() is None
     samples = cells.samples()
     # /skip is never recorded; /late only when its counts were not deferred; /ok always.
     seen = 1.0 if defer else 2.0
@@ -435,7 +435,7 @@ def test_the_extras_seam_excludes_and_defers(twin, defer):
     assert samples["responses_by_status_view_method", ("200", "ok", "GET")] == seen
     # /skip and /late are excluded by the hooks too
     assert samples["requests_by_view_transport_method", ("ok", "http", "GET")] == 1.0
-    assert [c for c in extras.calls if c[0] == "begin"] == [
+    assert [c for c in features.calls if c[0] == "begin"] == [
         ("begin", "/skip", True),
         ("begin", "/skip", False),  # each middleware asks: the After may run without the Before
         ("begin", "/late", True),
@@ -445,7 +445,7 @@ def test_the_extras_seam_excludes_and_defers(twin, defer):
     ]
 
 
-def test_the_extras_seam_aborts_and_survives_a_failing_extras(twin, caplog):
+def test_the_features_seam_aborts_and_survives_failing_features(twin, caplog):
     http, cells_module = twin.http, twin.cells
     cells = Cells(cells_module)
 
@@ -453,26 +453,26 @@ def test_the_extras_seam_aborts_and_survives_a_failing_extras(twin, caplog):
         raise ValueError("view")
 
     before, _ = _stack(http, cells, boom)
-    extras = _Extras(http)
-    http.set_extras(extras)
+    features = _Features(http)
+    http.set_features(features)
     try:
         with pytest.raises(ValueError, match="view"):
             before(_resolved(RequestFactory().get("/ok"), "ok"))
-        assert ("abort", "/ok", True) in extras.calls and ("abort", "/ok", False) in extras.calls
+        assert ("abort", "/ok", True) in features.calls and ("abort", "/ok", False) in features.calls
 
         class Broken:
             defer = False
 
             def begin(self, request, outer):
-                raise RuntimeError("extras")
+                raise RuntimeError("features")
 
-        http.set_extras(Broken())
+        http.set_features(Broken())
         ok = HttpResponse(b"ok")
         before, _ = _stack(http, cells, lambda request: ok)
         with caplog.at_level(logging.ERROR, logger="django_prometheus"):
             assert before(_resolved(RequestFactory().get("/ok"), "ok")) is ok
     finally:
-        http.set_extras(None)
+        http.set_features(None)
     assert cells.samples()["responses_total", ()] == 1.0  # recorded as if no feature were on
     assert any("opt-in features" in r.getMessage() for r in caplog.records)
 
@@ -608,9 +608,9 @@ class _Boom(Exception):
     pass
 
 
-@pytest.mark.parametrize("extras", [False, True], ids=["default", "extras"])
+@pytest.mark.parametrize("features", [False, True], ids=["default", "features"])
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_a_request_whose_get_response_raises_is_not_kept_alive(twin, asynchronous, extras):
+def test_a_request_whose_get_response_raises_is_not_kept_alive(twin, asynchronous, features):
     import asyncio
     import gc
     import weakref
@@ -627,8 +627,8 @@ def test_a_request_whose_get_response_raises_is_not_kept_alive(twin, asynchronou
     before = _pair(http, cells, async_view if asynchronous else sync_view, asynchronous=asynchronous)
     request = _resolved(RequestFactory().get("/boom"), "boom")
     alive = weakref.ref(request)
-    installed = _Extras(http, defer=True) if extras else None  # the deferred path's slot too
-    http.set_extras(installed)
+    installed = _Features(http, defer=True) if features else None  # the deferred path's slot too
+    http.set_features(installed)
     try:
         with pytest.raises(_Boom):
             if asynchronous:
@@ -636,12 +636,12 @@ def test_a_request_whose_get_response_raises_is_not_kept_alive(twin, asynchronou
             else:
                 before(request)
     finally:
-        http.set_extras(None)
+        http.set_features(None)
     del request
     gc.collect()
     assert alive() is None
     samples = cells.samples()
-    if not extras:  # (the deferred path counts a request once the exclusion is decided)
+    if not features:  # (the deferred path counts a request once the exclusion is decided)
         assert samples["requests_total", ()] == 1.0
     assert samples.get(("responses_total", ()), 0.0) == 0.0  # nothing recorded of a response
 

@@ -40,13 +40,13 @@ def project(request: pytest.FixtureRequest, require_service: Any) -> Any:
     try:
         with override_settings(**PROJECT, PROMETHEUS_REQUEST_DB_METRICS=True):
             features.install()
-            assert _http.get_extras() is not None
+            assert _http.get_features() is not None
             yield alias
     finally:
         if noswap:
             switch(False)
         features.install()
-    assert _http.get_extras() is None  # off again once the setting is restored
+    assert _http.get_features() is None  # off again once the setting is restored
 
 
 @pytest.mark.parametrize("alias", CASES)

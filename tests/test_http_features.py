@@ -62,21 +62,21 @@ def client() -> Client:
 def test_with_every_feature_off_nothing_is_installed(settings):
     features._views_marked = False
     features.install()
-    assert _http.get_extras() is None
+    assert _http.get_features() is None
     d = Delta()
     assert client().get("/ok").status_code == 200
     assert d(ROUTE, route="ok", method="GET", status="200") == 0
     assert d("django_http_requests_before_middlewares_total") == 1
 
 
-def test_turning_a_feature_on_installs_the_core_extras(routes):
+def test_turning_a_feature_on_installs_the_core_features(routes):
     from django_prometheus._core import _features
 
-    assert type(_http.get_extras()) is _features.Extras
+    assert type(_http.get_features()) is _features.Features
     routes.PROMETHEUS_ROUTE_METRICS = False
     features._views_marked = False
     features.install()
-    assert _http.get_extras() is None
+    assert _http.get_features() is None
 
 
 # --- route metrics -------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def test_a_request_recorded_on_the_deferred_path_counts_as_on_the_default_path(r
 def test_do_not_track_applied_after_the_middlewares_are_built(settings):
     features._views_marked = False
     features.install()
-    assert _http.get_extras() is None
+    assert _http.get_features() is None
     c = client()
     c.get("/ok")  # the middlewares exist now
 
@@ -304,7 +304,7 @@ def test_do_not_track_applied_after_the_middlewares_are_built(settings):
         raise AssertionError
 
     assert do_not_track(late) is late
-    installed = _http.get_extras()
+    installed = _http.get_features()
     assert installed is not None and installed.defer
     before = _http_samples()
     assert c.get("/untracked").status_code == 200

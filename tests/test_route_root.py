@@ -52,7 +52,7 @@ def features_on() -> Any:
         features.install()
         yield
     features.install()  # settings restored: nothing installed
-    assert _http.get_extras() is None
+    assert _http.get_features() is None
 
 
 def test_the_root_label_is_a_slash() -> None:

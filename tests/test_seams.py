@@ -30,7 +30,7 @@ def test_each_core_builds_its_recorders_from_the_http_cells(twin):
 
 
 def test_each_cores_features_object_is_the_features_seam(twin):
-    features = twin.features.Extras(_config(twin.cells))
+    features = twin.features.Features(_config(twin.cells))
     assert isinstance(features, _seams.Features)
     assert not isinstance(object(), _seams.Features)
 
@@ -51,4 +51,4 @@ def test_what_the_package_installs_is_the_features_seam(settings, _features_rese
     settings.MIDDLEWARE = MIDDLEWARE
     settings.PROMETHEUS_ROUTE_METRICS = True
     features.install()
-    assert isinstance(_http.get_extras(), _seams.Features)
+    assert isinstance(_http.get_features(), _seams.Features)

@@ -1,4 +1,4 @@
-"""The opt-in HTTP features: settings read once, families created once, the core's ``Extras`` installed.
+"""The opt-in HTTP features: settings read once, families created once, the core's ``Features`` installed.
 
 - ``PROMETHEUS_ROUTE_METRICS`` (+ ``PROMETHEUS_GROUP_STATUS_CODES``):
   ``django_http_route_requests_total{route,method,status}`` and
@@ -13,7 +13,7 @@
 
 ``install()`` runs when the app is ready and again whenever Django reports a
 change of one of these settings (``override_settings``); with every feature
-off nothing is installed (``_http.get_extras()`` is None) and the default path
+off nothing is installed (``_http.get_features()`` is None) and the default path
 pays one pointer check. The per-request work is the core's (``_core/_features``).
 """
 
@@ -61,7 +61,7 @@ _views_marked = False
 
 
 class _Config:
-    """What the core's ``Extras`` receives (see its docstring)."""
+    """What the core's ``Features`` receives (see its docstring)."""
 
     route_requests: Any = None
     route_duration: Any = None
@@ -153,7 +153,7 @@ def _per_request() -> Any:
 
 
 def build() -> Any:
-    """The core's ``Extras`` for the current settings, or None when every feature is off.
+    """The core's ``Features`` for the current settings, or None when every feature is off.
 
     Raises ``ImproperlyConfigured`` for a setting that breaks its rule (``conf.SETTINGS``).
     """
@@ -197,7 +197,7 @@ def build() -> Any:
             config.inflight = made["inflight"].labels
         if queue:
             config.queue = made["queue"]._cell
-    return _features.Extras(config)
+    return _features.Features(config)
 
 
 def install() -> None:
@@ -205,7 +205,7 @@ def install() -> None:
     global _families_key
     with _lock:
         built = build()
-        _http.set_extras(built)
+        _http.set_features(built)
         if built is None:  # every feature off: their families leave the registry too
             _unregister()
             _families_key = None
