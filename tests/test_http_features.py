@@ -56,6 +56,17 @@ def client() -> Client:
     return Client(raise_request_exception=False)
 
 
+def test_the_former_module_path_is_the_features_module():
+    # ``django_prometheus.http.extras`` was the module's name (the metrics reference named
+    # ``extras.families()``): importing it, either way, gives the one module and its state.
+    import django_prometheus.http.extras as former
+    from django_prometheus.http import extras
+
+    assert former is features and extras is features
+    assert importlib.import_module("django_prometheus.http.extras") is features
+    assert former.families is features.families and former.install is features.install
+
+
 # --- off -----------------------------------------------------------------------------------------
 
 
