@@ -200,7 +200,7 @@ cdef inline void _slot_clear_noexcept(dp_http_slot *slot) noexcept:
 cpdef str sanitize_method(method):
     """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>``.
 
-    Bounded: README, What differs, 4.
+    Bounded: docs/install.md, What differs, 4.
     """
     if type(method) is not str:
         return _INVALID
@@ -239,7 +239,7 @@ cpdef object hook_view_name(request):
 cpdef object body_length(value):
     """The request body size from ``Content-Length``: absent is 0; malformed, negative or absurd is None.
 
-    None is never observed (README, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
+    None is never observed (docs/install.md, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
     header of hundreds of digits would overflow the histogram's float.
     """
     if not value:
@@ -1065,7 +1065,7 @@ cdef class AfterRecorder(_Recorder):
     def on_exception(self, request, exception):
         """``process_exception``: count by type and view (latency: once, by on_response).
 
-        README, What differs, 5.
+        docs/install.md, What differs, 5.
         """
         try:
             if self._ignored is not None and isinstance(exception, self._ignored):

@@ -105,7 +105,7 @@ NO_CELL: Any = _NoCell()
 def sanitize_method(method: object) -> str:
     """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>``.
 
-    Bounded: README, What differs, 4.
+    Bounded: docs/install.md, What differs, 4.
     """
     return _METHODS.get(method, INVALID_METHOD) if type(method) is str else INVALID_METHOD
 
@@ -140,7 +140,7 @@ def hook_view_name(request: Any) -> str | None:
 def body_length(value: object) -> int | None:
     """The request body size from ``Content-Length``: absent is 0; malformed, negative or absurd is None.
 
-    None is never observed (README, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
+    None is never observed (docs/install.md, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
     header of hundreds of digits would overflow the histogram's float.
     """
     if not value:
@@ -769,7 +769,7 @@ class AfterRecorder(_Recorder):
     def on_exception(self, request: Any, exception: BaseException) -> None:
         """``process_exception``: count by type and view (latency: once, by on_response).
 
-        README, What differs, 5.
+        docs/install.md, What differs, 5.
         """
         try:
             if self._ignored is not None and isinstance(exception, self._ignored):

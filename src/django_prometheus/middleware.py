@@ -7,7 +7,7 @@ then only increment them; under ASGI they run inline on the event loop, with no
 ``sync_to_async`` hop. A subclass that overrides ``label_metric`` or a hook, or
 a ``Metrics`` subclass that adds label names, gets upstream's hook-by-hook path
 instead (slower; under ASGI its hooks run in a thread, as user code may touch
-the database), with the same label rules and the deliberate fixes.
+the database), with the same label rules and the deliberate fixes (docs/install.md, What differs).
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
             if request.META.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
                 self.label_metric(metrics.requests_ajax, request).inc()
             size = _http.body_length(request.META.get("CONTENT_LENGTH"))
-            # README, What differs, 3: a malformed, negative or absurd Content-Length is ignored
+            # docs/install.md, What differs, 3: a malformed, negative or absurd Content-Length is ignored
             if size is not None:
                 self.label_metric(metrics.requests_body_bytes, request).observe(size)
         except Exception:
@@ -355,7 +355,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         if size is not None:
             label(metrics.responses_body_bytes, request, response).observe(size)
         if hasattr(request, "prometheus_after_middleware_event"):
-            # README, What differs, 4: the sanitised method, like every other method label
+            # docs/install.md, What differs, 4: the sanitised method, like every other method label
             label(
                 metrics.requests_latency_by_view_method, request, response, view=name, method=method
             ).observe(TimeSince(request.prometheus_after_middleware_event))
@@ -364,7 +364,8 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         """Upstream's hook (the extension path): count by exception type and view."""
-        # README, What differs, 5: no latency here; process_response observes the failed request once.
+        # docs/install.md, What differs, 5: no latency here; process_response observes the failed
+        # request once.
         try:
             ignored = self._ignored_exceptions
             if ignored and isinstance(exception, ignored):
