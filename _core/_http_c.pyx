@@ -88,7 +88,6 @@ cdef Py_ssize_t _MAX_BODY_DIGITS = len(str(MAX_BODY_SIZE)) + 2  # room for white
 _CHARSET_RE = re.compile(r";\s*charset=(?P<charset>[^\s;]+)", re.I)
 cdef Py_ssize_t _CONTENT_TYPE_CACHE_MAX = 256
 cdef object _MISSING = object()
-cdef double _NAN = float("nan")
 
 # How a response type exposes what is recorded of it, decided once per type.
 cdef enum:
@@ -575,15 +574,6 @@ cdef class _Recorder:
     def _fail(self, request):
         self._abort(request)
 
-    def on_request(self, request):
-        """Record the request; its start time on the monotonic clock (also when recording failed)."""
-        self._begin(request)
-        return dp_clock()
-
-    def on_response(self, request, response, started=None):
-        """Record the response; ``started`` None means the request was never seen (unknown latency)."""
-        self._end(request, response, None, _NAN if started is None else <double>started)
-
 
 cdef class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
@@ -791,7 +781,7 @@ cdef class AfterRecorder(_Recorder):
             meta = request.META
             kind = self._kind(request, meta)
             # For on_view and a later _end on this thread (the middlewares' call hands _end
-            # the kind it returns; on_response does not).
+            # the kind it returns).
             _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
             self._count_request(kind, meta)
         except Exception:
@@ -1063,7 +1053,7 @@ cdef class AfterRecorder(_Recorder):
         return response
 
     def on_exception(self, request, exception):
-        """``process_exception``: count by type and view (latency: once, by on_response).
+        """``process_exception``: count by type and view (latency: once, when the response is recorded).
 
         docs/install.md, What differs, 5.
         """

@@ -57,7 +57,6 @@ _METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPT
 _CHARSET_RE = re.compile(r";\s*charset=(?P<charset>[^\s;]+)", re.I)
 _CONTENT_TYPE_CACHE_MAX = 256
 _MISSING: Any = object()
-_NAN = float("nan")
 
 # How a response type exposes what is recorded of it, decided once per type.
 _CONTENT_FAST = 1  # HttpResponse's own ``content``: the sum of the chunk lengths, no join
@@ -423,15 +422,6 @@ class _Recorder:
     def _end(self, request: Any, response: Any, state: Any, started: float | None) -> None:
         pass
 
-    def on_request(self, request: Any) -> float:
-        """Record the request; its start time on the monotonic clock (also when recording failed)."""
-        self._begin(request)
-        return perf_counter()
-
-    def on_response(self, request: Any, response: Any, started: float | None = None) -> None:
-        """Record the response; ``started`` None means the request was never seen (unknown latency)."""
-        self._end(request, response, None, started)
-
 
 class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
@@ -602,9 +592,9 @@ class AfterRecorder(_Recorder):
         try:
             meta = request.META
             kind = self._kind(request, meta)
-            # For on_view and on_response (the middlewares' call hands _end the kind it
-            # returns). The compiled twin keeps it in a per-thread slot instead, which a
-            # Python-level slot (threading.local and a tuple) would make dearer than this.
+            # For on_view (the middlewares' call hands _end the kind it returns). The compiled
+            # twin keeps it in a per-thread slot instead, which a Python-level slot
+            # (threading.local and a tuple) would make dearer than this.
             request._prometheus_kind = kind
             self._count_request(kind, meta)
         except Exception:
@@ -767,7 +757,7 @@ class AfterRecorder(_Recorder):
         return response
 
     def on_exception(self, request: Any, exception: BaseException) -> None:
-        """``process_exception``: count by type and view (latency: once, by on_response).
+        """``process_exception``: count by type and view (latency: once, when the response is recorded).
 
         docs/install.md, What differs, 5.
         """
