@@ -8,13 +8,12 @@ Both cores: the whole suite runs twice (``DJANGO_PROMETHEUS_NO_EXTENSIONS``).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pytest
 from django.test import Client, override_settings
 from django.urls import include, path, re_path
-from django_prometheus._core import _features, _http
+from django_prometheus._core import _http
 
 from django_prometheus.http import features, routes
 from tests.db_request_project import views as db_views
@@ -77,16 +76,12 @@ def test_the_root_pattern_is_labelled_as_a_route(features_on: Any, urlconf: type
     assert unmatched() == {"requests": 1, "queries": 0, "seconds_count": 1, "repeated": 0}
 
 
-TWINS = ["_features_py", *(["_features_c"] if _features.USE_EXTENSIONS else [])]
-
-
-@pytest.mark.parametrize("twin", TWINS)
 @pytest.mark.parametrize(
     ("match", "label"),
     [("", "/"), ("^$", "^$"), ("shop/", "shop/"), (None, "<unmatched>"), (3, "<unmatched>")],
 )
-def test_the_core_rule_on_a_resolver_match(twin: str, match: Any, label: str) -> None:
-    core = importlib.import_module(f"django_prometheus._core.{twin}")
+def test_the_core_rule_on_a_resolver_match(twin: Any, match: Any, label: str) -> None:
+    core = twin.features
 
     class Match:
         route = match
