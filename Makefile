@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv build build-base services services-install services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist dist-check matrix bench-asv docs
+.PHONY: help venv build build-base prune-build services services-install services-stop test test-compiled test-pure test-spatialite demo bench lint clean dist dist-check matrix bench-asv docs
 
 help:
 	@echo "make demo   - build and run the example site on 127.0.0.1:8000 (/metrics live)"
@@ -40,11 +40,21 @@ $(VENV)/.deps: $(VENV)/.base pyproject.toml | services-install
 venv: $(VENV)/.deps
 
 # A real (non-editable) install: the tests import the built package, compiled core included.
-build-base: $(VENV)/.base
+build-base: $(VENV)/.base prune-build
 	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
 
-build: venv
+build: venv prune-build
 	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
+
+# setuptools copies into build/lib* and never deletes there: a module renamed or deleted in
+# src/ or _core/ would still ship from an earlier build's copy. Drop the copied .py files
+# (copied again, cheaply) and every compiled module whose .pyx is gone (the rest stay built).
+prune-build:
+	@find build/lib build/lib.* -path '*django_prometheus*' -name '*.py' -delete 2>/dev/null || true
+	@for so in build/lib.*/django_prometheus/_core/*_c.*; do \
+		[ -e "$$so" ] || continue; stem=$$(basename "$$so"); stem=$${stem%%.*}; \
+		[ -e "_core/$$stem.pyx" ] || rm -f "$$so"; \
+	done
 
 services-install:
 	scripts/services.sh install

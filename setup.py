@@ -30,7 +30,7 @@ else:
             Extension("django_prometheus._core._expo_c", ["_core/_expo_c.pyx"]),
             Extension("django_prometheus._core._http_c", ["_core/_http_c.pyx"]),
             Extension("django_prometheus._core._cache_c", ["_core/_cache_c.pyx"]),
-            Extension("django_prometheus._core._extras_c", ["_core/_extras_c.pyx"]),
+            Extension("django_prometheus._core._features_c", ["_core/_features_c.pyx"]),
             Extension("django_prometheus._core._native_c", ["_core/_native_c.pyx"]),
         ],
         compiler_directives={"language_level": "3"},

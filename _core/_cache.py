@@ -24,6 +24,8 @@ MISSING = _impl.MISSING
 Call = _impl.Call
 begin_request = _impl.begin_request
 clock = _impl.clock
+count_get = _impl.count_get
+count_get_many = _impl.count_get_many
 end_request = _impl.end_request
 instrument_get = _impl.instrument_get
 instrument_get_many = _impl.instrument_get_many
@@ -39,6 +41,8 @@ __all__ = [
     "Call",
     "begin_request",
     "clock",
+    "count_get",
+    "count_get_many",
     "end_request",
     "instrument_get",
     "instrument_get_many",

@@ -24,7 +24,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_XDECREF
 from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
 
-from ._cells_c import C_API, MISSING
+from ._cells_c import C_API
 from ._cells_c import Counter as _Counter
 from ._cells_c import Histogram as _Histogram
 
@@ -38,6 +38,8 @@ __all__ = [
     "RequestOps",
     "begin_request",
     "clock",
+    "count_get",
+    "count_get_many",
     "end_request",
     "instrument_get",
     "instrument_get_many",
@@ -52,6 +54,10 @@ include "dp_api.pxi"  # dp_cells_api
 cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(C_API, "django_prometheus._core._cells_c.C_API")
 cdef dp_cell_add _add = _api.counter_inc
 cdef dp_cell_add _observe = _api.histogram_observe
+
+#: What an instrumented get passes the backend as ``default``: getting it back is a miss, so a
+#: stored falsy value or ``None`` is a hit (docs/install.md, What differs, 1).
+MISSING = object()
 cdef object _MISSING = MISSING
 
 #: The outermost cache operation in progress in this context, if any.
@@ -163,6 +169,74 @@ cdef object _histogram(object cell):
     return cell
 
 
+# --- upstream's four families alone (PROMETHEUS_CACHE_OPERATION_METRICS off) ---------------------
+
+
+cdef class _GetCounter:
+    """The cells of one counted get: upstream's get, hit, miss and fail."""
+
+    cdef object real_get, interrupted
+    cdef object gets, hits, misses, fails
+
+    cdef object call(self, key, default, version, dict kwargs):
+        try:
+            if kwargs:
+                value = self.real_get(key, _MISSING, version, **kwargs)
+            else:
+                value = self.real_get(key, _MISSING, version)
+        except Exception:
+            _add(self.gets, 1.0)
+            _add(self.fails, 1.0)
+            raise
+        _add(self.gets, 1.0)
+        if value is _MISSING:
+            _add(self.misses, 1.0)
+            return default
+        if value is self.interrupted:
+            _add(self.fails, 1.0)
+            return default
+        _add(self.hits, 1.0)
+        return value
+
+
+def count_get(real_get, gets, hits, misses, fails, interrupted=MISSING, bint takes_kwargs=True):
+    """Wrap a cache backend's ``get`` so that each call counts get + hit/miss/fail.
+
+    ``real_get(key, MISSING, version, **kwargs)`` is called; getting ``MISSING``
+    back is a miss (so stored falsy values and ``None`` are hits), getting
+    ``interrupted`` back is a failure the backend chose to swallow (django-redis'
+    ``IGNORE_EXCEPTIONS``), and an exception is counted and re-raised unchanged.
+    Without ``takes_kwargs`` the get takes ``(key, default=None, version=None)``
+    only, as Django's own backends' do, and builds no keyword dict per call.
+    """
+    cdef _GetCounter rec = _GetCounter()
+    rec.real_get = real_get
+    rec.interrupted = interrupted
+    rec.gets, rec.hits, rec.misses, rec.fails = _counter(gets), _counter(hits), _counter(misses), _counter(fails)
+
+    if takes_kwargs:
+        def get_kw(key, default=None, version=None, **kwargs):
+            return rec.call(key, default, version, kwargs)
+
+        return get_kw
+
+    def get(key, default=None, version=None):
+        return rec.call(key, default, version, None)
+
+    return get
+
+
+def count_get_many(requested, Py_ssize_t found, gets, hits, misses):
+    """Count a native ``get_many``: each distinct requested key is one get and one hit or miss."""
+    cdef Py_ssize_t n = len(set(requested))
+    _add(_counter(gets), <double> n)
+    _add(_counter(hits), <double> found)
+    _add(_counter(misses), <double> (n - found))
+
+
+# --- upstream's four families and the get operation's (PROMETHEUS_CACHE_OPERATION_METRICS on) -----
+
+
 cdef class _GetRecorder:
     """The cells of one instrumented get: upstream's four and the operation's hit/miss/error/duration."""
 
@@ -228,7 +302,7 @@ def instrument_get(real_get, gets, hits, misses, fails, interrupted, hit, miss, 
                    bint takes_kwargs=False):
     """A backend's ``get`` recording upstream's four families and the ``get`` operation.
 
-    As ``_cells.instrument_get``: ``real_get(key, MISSING, version[, **kwargs])`` is
+    As ``count_get``: ``real_get(key, MISSING, version[, **kwargs])`` is
     called, ``MISSING`` back is a miss, ``interrupted`` back a swallowed failure,
     an exception is counted and re-raised unchanged. Without ``takes_kwargs`` the
     get takes ``(key, default=None, version=None)`` only, as Django's backends'

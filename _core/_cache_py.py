@@ -9,11 +9,11 @@ own but the failures they see.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
-from ._cells_py import MISSING, Counter, Histogram
+from ._cells_py import Counter, Histogram
 
 __all__ = [
     "CURRENT",
@@ -22,6 +22,8 @@ __all__ = [
     "RequestOps",
     "begin_request",
     "clock",
+    "count_get",
+    "count_get_many",
     "end_request",
     "instrument_get",
     "instrument_get_many",
@@ -30,6 +32,10 @@ __all__ = [
     "note_failure",
     "observe",
 ]
+
+#: What an instrumented get passes the backend as ``default``: getting it back is a miss, so a
+#: stored falsy value or ``None`` is a hit (docs/install.md, What differs, 1).
+MISSING: Any = object()
 
 #: The outermost cache operation in progress in this context, if any.
 CURRENT: ContextVar[Call] = ContextVar("django_prometheus_cache_operation")
@@ -119,6 +125,75 @@ def _histogram(cell: Any) -> Histogram:
     return cell
 
 
+# --- upstream's four families alone (PROMETHEUS_CACHE_OPERATION_METRICS off) ---------------------
+
+
+def count_get(
+    real_get: Callable[..., Any],
+    gets: Counter,
+    hits: Counter,
+    misses: Counter,
+    fails: Counter,
+    interrupted: Any = MISSING,
+    takes_kwargs: bool = True,
+) -> Callable[..., Any]:
+    """Wrap a cache backend's ``get`` so that each call counts get + hit/miss/fail.
+
+    ``real_get(key, MISSING, version, **kwargs)`` is called; getting ``MISSING``
+    back is a miss (so stored falsy values and ``None`` are hits), getting
+    ``interrupted`` back is a failure the backend chose to swallow (django-redis'
+    ``IGNORE_EXCEPTIONS``), and an exception is counted and re-raised unchanged.
+    Without ``takes_kwargs`` the get takes ``(key, default=None, version=None)``
+    only, as Django's own backends' do.
+    """
+    for cell in (gets, hits, misses, fails):
+        _counter(cell)
+
+    def counted(value: Any, default: Any) -> Any:
+        gets.inc()
+        if value is MISSING:
+            misses.inc()
+            return default
+        if value is interrupted:
+            fails.inc()
+            return default
+        hits.inc()
+        return value
+
+    def get_kw(key: Any, default: Any = None, version: Any = None, **kwargs: Any) -> Any:
+        try:
+            value = real_get(key, MISSING, version, **kwargs)
+        except Exception:
+            gets.inc()
+            fails.inc()
+            raise
+        return counted(value, default)
+
+    def get(key: Any, default: Any = None, version: Any = None) -> Any:
+        try:
+            value = real_get(key, MISSING, version)
+        except Exception:
+            gets.inc()
+            fails.inc()
+            raise
+        return counted(value, default)
+
+    return get_kw if takes_kwargs else get
+
+
+def count_get_many(
+    requested: Sequence[Any], found: int, gets: Counter, hits: Counter, misses: Counter
+) -> None:
+    """Count a native ``get_many``: each distinct requested key is one get and one hit or miss."""
+    n = len(set(requested))
+    _counter(gets).inc(n)
+    _counter(hits).inc(found)
+    _counter(misses).inc(n - found)
+
+
+# --- upstream's four families and the get operation's (PROMETHEUS_CACHE_OPERATION_METRICS on) -----
+
+
 def instrument_get(
     real_get: Callable[..., Any],
     gets: Counter,
@@ -134,7 +209,7 @@ def instrument_get(
 ) -> Callable[..., Any]:
     """A backend's ``get`` recording upstream's four families and the ``get`` operation.
 
-    As ``_cells.instrument_get``: ``real_get(key, MISSING, version[, **kwargs])`` is
+    As ``count_get``: ``real_get(key, MISSING, version[, **kwargs])`` is
     called, ``MISSING`` back is a miss, ``interrupted`` back a swallowed failure,
     an exception is counted and re-raised unchanged. Without ``takes_kwargs`` the
     get takes ``(key, default=None, version=None)`` only, as Django's backends' do.

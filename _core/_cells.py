@@ -14,17 +14,13 @@ else:
 #: True when the compiled core is the one in use.
 USE_EXTENSIONS: bool = _impl.__name__.endswith("_cells_c")
 
-MISSING = _impl.MISSING
 Counter = _impl.Counter
 Gauge = _impl.Gauge
 Histogram = _impl.Histogram
 Family = _impl.Family
 MultiProcessStore = _impl.MultiProcessStore
-instrument_get = _impl.instrument_get
-record_get_many = _impl.record_get_many
 
 __all__ = [
-    "MISSING",
     "NO_EXTENSIONS",
     "USE_EXTENSIONS",
     "Counter",
@@ -32,6 +28,4 @@ __all__ = [
     "Gauge",
     "Histogram",
     "MultiProcessStore",
-    "instrument_get",
-    "record_get_many",
 ]

@@ -306,18 +306,13 @@ cdef extern from *:
     object dp_dict_get(dict d, object key)
 
 __all__ = [
-    "MISSING",
     "Counter",
     "Family",
     "Gauge",
     "Histogram",
     "MultiProcessStore",
-    "instrument_get",
-    "record_get_many",
 ]
 
-MISSING = object()
-cdef object _MISSING = MISSING
 cdef double _INF = float("inf")
 cdef object _time = time.time
 # OpenMetrics' label names (exemplar labels follow the rules of metric labels).
@@ -805,73 +800,11 @@ cdef class Family:
         return len(self._children)
 
 
-def instrument_get(real_get, Counter gets not None, Counter hits not None,
-                   Counter misses not None, Counter fails not None,
-                   interrupted=MISSING, bint takes_kwargs=True):
-    """Wrap a cache backend's ``get`` so that each call counts get + hit/miss/fail.
-
-    ``real_get(key, MISSING, version, **kwargs)`` is called; getting ``MISSING``
-    back is a miss (so stored falsy values and ``None`` are hits), getting
-    ``interrupted`` back is a failure the backend chose to swallow (django-redis'
-    ``IGNORE_EXCEPTIONS``), and an exception is counted and re-raised unchanged.
-    Without ``takes_kwargs`` the get takes ``(key, default=None, version=None)``
-    only, as Django's own backends' do, and builds no keyword dict per call.
-    """
-
-    # A closure compiles to a vectorcall function with C-level access to the
-    # cells: no bound-method object, no argument tuple, no attribute lookups.
-    def get_kw(key, default=None, version=None, **kwargs):
-        try:
-            if kwargs:
-                value = real_get(key, _MISSING, version, **kwargs)
-            else:
-                value = real_get(key, _MISSING, version)
-        except Exception:
-            _add(gets, 1.0)
-            _add(fails, 1.0)
-            raise
-        return _counted(value, default, gets, hits, misses, fails, interrupted)
-
-    def get(key, default=None, version=None):
-        try:
-            value = real_get(key, _MISSING, version)
-        except Exception:
-            _add(gets, 1.0)
-            _add(fails, 1.0)
-            raise
-        return _counted(value, default, gets, hits, misses, fails, interrupted)
-
-    return get_kw if takes_kwargs else get
-
-
-cdef inline object _counted(object value, object default, Counter gets, Counter hits,
-                            Counter misses, Counter fails, object interrupted):
-    _add(gets, 1.0)
-    if value is _MISSING:
-        _add(misses, 1.0)
-        return default
-    if value is interrupted:
-        _add(fails, 1.0)
-        return default
-    _add(hits, 1.0)
-    return value
-
-
-def record_get_many(requested, Py_ssize_t found, Counter gets not None,
-                    Counter hits not None, Counter misses not None):
-    """Count a native ``get_many``: each distinct requested key is one get and one hit or miss."""
-    cdef Py_ssize_t n = len(set(requested))
-    _add(gets, <double> n)
-    _add(hits, <double> found)
-    _add(misses, <double> (n - found))
-
-
-
 # --- C entry points for the other compiled modules ----------------------------
 #
 # A .pxd beside this file would be ignored (the folder installs under another
 # package path), so the other compiled modules reach the cells through this
-# capsule: ``_http_c``, ``_cache_c`` and ``_extras_c`` increment a cell with one C
+# capsule: ``_http_c``, ``_cache_c`` and ``_features_c`` increment a cell with one C
 # call, not a method lookup (the struct is declared once, in dp_api.pxi).
 
 include "dp_api.pxi"

@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
@@ -28,19 +28,15 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "MISSING",
     "Counter",
     "Family",
     "Gauge",
     "Histogram",
     "MultiProcessStore",
-    "instrument_get",
-    "record_get_many",
 ]
 
 #: The private default handed to a backend's real ``get()``: nothing a user can
 #: store is this object, so "the backend returned it" means "the key is absent".
-MISSING: Any = object()
 _INF = float("inf")
 # OpenMetrics' label names (exemplar labels follow the rules of metric labels).
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -339,67 +335,6 @@ class Family:
 
     def __len__(self) -> int:
         return len(self._children)
-
-
-def instrument_get(
-    real_get: Callable[..., Any],
-    gets: Counter,
-    hits: Counter,
-    misses: Counter,
-    fails: Counter,
-    interrupted: Any = MISSING,
-    takes_kwargs: bool = True,
-) -> Callable[..., Any]:
-    """Wrap a cache backend's ``get`` so that each call counts get + hit/miss/fail.
-
-    ``real_get(key, MISSING, version, **kwargs)`` is called; getting ``MISSING``
-    back is a miss (so stored falsy values and ``None`` are hits), getting
-    ``interrupted`` back is a failure the backend chose to swallow (django-redis'
-    ``IGNORE_EXCEPTIONS``), and an exception is counted and re-raised unchanged.
-    Without ``takes_kwargs`` the get takes ``(key, default=None, version=None)``
-    only, as Django's own backends' do.
-    """
-
-    def counted(value: Any, default: Any) -> Any:
-        gets.inc()
-        if value is MISSING:
-            misses.inc()
-            return default
-        if value is interrupted:
-            fails.inc()
-            return default
-        hits.inc()
-        return value
-
-    def get_kw(key: Any, default: Any = None, version: Any = None, **kwargs: Any) -> Any:
-        try:
-            value = real_get(key, MISSING, version, **kwargs)
-        except Exception:
-            gets.inc()
-            fails.inc()
-            raise
-        return counted(value, default)
-
-    def get(key: Any, default: Any = None, version: Any = None) -> Any:
-        try:
-            value = real_get(key, MISSING, version)
-        except Exception:
-            gets.inc()
-            fails.inc()
-            raise
-        return counted(value, default)
-
-    return get_kw if takes_kwargs else get
-
-
-def record_get_many(
-    requested: Sequence[Any], found: int, gets: Counter, hits: Counter, misses: Counter
-) -> None:
-    """Count a native ``get_many``: each distinct requested key is one get and one hit or miss."""
-    n = len(set(requested))
-    gets.inc(n)
-    hits.inc(found)
-    misses.inc(n - found)
 
 
 # --- Multiprocess mode ------------------------------------------------------

@@ -166,7 +166,7 @@ cdef class _Recorder:
 
         A sized ``params`` is counted up front and passed through untouched; any
         other iterable (a generator) is handed to the driver inside a counting
-        iterator, so it is consumed once, and counted afterwards (README, What differs, 6).
+        iterator, so it is consumed once, and counted afterwards (docs/install.md, What differs, 6).
         """
         cdef double t0
         cdef Py_ssize_t n

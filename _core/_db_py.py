@@ -142,7 +142,7 @@ class _Recorder:
 
         A sized ``params`` is counted up front and passed through untouched; any
         other iterable (a generator) is handed to the driver inside a counting
-        iterator, so it is consumed once, and counted afterwards (README, What differs, 6).
+        iterator, so it is consumed once, and counted afterwards (docs/install.md, What differs, 6).
         """
         counting = None
         try:

@@ -24,12 +24,12 @@ ServerTiming = _impl.ServerTiming
 Settings = _impl.Settings
 body_length = _impl.body_length
 charset = _impl.charset
-get_extras = _impl.get_extras
+get_features = _impl.get_features
 hook_view_name = _impl.hook_view_name
 response_body_size = _impl.response_body_size
 sanitize_method = _impl.sanitize_method
 server_timing_value = _impl.server_timing_value
-set_extras = _impl.set_extras
+set_features = _impl.set_features
 template_name = _impl.template_name
 transport = _impl.transport
 view_name = _impl.view_name
@@ -45,12 +45,12 @@ __all__ = [
     "Settings",
     "body_length",
     "charset",
-    "get_extras",
+    "get_features",
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
     "server_timing_value",
-    "set_extras",
+    "set_features",
     "template_name",
     "transport",
     "view_name",

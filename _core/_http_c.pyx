@@ -38,7 +38,7 @@ cdef extern from "dp_clock.h":
 # (dp_tls.h; the CPython-internal C, one header per concern, is declared in dp_cpython.pxi.)
 include "dp_cpython.pxi"
 
-# The cells' and the features' C entry points (dp_cells_api, dp_extras_api).
+# The cells' and the features' C entry points (dp_cells_api, dp_features_api).
 include "dp_api.pxi"
 
 cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
@@ -63,12 +63,12 @@ __all__ = [
     "Settings",
     "body_length",
     "charset",
-    "get_extras",
+    "get_features",
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
     "server_timing_value",
-    "set_extras",
+    "set_features",
     "template_name",
     "transport",
     "view_name",
@@ -88,7 +88,6 @@ cdef Py_ssize_t _MAX_BODY_DIGITS = len(str(MAX_BODY_SIZE)) + 2  # room for white
 _CHARSET_RE = re.compile(r";\s*charset=(?P<charset>[^\s;]+)", re.I)
 cdef Py_ssize_t _CONTENT_TYPE_CACHE_MAX = 256
 cdef object _MISSING = object()
-cdef double _NAN = float("nan")
 
 # How a response type exposes what is recorded of it, decided once per type.
 cdef enum:
@@ -129,7 +128,7 @@ cdef class _NoCell:
 NO_CELL = _NoCell()
 cdef object _NO_CELL = NO_CELL
 cdef str _FAILURE = "django_prometheus: could not record the HTTP metrics of %s"
-# _dict_get, _inc, _observe, _gauge_add, _log_failure: shared with _extras_c.
+# _dict_get, _inc, _observe, _gauge_add, _log_failure: shared with _features_c.
 include "dp_helpers.pxi"
 
 
@@ -200,7 +199,7 @@ cdef inline void _slot_clear_noexcept(dp_http_slot *slot) noexcept:
 cpdef str sanitize_method(method):
     """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>``.
 
-    Bounded: README, What differs, 4.
+    Bounded: docs/install.md, What differs, 4.
     """
     if type(method) is not str:
         return _INVALID
@@ -239,7 +238,7 @@ cpdef object hook_view_name(request):
 cpdef object body_length(value):
     """The request body size from ``Content-Length``: absent is 0; malformed, negative or absurd is None.
 
-    None is never observed (README, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
+    None is never observed (docs/install.md, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
     header of hundreds of digits would overflow the histogram's float.
     """
     if not value:
@@ -459,76 +458,76 @@ class _Skip:
         return "SKIP"
 
 
-#: What ``extras.begin``/``extras.end`` return for a request that is not recorded at all.
+#: What ``features.begin``/``features.end`` return for a request that is not recorded at all.
 SKIP = _Skip()
 cdef object _SKIP = SKIP
-cdef object _extras = None
-# ``_extras`` again when it is an ``_extras_c.Extras``: the middlewares call its work through
+cdef object _features = None
+# ``_features`` again when it is a ``_features_c.Features``: the middlewares call its work through
 # ``_seam`` (C function pointers, no Python call). One pointer, written whole: a thread reads
 # either the old object or the new one, and ``_seam`` never changes once set.
-cdef object _c_extras = None
+cdef object _c_features = None
 
-# The compiled features' C entry points: ``dp_extras_api`` (dp_api.pxi).
-cdef dp_extras_api *_seam = NULL
-cdef const char *_SEAM_NAME = "django_prometheus._core._extras_c.SEAM"
+# The compiled features' C entry points: ``dp_features_api`` (dp_api.pxi).
+cdef dp_features_api *_seam = NULL
+cdef const char *_SEAM_NAME = "django_prometheus._core._features_c.SEAM"
 
 
-def set_extras(extras):
+def set_features(features):
     """Install the object that runs the opt-in HTTP features around each request; None turns them off.
 
     Read once per request, so the default path pays one pointer comparison.
     The protocol (``outer`` is True in the Before middleware, False in the After):
 
-    - ``extras.begin(request, outer)``: a state for ``end``, or ``SKIP``: this
+    - ``features.begin(request, outer)``: a state for ``end``, or ``SKIP``: this
       middleware records nothing of the request (path exclusions);
-    - ``extras.defer``: when true, the recorder's request-time counts wait for
+    - ``features.defer``: when true, the recorder's request-time counts wait for
       the response, so ``end`` can still exclude the request (view exclusions);
-    - ``extras.end(request, response, state, outer)``: ``SKIP`` drops a deferred
+    - ``features.end(request, response, state, outer)``: ``SKIP`` drops a deferred
       request's counts; anything else records them;
-    - ``extras.abort(request, state, outer)``: ``get_response`` raised;
-    - ``extras.excluded(request)``: consulted by the After middleware's view,
-      template-response and exception hooks while ``extras`` is installed.
+    - ``features.abort(request, state, outer)``: ``get_response`` raised;
+    - ``features.excluded(request)``: consulted by the After middleware's view,
+      template-response and exception hooks while ``features`` is installed.
 
     Each method logs and swallows its own failures; one that raises anyway is
     logged here and the request is recorded as if no feature were on. The
-    compiled ``Extras`` (exactly that type) is called through its C entry points.
+    compiled ``Features`` (exactly that type) is called through its C entry points.
     """
-    global _extras, _c_extras, _seam
-    c_extras = None
-    if extras is not None:
+    global _features, _c_features, _seam
+    c_features = None
+    if features is not None:
         try:
-            seam = extras._dp_c_seam
+            seam = features._dp_c_seam
         except AttributeError:
             seam = None
-        if (type(seam) is tuple and len(<tuple>seam) == 2 and type(extras) is (<tuple>seam)[0]
+        if (type(seam) is tuple and len(<tuple>seam) == 2 and type(features) is (<tuple>seam)[0]
                 and PyCapsule_IsValid((<tuple>seam)[1], _SEAM_NAME)):
-            _seam = <dp_extras_api *> PyCapsule_GetPointer((<tuple>seam)[1], _SEAM_NAME)
-            c_extras = extras
-    _c_extras = c_extras
-    _extras = extras
+            _seam = <dp_features_api *> PyCapsule_GetPointer((<tuple>seam)[1], _SEAM_NAME)
+            c_features = features
+    _c_features = c_features
+    _features = features
 
 
-def get_extras():
-    """The object ``set_extras`` installed, or None."""
-    return _extras
+def get_features():
+    """The object ``set_features`` installed, or None."""
+    return _features
 
 
 cdef inline bint _view_hook_excluded(request, match, name) except -1:
     # _hook_excluded for on_view, which hands the compiled features what it read of the match.
-    if _extras is _c_extras:
-        return _seam.view(_extras, request, match, name)
+    if _features is _c_features:
+        return _seam.view(_features, request, match, name)
     return _hook_excluded(request)
 
 
 cdef inline bint _hook_excluded(request) except -1:
     # The After middleware's view, template and exception hooks, while features are on.
-    extras = _extras
-    if extras is None:
+    features = _features
+    if features is None:
         return False
     try:
-        if extras is _c_extras:
-            return _seam.excluded(extras, request)
-        return bool(extras.excluded(request))
+        if features is _c_features:
+            return _seam.excluded(features, request)
+        return bool(features.excluded(request))
     except Exception:
         _log_failure("an exclusion rule")
         return False
@@ -574,15 +573,6 @@ cdef class _Recorder:
 
     def _fail(self, request):
         self._abort(request)
-
-    def on_request(self, request):
-        """Record the request; its start time on the monotonic clock (also when recording failed)."""
-        self._begin(request)
-        return dp_clock()
-
-    def on_response(self, request, response, started=None):
-        """Record the response; ``started`` None means the request was never seen (unknown latency)."""
-        self._end(request, response, None, _NAN if started is None else <double>started)
 
 
 cdef class BeforeRecorder(_Recorder):
@@ -791,7 +781,7 @@ cdef class AfterRecorder(_Recorder):
             meta = request.META
             kind = self._kind(request, meta)
             # For on_view and a later _end on this thread (the middlewares' call hands _end
-            # the kind it returns; on_response does not).
+            # the kind it returns).
             _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
             self._count_request(kind, meta)
         except Exception:
@@ -876,7 +866,7 @@ cdef class AfterRecorder(_Recorder):
                 return 0
             name = match.view_name
             view = _hook_view(name)
-            if _extras is not None and _view_hook_excluded(request, match, name):
+            if _features is not None and _view_hook_excluded(request, match, name):
                 return 0
             slot = dp_http_slot_get()
             if slot.recorder is <void *>self and slot.request is <PyObject *>request:
@@ -1063,9 +1053,9 @@ cdef class AfterRecorder(_Recorder):
         return response
 
     def on_exception(self, request, exception):
-        """``process_exception``: count by type and view (latency: once, by on_response).
+        """``process_exception``: count by type and view (latency: once, when the response is recorded).
 
-        README, What differs, 5.
+        docs/install.md, What differs, 5.
         """
         try:
             if self._ignored is not None and isinstance(exception, self._ignored):
@@ -1090,60 +1080,60 @@ cdef class AfterRecorder(_Recorder):
 # --- the middlewares' call ------------------------------------------------------------------------
 
 
-cdef object _NO_STATE = object()  # extras.begin raised: record as if no feature were on
+cdef object _NO_STATE = object()  # features.begin raised: record as if no feature were on
 
 
-cdef object _extras_begin(extras, request, bint outer, int *flags):
-    # The state for _extras_finish; flags[0]: 1 defer the recorder's request-time counts,
-    # 2 tell the features when a skipped request is done (_extras_skipped).
+cdef object _features_begin(features, request, bint outer, int *flags):
+    # The state for _features_finish; flags[0]: 1 defer the recorder's request-time counts,
+    # 2 tell the features when a skipped request is done (_features_skipped).
     flags[0] = 0
     try:
-        if extras is _c_extras:
-            return _seam.begin(extras, request, outer, flags)
-        state = extras.begin(request, outer)
+        if features is _c_features:
+            return _seam.begin(features, request, outer, flags)
+        state = features.begin(request, outer)
     except Exception:
         _log_failure("a request (opt-in features)")
         return _NO_STATE
     if state is not _SKIP:
         try:
-            if extras.defer:
+            if features.defer:
                 flags[0] = 1
         except Exception:
             _log_failure("a request (opt-in features)")
     return state
 
 
-cdef int _extras_skipped(extras, request, bint outer) except -1:
+cdef int _features_skipped(features, request, bint outer) except -1:
     # A skipped request is done (flag 2): the compiled features forget it.
     try:
-        _seam.abort(extras, request, _SKIP, outer)
+        _seam.abort(features, request, _SKIP, outer)
     except Exception:
         _log_failure("a request (opt-in features)")
     return 0
 
 
-cdef int _extras_abort(extras, request, state, bint outer) except -1:
+cdef int _features_abort(features, request, state, bint outer) except -1:
     if state is _NO_STATE:
         return 0
     try:
-        if extras is _c_extras:
-            _seam.abort(extras, request, state, outer)
+        if features is _c_features:
+            _seam.abort(features, request, state, outer)
         else:
-            extras.abort(request, state, outer)
+            features.abort(request, state, outer)
     except Exception:
         _log_failure("a failed request (opt-in features)")
     return 0
 
 
-cdef int _extras_finish(extras, _Recorder recorder, request, response, state, bint outer, bint defer,
+cdef int _features_finish(features, _Recorder recorder, request, response, state, bint outer, bint defer,
                         recorded, double started) except -1:
     skip = None
     if state is not _NO_STATE:
         try:
-            if extras is _c_extras:
-                skip = _seam.end(extras, request, response, state, outer)
+            if features is _c_features:
+                skip = _seam.end(features, request, response, state, outer)
             else:
-                skip = extras.end(request, response, state, outer)
+                skip = features.end(request, response, state, outer)
         except Exception:
             _log_failure("a response (opt-in features)")
     if defer:
@@ -1177,13 +1167,13 @@ cdef class Middleware:
         cdef _Recorder recorder = self._recorder
         cdef PyObject *response
         if self.async_mode:
-            if recorder is None or _extras is not None:
+            if recorder is None or _features is not None:
                 return self.__acall__(request)
             return _acall_default(self, recorder, request)
         if recorder is None:
             return self._call_hooks(request)
-        if _extras is not None:
-            return self._call_extras(request, recorder, _extras)
+        if _features is not None:
+            return self._call_features(request, recorder, _features)
         recorded = recorder._begin(request)
         cdef double started = dp_clock()
         # Called through C so that the normal path saves no exception state (a Cython try).
@@ -1203,21 +1193,21 @@ cdef class Middleware:
         cdef double started
         cdef bint outer
         cdef int flags = 0
-        extras = _extras
-        if extras is None:
+        features = _features
+        if features is None:
             recorded = recorder._begin(request)
             started = dp_clock()
             response = await self.get_response(request)
             recorder._end(request, response, recorded, started)
             return response
         outer = type(recorder) is BeforeRecorder or isinstance(recorder, BeforeRecorder)
-        state = _extras_begin(extras, request, outer, &flags)
+        state = _features_begin(features, request, outer, &flags)
         if state is _SKIP:
             if flags & 2:
                 try:
                     return await self.get_response(request)
                 finally:
-                    _extras_skipped(extras, request, outer)
+                    _features_skipped(features, request, outer)
             return await self.get_response(request)
         recorded = recorder._resolve(request) if flags & 1 else recorder._begin(request)
         started = dp_clock()
@@ -1225,22 +1215,22 @@ cdef class Middleware:
             response = await self.get_response(request)
         except BaseException:
             recorder._abort(request)  # the slot must not keep the failed request alive
-            _extras_abort(extras, request, state, outer)
+            _features_abort(features, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, flags & 1, recorded, started)
+        _features_finish(features, recorder, request, response, state, outer, flags & 1, recorded, started)
         return response
 
-    cdef object _call_extras(self, request, _Recorder recorder, extras):
+    cdef object _call_features(self, request, _Recorder recorder, features):
         cdef bint outer = type(recorder) is BeforeRecorder or isinstance(recorder, BeforeRecorder)
         cdef int flags = 0
         cdef double started
-        state = _extras_begin(extras, request, outer, &flags)
+        state = _features_begin(features, request, outer, &flags)
         if state is _SKIP:
             if flags & 2:
                 try:
                     return self.get_response(request)
                 finally:
-                    _extras_skipped(extras, request, outer)
+                    _features_skipped(features, request, outer)
             return self.get_response(request)
         recorded = recorder._resolve(request) if flags & 1 else recorder._begin(request)
         started = dp_clock()
@@ -1248,9 +1238,9 @@ cdef class Middleware:
             response = self.get_response(request)
         except BaseException:
             recorder._abort(request)  # the slot must not keep the failed request alive
-            _extras_abort(extras, request, state, outer)
+            _features_abort(features, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, flags & 1, recorded, started)
+        _features_finish(features, recorder, request, response, state, outer, flags & 1, recorded, started)
         return response
 
     def _async_hooks(self):

@@ -33,12 +33,12 @@ __all__ = [
     "Settings",
     "body_length",
     "charset",
-    "get_extras",
+    "get_features",
     "hook_view_name",
     "response_body_size",
     "sanitize_method",
     "server_timing_value",
-    "set_extras",
+    "set_features",
     "template_name",
     "transport",
     "view_name",
@@ -57,7 +57,6 @@ _METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPT
 _CHARSET_RE = re.compile(r";\s*charset=(?P<charset>[^\s;]+)", re.I)
 _CONTENT_TYPE_CACHE_MAX = 256
 _MISSING: Any = object()
-_NAN = float("nan")
 
 # How a response type exposes what is recorded of it, decided once per type.
 _CONTENT_FAST = 1  # HttpResponse's own ``content``: the sum of the chunk lengths, no join
@@ -105,7 +104,7 @@ NO_CELL: Any = _NoCell()
 def sanitize_method(method: object) -> str:
     """The ``method`` label: one of the nine HTTP methods, else ``<invalid method>``.
 
-    Bounded: README, What differs, 4.
+    Bounded: docs/install.md, What differs, 4.
     """
     return _METHODS.get(method, INVALID_METHOD) if type(method) is str else INVALID_METHOD
 
@@ -140,7 +139,7 @@ def hook_view_name(request: Any) -> str | None:
 def body_length(value: object) -> int | None:
     """The request body size from ``Content-Length``: absent is 0; malformed, negative or absurd is None.
 
-    None is never observed (README, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
+    None is never observed (docs/install.md, What differs, 3). Absurd means beyond ``MAX_BODY_SIZE``: a
     header of hundreds of digits would overflow the histogram's float.
     """
     if not value:
@@ -307,68 +306,68 @@ class _Skip:
         return "SKIP"
 
 
-#: What ``extras.begin``/``extras.end`` return for a request that is not recorded at all.
+#: What ``features.begin``/``features.end`` return for a request that is not recorded at all.
 SKIP: Any = _Skip()
-_EXTRAS: Any = None
-_NO_STATE: Any = object()  # extras.begin raised: record as if no feature were on
+_FEATURES: Any = None
+_NO_STATE: Any = object()  # features.begin raised: record as if no feature were on
 
 
-def set_extras(extras: Features | None) -> None:
+def set_features(features: Features | None) -> None:
     """Install the object that runs the opt-in HTTP features around each request; None turns them off.
 
     The protocol is ``_seams.Features``: ``begin``, ``defer``, ``end``, ``abort``
     and ``excluded``.
     """
-    global _EXTRAS
-    _EXTRAS = extras
+    global _FEATURES
+    _FEATURES = features
 
 
-def get_extras() -> Features | None:
-    """The object ``set_extras`` installed, or None."""
-    return _EXTRAS
+def get_features() -> Features | None:
+    """The object ``set_features`` installed, or None."""
+    return _FEATURES
 
 
 def _hook_excluded(request: Any) -> bool:
     # The After middleware's view, template and exception hooks, while features are on.
-    extras = _EXTRAS
-    if extras is None:
+    features = _FEATURES
+    if features is None:
         return False
     try:
-        return bool(extras.excluded(request))
+        return bool(features.excluded(request))
     except Exception:
         _log_failure("an exclusion rule")
         return False
 
 
-def _extras_begin(extras: Any, request: Any, outer: bool) -> Any:
+def _features_begin(features: Any, request: Any, outer: bool) -> Any:
     try:
-        return extras.begin(request, outer)
+        return features.begin(request, outer)
     except Exception:
         _log_failure("a request (opt-in features)")
         return _NO_STATE
 
 
-def _extras_defer(extras: Any, state: Any) -> bool:
+def _features_defer(features: Any, state: Any) -> bool:
     if state is _NO_STATE:
         return False
     try:
-        return bool(extras.defer)
+        return bool(features.defer)
     except Exception:
         _log_failure("a request (opt-in features)")
         return False
 
 
-def _extras_abort(extras: Any, request: Any, state: Any, outer: bool) -> None:
+def _features_abort(features: Any, request: Any, state: Any, outer: bool) -> None:
     if state is _NO_STATE:
         return
     try:
-        extras.abort(request, state, outer)
+        features.abort(request, state, outer)
     except Exception:
         _log_failure("a failed request (opt-in features)")
 
 
-def _extras_finish(
-    extras: Any,
+def _features_finish(
+    features: Any,
     recorder: Any,
     request: Any,
     response: Any,
@@ -381,7 +380,7 @@ def _extras_finish(
     skip = None
     if state is not _NO_STATE:
         try:
-            skip = extras.end(request, response, state, outer)
+            skip = features.end(request, response, state, outer)
         except Exception:
             _log_failure("a response (opt-in features)")
     if defer:
@@ -422,15 +421,6 @@ class _Recorder:
 
     def _end(self, request: Any, response: Any, state: Any, started: float | None) -> None:
         pass
-
-    def on_request(self, request: Any) -> float:
-        """Record the request; its start time on the monotonic clock (also when recording failed)."""
-        self._begin(request)
-        return perf_counter()
-
-    def on_response(self, request: Any, response: Any, started: float | None = None) -> None:
-        """Record the response; ``started`` None means the request was never seen (unknown latency)."""
-        self._end(request, response, None, started)
 
 
 class BeforeRecorder(_Recorder):
@@ -602,9 +592,9 @@ class AfterRecorder(_Recorder):
         try:
             meta = request.META
             kind = self._kind(request, meta)
-            # For on_view and on_response (the middlewares' call hands _end the kind it
-            # returns). The compiled twin keeps it in a per-thread slot instead, which a
-            # Python-level slot (threading.local and a tuple) would make dearer than this.
+            # For on_view (the middlewares' call hands _end the kind it returns). The compiled
+            # twin keeps it in a per-thread slot instead, which a Python-level slot
+            # (threading.local and a tuple) would make dearer than this.
             request._prometheus_kind = kind
             self._count_request(kind, meta)
         except Exception:
@@ -767,9 +757,9 @@ class AfterRecorder(_Recorder):
         return response
 
     def on_exception(self, request: Any, exception: BaseException) -> None:
-        """``process_exception``: count by type and view (latency: once, by on_response).
+        """``process_exception``: count by type and view (latency: once, when the response is recorded).
 
-        README, What differs, 5.
+        docs/install.md, What differs, 5.
         """
         try:
             if self._ignored is not None and isinstance(exception, self._ignored):
@@ -811,9 +801,9 @@ class Middleware:
         recorder = self._recorder
         if recorder is None:
             return self._call_hooks(request)  # type: ignore[attr-defined]
-        extras = _EXTRAS
-        if extras is not None:
-            return self._call_extras(request, recorder, extras)
+        features = _FEATURES
+        if features is not None:
+            return self._call_features(request, recorder, features)
         recorded = recorder._begin(request)
         started = perf_counter()
         response = self.get_response(request)
@@ -824,42 +814,42 @@ class Middleware:
         recorder = self._recorder
         if recorder is None:
             return await self._acall_hooks(request)  # type: ignore[attr-defined]
-        extras = _EXTRAS
-        if extras is None:
+        features = _FEATURES
+        if features is None:
             recorded = recorder._begin(request)
             started = perf_counter()
             response = await self.get_response(request)
             recorder._end(request, response, recorded, started)
             return response
         outer = isinstance(recorder, BeforeRecorder)
-        state = _extras_begin(extras, request, outer)
+        state = _features_begin(features, request, outer)
         if state is SKIP:
             return await self.get_response(request)
-        defer = _extras_defer(extras, state)
+        defer = _features_defer(features, state)
         recorded = recorder._resolve(request) if defer else recorder._begin(request)
         started = perf_counter()
         try:
             response = await self.get_response(request)
         except BaseException:
-            _extras_abort(extras, request, state, outer)
+            _features_abort(features, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, defer, recorded, started)
+        _features_finish(features, recorder, request, response, state, outer, defer, recorded, started)
         return response
 
-    def _call_extras(self, request: Any, recorder: Any, extras: Any) -> Any:
+    def _call_features(self, request: Any, recorder: Any, features: Any) -> Any:
         outer = isinstance(recorder, BeforeRecorder)
-        state = _extras_begin(extras, request, outer)
+        state = _features_begin(features, request, outer)
         if state is SKIP:
             return self.get_response(request)
-        defer = _extras_defer(extras, state)
+        defer = _features_defer(features, state)
         recorded = recorder._resolve(request) if defer else recorder._begin(request)
         started = perf_counter()
         try:
             response = self.get_response(request)
         except BaseException:
-            _extras_abort(extras, request, state, outer)
+            _features_abort(features, request, state, outer)
             raise
-        _extras_finish(extras, recorder, request, response, state, outer, defer, recorded, started)
+        _features_finish(features, recorder, request, response, state, outer, defer, recorded, started)
         return response
 
     def _async_hooks(self) -> tuple[Any, Any]:

@@ -1,8 +1,8 @@
-"""The seams the core receives, as types: what Python hands the HTTP recorders and ``set_extras``.
+"""The seams the core receives, as types: what Python hands the HTTP recorders and ``set_features``.
 
 Neither core checks these at run time (the compiled one reads the attributes
 once, when a recorder is built); they state what
-``django_prometheus.http.cells.HttpCells`` and ``django_prometheus.http.extras``
+``django_prometheus.http.cells.HttpCells`` and ``django_prometheus.http.features``
 promise, and ``tests/test_seams.py`` holds the real objects to them. Like the
 rest of ``_core``, this imports nothing from Django or django_prometheus.
 """
@@ -64,7 +64,7 @@ class HttpCells(Protocol):
 
 @runtime_checkable
 class Features(Protocol):
-    """What ``_http.set_extras`` installs: the opt-in HTTP features, called around each request.
+    """What ``_http.set_features`` installs: the opt-in HTTP features, called around each request.
 
     ``outer`` is True for the Before middleware's call, False for the After's;
     ``state`` is what ``begin`` returned. Each call may raise: the core logs it

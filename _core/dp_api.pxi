@@ -23,20 +23,20 @@ cdef struct dp_cells_api:
     dp_cell_get gauge_get
     dp_histogram_get histogram_get
 
-# ``_extras_c.SEAM``: the middlewares' calls into the compiled opt-in features (``_http_c``
-# calls them for an ``_extras_c.Extras``, the Python protocol for anything else).
+# ``_features_c.SEAM``: the middlewares' calls into the compiled opt-in features (``_http_c``
+# calls them for an ``_features_c.Features``, the Python protocol for anything else).
 ctypedef object (*dp_seam_begin)(object, object, bint, int *)
 ctypedef object (*dp_seam_end)(object, object, object, object, bint)
 ctypedef int (*dp_seam_abort)(object, object, object, bint) except -1
 ctypedef int (*dp_seam_excluded)(object, object) except -1
 ctypedef int (*dp_seam_view)(object, object, object, object) except -1
 
-cdef struct dp_extras_api:
+cdef struct dp_features_api:
     dp_seam_begin begin  # flags out: 1 defer, 2 call abort(SKIP) when the request is done
     dp_seam_end end
     dp_seam_abort abort
     dp_seam_excluded excluded
-    dp_seam_view view  # excluded, from the view hook: (extras, request, match, match.view_name)
+    dp_seam_view view  # excluded, from the view hook: (features, request, match, match.view_name)
 
 # ``_native_c.C_API``: a classic histogram cell's native part counts with one C call.
 cdef struct dp_native_api:

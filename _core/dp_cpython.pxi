@@ -15,11 +15,11 @@ cdef extern from "dp_tls.h":
         PyObject *kind
         PyObject *match
         PyObject *view
-    ctypedef struct dp_extras_last:
+    ctypedef struct dp_features_last:
         PyObject *request
         PyObject *state
     dp_http_slot *dp_http_slot_get() nogil
-    dp_extras_last *dp_extras_last_get() nogil
+    dp_features_last *dp_features_last_get() nogil
 
 # dp_str.h: two exact str compared by their PEP 393 storage.
 cdef extern from "dp_str.h":

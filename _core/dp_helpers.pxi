@@ -1,4 +1,4 @@
-# The inline helpers both HTTP modules (_http_c, _extras_c) count and log with, written once.
+# The inline helpers both HTTP modules (_http_c, _features_c) count and log with, written once.
 #
 # Included (``include "dp_helpers.pxi"``) after the including module has defined: ``_api``
 # (dp_cells_api), ``_Counter``, ``_Histogram``, ``_MpCounter``, ``_MpHistogram`` (multiprocess

@@ -28,15 +28,15 @@ typedef struct {
     PyObject *view;
 } dp_http_slot;
 
-/* _extras_c: the state this thread's outer middleware owns now. */
+/* _features_c: the state this thread's outer middleware owns now. */
 typedef struct {
     PyObject *request;
     PyObject *state;
-} dp_extras_last;
+} dp_features_last;
 
 /* Each module that includes this header has its own slots (static): one per thread. */
 static DP_THREAD_LOCAL dp_http_slot dp_http_slot_tls;
-static DP_THREAD_LOCAL dp_extras_last dp_extras_last_tls;
+static DP_THREAD_LOCAL dp_features_last dp_features_last_tls;
 static inline dp_http_slot *dp_http_slot_get(void) { return &dp_http_slot_tls; }
-static inline dp_extras_last *dp_extras_last_get(void) { return &dp_extras_last_tls; }
+static inline dp_features_last *dp_features_last_get(void) { return &dp_features_last_tls; }
 #endif

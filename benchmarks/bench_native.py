@@ -14,7 +14,7 @@ into their native parts too).
 
 ``native_scrape_text_10k`` / ``native_scrape_protobuf_10k``: one family of 10,000
 labelled native+classic children (20 lognormal observations each), rendered as the
-exporters render it: the text format (``exposition.render``, classic only) and the
+exporters render it: the text format (``text_format.render``, classic only) and the
 protobuf one (``protobuf.render``, classic and native). Ours only.
 
 Memory and sizes: ``python -m benchmarks.bench_native --memory`` prints the bytes per
@@ -91,9 +91,9 @@ def _scrape_case(fmt: str) -> Case:
             raise NotImplementedError("ours only: prometheus_client has no native histograms")
         registry = family(impl)
         if fmt == "text":
-            from django_prometheus import exposition
+            from django_prometheus import text_format
 
-            return lambda: exposition.render(registry)
+            return lambda: text_format.render(registry)
         from django_prometheus import protobuf
 
         return lambda: protobuf.render(registry)
@@ -178,10 +178,10 @@ def _memory_main() -> None:
     prepare(Case("memory", _settings, lambda i: lambda: None), impl)
     per_child, buckets = native_bytes_per_child()
     print(f"{impl:9} native part: {per_child:6.0f} B per child, {buckets:.1f} populated buckets (schema 3)")
-    from django_prometheus import exposition, protobuf
+    from django_prometheus import protobuf, text_format
 
     registry = family(impl)
-    text = exposition.render(registry)
+    text = text_format.render(registry)
     proto = protobuf.render(registry)
     series_text = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
     print(f"{impl:9} {CHILDREN} children: text {len(text):,} B, {series_text:,} series; "

@@ -3,7 +3,7 @@
 Single process (``scrape_<kind>_<n>``): one labelled family of ``n`` children
 (a counter, or a 15-bucket histogram), every child written. ``compiled`` and
 ``pure``: our metric classes rendered the way the view renders them
-(``exposition.render``); ``bare`` and ``upstream``: prometheus_client's own
+(``text_format.render``); ``bare`` and ``upstream``: prometheus_client's own
 classes (what django-prometheus 2.5.0 uses) and ``generate_latest``. The
 ``scrape_collector_*`` cases render our registry with ``generate_latest``, the
 path user code takes and the one our view took before the compiled writer:
@@ -79,9 +79,9 @@ def _gauge_class(impl: str) -> Any:
 
 def _renderer(impl: str) -> Any:
     if impl in ("compiled", "pure"):
-        from django_prometheus import exposition
+        from django_prometheus import text_format
 
-        return exposition.render
+        return text_format.render
     from prometheus_client import generate_latest
 
     return generate_latest
@@ -188,12 +188,12 @@ def _mp_case(n: int, compacted: bool) -> Case:
         from prometheus_client import CollectorRegistry, generate_latest
 
         if impl in ("compiled", "pure"):
-            from django_prometheus import exposition, multiprocess
+            from django_prometheus import multiprocess, text_format
 
             directory = _dead_dir(n, compacted)
             registry = CollectorRegistry()
             registry.register(multiprocess.AggregateCollector(directory, compact_dead=False))
-            return lambda: exposition.render(registry)
+            return lambda: text_format.render(registry)
         if compacted:
             raise NotImplementedError("prometheus_client never compacts")
         from prometheus_client.multiprocess import MultiProcessCollector
@@ -397,7 +397,7 @@ def ratios(
     import prometheus_client
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from django_prometheus import exposition, multiprocess
+    from django_prometheus import multiprocess, text_format
 
     # The view serves prometheus_client's default registry: only the family being measured in it.
     default = prometheus_client.REGISTRY
@@ -432,7 +432,7 @@ def ratios(
 
     ours = CollectorRegistry()
     ours.register(multiprocess.AggregateCollector(directory, compact_dead=False))
-    merges = {"theirs": upstream_merge, "ours": lambda: exposition.render(ours)}
+    merges = {"theirs": upstream_merge, "ours": lambda: text_format.render(ours)}
     times = _median_seconds(merges, rounds, clock)
     rows.append((f"multiprocess merge, {dead:,} dead workers", times["theirs"], times["ours"]))
     return rows

@@ -19,7 +19,7 @@ PAGE = Path(__file__).resolve().parent.parent / "docs" / "reference" / "metrics.
 # (title, module, how to find the metric objects in it)
 SECTIONS = [
     ("HTTP (`django_prometheus.middleware.Metrics`)", "django_prometheus.middleware", "Metrics"),
-    ("HTTP, opt-in (`django_prometheus.http.extras.families()`)", "django_prometheus.http.extras", None),
+    ("HTTP, opt-in (`django_prometheus.http.features.families()`)", "django_prometheus.http.features", None),
     ("Cache (`django_prometheus.cache.metrics`)", "django_prometheus.cache.metrics", None),
     ("Database (`django_prometheus.db.metrics`)", "django_prometheus.db.metrics", None),
     ("Models (`django_prometheus.models`)", "django_prometheus.models", None),
@@ -73,8 +73,8 @@ def _collected(module_name: str) -> list[tuple[str, str, str, tuple[str, ...], s
             ("per_request.families()", _exposed(m), m._type, m._labelnames, m._documentation)
             for m in per_request.families(registry=None)
         ]
-    if module_name == "django_prometheus.http.extras":
-        from django_prometheus.http.extras import families
+    if module_name == "django_prometheus.http.features":
+        from django_prometheus.http.features import families
 
         return [
             (f"families()[{key!r}]", _exposed(m), m._type, m._labelnames, m._documentation)

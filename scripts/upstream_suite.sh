@@ -67,7 +67,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 EXPECTED = {
-    "TestMiddlewareMetrics::test_exception_latency_histograms": "fix 5: a raising view is observed once",
+    "TestMiddlewareMetrics::test_exception_latency_histograms": "docs/install.md, What differs, 5: a raising view is observed once",
     "TestExportingCursorWrapper::test_double_wrapping_increases_mro": "no second wrapping layer",
     "TestPostgresqlGetConnectionParams::test_wraps_cursor_factory": "no cursor_factory replacement",
     "TestPostgresqlGetConnectionParams::test_get_new_connection_does_not_rewrap": "no cursor_factory replacement",

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from django_prometheus import exposition, metrics
+from django_prometheus import metrics, text_format
 
 WRITERS = 4
 OPS = 6_000  # a multiple of len(VALUES): each writer observes each value OPS / 6 times
@@ -73,8 +73,8 @@ def test_every_scrape_is_consistent_while_threads_count_into_one_child(switchy, 
     registry = CollectorRegistry()
     counter, histogram = _family(registry, stripe)
     render = {
-        "text": lambda: exposition.render(registry),
-        "openmetrics": lambda: exposition.render(registry, openmetrics_format=True),
+        "text": lambda: text_format.render(registry),
+        "openmetrics": lambda: text_format.render(registry, openmetrics_format=True),
         "generate_latest": lambda: generate_latest(registry),
     }[writer]
     barrier = threading.Barrier(WRITERS + 1)

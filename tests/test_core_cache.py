@@ -211,3 +211,83 @@ def test_durations_are_observed_per_outermost_call(core):
     assert duration.count == 3
     assert 0 <= duration.sum <= elapsed + 1e-9  # within the calls, however slow the machine
     assert core.m.clock() > 0
+
+
+# --- upstream's four families alone (count_get, count_get_many) ---------------------------------
+
+
+class FakeStore:
+    """A dict-backed stand-in for a backend's real get(key, default, version)."""
+
+    def __init__(self):
+        self.data = {}
+        self.calls = []
+
+    def get(self, key, default=None, version=None, **kwargs):
+        self.calls.append((key, version, kwargs))
+        if key == "boom":
+            raise ConnectionError("down")
+        return self.data.get((key, version), default)
+
+
+@pytest.fixture
+def wrapped(core):
+    store = FakeStore()
+    cells = core.counters(4)
+    get = core.m.count_get(store.get, *cells, interrupted="INTERRUPTED")
+    return store, get, cells
+
+
+@pytest.mark.parametrize("stored", [0, "", [], False, None, b"x", {"a": 1}])
+def test_counted_get_returns_stored_falsy_values_and_counts_hits(wrapped, stored):
+    store, get, (gets, hits, misses, fails) = wrapped
+    store.data[("k", None)] = stored
+    assert get("k", "default") == stored
+    assert get("k", default="default") is stored
+    assert (gets.get(), hits.get(), misses.get(), fails.get()) == (2, 2, 0, 0)
+
+
+def test_counted_get_miss_returns_callers_default(wrapped):
+    store, get, (gets, hits, misses, fails) = wrapped
+    sentinel = object()
+    assert get("absent") is None
+    assert get("absent", sentinel) is sentinel
+    assert (gets.get(), hits.get(), misses.get(), fails.get()) == (2, 0, 2, 0)
+
+
+def test_counted_get_passes_version_and_extra_kwargs(wrapped):
+    store, get, _ = wrapped
+    store.data[("k", 2)] = "v2"
+    assert get("k", version=2) == "v2"
+    assert get("k", None, 2, client="c") == "v2"
+    assert store.calls[-1] == ("k", 2, {"client": "c"})
+
+
+def test_counted_get_reraises_the_same_exception_and_counts_a_failure(wrapped):
+    _, get, (gets, hits, misses, fails) = wrapped
+    with pytest.raises(ConnectionError, match="down") as info:
+        get("boom")
+    assert info.value.__traceback__ is not None
+    assert (gets.get(), hits.get(), misses.get(), fails.get()) == (1, 0, 0, 1)
+
+
+def test_counted_get_counts_a_swallowed_failure_and_returns_default(wrapped):
+    store, get, (gets, hits, misses, fails) = wrapped
+    store.data[("k", None)] = "INTERRUPTED"
+    assert get("k", "dflt") == "dflt"
+    assert (gets.get(), hits.get(), misses.get(), fails.get()) == (1, 0, 0, 1)
+
+
+def test_count_get_many_counts_each_distinct_key_once(core):
+    gets, hits, misses = core.counters(3)
+    core.m.count_get_many(["a", "b", "c", "a"], 2, gets, hits, misses)
+    assert (gets.get(), hits.get(), misses.get()) == (3, 2, 1)
+
+
+def test_counted_get_takes_core_counters_only(core):
+    # The compiled core counts through the cells' C entry points: anything else is refused up
+    # front, by both cores alike, not misread per call.
+    with pytest.raises(TypeError, match="Counter"):
+        core.m.count_get(len, *core.counters(3), core.histogram())
+    with pytest.raises(TypeError, match="Counter"):
+        core.m.count_get_many(["a"], 1, *core.counters(2), object())

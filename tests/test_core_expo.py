@@ -1,4 +1,4 @@
-"""The exporters' bytes (``exposition.render``) are ``generate_latest``'s, byte for byte, both cores."""
+"""The exporters' bytes (``text_format.render``) are ``generate_latest``'s, byte for byte, both cores."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from django_prometheus import exposition, metrics
+from django_prometheus import metrics, text_format
 
 INF, NAN = float("inf"), float("nan")
 UGLY = ["back\\slash", 'quo"te', "new\nline", "é ünï ☃", "", "a,b=c}{", "\\n literally"]
@@ -74,7 +74,7 @@ def mixed_registry() -> CollectorRegistry:
 def test_render_is_generate_latest_byte_for_byte(openmetrics_format, created):
     r = mixed_registry()
     expected = (openmetrics.generate_latest if openmetrics_format else generate_latest)(r)
-    assert exposition.render(r, openmetrics_format) == expected
+    assert text_format.render(r, openmetrics_format) == expected
     assert ("_created" in expected.decode()) is created
 
 
@@ -87,7 +87,7 @@ def test_the_default_registry_with_process_and_platform_collectors():
         def stable(body):
             return [line for line in body.decode().splitlines() if not line.startswith("process_")]
 
-        assert stable(exposition.render(prometheus_client.REGISTRY)) == stable(
+        assert stable(text_format.render(prometheus_client.REGISTRY)) == stable(
             generate_latest(prometheus_client.REGISTRY)
         )
     finally:
@@ -111,7 +111,7 @@ def test_both_writers_write_the_same_bytes_for_many_children(writer, openmetrics
         one.register(m)
         out = writer.render_family(
             kind, m._name, m._documentation, "", m._labelnames, m._family.children(), les, mask,
-            openmetrics_format, False, exposition._EXP2,
+            openmetrics_format, False, text_format._EXP2,
         )  # fmt: skip
         expected = (openmetrics.generate_latest if openmetrics_format else generate_latest)(one)
         assert out == (expected[: -len(b"# EOF\n")] if openmetrics_format else expected)
@@ -130,7 +130,7 @@ def test_floats_are_written_as_prometheus_client_writes_them(writer):
         + [float(rnd.randint(0, 10**17)) for _ in range(500)]
     )
     for v in values:
-        assert writer.format_float(v, exposition._EXP2) == floatToGoString(v), v
+        assert writer.format_float(v, text_format._EXP2) == floatToGoString(v), v
 
 
 def test_exponents_of_older_prometheus_client_releases(writer):
@@ -161,7 +161,7 @@ def samples_of(body: bytes) -> dict:
 )
 def test_name_filter_selects_the_samples_prometheus_client_selects(names):
     r = mixed_registry()
-    ours = exposition.render(r, names=names)
+    ours = text_format.render(r, names=names)
     theirs = generate_latest(r.restricted_registry(names))
     # prometheus_client's restricted registry visits collectors in set order; ours in registry order.
     assert sorted(ours.decode().splitlines()) == sorted(theirs.decode().splitlines())
@@ -179,15 +179,15 @@ def test_collectors_without_describe_are_filtered_not_dropped():
     r = CollectorRegistry()
     r.register(NoDescribe())
     assert generate_latest(r.restricted_registry(["custom_thing"])) == b""  # prometheus_client drops it
-    assert samples_of(exposition.render(r, names=["custom_thing"])) == {("custom_thing", ()): "4.0"}
-    assert exposition.render(r, names=["other"]) == b""
+    assert samples_of(text_format.render(r, names=["custom_thing"])) == {("custom_thing", ()): "4.0"}
+    assert text_format.render(r, names=["other"]) == b""
 
 
 def test_target_info_comes_first_as_in_prometheus_client():
     r = CollectorRegistry(target_info={"env": "prod"})
     metrics.Counter("django_t_total", "t", registry=r).inc()
-    assert exposition.render(r) == generate_latest(r)
-    assert exposition.render(r, True) == openmetrics.generate_latest(r)
+    assert text_format.render(r) == generate_latest(r)
+    assert text_format.render(r, True) == openmetrics.generate_latest(r)
 
 
 def test_a_subclass_that_changes_collect_is_rendered_through_collect():
@@ -203,16 +203,16 @@ def test_a_subclass_that_changes_collect_is_rendered_through_collect():
 
     r = CollectorRegistry()
     Doubled("django_d_total", "d", registry=r).inc(2)
-    assert exposition.render(r) == generate_latest(r)
-    assert samples_of(exposition.render(r))[("django_d_total", ())] == "4.0"
+    assert text_format.render(r) == generate_latest(r)
+    assert samples_of(text_format.render(r))[("django_d_total", ())] == "4.0"
 
 
 def test_set_function_gauges_are_rendered_through_collect():
     r = CollectorRegistry()
     g = metrics.Gauge("django_fn", "f", registry=r)
     g.set_function(lambda: 42)
-    assert exposition.render(r) == generate_latest(r)
-    assert b"django_fn 42.0" in exposition.render(r)
+    assert text_format.render(r) == generate_latest(r)
+    assert b"django_fn 42.0" in text_format.render(r)
 
 
 def test_nul_and_cr_in_label_values_become_the_replacement_character(created):
@@ -223,10 +223,10 @@ def test_nul_and_cr_in_label_values_become_the_replacement_character(created):
     c.labels("a\ufffdb\ufffdc").inc()  # the same child: one series, not two with one name
     h.labels("\r").observe(1)
     for fmt in (False, True):
-        body = exposition.render(r, fmt)
+        body = text_format.render(r, fmt)
         assert b"\x00" not in body and b"\r" not in body
         assert body == (openmetrics.generate_latest if fmt else generate_latest)(r)
-    assert samples_of(exposition.render(r))[("django_nul_total", (("v", "a\ufffdb\ufffdc"),))] == "2.0"
+    assert samples_of(text_format.render(r))[("django_nul_total", (("v", "a\ufffdb\ufffdc"),))] == "2.0"
     assert len(c._family) == 1
     c.remove("a\x00b\rc")
     assert len(c._family) == 0
@@ -260,8 +260,8 @@ def test_scrapes_follow_children_added_removed_and_changed(openmetrics_format, c
     ]
     for step in steps:
         step()
-        assert exposition.render(r, openmetrics_format) == gen(r)
-        assert exposition.render(r, not openmetrics_format) == (
+        assert text_format.render(r, openmetrics_format) == gen(r)
+        assert text_format.render(r, not openmetrics_format) == (
             generate_latest if openmetrics_format else openmetrics.generate_latest
         )(r)
 

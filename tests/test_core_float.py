@@ -13,7 +13,7 @@ import sys
 import pytest
 from prometheus_client.utils import floatToGoString
 
-from django_prometheus import exposition
+from django_prometheus import text_format
 
 
 def from_bits(bits: int) -> float:
@@ -73,7 +73,7 @@ EDGES = edge_doubles()
 
 def test_every_edge_double_is_written_as_prometheus_client_writes_it(twin):
     for v in EDGES:
-        assert twin.expo.format_float(v, exposition._EXP2) == floatToGoString(v), (v, bits_of(v))
+        assert twin.expo.format_float(v, text_format._EXP2) == floatToGoString(v), (v, bits_of(v))
 
 
 def test_compiled_writes_the_edge_doubles_as_the_pure_twin_in_both_exponent_styles(compiled_twin, pure_twin):

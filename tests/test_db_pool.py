@@ -17,7 +17,7 @@ from django.db import connections
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from django_prometheus.exposition import render
+from django_prometheus.text_format import render
 from tests.test_db import fresh_wrapper
 
 ROOT = Path(__file__).resolve().parent.parent

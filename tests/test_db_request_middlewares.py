@@ -16,7 +16,7 @@ import pytest
 from django.test import Client, override_settings
 from django_prometheus._core import _http
 
-from django_prometheus.http import extras
+from django_prometheus.http import features
 from tests.http_project.checks import MIDDLEWARE
 from tests.test_db_instrument import switch
 from tests.test_db_per_request import ALIASES, Observed, _families_unregistered_afterwards, _ten_pets  # noqa: F401
@@ -39,14 +39,14 @@ def project(request: pytest.FixtureRequest, require_service: Any) -> Any:
         switch([alias])
     try:
         with override_settings(**PROJECT, PROMETHEUS_REQUEST_DB_METRICS=True):
-            extras.install()
-            assert _http.get_extras() is not None
+            features.install()
+            assert _http.get_features() is not None
             yield alias
     finally:
         if noswap:
             switch(False)
-        extras.install()
-    assert _http.get_extras() is None  # off again once the setting is restored
+        features.install()
+    assert _http.get_features() is None  # off again once the setting is restored
 
 
 @pytest.mark.parametrize("alias", CASES)
@@ -73,7 +73,7 @@ def test_unmatched_failing_and_excluded_requests(alias: str, project: str) -> No
     assert unmatched() == {"requests": 1, "queries": 0, "seconds_count": 1, "repeated": 0}
     assert broken() == {"requests": 1, "queries": 1, "seconds_count": 1, "repeated": 0}
     with override_settings(PROMETHEUS_EXCLUDE_VIEWS=["tests.db_request_project.views.seven"]):
-        extras.install()
+        features.install()
         seven = Observed("seven/")
         assert client.get("/seven/", {"db": alias}).status_code == 200
         assert seven() == {"requests": 0, "queries": 0, "seconds_count": 0, "repeated": 0}

@@ -448,3 +448,24 @@ def test_make_test_builds_the_docs_strict_with_the_tools_it_installs():
     # the docs extra is installed with the test set, from pyproject's own list
     assert re.search(r'pip install .*"\.\[test,docs\]"', makefile)
     assert 'docs = ["sphinx' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_every_what_differs_citation_names_an_item_of_the_install_page():
+    # Code and tests cite a deliberate fix as "docs/install.md, What differs, N": N must be an
+    # item of that page's numbered list, and no citation may point at a place the list left.
+    install = (DOCS / "install.md").read_text()
+    section = install.split("**What differs", 1)[1].split("\n## ", 1)[0]
+    items = {int(n) for n in re.findall(r"^(\d+)\. ", section, re.M)}
+    assert items == set(range(1, len(items) + 1)) and len(items) >= 6, items
+    stale_pattern = re.compile(r"(?:README|[Ii]nstall page), What differs|[\"#] *fix \d+\b")
+    cited, stale = [], []
+    for folder in ("src", "_core", "tests", "scripts", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix not in (".py", ".pyx", ".pxi", ".h", ".sh") or "__pycache__" in path.parts:
+                continue
+            text = path.read_text()
+            where = path.relative_to(ROOT).as_posix()
+            stale += [f"{where}: {m}" for m in stale_pattern.findall(text)]
+            cited += [(where, int(n)) for n in re.findall(r"docs/install\.md, What differs, (\d+)", text)]
+    assert stale == []
+    assert cited and all(n in items for _, n in cited), [c for c in cited if c[1] not in items]

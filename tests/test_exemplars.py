@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from django_prometheus import exposition
+from django_prometheus import text_format
 from django_prometheus.http import exemplars
 from django_prometheus.metrics import Histogram
 from tests.servers import ROOT
@@ -152,10 +152,10 @@ def test_both_writers_render_exemplars_byte_for_byte_as_prometheus_client(twin):
             module.BUCKET | module.COUNT | module.SUM | module.CREATED, openmetrics, False,
         )  # fmt: skip
         assert (b" # {" in ours) is openmetrics
-    assert exposition.render(registry, openmetrics_format=True) == generic
+    assert text_format.render(registry, openmetrics_format=True) == generic
     # The text format has no syntax for exemplars, in prometheus_client as here.
-    assert exposition.render(registry) == prometheus_client.generate_latest(registry)
-    assert b"trace_id" not in exposition.render(registry)
+    assert text_format.render(registry) == prometheus_client.generate_latest(registry)
+    assert b"trace_id" not in text_format.render(registry)
 
 
 def test_the_compiled_and_pure_writers_agree_on_exemplars(compiled_twin, pure_twin):
@@ -186,7 +186,7 @@ def test_the_compiled_and_pure_writers_agree_on_exemplars(compiled_twin, pure_tw
 def test_openmetrics_parser_reads_our_exemplars_back():
     registry, h = _registry_with(lambda: dict(IDS))
     h.labels("x").observe(0.2)
-    text = exposition.render(registry, openmetrics_format=True).decode()
+    text = text_format.render(registry, openmetrics_format=True).decode()
     [family] = [f for f in om_parse(text) if f.name == "req_seconds"]
     [bucket] = [s for s in family.samples if s.name == "req_seconds_bucket" and s.labels["le"] == "1.0"]
     assert bucket.exemplar.labels == {
@@ -202,7 +202,7 @@ def test_openmetrics_parser_reads_our_exemplars_back():
 def test_a_filtered_scrape_keeps_the_exemplars_of_the_buckets_it_asks_for():
     registry, h = _registry_with(lambda: {"trace_id": "t"})
     h.labels("x").observe(0.2)
-    ours = exposition.render(registry, openmetrics_format=True, names=["req_seconds_bucket"])
+    ours = text_format.render(registry, openmetrics_format=True, names=["req_seconds_bucket"])
     generic = om_exposition.generate_latest(registry.restricted_registry(["req_seconds_bucket"]))
     assert ours == generic
     assert b'# {trace_id="t"} 0.2 ' in ours
@@ -211,7 +211,7 @@ def test_a_filtered_scrape_keeps_the_exemplars_of_the_buckets_it_asks_for():
 def test_an_unlabelled_histogram_is_marked_too():
     registry, h = _registry_with(lambda: {"trace_id": "t"}, labelnames=())
     h.observe(0.2)
-    assert b'le="1.0"} 1.0 # {trace_id="t"} 0.2 ' in exposition.render(registry, openmetrics_format=True)
+    assert b'le="1.0"} 1.0 # {trace_id="t"} 0.2 ' in text_format.render(registry, openmetrics_format=True)
 
 
 # --- apply(): the setting, OpenTelemetry's current span ------------------------------------------

@@ -12,7 +12,7 @@ from django_prometheus._core import _http
 from prometheus_client import REGISTRY
 
 from django_prometheus.checks import check_settings
-from django_prometheus.http import extras
+from django_prometheus.http import features
 from tests.http_project.checks import MIDDLEWARE, Delta, label_values
 
 pytestmark = [
@@ -33,17 +33,17 @@ def _project(settings):
     import tests.features_project.views  # noqa: F401  (its do_not_track marks views)
 
     settings.MIDDLEWARE = MIDDLEWARE
-    extras._views_marked = True
-    extras.install()
+    features._views_marked = True
+    features.install()
     yield
-    extras._views_marked = False
+    features._views_marked = False
 
 
 @pytest.fixture(autouse=True)
 def _uninstall():
     yield
-    extras._views_marked = False
-    extras.install()  # settings restored: nothing installed
+    features._views_marked = False
+    features.install()  # settings restored: nothing installed
 
 
 @pytest.fixture
@@ -56,27 +56,38 @@ def client() -> Client:
     return Client(raise_request_exception=False)
 
 
+def test_the_former_module_path_is_the_features_module():
+    # ``django_prometheus.http.extras`` was the module's name (the metrics reference named
+    # ``extras.families()``): importing it, either way, gives the one module and its state.
+    import django_prometheus.http.extras as former
+    from django_prometheus.http import extras
+
+    assert former is features and extras is features
+    assert importlib.import_module("django_prometheus.http.extras") is features
+    assert former.families is features.families and former.install is features.install
+
+
 # --- off -----------------------------------------------------------------------------------------
 
 
 def test_with_every_feature_off_nothing_is_installed(settings):
-    extras._views_marked = False
-    extras.install()
-    assert _http.get_extras() is None
+    features._views_marked = False
+    features.install()
+    assert _http.get_features() is None
     d = Delta()
     assert client().get("/ok").status_code == 200
     assert d(ROUTE, route="ok", method="GET", status="200") == 0
     assert d("django_http_requests_before_middlewares_total") == 1
 
 
-def test_turning_a_feature_on_installs_the_core_extras(routes):
-    from django_prometheus._core import _extras
+def test_turning_a_feature_on_installs_the_core_features(routes):
+    from django_prometheus._core import _features
 
-    assert type(_http.get_extras()) is _extras.Extras
+    assert type(_http.get_features()) is _features.Features
     routes.PROMETHEUS_ROUTE_METRICS = False
-    extras._views_marked = False
-    extras.install()
-    assert _http.get_extras() is None
+    features._views_marked = False
+    features.install()
+    assert _http.get_features() is None
 
 
 # --- route metrics -------------------------------------------------------------------------------
@@ -292,9 +303,9 @@ def test_a_request_recorded_on_the_deferred_path_counts_as_on_the_default_path(r
 
 
 def test_do_not_track_applied_after_the_middlewares_are_built(settings):
-    extras._views_marked = False
-    extras.install()
-    assert _http.get_extras() is None
+    features._views_marked = False
+    features.install()
+    assert _http.get_features() is None
     c = client()
     c.get("/ok")  # the middlewares exist now
 
@@ -304,7 +315,7 @@ def test_do_not_track_applied_after_the_middlewares_are_built(settings):
         raise AssertionError
 
     assert do_not_track(late) is late
-    installed = _http.get_extras()
+    installed = _http.get_features()
     assert installed is not None and installed.defer
     before = _http_samples()
     assert c.get("/untracked").status_code == 200
@@ -338,7 +349,7 @@ def test_bad_settings_are_a_clear_error_and_a_system_check(settings, monkeypatch
 
     monkeypatch.setattr(live, name, value, raising=False)  # no setting_changed
     with pytest.raises(ImproperlyConfigured, match=message):
-        extras.install()
+        features.install()
     errors = check_settings()
     assert [e.id for e in errors] == ["django_prometheus.E002"] and message in errors[0].msg
     monkeypatch.undo()

@@ -123,9 +123,9 @@ def test_the_writer_is_blind_to_the_collectors_and_they_to_it():
     # Data flows collector -> writer -> bytes: the metric classes and the multiprocess aggregate
     # hand the writer their data; the writer (exposition) imports neither of them.
     graph = _graph()
-    assert not graph[f"{PACKAGE}.exposition"] & {f"{PACKAGE}.metrics", f"{PACKAGE}.multiprocess"}
-    assert f"{PACKAGE}.exposition" not in graph[f"{PACKAGE}.metrics"]
-    assert f"{PACKAGE}.exposition" not in graph[f"{PACKAGE}.multiprocess"]
+    assert not graph[f"{PACKAGE}.text_format"] & {f"{PACKAGE}.metrics", f"{PACKAGE}.multiprocess"}
+    assert f"{PACKAGE}.text_format" not in graph[f"{PACKAGE}.metrics"]
+    assert f"{PACKAGE}.text_format" not in graph[f"{PACKAGE}.multiprocess"]
 
 
 def test_the_graph_sees_imports_inside_functions_and_finds_a_cycle(tmp_path):

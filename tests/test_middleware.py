@@ -156,7 +156,7 @@ def test_unresolved_and_unnamed_views():
     assert d(LAT + "_count", view="tests.http_project.views.unnamed", method="GET") == 1
 
 
-# --- deliberate fixes ---------------------------------------------------------------------------
+# --- deliberate fixes (docs/install.md, What differs) ---------------------------------------------
 
 
 @pytest.mark.parametrize("content_length", ["abc", "-5", "1e3", " "])

@@ -95,7 +95,8 @@ def test_custom_labels_on_both_middlewares():
         == 1
     )
     lat = "django_http_requests_latency_seconds_by_view_method_count"
-    # Install page, What differs, 5 (once per failing request) and 4 (sanitised method) hold on this path too.
+    # docs/install.md, What differs, 5 (once per failing request) and 4 (sanitised method) hold
+    # on this path too.
     assert d(lat, view="boom", method="GET", user_agent_type="other", **extra) == 1
     assert d(lat, view="ok", method="<invalid method>", user_agent_type="other", **extra) == 1
     assert d("django_http_exceptions_total_by_type_total", type="Boom") == 1

@@ -76,7 +76,7 @@ def _check(samples: Samples) -> None:
     lat = "django_http_requests_latency_seconds_by_view_method_count"
     assert v(lat, view="ok", method="GET") == 105
     assert v(lat, view="ok", method="<invalid method>") == 20
-    # Failing views: counted by type and view, observed once each in latency (install page, What differs, 5).
+    # docs/install.md, What differs, 5: failing views counted by type and view, once each in latency.
     assert v(lat, view="boom", method="GET") == 25
     assert v(lat, view="aboom", method="GET") == 15
     assert v("django_http_exceptions_total_by_type_total", type="Boom") == 25

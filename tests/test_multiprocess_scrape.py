@@ -25,7 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from django_prometheus import exposition, multiprocess
+from django_prometheus import multiprocess, text_format
 
 ROOT = Path(__file__).resolve().parent.parent
 LES = ["0.1", "1.0", "+Inf"]
@@ -123,7 +123,7 @@ def theirs(directory: Path, openmetrics_format: bool = False) -> bytes:
 def ours(directory: Path, openmetrics_format: bool = False, names=None, compact_dead: bool = False) -> bytes:
     r = CollectorRegistry()
     r.register(multiprocess.AggregateCollector(str(directory), compact_dead=compact_dead))
-    return exposition.render(r, openmetrics_format, names)
+    return text_format.render(r, openmetrics_format, names)
 
 
 def totals(body: bytes) -> dict:
@@ -481,7 +481,7 @@ def test_a_missing_multiprocess_directory_says_what_to_do(tmp_path):
 
 @pytest.mark.parametrize("openmetrics_format", [False, True], ids=["text", "openmetrics"])
 def test_the_core_writes_the_merge_as_prometheus_client_writes_it(populated, openmetrics_format):
-    # The merge's metrics, written by the core's writer (exposition.render), are the bytes
+    # The merge's metrics, written by the core's writer (text_format.render), are the bytes
     # prometheus_client's writer makes of the very same metrics: ugly values, created and
     # UTF-8 names included (those go to prometheus_client's writer, in their place).
     ugly = [
@@ -497,15 +497,15 @@ def test_the_core_writes_the_merge_as_prometheus_client_writes_it(populated, ope
     r = CollectorRegistry()
     r.register(multiprocess.AggregateCollector(str(populated), compact_dead=False))
     writer = openmetrics.generate_latest if openmetrics_format else generate_latest
-    assert exposition.render(r, openmetrics_format) == writer(r)
-    assert exposition.render(r, openmetrics_format, escaping="allow-utf-8") == writer(
+    assert text_format.render(r, openmetrics_format) == writer(r)
+    assert text_format.render(r, openmetrics_format, escaping="allow-utf-8") == writer(
         r, escaping="allow-utf-8"
     )
     # (prometheus_client's restricted registry would drop the aggregate: it has no describe())
     names = ["django_h_bucket", "u_c_created", "g_all"]
     restricted = CollectorRegistry()
     restricted.register(_Restricted(r, names))
-    assert exposition.render(r, openmetrics_format, names) == writer(restricted)
+    assert text_format.render(r, openmetrics_format, names) == writer(restricted)
     assert b"django_h_bucket" in writer(restricted) and b"django_c" not in writer(restricted)
 
 

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics import exposition as openmetrics
 
-from django_prometheus import exports, exposition, metrics, negotiation
+from django_prometheus import exports, metrics, negotiation, text_format
 from tests.test_exports_servers import (
     HOST,
     free_ports,
@@ -189,7 +189,7 @@ def test_render_writes_what_prometheus_clients_writers_write(accept):
     expected = (openmetrics.generate_latest if chosen.openmetrics else generate_latest)(
         r, escaping=chosen.escaping
     )
-    assert exposition.render(r, chosen.openmetrics, None, chosen.escaping) == expected
+    assert text_format.render(r, chosen.openmetrics, None, chosen.escaping) == expected
 
 
 @pytest.mark.parametrize(
@@ -203,10 +203,10 @@ def test_render_writes_what_prometheus_clients_writers_write(accept):
     ],
 )  # fmt: skip
 def test_names_per_scheme(escaping, name, ours):
-    body = exposition.render(utf8_registry(), False, None, escaping).decode()
+    body = text_format.render(utf8_registry(), False, None, escaping).decode()
     assert name in body.splitlines()
     assert f'{ours}{{view="v"}} 3.0' in body.splitlines()
-    body = exposition.render(utf8_registry(), True, None, escaping).decode()
+    body = text_format.render(utf8_registry(), True, None, escaping).decode()
     assert f'{ours}{{view="v"}} 3.0' in body.splitlines()
 
 

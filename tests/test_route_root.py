@@ -8,15 +8,14 @@ Both cores: the whole suite runs twice (``DJANGO_PROMETHEUS_NO_EXTENSIONS``).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pytest
 from django.test import Client, override_settings
 from django.urls import include, path, re_path
-from django_prometheus._core import _extras, _http
+from django_prometheus._core import _http
 
-from django_prometheus.http import extras, routes
+from django_prometheus.http import features, routes
 from tests.db_request_project import views as db_views
 from tests.http_project.checks import MIDDLEWARE, Delta
 from tests.test_db_per_request import Observed, _families_unregistered_afterwards  # noqa: F401
@@ -45,14 +44,14 @@ URLCONFS = [
 
 
 @pytest.fixture
-def features() -> Any:
+def features_on() -> Any:
     """Route metrics and per-request DB metrics on, through the real middlewares."""
     on = {"PROMETHEUS_ROUTE_METRICS": True, "PROMETHEUS_REQUEST_DB_METRICS": True}
     with override_settings(MIDDLEWARE=MIDDLEWARE, **on):
-        extras.install()
+        features.install()
         yield
-    extras.install()  # settings restored: nothing installed
-    assert _http.get_extras() is None
+    features.install()  # settings restored: nothing installed
+    assert _http.get_features() is None
 
 
 def test_the_root_label_is_a_slash() -> None:
@@ -62,7 +61,7 @@ def test_the_root_label_is_a_slash() -> None:
 
 @pytest.mark.django_db(databases=["sqlite"])
 @pytest.mark.parametrize(("urlconf", "label"), URLCONFS)
-def test_the_root_pattern_is_labelled_as_a_route(features: Any, urlconf: type, label: str) -> None:
+def test_the_root_pattern_is_labelled_as_a_route(features_on: Any, urlconf: type, label: str) -> None:
     with override_settings(ROOT_URLCONF=urlconf):
         client = Client(raise_request_exception=False)
         d, root, unmatched = Delta(), Observed(label), Observed(routes.UNMATCHED)
@@ -77,16 +76,12 @@ def test_the_root_pattern_is_labelled_as_a_route(features: Any, urlconf: type, l
     assert unmatched() == {"requests": 1, "queries": 0, "seconds_count": 1, "repeated": 0}
 
 
-TWINS = ["_extras_py", *(["_extras_c"] if _extras.USE_EXTENSIONS else [])]
-
-
-@pytest.mark.parametrize("twin", TWINS)
 @pytest.mark.parametrize(
     ("match", "label"),
     [("", "/"), ("^$", "^$"), ("shop/", "shop/"), (None, "<unmatched>"), (3, "<unmatched>")],
 )
-def test_the_core_rule_on_a_resolver_match(twin: str, match: Any, label: str) -> None:
-    core = importlib.import_module(f"django_prometheus._core.{twin}")
+def test_the_core_rule_on_a_resolver_match(twin: Any, match: Any, label: str) -> None:
+    core = twin.features
 
     class Match:
         route = match

@@ -9,7 +9,7 @@ from django_prometheus.http.cells import HttpCells
 from django_prometheus.http.metrics import SPECS
 from django_prometheus.middleware import Metrics
 from tests.http_project.checks import MIDDLEWARE
-from tests.test_core_extras import _config
+from tests.test_core_features import _config
 
 NOT_FAMILIES = {"settings", "response_types", "secure_methods", "scheme_sources"}
 
@@ -30,7 +30,7 @@ def test_each_core_builds_its_recorders_from_the_http_cells(twin):
 
 
 def test_each_cores_features_object_is_the_features_seam(twin):
-    features = twin.extras.Extras(_config(twin.cells))
+    features = twin.features.Features(_config(twin.cells))
     assert isinstance(features, _seams.Features)
     assert not isinstance(object(), _seams.Features)
 
@@ -38,17 +38,17 @@ def test_each_cores_features_object_is_the_features_seam(twin):
 @pytest.fixture
 def _features_reset():
     yield
-    from django_prometheus.http import extras
+    from django_prometheus.http import features
 
-    extras._views_marked = False
-    extras.install()
+    features._views_marked = False
+    features.install()
 
 
 @pytest.mark.urls("tests.features_project.urls")
 def test_what_the_package_installs_is_the_features_seam(settings, _features_reset):
-    from django_prometheus.http import extras
+    from django_prometheus.http import features
 
     settings.MIDDLEWARE = MIDDLEWARE
     settings.PROMETHEUS_ROUTE_METRICS = True
-    extras.install()
-    assert isinstance(_http.get_extras(), _seams.Features)
+    features.install()
+    assert isinstance(_http.get_features(), _seams.Features)

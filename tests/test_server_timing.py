@@ -81,7 +81,7 @@ def test_off_no_header_and_no_features(settings):
     settings.PROMETHEUS_SERVER_TIMING = False
     response = get("/plain")
     assert "Server-Timing" not in response
-    assert _http.get_extras() is None  # nothing installed: the default path is untouched
+    assert _http.get_features() is None  # nothing installed: the default path is untouched
 
 
 def test_on_app_entry_only_without_db_and_cache_accounting():
@@ -204,11 +204,11 @@ def test_the_before_recorder_writes_the_app_entry_alone(settings):
     # App alone: no features installed (the default path plus the writer); with an accounting on,
     # the features' core writes all entries and the recorder none.
     get("/plain")
-    assert _http.get_extras() is None
+    assert _http.get_features() is None
     assert servertiming.build() is None and isinstance(servertiming.core_writer(), _http.ServerTiming)
     settings.PROMETHEUS_CACHE_OPERATION_METRICS = True
     assert servertiming.core_writer() is None and servertiming.build() is not None
-    assert _http.get_extras() is not None
+    assert _http.get_features() is not None
 
 
 @pytest.mark.parametrize("middleware", ["hooks-before", "hooks-after"])

@@ -216,7 +216,7 @@ def test_ready_connects_the_settings_signals_once_however_often_it_runs():
 
     config = apps.get_app_config("django_prometheus")
     before = _ours(setting_changed)
-    assert {"django_prometheus.http.settings", "django_prometheus.http.extras"} <= {k[0] for k in before}
+    assert {"django_prometheus.http.settings", "django_prometheus.http.features"} <= {k[0] for k in before}
     config.ready()
     config.ready()
     assert _ours(setting_changed) == before
@@ -227,7 +227,7 @@ def test_importing_the_http_modules_connects_nothing(tmp_path):
         from django.conf import settings
         settings.configure()
         from django.core.signals import setting_changed
-        import django_prometheus.http.cells, django_prometheus.http.extras
+        import django_prometheus.http.cells, django_prometheus.http.features
         print([k[0] for k, *_ in setting_changed.receivers if str(k[0]).startswith("django_prometheus")])
     """)
     out = subprocess.run(

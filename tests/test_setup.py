@@ -51,7 +51,7 @@ def test_the_runtime_dependencies_are_django_and_prometheus_client_only():
 MODULES = [
     "django_prometheus", "django_prometheus.conf", "django_prometheus.utils", "django_prometheus.metrics",
     "django_prometheus.testutils", "django_prometheus.models", "django_prometheus.middleware",
-    "django_prometheus.exports", "django_prometheus.exposition", "django_prometheus.migrations",
+    "django_prometheus.exports", "django_prometheus.text_format", "django_prometheus.migrations",
     "django_prometheus.apps", "django_prometheus.db", "django_prometheus.db.common",
     "django_prometheus.db.metrics", "django_prometheus.cache", "django_prometheus.cache.metrics",
     "django_prometheus.cache.backends.locmem", "django_prometheus.cache.backends.filebased",

@@ -41,16 +41,16 @@ class DjangoPrometheusConfig(AppConfig):
         """
         from django_prometheus import checks as our_checks
         from django_prometheus.exports import SetupPrometheusExportsFromConfig
-        from django_prometheus.http import cells, extras
+        from django_prometheus.http import cells, features
 
         checks.register(our_checks.check_settings)
         checks.register(our_checks.check_distributions)
         import django_prometheus.checks_http  # noqa: F401  (middleware order, /metrics routed twice, ...)
 
         cells.connect_signals()
-        extras.connect_signals()
+        features.connect_signals()
 
-        self._step(extras.install)  # the opt-in HTTP features, if any is on
+        self._step(features.install)  # the opt-in HTTP features, if any is on
         self._step(SetupPrometheusExportsFromConfig)
         self._step(_install_background)
         # DB metrics without an ENGINE swap

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
 
-from django_prometheus._core import _extras
+from django_prometheus._core import _features
 
 __all__ = ["do_not_track"]
 
@@ -20,15 +20,15 @@ def do_not_track(view: V) -> V:
 
     The view is marked, not wrapped (no cost per call). URLconfs load lazily,
     after the middlewares exist, so marking a view also switches the view
-    exclusions on (``django_prometheus.http.extras``).
+    exclusions on (``django_prometheus.http.features``).
     """
     try:
-        setattr(view, _extras.DO_NOT_TRACK, True)
+        setattr(view, _features.DO_NOT_TRACK, True)
     except (AttributeError, TypeError):  # a bound method or a builtin: wrap it instead
         view = _wrapped(view)
-    from django_prometheus.http import extras
+    from django_prometheus.http import features
 
-    extras.view_marked()
+    features.view_marked()
     return view
 
 
@@ -46,5 +46,5 @@ def _wrapped(view: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return view(*args, **kwargs)
 
-    setattr(wrapper, _extras.DO_NOT_TRACK, True)
+    setattr(wrapper, _features.DO_NOT_TRACK, True)
     return wrapper

@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse
 
 from django_prometheus import access, migrations, negotiation, protobuf
 from django_prometheus.conf import multiprocess_dir
-from django_prometheus.exposition import ESCAPING_SUPPORTED, render
+from django_prometheus.text_format import ESCAPING_SUPPORTED, render
 
 
 def _multiproc_dir() -> str | None:
@@ -46,7 +46,7 @@ _SCHEMES = (
 )
 
 
-def _exposition(
+def _scrape_answer(
     registry: Any, accept: str | None, accept_encoding: str | None, names: list[str]
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """The body and headers of a scrape, negotiated from the scraper's two headers."""
@@ -83,7 +83,7 @@ def ExportToDjangoView(request: HttpRequest) -> HttpResponse:
         for name, value in denied.headers:
             response[name] = value
         return response
-    body, headers = _exposition(
+    body, headers = _scrape_answer(
         _aggregate_or_own(),
         request.META.get("HTTP_ACCEPT"),
         request.META.get("HTTP_ACCEPT_ENCODING"),
@@ -159,7 +159,7 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         except Exception:
             logger.warning("django_prometheus: cannot export the migration gauges", exc_info=True)
         try:
-            body, headers = _exposition(
+            body, headers = _scrape_answer(
                 self.server.registry(),
                 self.headers.get("Accept"),
                 self.headers.get("Accept-Encoding"),

@@ -204,7 +204,7 @@ class _CellBacked:
     def _add_samples(self, metric: Metric, labels: dict[str, str], cell: Any, use_created: bool) -> None:
         raise NotImplementedError
 
-    # The exporters' fast path (``exposition.render``): this family hands the writer its
+    # The exporters' fast path (``text_format.render``): this family hands the writer its
     # cells as they are, and the writer makes the bytes collect() + generate_latest would give.
     _expo_base: type
 

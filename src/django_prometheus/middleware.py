@@ -7,7 +7,7 @@ then only increment them; under ASGI they run inline on the event loop, with no
 ``sync_to_async`` hop. A subclass that overrides ``label_metric`` or a hook, or
 a ``Metrics`` subclass that adds label names, gets upstream's hook-by-hook path
 instead (slower; under ASGI its hooks run in a thread, as user code may touch
-the database), with the same label rules and the deliberate fixes.
+the database), with the same label rules and the deliberate fixes (docs/install.md, What differs).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _log_failure(what: str) -> None:
     logger.exception("django_prometheus: could not record the HTTP metrics of %s", what)
 
 
-def _extras_call(method: Any, *args: Any) -> Any:
+def _features_call(method: Any, *args: Any) -> Any:
     # The opt-in features on the extension path (they log their own failures; this is the backstop).
     try:
         return method(*args)
@@ -48,19 +48,19 @@ def _extras_call(method: Any, *args: Any) -> Any:
 def _hook_excluded(request: HttpRequest) -> bool:
     # The After middleware's hooks on the extension path: a request excluded by path (a view
     # exclusion comes too late for the hooks, which counted the request on its way in).
-    extras = _http.get_extras()
-    return extras is not None and bool(_extras_call(extras.path_excluded, request))
+    features = _http.get_features()
+    return features is not None and bool(_features_call(features.path_excluded, request))
 
 
 class _Features:
-    """The opt-in features around one request on the extension path (``_http.set_extras``' protocol)."""
+    """The opt-in features around one request on the extension path (``_http.set_features``' protocol)."""
 
-    __slots__ = ("extras", "outer", "request", "state")
+    __slots__ = ("features", "outer", "request", "state")
 
     def __init__(self, request: HttpRequest, outer: bool) -> None:
-        self.extras = extras = _http.get_extras()
+        self.features = features = _http.get_features()
         self.request, self.outer = request, outer
-        self.state = None if extras is None else _extras_call(extras.begin, request, outer)
+        self.state = None if features is None else _features_call(features.begin, request, outer)
 
     @property
     def skip(self) -> bool:
@@ -68,11 +68,11 @@ class _Features:
 
     def abort(self) -> None:
         if self.state is not None:
-            _extras_call(self.extras.abort, self.request, self.state, self.outer)
+            _features_call(self.features.abort, self.request, self.state, self.outer)
 
     def end(self, response: Any) -> None:
         if self.state is not None:
-            _extras_call(self.extras.end, self.request, response, self.state, self.outer)
+            _features_call(self.features.end, self.request, response, self.state, self.outer)
 
 
 class _PrometheusMiddleware(_http.Middleware):
@@ -285,7 +285,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
             if request.META.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
                 self.label_metric(metrics.requests_ajax, request).inc()
             size = _http.body_length(request.META.get("CONTENT_LENGTH"))
-            # README, What differs, 3: a malformed, negative or absurd Content-Length is ignored
+            # docs/install.md, What differs, 3: a malformed, negative or absurd Content-Length is ignored
             if size is not None:
                 self.label_metric(metrics.requests_body_bytes, request).observe(size)
         except Exception:
@@ -355,7 +355,7 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
         if size is not None:
             label(metrics.responses_body_bytes, request, response).observe(size)
         if hasattr(request, "prometheus_after_middleware_event"):
-            # README, What differs, 4: the sanitised method, like every other method label
+            # docs/install.md, What differs, 4: the sanitised method, like every other method label
             label(
                 metrics.requests_latency_by_view_method, request, response, view=name, method=method
             ).observe(TimeSince(request.prometheus_after_middleware_event))
@@ -364,7 +364,8 @@ class PrometheusAfterMiddleware(_PrometheusMiddleware):
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         """Upstream's hook (the extension path): count by exception type and view."""
-        # README, What differs, 5: no latency here; process_response observes the failed request once.
+        # docs/install.md, What differs, 5: no latency here; process_response observes the failed
+        # request once.
         try:
             ignored = self._ignored_exceptions
             if ignored and isinstance(exception, ignored):

@@ -308,7 +308,7 @@ class AggregateCollector:
             return metrics
 
     def _expo_metrics(self) -> list[Metric]:
-        """The exporters' fast path (``exposition.render``): these metrics, written by the core's writer."""
+        """The exporters' fast path (``text_format.render``): these metrics, written by the core's writer."""
         return self.collect()
 
 

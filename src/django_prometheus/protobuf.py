@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client import metrics as _pc_metrics
 
-from django_prometheus import exposition, negotiation
+from django_prometheus import negotiation, text_format
 from django_prometheus._core import _expo, _native
 
 __all__ = ["CONTENT_TYPE", "answer", "render", "render_metrics", "wants_protobuf"]
@@ -167,7 +167,7 @@ def render(registry: Any, names: Sequence[str] | None = None) -> bytes:
 
 def _collectors(registry: Any) -> list[Any]:
     # The text writer's walk of the registry (target_info first); anything else has collect().
-    found = exposition._collectors(registry)
+    found = text_format._collectors(registry)
     return [registry] if found is None else found
 
 

@@ -1,7 +1,7 @@
 """``PROMETHEUS_SERVER_TIMING``: a ``Server-Timing`` header from what the request's metrics measured.
 
 With ``PROMETHEUS_SERVER_TIMING = True`` the middlewares (through the opt-in
-features' core, ``_core/_extras``) add to each response of an allowed client:
+features' core, ``_core/_features``) add to each response of an allowed client:
 
 - ``app;dur=<ms>``: the request as ``PrometheusBeforeMiddleware`` timed it (its
   latency histogram's observation), from the outer middleware's start to its end;

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse, HttpResponseNotFound
 
-from django_prometheus import exposition, metrics, multiprocess
+from django_prometheus import metrics, multiprocess, text_format
 from tests.mp_project.models import Item
 
 # A user's own prometheus_client metric, next to ours.
@@ -80,7 +80,7 @@ def scrape(request):
     """The exporters' seam, as the view and the port exporters call it."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     registry = multiprocess.aggregate_registry(path) if path else prometheus_client.REGISTRY
-    body = exposition.render(registry, False, request.GET.getlist("name[]") or None)
+    body = text_format.render(registry, False, request.GET.getlist("name[]") or None)
     return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")
 
 

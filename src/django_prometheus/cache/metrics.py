@@ -1,10 +1,8 @@
 """Cache metrics: upstream's four, labelled by backend, and the opt-in per-operation families."""
 
-from django_prometheus.conf import DEFAULT_CACHE_OPERATION_BUCKETS, NAMESPACE, get_or_default
+from django_prometheus.conf import NAMESPACE, get_or_default
 from django_prometheus.metrics import Counter, Histogram
 
-#: Buckets of django_cache_operation_duration_seconds: cache calls take microseconds to milliseconds.
-DEFAULT_OPERATION_BUCKETS = DEFAULT_CACHE_OPERATION_BUCKETS
 OPERATION_BUCKETS = get_or_default("PROMETHEUS_CACHE_OPERATION_BUCKETS")
 
 django_cache_get_total = Counter(

@@ -183,16 +183,6 @@ def _make_cursor_class(cursor_class: type, alias: str, vendor: str) -> type:
     return type(f"Exporting{cursor_class.__name__}", (cursor_class,), namespace)
 
 
-def export_cursor(cursor: Any, alias: str, vendor: str) -> Any:
-    """Switch a cursor (wrapper) that Django or a backend built to its exporting class, in place."""
-    if not getattr(type(cursor), "_prometheus_exporting", False):
-        try:
-            cursor.__class__ = ExportingCursorWrapper(type(cursor), alias, vendor)
-        except TypeError:  # pragma: no cover - an extension type that can't change class: leave it as is
-            logger.debug("django_prometheus: cannot instrument cursor %r", cursor, exc_info=True)
-    return cursor
-
-
 def account_transaction_control(connection: Any) -> None:
     """Make ``connection``'s BEGIN/COMMIT/ROLLBACK count as queries of the request being accounted.
 

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django_prometheus import conf
-from django_prometheus._core import _extras
+from django_prometheus._core import _features
 
 __all__ = ["apply", "capture", "enabled"]
 
@@ -72,7 +72,7 @@ def capture() -> Callable[[], dict[str, str] | None] | None:
         # request outside a trace) answers None without a Python call. Its bound ``capture``
         # method, not the guard itself: a histogram calls that by vectorcall (the compiled
         # guard's ``__call__`` goes through an argument tuple on each of a request's captures).
-        _capture = span_ids if var is None else _extras.SpanIds(var, span_key, span_ids).capture
+        _capture = span_ids if var is None else _features.SpanIds(var, span_key, span_ids).capture
     return _capture
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_prometheus._core import _extras
+from django_prometheus._core import _features
 
 __all__ = ["ROOT", "UNMATCHED", "route"]
 
 #: The ``route`` of a request no URL pattern matched (a 404 from the resolver).
-UNMATCHED: str = _extras.UNMATCHED
+UNMATCHED: str = _features.UNMATCHED
 #: The ``route`` of the empty pattern, ``path("", ...)`` (also at the root of an ``include()``).
-ROOT: str = _extras.ROOT
+ROOT: str = _features.ROOT
 
 
 def route(request: Any) -> str:
@@ -23,4 +23,4 @@ def route(request: Any) -> str:
     (DRF's routers); the empty pattern, a site's home page, is ``/``. Bounded
     by the URLconf: never the raw path.
     """
-    return _extras.route(request)
+    return _features.route(request)

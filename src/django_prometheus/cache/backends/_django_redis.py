@@ -16,8 +16,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "django_prometheus.cache.backends.redis.NativeRedisCache."
     ) from exc
 
-from django_prometheus._core._cache import note_failure
-from django_prometheus._core._cells import record_get_many
+from django_prometheus._core._cache import count_get_many, note_failure
 from django_prometheus.cache.backends._instrumented import InstrumentedCacheMixin
 
 _INTERRUPTED = django_redis_cache.CONNECTION_INTERRUPTED
@@ -115,5 +114,5 @@ class RedisCache(InstrumentedCacheMixin, django_redis_cache.RedisCache):
                     self.logger.exception("Exception ignored")
                 return {}
             raise exc.__cause__ from None  # what django-redis raises: the underlying error
-        record_get_many(keys, len(found), cells.gets, cells.hits, cells.misses)
+        count_get_many(keys, len(found), cells.gets, cells.hits, cells.misses)
         return found

@@ -8,7 +8,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
-from django_prometheus._core._cells import MISSING, instrument_get, record_get_many
+from django_prometheus._core._cache import MISSING, count_get, count_get_many
 from django_prometheus.cache import metrics, operations
 
 
@@ -43,7 +43,7 @@ class InstrumentedCacheMixin:
         if operations.enabled():
             operations.install(self, operations.caller_alias(), cells)
             return
-        self.get = instrument_get(
+        self.get = count_get(
             self._prometheus_real_get(), cells.gets, cells.hits, cells.misses, cells.fails,
             self._prometheus_interrupted(), operations.takes_kwargs(type(self).get),
         )  # fmt: skip
@@ -97,5 +97,5 @@ class NativeGetManyMixin(InstrumentedCacheMixin):
             cells.gets.inc(n)
             cells.fails.inc(n)
             raise
-        record_get_many(keys, len(found), cells.gets, cells.hits, cells.misses)
+        count_get_many(keys, len(found), cells.gets, cells.hits, cells.misses)
         return found

@@ -1,4 +1,4 @@
-"""The features' core (``_core/_extras``), compiled and pure side by side, on real Django requests."""
+"""The features' core (``_core/_features``), compiled and pure side by side, on real Django requests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from django.http import HttpResponse, StreamingHttpResponse
 from django.test import RequestFactory
 from django.urls import resolve
-from django_prometheus._core import _cells, _extras
+from django_prometheus._core import _cells, _features
 
 pytestmark = pytest.mark.urls("tests.features_project.urls")
 
@@ -19,10 +19,10 @@ pytestmark = pytest.mark.urls("tests.features_project.urls")
 @pytest.fixture(autouse=True)
 def _nothing_left_installed():
     yield
-    from django_prometheus.http import extras
+    from django_prometheus.http import features
 
-    extras._views_marked = False  # the project's do_not_track marked views on import
-    extras.install()
+    features._views_marked = False  # the project's do_not_track marked views on import
+    features.install()
 
 
 class Family:
@@ -74,37 +74,37 @@ def _request(path: str, method: str = "GET", **meta):
 
 
 def test_the_route_rule(twin):
-    extras = twin.extras
-    assert extras.route(_request("/shop/items/3/")) == "shop/items/<int:pk>/"
-    assert extras.route(_request("/shop/legacy/3/")) == "shop/legacy/(?P<pk>[0-9]+)/$"
-    assert extras.route(_request("/nowhere")) == "<unmatched>"
-    assert extras.route(object()) == "<unmatched>"
+    features = twin.features
+    assert features.route(_request("/shop/items/3/")) == "shop/items/<int:pk>/"
+    assert features.route(_request("/shop/legacy/3/")) == "shop/legacy/(?P<pk>[0-9]+)/$"
+    assert features.route(_request("/nowhere")) == "<unmatched>"
+    assert features.route(object()) == "<unmatched>"
     from django_prometheus.http.routes import route
 
-    assert route(_request("/shop/items/3/")) == extras.route(_request("/shop/items/3/"))
+    assert route(_request("/shop/items/3/")) == features.route(_request("/shop/items/3/"))
     if importlib.util.find_spec("ninja") is not None:  # absent on free-threaded CPython
-        assert route(_request("/ninja/things/1")) == extras.route(_request("/ninja/things/1"))
+        assert route(_request("/ninja/things/1")) == features.route(_request("/ninja/things/1"))
 
 
 def test_status_labels(twin):
-    extras = twin.extras
-    assert [extras.status_label(c, True) for c in (101, 200, 302, 404, 503)] == [
+    features = twin.features
+    assert [features.status_label(c, True) for c in (101, 200, 302, 404, 503)] == [
         "1xx",
         "2xx",
         "3xx",
         "4xx",
         "5xx",
     ]
-    assert extras.status_label(200, False) == "200"
-    assert extras.status_label(999, True) == "999"
+    assert features.status_label(200, False) == "200"
+    assert features.status_label(999, True) == "999"
 
 
 def test_queue_seconds_tells_units_apart_and_refuses_nonsense(twin):
-    extras = twin.extras
+    features = twin.features
     now = 1_800_000_000.5
-    assert extras.queue_seconds("t=1800000000.25", now) == pytest.approx(0.25)
-    assert extras.queue_seconds("1800000000250", now) == pytest.approx(0.25)  # ms
-    assert extras.queue_seconds("t=1800000000250000", now) == pytest.approx(0.25)  # µs
+    assert features.queue_seconds("t=1800000000.25", now) == pytest.approx(0.25)
+    assert features.queue_seconds("1800000000250", now) == pytest.approx(0.25)  # ms
+    assert features.queue_seconds("t=1800000000250000", now) == pytest.approx(0.25)  # µs
     for bad in (
         None,
         b"1",
@@ -120,22 +120,22 @@ def test_queue_seconds_tells_units_apart_and_refuses_nonsense(twin):
         "1800000001.5",
         "1799990000",
     ):
-        assert extras.queue_seconds(bad, now) is None, bad
+        assert features.queue_seconds(bad, now) is None, bad
 
 
 def test_one_owner_per_request_and_inner_follows_outer(twin):
-    extras_mod, cells = twin.extras, twin.cells
+    features_mod, cells = twin.features, twin.cells
     config = _config(cells)
-    extras = extras_mod.Extras(config)
+    features = features_mod.Features(config)
     request = _request("/ok", HTTP_X_QUEUE_START=f"t={time.time() - 0.2:.3f}")
-    outer = extras.begin(request, True)
-    inner = extras.begin(request, False)
-    assert inner is extras_mod.INNER and outer is not inner
+    outer = features.begin(request, True)
+    inner = features.begin(request, False)
+    assert inner is features_mod.INNER and outer is not inner
     gauge = config.inflight.__self__.children[("GET",)]
     assert gauge.get() == 1
     response = HttpResponse(b"ok")
-    assert extras.end(request, response, inner, False) is None
-    assert extras.end(request, response, outer, True) is None
+    assert features.end(request, response, inner, False) is None
+    assert features.end(request, response, outer, True) is None
     routes = config.route_requests.__self__.children
     assert {k: v.get() for k, v in routes.items()} == {("ok", "GET", "200"): 1.0}
     assert config.queue.count == 1 and 0.1 < config.queue.sum < 5
@@ -148,29 +148,29 @@ def test_one_owner_per_request_and_inner_follows_outer(twin):
 def test_path_and_view_exclusions(twin):
     import re
 
-    extras_mod, http, cells = twin.extras, twin.http, twin.cells
+    features_mod, http, cells = twin.features, twin.http, twin.cells
     config = _config(
         cells, exclude_paths=re.compile(r"^/metrics$"), exclude_views=frozenset({"shop:item"}), defer=True
     )
-    extras = extras_mod.Extras(config)
+    features = features_mod.Features(config)
     metrics = _request("/metrics")
-    assert extras.begin(metrics, True) is http.SKIP
-    assert extras.begin(metrics, False) is http.SKIP
-    assert extras.excluded(metrics) and extras.path_excluded(metrics)
+    assert features.begin(metrics, True) is http.SKIP
+    assert features.begin(metrics, False) is http.SKIP
+    assert features.excluded(metrics) and features.path_excluded(metrics)
     item = _request("/shop/items/1/")
-    state = extras.begin(item, True)
-    assert not extras.path_excluded(item) and extras.excluded(item)
-    assert extras.end(item, HttpResponse(), extras.begin(item, False), False) is http.SKIP
-    assert extras.end(item, HttpResponse(), state, True) is http.SKIP
+    state = features.begin(item, True)
+    assert not features.path_excluded(item) and features.excluded(item)
+    assert features.end(item, HttpResponse(), features.begin(item, False), False) is http.SKIP
+    assert features.end(item, HttpResponse(), state, True) is http.SKIP
     untracked = _request("/untracked")  # do_not_track
-    state = extras.begin(untracked, True)
-    assert extras.end(untracked, HttpResponse(), state, True) is http.SKIP
+    state = features.begin(untracked, True)
+    assert features.end(untracked, HttpResponse(), state, True) is http.SKIP
     assert config.route_requests.__self__.children == {}
     assert all(g.get() == 0 for g in config.inflight.__self__.children.values())
 
 
 def test_per_request_db_accounting_is_begun_and_ended_with_the_route(twin):
-    extras_mod, cells = twin.extras, twin.cells
+    features_mod, cells = twin.features, twin.cells
     calls = []
     config = _config(
         cells,
@@ -180,14 +180,14 @@ def test_per_request_db_accounting_is_begun_and_ended_with_the_route(twin):
         exclude_views=frozenset({"by-name"}),
         defer=True,
     )
-    extras = extras_mod.Extras(config)
+    features = features_mod.Features(config)
     for path in ("/shop/items/1/", "/nowhere", "/by-name"):
         request = _request(path)
-        state = extras.begin(request, True)
-        extras.begin(request, False)  # the inner middleware never begins a second accounting
-        extras.end(request, HttpResponse(), state, True)
+        state = features.begin(request, True)
+        features.begin(request, False)  # the inner middleware never begins a second accounting
+        features.end(request, HttpResponse(), state, True)
     request = _request("/boom")
-    extras.abort(request, extras.begin(request, True), True)
+    features.abort(request, features.begin(request, True), True)
     assert calls == [
         "begin",
         ("end", 1, "shop/items/<int:pk>/"),
@@ -201,38 +201,38 @@ def test_per_request_db_accounting_is_begun_and_ended_with_the_route(twin):
 
 
 def test_a_failing_feature_never_breaks_the_request(twin, caplog):
-    extras_mod, cells = twin.extras, twin.cells
+    features_mod, cells = twin.features, twin.cells
 
     def broken(*values):
         raise RuntimeError("labels")
 
     config = _config(cells, route_requests=broken, inflight=broken)
-    extras = extras_mod.Extras(config)
+    features = features_mod.Features(config)
     request = _request("/ok")
     with caplog.at_level(logging.ERROR, logger="django_prometheus"):
-        state = extras.begin(request, True)
-        assert state is extras_mod.INNER  # recorded as if no feature were on
-        assert extras.end(request, HttpResponse(), state, True) is None
-        extras.abort(request, state, True)
+        state = features.begin(request, True)
+        assert state is features_mod.INNER  # recorded as if no feature were on
+        assert features.end(request, HttpResponse(), state, True) is None
+        features.abort(request, state, True)
     assert any("opt-in features" in r.getMessage() for r in caplog.records)
 
 
 def test_a_streaming_response_without_closers_releases_at_once(twin):
-    extras_mod, cells = twin.extras, twin.cells
+    features_mod, cells = twin.features, twin.cells
     config = _config(cells)
-    extras = extras_mod.Extras(config)
+    features = features_mod.Features(config)
     request = _request("/short-stream")
-    state = extras.begin(request, True)
-    extras.end(request, SimpleNamespace(status_code=200), state, True)  # not an HttpResponseBase
+    state = features.begin(request, True)
+    features.end(request, SimpleNamespace(status_code=200), state, True)  # not an HttpResponseBase
     assert config.inflight.__self__.children[("GET",)].get() == 0
     request = _request("/short-stream")
-    state = extras.begin(request, True)
+    state = features.begin(request, True)
     response = StreamingHttpResponse(iter([b"a"]))
-    extras.end(request, response, state, True)
+    features.end(request, response, state, True)
     assert config.inflight.__self__.children[("GET",)].get() == 1
     _close(response)
     assert config.inflight.__self__.children[("GET",)].get() == 0
 
 
 def test_the_features_follow_the_cells_choice():
-    assert _extras.USE_EXTENSIONS == _cells.USE_EXTENSIONS
+    assert _features.USE_EXTENSIONS == _cells.USE_EXTENSIONS

@@ -1,10 +1,10 @@
-"""Pure-Python twin of ``_extras_c.pyx``: the opt-in HTTP features' per-request work.
+"""Pure-Python twin of ``_features_c.pyx``: the opt-in HTTP features' per-request work.
 
-Keep the two files in step (``tests/test_core_extras.py`` runs both side by
+Keep the two files in step (``tests/test_core_features.py`` runs both side by
 side). A leaf: it imports nothing from Django or django_prometheus.
-``django_prometheus.http.extras`` reads the settings, creates the families and
-hands in their ``labels`` functions (or one cell); ``Extras`` is the object
-``_http.set_extras`` installs. It resolves the cells of a label combination
+``django_prometheus.http.features`` reads the settings, creates the families and
+hands in their ``labels`` functions (or one cell); ``Features`` is the object
+``_http.set_features`` installs. It resolves the cells of a label combination
 once and afterwards only increments them; every entry point logs and swallows
 its own failures (instrumentation never breaks a request).
 """
@@ -25,7 +25,7 @@ __all__ = [
     "QUEUE_MAX_SECONDS",
     "ROOT",
     "UNMATCHED",
-    "Extras",
+    "Features",
     "SpanIds",
     "owned",
     "queue_seconds",
@@ -44,7 +44,7 @@ ROOT = "/"
 QUEUE_MAX_SECONDS = 3600.0
 #: The request's attribute that carries the features' state when the owners' table cannot
 #: (an excluded path, a request type with its own ``__hash__``, a full table).
-KEY = "_prometheus_extras"
+KEY = "_prometheus_features"
 #: The view attribute ``do_not_track`` sets.
 DO_NOT_TRACK = "_prometheus_do_not_track"
 #: Path exclusion results kept for recent paths (then the table starts again: hostile paths
@@ -227,8 +227,8 @@ class _ViewRule:
         self.names: dict[str, bool] = {}
 
 
-class Extras:
-    """What both middlewares call around each request (``_http.set_extras``' protocol).
+class Features:
+    """What both middlewares call around each request (``_http.set_features``' protocol).
 
     ``config`` attributes (None/empty: that feature is off): ``route_requests``
     and ``route_duration`` (``labels`` of the two route families),

@@ -12,11 +12,11 @@ import pytest
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import resolve
-from django_prometheus._core import _extras, _http
+from django_prometheus._core import _features, _http
 from prometheus_client import REGISTRY
 
 from tests.http_project.checks import MIDDLEWARE
-from tests.test_core_extras import _close, _config, _request
+from tests.test_core_features import _close, _config, _request
 
 pytestmark = pytest.mark.urls("tests.features_project.urls")
 
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.urls("tests.features_project.urls")
 @pytest.fixture(autouse=True)
 def _nothing_left_installed():
     yield
-    from django_prometheus.http import extras
+    from django_prometheus.http import features
 
-    extras._views_marked = False
-    extras.install()
+    features._views_marked = False
+    features.install()
 
 
 def _routes(config) -> dict:
@@ -35,39 +35,39 @@ def _routes(config) -> dict:
 
 
 def test_the_owners_table_empties_as_requests_end_or_fail(twin):
-    extras_mod, cells = twin.extras, twin.cells
-    extras = extras_mod.Extras(_config(cells))
-    before = extras_mod.owned()
+    features_mod, cells = twin.features, twin.cells
+    features = features_mod.Features(_config(cells))
+    before = features_mod.owned()
     request = _request("/ok")
-    state = extras.begin(request, True)
-    assert extras_mod.owned() == before + 1
-    assert extras.begin(request, False) is extras_mod.INNER
-    extras.end(request, HttpResponse(b"ok"), state, True)
-    assert extras_mod.owned() == before
+    state = features.begin(request, True)
+    assert features_mod.owned() == before + 1
+    assert features.begin(request, False) is features_mod.INNER
+    features.end(request, HttpResponse(b"ok"), state, True)
+    assert features_mod.owned() == before
     request = _request("/boom")
-    extras.abort(request, extras.begin(request, True), True)
-    assert extras_mod.owned() == before
-    assert not hasattr(request, extras_mod.KEY)  # the table, not an attribute
+    features.abort(request, features.begin(request, True), True)
+    assert features_mod.owned() == before
+    assert not hasattr(request, features_mod.KEY)  # the table, not an attribute
 
 
 def test_interleaved_requests_keep_their_own_owner(twin):
     # ASGI interleaves requests on one thread; a sync view hops to another thread: the inner
     # middleware of each request finds its own outer state, wherever it runs.
-    extras_mod, cells = twin.extras, twin.cells
+    features_mod, cells = twin.features, twin.cells
     config = _config(cells)
-    extras = extras_mod.Extras(config)
+    features = features_mod.Features(config)
     a, b = _request("/ok"), _request("/shop/items/1/")
-    state_a = extras.begin(a, True)
-    state_b = extras.begin(b, True)
+    state_a = features.begin(a, True)
+    state_b = features.begin(b, True)
     inner = []
-    thread = threading.Thread(target=lambda: inner.append(extras.begin(a, False)))
+    thread = threading.Thread(target=lambda: inner.append(features.begin(a, False)))
     thread.start()
     thread.join()
-    assert inner == [extras_mod.INNER]
-    assert extras.begin(b, False) is extras_mod.INNER
+    assert inner == [features_mod.INNER]
+    assert features.begin(b, False) is features_mod.INNER
     response_b, response_a = HttpResponse(b"b"), HttpResponse(b"a")
-    extras.end(b, response_b, state_b, True)
-    extras.end(a, response_a, state_a, True)
+    features.end(b, response_b, state_b, True)
+    features.end(a, response_a, state_a, True)
     assert _routes(config) == {("ok", "GET", "200"): 1.0, ("shop/items/<int:pk>/", "GET", "200"): 1.0}
     gauge = config.inflight.__self__.children[("GET",)]
     assert gauge.get() == 2
@@ -86,56 +86,56 @@ class _ValueRequest(HttpRequest):
 
 
 def test_a_request_type_with_its_own_hash_carries_its_state_as_an_attribute(twin):
-    extras_mod, cells = twin.extras, twin.cells
+    features_mod, cells = twin.features, twin.cells
     config = _config(cells)
-    extras = extras_mod.Extras(config)
+    features = features_mod.Features(config)
     first, second = _ValueRequest(), _ValueRequest()
     for request in (first, second):
         request.method, request.path_info = "GET", "/ok"
         request.resolver_match = resolve("/ok")
-    before = extras_mod.owned()
-    state_first = extras.begin(first, True)
-    state_second = extras.begin(second, True)  # equal to ``first``, yet a request of its own
-    assert state_second is not extras_mod.INNER and extras_mod.owned() == before
-    assert getattr(first, extras_mod.KEY) is state_first
-    assert extras.begin(first, False) is extras_mod.INNER
-    extras.end(first, HttpResponse(), state_first, True)
-    extras.end(second, HttpResponse(), state_second, True)
+    before = features_mod.owned()
+    state_first = features.begin(first, True)
+    state_second = features.begin(second, True)  # equal to ``first``, yet a request of its own
+    assert state_second is not features_mod.INNER and features_mod.owned() == before
+    assert getattr(first, features_mod.KEY) is state_first
+    assert features.begin(first, False) is features_mod.INNER
+    features.end(first, HttpResponse(), state_first, True)
+    features.end(second, HttpResponse(), state_second, True)
     assert _routes(config) == {("ok", "GET", "200"): 2.0}
 
 
 def test_hostile_paths_keep_the_path_cache_bounded_and_the_answers_right(twin):
-    extras_mod, http, cells = twin.extras, twin.http, twin.cells
-    extras = extras_mod.Extras(_config(cells, exclude_paths=re.compile(r"^/metrics$")))
+    features_mod, http, cells = twin.features, twin.http, twin.cells
+    features = features_mod.Features(_config(cells, exclude_paths=re.compile(r"^/metrics$")))
     metrics = _request("/metrics")
-    assert extras.begin(metrics, True) is http.SKIP
+    assert features.begin(metrics, True) is http.SKIP
     for i in range(10_000):
         request = _request(f"/probe/{i}")
-        assert not extras.path_excluded(request)
-        extras.end(request, HttpResponse(), extras.begin(request, True), True)
-    assert extras.cache_sizes()["paths"] <= extras_mod.PATH_CACHE_MAX
-    assert extras.path_excluded(_request("/metrics"))
-    assert extras.begin(_request("/metrics"), False) is http.SKIP
-    assert extras.cache_sizes()["paths"] <= extras_mod.PATH_CACHE_MAX
+        assert not features.path_excluded(request)
+        features.end(request, HttpResponse(), features.begin(request, True), True)
+    assert features.cache_sizes()["paths"] <= features_mod.PATH_CACHE_MAX
+    assert features.path_excluded(_request("/metrics"))
+    assert features.begin(_request("/metrics"), False) is http.SKIP
+    assert features.cache_sizes()["paths"] <= features_mod.PATH_CACHE_MAX
     long = _request("/" + "x" * 5_000)
-    assert not extras.path_excluded(long)  # searched, not kept
-    assert extras.cache_sizes()["paths"] <= extras_mod.PATH_CACHE_MAX
+    assert not features.path_excluded(long)  # searched, not kept
+    assert features.cache_sizes()["paths"] <= features_mod.PATH_CACHE_MAX
 
 
 def test_the_view_decision_is_per_function_and_view_name(twin):
     # One view function under two names (shop:item and shop:legacy): excluding one name
     # must not exclude the other, whichever was decided first.
-    extras_mod, http, cells = twin.extras, twin.http, twin.cells
+    features_mod, http, cells = twin.features, twin.http, twin.cells
     config = _config(cells, exclude_views=frozenset({"shop:legacy"}), defer=True)
-    extras = extras_mod.Extras(config)
+    features = features_mod.Features(config)
     for _ in range(3):
         for path, excluded in (("/shop/items/1/", False), ("/shop/legacy/1/", True)):
             request = _request(path)
-            state = extras.begin(request, True)
-            assert extras.excluded(request) is excluded
-            assert (extras.end(request, HttpResponse(), state, True) is http.SKIP) is excluded
+            state = features.begin(request, True)
+            assert features.excluded(request) is excluded
+            assert (features.end(request, HttpResponse(), state, True) is http.SKIP) is excluded
     assert _routes(config) == {("shop/items/<int:pk>/", "GET", "200"): 3.0}
-    assert extras.cache_sizes()["views"] == 1
+    assert features.cache_sizes()["views"] == 1
 
 
 def test_the_queue_stamp_forms_read_alike_in_both_twins(compiled_twin, pure_twin):
@@ -158,8 +158,8 @@ def test_the_queue_stamp_forms_read_alike_in_both_twins(compiled_twin, pure_twin
         "t=",
         "T=1800000000.25",
     ]
-    compiled = [compiled_twin.extras.queue_seconds(value, now) for value in forms]
-    pure = [pure_twin.extras.queue_seconds(value, now) for value in forms]
+    compiled = [compiled_twin.features.queue_seconds(value, now) for value in forms]
+    pure = [pure_twin.features.queue_seconds(value, now) for value in forms]
     assert [g is None for g in compiled] == [p is None for p in pure]
     assert [g for g in compiled if g is not None] == pytest.approx([p for p in pure if p is not None])
     assert pure[0] == pytest.approx(0.25) and pure[4] == pytest.approx(0.25)
@@ -169,7 +169,7 @@ def test_the_queue_stamp_forms_read_alike_in_both_twins(compiled_twin, pure_twin
 @pytest.mark.parametrize("call", ["guard", "capture"])
 def test_the_exemplar_guard_answers_none_without_asking_while_no_span_is_current(twin, call):
     # Histograms call the guard's bound ``capture`` (vectorcall); it answers as the guard does.
-    module = twin.extras
+    module = twin.features
     var: contextvars.ContextVar[dict] = contextvars.ContextVar("current")
     asked = []
 
@@ -192,17 +192,17 @@ def test_the_exemplar_guard_answers_none_without_asking_while_no_span_is_current
 # --- the compiled middlewares' C seam -----------------------------------------------------------
 
 
-def test_a_subclass_of_the_compiled_extras_is_called_through_its_python_methods(compiled_twin, settings):
-    assert _extras.Extras is compiled_twin.extras.Extras  # the compiled core is the one in use
+def test_a_subclass_of_the_compiled_features_is_called_through_its_python_methods(compiled_twin, settings):
+    assert _features.Features is compiled_twin.features.Features  # the compiled core is the one in use
     settings.MIDDLEWARE = MIDDLEWARE
     settings.PROMETHEUS_ROUTE_METRICS = True
-    from django_prometheus.http import extras as features
+    from django_prometheus.http import features
 
     features.install()
-    assert type(_http.get_extras()) is _extras.Extras
+    assert type(_http.get_features()) is _features.Features
     ends = []
 
-    class Traced(_extras.Extras):
+    class Traced(_features.Features):
         def end(self, request, response, state, outer):
             ends.append(outer)
             return super().end(request, response, state, outer)
@@ -211,7 +211,7 @@ def test_a_subclass_of_the_compiled_extras_is_called_through_its_python_methods(
     made = features.families()
     config.route_requests = made["route_requests"].labels
     config.route_duration = made["route_duration"].labels
-    _http.set_extras(Traced(config))
+    _http.set_features(Traced(config))
     before = REGISTRY.get_sample_value(
         "django_http_route_requests_total", {"route": "ok", "method": "GET", "status": "200"}
     )
@@ -228,7 +228,7 @@ def test_excluded_paths_leave_nothing_in_the_owners_table(settings, asynchronous
     settings.MIDDLEWARE = MIDDLEWARE
     settings.PROMETHEUS_EXCLUDE_PATHS = [r"^/ok$", r"^/aok$"]
     settings.PROMETHEUS_ROUTE_METRICS = True
-    before = _extras._impl.owned()
+    before = _features._impl.owned()
     if asynchronous:
         from django.test import AsyncClient
 
@@ -240,4 +240,4 @@ def test_excluded_paths_leave_nothing_in_the_owners_table(settings, asynchronous
     else:
         for path in ("/ok", "/shop/items/1/", "/boom"):
             Client(raise_request_exception=False).get(path)
-    assert _extras._impl.owned() == before
+    assert _features._impl.owned() == before

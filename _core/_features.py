@@ -8,17 +8,17 @@ from . import _cells
 from ._dispatch import pick
 
 if TYPE_CHECKING:
-    from . import _extras_py as _impl
+    from . import _features_py as _impl
 else:
-    _impl = pick("_extras", follow=_cells)
+    _impl = pick("_features", follow=_cells)
 
 #: True when the compiled features are the ones in use.
-USE_EXTENSIONS: bool = _impl.__name__.endswith("_extras_c")
+USE_EXTENSIONS: bool = _impl.__name__.endswith("_features_c")
 
 DO_NOT_TRACK = _impl.DO_NOT_TRACK
 ROOT = _impl.ROOT
 UNMATCHED = _impl.UNMATCHED
-Extras = _impl.Extras
+Features = _impl.Features
 SpanIds = _impl.SpanIds
 route = _impl.route
 
@@ -27,7 +27,7 @@ __all__ = [
     "ROOT",
     "UNMATCHED",
     "USE_EXTENSIONS",
-    "Extras",
+    "Features",
     "SpanIds",
     "route",
 ]

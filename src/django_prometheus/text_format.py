@@ -1,8 +1,8 @@
-"""What a scrape returns: the bytes of the exposition, for the view and the port exporters.
+"""The text formats' writer: a scrape's bytes in text 0.0.4 or OpenMetrics, for the view and the ports.
 
 The one seam between "which registry, which format, which names" (decided by
-``exports``) and "how the bytes are made" (here). Our own families are written
-straight from the cells by the core's writer (``_core._expo``); every other
+``exports``) and "how the text is made" (here; ``protobuf`` writes the other format).
+Our own families are written straight from the cells by the core's writer (``_core._expo``); every other
 collector in the registry (users' metrics, process/platform/gc collectors,
 third-party collectors) is rendered by prometheus_client, in registry order,
 so the body is byte for byte ``generate_latest`` of the same registry.

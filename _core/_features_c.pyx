@@ -2,12 +2,12 @@
 # cython: freethreading_compatible=True
 """Compiled opt-in HTTP features: the per-request work of routes, exclusions, in-flight, queue time.
 
-The pure-Python twin is ``_extras_py.py``; keep both in step (same names, same
-behaviour; ``tests/test_core_extras.py`` runs both side by side). A leaf:
+The pure-Python twin is ``_features_py.py``; keep both in step (same names, same
+behaviour; ``tests/test_core_features.py`` runs both side by side). A leaf:
 it imports nothing from Django or django_prometheus.
-``django_prometheus.http.extras`` reads the settings, creates the families and
-hands in their ``labels`` functions (or one cell); ``Extras`` is the object
-``_http.set_extras`` installs. It resolves the cells of a label combination
+``django_prometheus.http.features`` reads the settings, creates the families and
+hands in their ``labels`` functions (or one cell); ``Features`` is the object
+``_http.set_features`` installs. It resolves the cells of a label combination
 once and afterwards only increments them; every entry point logs and swallows
 its own failures (instrumentation never breaks a request).
 """
@@ -33,7 +33,7 @@ cdef extern from "dp_clock.h":
 cdef extern from *:
     double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) except? -1.0
 
-# The cells' and the seam's C entry points (dp_cells_api, dp_extras_api).
+# The cells' and the seam's C entry points (dp_cells_api, dp_features_api).
 include "dp_api.pxi"
 
 cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
@@ -54,7 +54,7 @@ __all__ = [
     "QUEUE_MAX_SECONDS",
     "ROOT",
     "UNMATCHED",
-    "Extras",
+    "Features",
     "SpanIds",
     "owned",
     "queue_seconds",
@@ -76,7 +76,7 @@ ROOT = "/"
 QUEUE_MAX_SECONDS = 3600.0
 #: The request's attribute that carries the features' state when the owners' table cannot
 #: (an excluded path, a request type with its own ``__hash__``, a full table).
-KEY = "_prometheus_extras"
+KEY = "_prometheus_features"
 #: The view attribute ``do_not_track`` sets.
 DO_NOT_TRACK = "_prometheus_do_not_track"
 #: Path exclusion results kept for recent paths (then the table starts again: hostile paths
@@ -117,7 +117,7 @@ cdef object _INNER = INNER
 # attribute turns a request's inline values into a dict, slowing every later attribute read of
 # Django's and ours. Keyed by identity (only request types with object's own hash), so it is
 # right under threads, ASGI interleaving and nested requests; the owner removes its entry at
-# its end or abort. Shared by every ``Extras`` (one installed mid-request finds the other's).
+# its end or abort. Shared by every ``Features`` (one installed mid-request finds the other's).
 cdef class _State
 cdef dict _owned = {}
 # Set once a state went on a request attribute instead: from then on a lookup that misses the
@@ -136,7 +136,7 @@ include "dp_cpython.pxi"
 
 cdef inline int _last_set(PyObject *request, PyObject *state) except -1:
     # New references to what it is given (NULL allowed); the old ones dropped once it is set.
-    cdef dp_extras_last *last = dp_extras_last_get()
+    cdef dp_features_last *last = dp_features_last_get()
     cdef PyObject *old_request = last.request
     cdef PyObject *old_state = last.state
     Py_XINCREF(request)
@@ -160,7 +160,7 @@ cdef inline bint _keyable(request) noexcept:
 cdef inline object _find(request):
     # The state the outer middleware left: a _State, True (an excluded path) or None.
     cdef PyObject *found
-    cdef dp_extras_last *last = dp_extras_last_get()
+    cdef dp_features_last *last = dp_features_last_get()
     if last.request is <PyObject *> request and (<_State> last.state).keyed:
         return <object> last.state
     if _keyable(request):
@@ -205,7 +205,7 @@ cdef inline int _disown(request, _State state) except -1:
     # is INNER), so the entry under ``request`` is this state.
     if state.keyed:
         state.keyed = False
-        if dp_extras_last_get().request is <PyObject *> request:
+        if dp_features_last_get().request is <PyObject *> request:
             _last_set(NULL, NULL)
         try:
             PyDict_DelItem(_owned, request)
@@ -375,8 +375,8 @@ cdef class _ViewRule:
     cdef dict names
 
 
-cdef class Extras:
-    """What both middlewares call around each request (``_http.set_extras``' protocol).
+cdef class Features:
+    """What both middlewares call around each request (``_http.set_features``' protocol).
 
     ``config`` attributes (None/empty: that feature is off): ``route_requests``
     and ``route_duration`` (``labels`` of the two route families),
@@ -428,8 +428,8 @@ cdef class Extras:
 
     @property
     def _dp_c_seam(self):
-        # ``_http_c.set_extras`` takes the C entry points for exactly this type.
-        return (Extras, _SEAM)
+        # ``_http_c.set_features`` takes the C entry points for exactly this type.
+        return (Features, _SEAM)
 
     def cache_sizes(self):
         """How many entries each of the bounded caches holds (tests: hostile input grows none)."""
@@ -850,36 +850,36 @@ cdef class SpanIds:
 # --- the C entry points of ``_http_c``'s middlewares ---------------------------------------------
 
 
-cdef object _seam_begin(object extras, object request, bint outer, int *flags):
+cdef object _seam_begin(object features, object request, bint outer, int *flags):
     # flags: 1 defer the recorder's request-time counts; 2 call ``abort(SKIP)`` when done.
     cdef int skipped = 0
-    state = (<Extras> extras)._begin(request, &skipped)
-    flags[0] = (1 if (<Extras> extras)._defer else 0) | (2 if skipped else 0)
+    state = (<Features> features)._begin(request, &skipped)
+    flags[0] = (1 if (<Features> features)._defer else 0) | (2 if skipped else 0)
     return state
 
 
-cdef object _seam_end(object extras, object request, object response, object state, bint outer):
-    return (<Extras> extras)._end(request, response, state)
+cdef object _seam_end(object features, object request, object response, object state, bint outer):
+    return (<Features> features)._end(request, response, state)
 
 
-cdef int _seam_abort(object extras, object request, object state, bint outer) except -1:
+cdef int _seam_abort(object features, object request, object state, bint outer) except -1:
     if state is _SKIP:  # the excluded path's entry (flag 2 of begin)
         return _forget(request)
-    return (<Extras> extras)._abort(request, state)
+    return (<Features> features)._abort(request, state)
 
 
-cdef int _seam_excluded(object extras, object request) except -1:
-    return (<Extras> extras)._excluded(request)
+cdef int _seam_excluded(object features, object request) except -1:
+    return (<Features> features)._excluded(request)
 
 
-cdef int _seam_view(object extras, object request, object match, object name) except -1:
-    return (<Extras> extras)._view_hook(request, match, name)
+cdef int _seam_view(object features, object request, object match, object name) except -1:
+    return (<Features> features)._view_hook(request, match, name)
 
 
-cdef dp_extras_api _seam
+cdef dp_features_api _seam
 _seam.view = _seam_view
 _seam.begin = _seam_begin
 _seam.end = _seam_end
 _seam.abort = _seam_abort
 _seam.excluded = _seam_excluded
-cdef object _SEAM = PyCapsule_New(<void *> &_seam, "django_prometheus._core._extras_c.SEAM", NULL)
+cdef object _SEAM = PyCapsule_New(<void *> &_seam, "django_prometheus._core._features_c.SEAM", NULL)
