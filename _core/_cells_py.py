@@ -350,9 +350,6 @@ class Family:
 _INITIAL_SIZE = 1 << 16
 _HEAD = struct.Struct("i")
 _VALUE = struct.Struct("dd")
-# A cell writes through the position it got when it was attached: one pack_into, no key lookup.
-_PACK_DOUBLE = struct.Struct("d").pack_into
-_PACK_VALUE = _VALUE.pack_into
 _MOST_RECENT = ("mostrecent", "livemostrecent")
 _GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", *_MOST_RECENT)
 # posix_fallocate() refused by the filesystem itself (not a lack of space): write zeros instead.
@@ -391,6 +388,21 @@ def _filename(directory: str, typ: str, pid: int) -> str:
         # the pid is what precedes the third "_" minus 3 characters; ours end in "_django.db".
         return os.path.join(directory, f"{typ}_{pid}.db_django.db")
     return os.path.join(directory, f"{typ}_django_{pid}.db")
+
+
+def _doubles(m: mmap.mmap, offset: int) -> memoryview:
+    """``m`` from ``offset`` on as a view of doubles: ``view[i] = x`` writes the double at ``offset + 8 * i``.
+
+    A cell writes its value through such a view, at the index it got when it was
+    attached: one item assignment, no key lookup and no ``struct`` call. Every
+    entry's value sits at a multiple of 8 (offset 0) unless a file left by an
+    earlier process of this pid says otherwise.
+    """
+    whole = memoryview(m)
+    try:
+        return whole[offset : offset + (len(m) - offset) // 8 * 8].cast("d")
+    finally:
+        whole.release()
 
 
 def _entry_size(key: str) -> int:
@@ -436,6 +448,8 @@ class _MmapFile:
             self._file.close()
             raise
         self._capacity = capacity
+        # Per mapping: its views of doubles by offset modulo 8 (``slot``), released by close().
+        self._views: list[dict[int, memoryview]] = [{}]
         self._positions: dict[str, int] = {}
         m = self._maps[-1]
         self._used = _HEAD.unpack_from(m, 0)[0]
@@ -468,6 +482,7 @@ class _MmapFile:
             _reserve(self._file, self._capacity, capacity)
             # Earlier mappings stay open: another thread may be writing through one (same pages).
             self._maps.append(mmap.mmap(self._file.fileno(), capacity))
+            self._views.append({})
             self._capacity = capacity
 
     def _append(self, key: str) -> int:
@@ -487,9 +502,17 @@ class _MmapFile:
         pos = self._positions.get(key)
         return self._append(key) if pos is None else pos
 
-    def newest(self) -> mmap.mmap:
-        """The largest mapping: it covers every position handed out so far."""
-        return self._maps[-1]
+    def slot(self, key: str) -> tuple[memoryview, int]:
+        """``(view, i)``: ``view[i] = x`` writes ``key``'s value double (its entry appended if absent).
+
+        The view is of the largest mapping, which covers every position handed out so far.
+        """
+        pos = self.position(key)
+        views, offset = self._views[-1], pos & 7
+        view = views.get(offset)
+        if view is None:
+            view = views[offset] = _doubles(self._maps[-1], offset)
+        return view, pos >> 3
 
     def read_value(self, key: str) -> tuple[float, float]:
         pos = self._positions.get(key)
@@ -504,6 +527,10 @@ class _MmapFile:
         self._maps[-1][pos : pos + 16] = _VALUE.pack(value, timestamp)
 
     def close(self) -> None:
+        for views in self._views:
+            for view in views.values():
+                view.release()  # a mapping with views of it cannot close
+        self._views = []
         for m in self._maps:
             m.close()
         self._maps = []
@@ -531,7 +558,7 @@ _DETACHED = _Detached()
 class _MmapCounter(Counter):
     """A counter written through to this process' file; ``_file`` None until its first write.
 
-    ``_m`` and ``_pos``: the mapping and offset its value is written at (``_m`` None: nowhere).
+    ``_m`` and ``_pos``: its value is written at ``_m[_pos]`` (``_m`` None: nowhere), see ``_MmapFile.slot``.
     """
 
     __slots__ = ("_file", "_key", "_m", "_pos", "_store")
@@ -545,7 +572,7 @@ class _MmapCounter(Counter):
         with self._lock:
             self._v += amount
             if self._m is not None:
-                _PACK_DOUBLE(self._m, self._pos, self._v)
+                self._m[self._pos] = self._v
 
     def _keys(self) -> tuple[str, ...]:
         return (self._key,)
@@ -555,8 +582,7 @@ class _MmapCounter(Counter):
         if file is not _DETACHED and file is not None:
             self._v += file.read_value(self._key)[0]
             file.write_value(self._key, self._v, 0.0)
-            self._pos = file.position(self._key)
-            self._m = file.newest()
+            self._m, self._pos = file.slot(self._key)
         self._file = file
 
     def _reset(self) -> None:
@@ -584,7 +610,7 @@ class _MmapGauge(Gauge):
         with self._lock:
             self._v += amount
             if self._m is not None:
-                _PACK_DOUBLE(self._m, self._pos, self._v)
+                self._m[self._pos] = self._v
 
     def set(self, value: float) -> None:
         value = float(value)
@@ -592,8 +618,10 @@ class _MmapGauge(Gauge):
             self._store._attach(self)
         with self._lock:
             self._v = value
-            if self._m is not None:
-                _PACK_VALUE(self._m, self._pos, value, time.time() if self._stamp else 0.0)
+            m = self._m
+            if m is not None:
+                m[self._pos] = value
+                m[self._pos + 1] = time.time() if self._stamp else 0.0
 
     def set_to_current_time(self) -> None:
         self.set(time.time())
@@ -607,8 +635,7 @@ class _MmapGauge(Gauge):
             value, timestamp = file.read_value(self._key)
             self._v += value
             file.write_value(self._key, self._v, timestamp)
-            self._pos = file.position(self._key)
-            self._m = file.newest()
+            self._m, self._pos = file.slot(self._key)
         self._file = file
 
     def _reset(self) -> None:
@@ -618,7 +645,8 @@ class _MmapGauge(Gauge):
 
 
 class _MmapHistogram(Histogram):
-    __slots__ = ("_bucket_keys", "_bucket_pos", "_file", "_m", "_store", "_sum_key", "_sum_pos")
+    # Its sum is written at ``_m[_sum_pos]``, bucket i's count at ``_bucket_m[i][_bucket_pos[i]]``.
+    __slots__ = ("_bucket_keys", "_bucket_m", "_bucket_pos", "_file", "_m", "_store", "_sum_key", "_sum_pos")
 
     def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
         labels = None if exemplar is None else _check_exemplar(exemplar)
@@ -630,11 +658,11 @@ class _MmapHistogram(Histogram):
             self._sum += amount
             m = self._m
             if m is not None:
-                _PACK_DOUBLE(m, self._sum_pos, self._sum)
+                m[self._sum_pos] = self._sum
             if i < len(self._counts) and amount == amount:
                 self._counts[i] += 1.0
                 if m is not None:
-                    _PACK_DOUBLE(m, self._bucket_pos[i], self._counts[i])
+                    self._bucket_m[i][self._bucket_pos[i]] = self._counts[i]
             else:
                 return
             native = self._native
@@ -658,9 +686,10 @@ class _MmapHistogram(Histogram):
             for k, c in zip(self._bucket_keys, self._counts, strict=True):
                 file.write_value(k, c, 0.0)
             file.write_value(self._sum_key, self._sum, 0.0)
-            self._bucket_pos = tuple(file.position(k) for k in self._bucket_keys)
-            self._sum_pos = file.position(self._sum_key)
-            self._m = file.newest()
+            slots = [file.slot(k) for k in self._bucket_keys]
+            self._bucket_m = tuple(view for view, _ in slots)
+            self._bucket_pos = tuple(i for _, i in slots)
+            self._m, self._sum_pos = file.slot(self._sum_key)
         else:
             self._m = None
         self._file = file

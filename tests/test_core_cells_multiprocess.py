@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 
 import pytest
@@ -276,3 +277,32 @@ def test_family_passes_label_values_to_the_factory(core):
     f = core.Family(lambda values: seen.append(values) or core.Counter())
     assert f.get(("a", "b")) is f.get(("a", "b"))
     assert seen == [("a", "b")]
+
+
+def test_both_cores_write_the_same_bytes_where_a_leftover_file_ends_off_the_8_byte_grid(
+    compiled_twin, pure_twin, tmp_path
+):
+    # Files of this pid whose "bytes used" header is not a multiple of 8 (neither prometheus_client
+    # nor we write one): the entries appended after it have their values off the 8-byte grid, and
+    # both cores must still write them where they belong (the pure one through a view at that offset).
+    written = []
+    for twin in (compiled_twin, pure_twin):
+        directory = tmp_path / twin.kind
+        directory.mkdir()
+        leftover = bytearray(1 << 16)
+        leftover[0:4] = (12).to_bytes(4, "little")
+        for typ in ("counter", "histogram"):
+            (directory / f"{typ}_django_{os.getpid()}.db").write_bytes(bytes(leftover))
+        s = twin.cells.MultiProcessStore(str(directory))
+        c = s.counter(counter_key("django_a"))
+        h = histogram(s, "django_lat")
+        c.inc(3)
+        h.observe(0.5)
+        h.observe(7.0)
+        assert (c.get(), h.sum, h.count) == (3.0, 7.5, 2.0)
+        s.close()
+        written.append({n: (directory / n).read_bytes() for n in sorted(os.listdir(directory))})
+    assert written[0] == written[1]
+    counters, histograms = written[1].values()
+    assert counters.index(struct.pack("d", 3.0)) % 8 == 4
+    assert histograms.index(struct.pack("d", 7.5)) % 8 == 4
