@@ -255,8 +255,8 @@ cdef int _add(_Side *side, int32_t key) noexcept:
         side.counts[lo] += 1
         return 0
     if side.n == side.cap:
-        # Grow by a quarter (plus 4): a child's memory stays close to 12 bytes per bucket.
-        cap = side.cap + side.cap // 4 + 4
+        # Grow by an eighth (plus 4): a child's memory stays close to 12 bytes per bucket.
+        cap = side.cap + side.cap // 8 + 4
         nkeys = <int32_t *> PyMem_Realloc(side.keys, cap * sizeof(int32_t))
         if nkeys == NULL:
             return -1
@@ -354,11 +354,23 @@ cdef size_t *_addr_slot(_Side *side, size_t **addrs, Py_ssize_t *n, int32_t key)
     return &addrs[0][lo]
 
 
+cdef class _Mp:
+    """A part's multiprocess write-through: its files, its entries' key prefix, their addresses."""
+
+    cdef object files
+    cdef str prefix
+    cdef _Addrs a
+
+    def __dealloc__(self):
+        PyMem_Free(self.a.pos)
+        PyMem_Free(self.a.neg)
+
+
 cdef class NativeHistogram:
     """Zero count and sparse bucket counts by key, on both sides of zero."""
 
-    # Laid out so that the free-threaded fields cost no memory: the object is as big as
-    # before them (``python -m benchmarks.bench_native --memory``).
+    # Packed (``python -m benchmarks.bench_native --memory``): the free-threaded fields sit
+    # where padding was, and the multiprocess state is an object of its own, made by attach().
     cdef int _schema
     cdef int _marked  # multiprocess: the schema this process' file was last marked at; _UNMARKED after a fork
     cdef int32_t _max
@@ -370,11 +382,7 @@ cdef class NativeHistogram:
     cdef uint64_t _gate
     cdef _Side _pos
     cdef _Side _neg
-    # Multiprocess mode (``attach``): this process' native file, and where each entry is.
-    cdef object _files
-    cdef str _prefix
-    cdef dict _slots  # (kind, schema, key) packed in an int -> address of its value double, or 0
-    cdef _Addrs *_mpa  # NULL until attached: the entries' addresses by bucket, read without Python
+    cdef _Mp _mp  # None until attached (multiprocess write-through)
 
     def __cinit__(self, schema, zero_threshold, max_buckets):
         schema, zero_threshold, max_buckets = _check_config(schema, zero_threshold, max_buckets)
@@ -384,10 +392,6 @@ cdef class NativeHistogram:
         self._marked = _UNMARKED
 
     def __dealloc__(self):
-        if self._mpa != NULL:
-            PyMem_Free(self._mpa.pos)
-            PyMem_Free(self._mpa.neg)
-            PyMem_Free(self._mpa)
         PyMem_Free(self._pos.keys)
         PyMem_Free(self._pos.counts)
         PyMem_Free(self._neg.keys)
@@ -415,7 +419,7 @@ cdef class NativeHistogram:
         cdef _Side *side
         cdef int32_t key
         cdef Py_ssize_t lo = 0, hi, mid
-        cdef _Addrs *a = self._mpa
+        cdef _Addrs *a = NULL if self._mp is None else &self._mp.a
         cdef size_t addr
         if self._max and self._pos.n + self._neg.n > self._max and self._schema > _MIN_SCHEMA:
             return False  # still too wide after the last halving: this observation halves again
@@ -481,7 +485,7 @@ cdef class NativeHistogram:
         else:
             self._zero += 1
             kind = _ZERO
-        if self._files is not None:  # the one branch multiprocess mode costs when off
+        if self._mp is not None:  # the one branch multiprocess mode costs when off
             self._write(kind, schema, key)
         # After every observation, zero bucket included, and once: a histogram still too
         # wide after halving halves again on the next one (client_golang's limitBuckets).
@@ -489,7 +493,7 @@ cdef class NativeHistogram:
             self._schema -= 1
             _halve(&self._pos)
             _halve(&self._neg)
-            if self._files is not None:
+            if self._mp is not None:
                 self._mark_noexcept()
 
     # --- multiprocess mode (``_native_files``; the rules are the twin's) ------------
@@ -498,14 +502,10 @@ cdef class NativeHistogram:
         """Write every observation through to ``files`` (a ``NativeFiles``), under keys starting ``prefix``."""
         self._exclude()
         try:
-            if self._mpa == NULL:
-                self._mpa = <_Addrs *> PyMem_Malloc(sizeof(_Addrs))
-                if self._mpa == NULL:
-                    raise MemoryError()
-                memset(self._mpa, 0, sizeof(_Addrs))
-            self._files = files
-            self._prefix = prefix
-            self._slots = {}
+            mp = _Mp()
+            mp.files = files
+            mp.prefix = prefix
+            self._mp = mp
             files.track(self)
             self._mark()
         finally:
@@ -513,27 +513,21 @@ cdef class NativeHistogram:
 
     cdef size_t _entry(self, int kind, int a, int32_t b) except? 0:
         # The address of an entry's value double in this process' file; 0 if files fail.
-        cdef object packed = ((<int64_t> kind) << 40) | ((<int64_t> (a + 8)) << 32) | (<uint32_t> b)
+        # (Once per bucket and schema: the address is kept in the part's _Mp.)
         cdef unsigned char[::1] view
-        found = self._slots.get(packed)
-        if found is not None:
-            return <size_t> found
         if kind == _ZERO:
-            text = f'{self._prefix}"z", {_json_float(self._zt)}, 0]'
+            text = f'{self._mp.prefix}"z", {_json_float(self._zt)}, 0]'
         else:
-            text = f'{self._prefix}"{_KINDS[kind]}", {a}, {b}]'
-        slot = self._files.slot(text)
+            text = f'{self._mp.prefix}"{_KINDS[kind]}", {a}, {b}]'
+        slot = self._mp.files.slot(text)
         if slot is None:
-            addr = 0
-        else:
-            view = slot[0]  # a mapping the files never close
-            addr = <size_t> &view[0] + <size_t> slot[1]
-        self._slots[packed] = addr
-        return addr
+            return 0
+        view = slot[0]  # a mapping the files never close
+        return <size_t> &view[0] + <size_t> slot[1]
 
     cdef void _mark(self) except *:
         cdef size_t addr
-        cdef _Addrs *a = self._mpa
+        cdef _Addrs *a = &self._mp.a
         self._marked = self._schema
         # The buckets' entries at this schema are looked up as observations reach them.
         a.npos = 0
@@ -553,10 +547,10 @@ cdef class NativeHistogram:
 
     cdef size_t *_slot(self, int kind, int32_t key) except? NULL:
         if kind == _ZERO:
-            return &self._mpa.zero
+            return &self._mp.a.zero
         if kind == _POS:
-            return _addr_slot(&self._pos, &self._mpa.pos, &self._mpa.npos, key)
-        return _addr_slot(&self._neg, &self._mpa.neg, &self._mpa.nneg, key)
+            return _addr_slot(&self._pos, &self._mp.a.pos, &self._mp.a.npos, key)
+        return _addr_slot(&self._neg, &self._mp.a.neg, &self._mp.a.nneg, key)
 
     cdef void _write(self, int kind, int schema, int32_t key) noexcept:
         # key has just been counted at schema (rare paths; under the GIL, every observation).
@@ -578,8 +572,8 @@ cdef class NativeHistogram:
             if addr > 1:
                 (<double *> addr)[0] += 1.0  # this child's entry: no other writer meanwhile
         except BaseException:  # the observation stays in process; every slot is looked up again
-            self._mpa.npos = 0
-            self._mpa.nneg = 0
+            self._mp.a.npos = 0
+            self._mp.a.nneg = 0
 
     def _forked(self):
         # A forked child (one thread): the parent's counts stay the parent's; ours start at 0,
@@ -590,12 +584,11 @@ cdef class NativeHistogram:
         self._zero = 0
         self._pos.n = 0
         self._neg.n = 0
-        self._slots = {}
         self._marked = _UNMARKED
-        if self._mpa != NULL:  # the parent's file entries are the parent's
-            self._mpa.zero = 0
-            self._mpa.npos = 0
-            self._mpa.nneg = 0
+        if self._mp is not None:  # the parent's file entries are the parent's
+            self._mp.a.zero = 0
+            self._mp.a.npos = 0
+            self._mp.a.nneg = 0
 
     def observe(self, double amount):
         self._observe(amount)
@@ -679,9 +672,9 @@ cdef class NativeHistogram:
         self._zero = 0
         self._pos.n = 0
         self._neg.n = 0
-        if self._mpa != NULL:  # the slots' buckets are gone (the entries stay)
-            self._mpa.npos = 0
-            self._mpa.nneg = 0
+        if self._mp is not None:  # the slots' buckets are gone (the entries stay)
+            self._mp.a.npos = 0
+            self._mp.a.nneg = 0
         self._admit()
 
 
