@@ -5,25 +5,113 @@
 The pure-Python twin is ``_native_py.py`` (the rules are written out there); keep
 both in step. Buckets are two sorted arrays per side (keys, counts), so a child
 costs 12 bytes per populated bucket. An observation is a few C operations under
-the GIL, which no other Python thread can interrupt; on free-threaded builds it
-runs in the cell's critical section (a per-object lock Python provides, free when
-uncontended), because growing and halving the arrays cannot be a single atomic
-step.
+the GIL, which no other Python thread can interrupt.
+
+Free-threaded builds: ``observe()`` takes no lock on its common path. The
+arrays' shape (which keys exist, where they sit, the schema) changes only on
+rare paths: a bucket not populated yet, a halving, multiprocess write-through,
+``reset()``. Everything else is one atomic increment of an existing count (a
+bucket's or the zero bucket's). The two kinds of writers share the cell through
+a gate, one atomic word: a common-path observer adds 1 to it on the way in and
+takes 1 away on the way out; a rare-path writer takes the cell's mutex, sets the
+gate's EXCLUSIVE bit and waits until no observer is inside, changes the arrays
+with plain C, then clears the bit. An observer that finds the bit set (or its
+key missing, or the part due to halve) leaves the gate and takes the rare path.
+Observers inside the gate run pure C (no Python call, no lock), so the wait is
+a few hundred nanoseconds unless the OS parks one of them (the waiter yields).
+
+Readers (``state()``, the protobuf writer, ``count``) take the mutex, which
+keeps the shape still, and read each count with one atomic load while observers
+keep counting. The counts only grow between shape changes, so a read is every
+count at some instant between the read's start and end: per bucket never below
+the previous read, and the histogram's count is derived from these very counts
+(zero bucket + buckets: the protobuf ``sample_count``), so it always equals them.
+A halving (counts move between buckets) or a reset never overlaps a read.
 """
 
-cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.pycapsule cimport PyCapsule_New
 from libc.math cimport floor, frexp, log
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcpy, memmove, memset
 
 import json
 import struct
 import sys
 
 from ._native_bounds import BOUNDS
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #if defined(Py_GIL_DISABLED)
+    /* The gate and the mutex of a free-threaded build (the module docstring says why). */
+    #if defined(_WIN32)
+    #include <windows.h>
+    #define dp_nh_yield() SwitchToThread()
+    #else
+    #include <sched.h>
+    #define dp_nh_yield() sched_yield()
+    #endif
+    #define DP_NH_FT 1
+    #define DP_NH_EXCLUSIVE ((uint64_t)1 << 62)
+    typedef PyMutex dp_nh_mutex;
+    static inline int dp_nh_enter(uint64_t *gate) {
+        if (_Py_atomic_add_uint64(gate, 1) & DP_NH_EXCLUSIVE) {
+            _Py_atomic_add_uint64(gate, (uint64_t)-1);
+            return 0;
+        }
+        return 1;
+    }
+    static inline void dp_nh_leave(uint64_t *gate) { _Py_atomic_add_uint64(gate, (uint64_t)-1); }
+    static inline void dp_nh_lock(dp_nh_mutex *m) { PyMutex_Lock(m); }
+    static inline void dp_nh_unlock(dp_nh_mutex *m) { PyMutex_Unlock(m); }
+    /* With the mutex held: no observer inside the gate from now until dp_nh_admit. */
+    static void dp_nh_exclude(uint64_t *gate) {
+        int spins = 0;
+        _Py_atomic_or_uint64(gate, DP_NH_EXCLUSIVE);
+        while ((_Py_atomic_load_uint64(gate) & ~DP_NH_EXCLUSIVE) != 0) {
+            if (++spins >= 64) { spins = 0; dp_nh_yield(); }
+        }
+    }
+    static inline void dp_nh_admit(uint64_t *gate) { _Py_atomic_and_uint64(gate, ~DP_NH_EXCLUSIVE); }
+    static inline void dp_nh_inc(uint64_t *p) { _Py_atomic_add_uint64(p, 1); }
+    static inline uint64_t dp_nh_load(uint64_t *p) { return _Py_atomic_load_uint64_relaxed(p); }
+    static inline int dp_nh_load_int(int *p) { return _Py_atomic_load_int_relaxed(p); }
+    static inline void dp_nh_add_double(double *p, double v) {
+        union { double d; uint64_t u; } old, new_;
+        old.u = _Py_atomic_load_uint64_relaxed((uint64_t *)p);
+        do { new_.d = old.d + v; } while (!_Py_atomic_compare_exchange_uint64((uint64_t *)p, &old.u, new_.u));
+    }
+    #else
+    /* GIL builds: an observation runs whole under the GIL; every call here is a plain access. */
+    #define DP_NH_FT 0
+    typedef char dp_nh_mutex;
+    static inline int dp_nh_enter(uint64_t *gate) { (void)gate; return 1; }
+    static inline void dp_nh_leave(uint64_t *gate) { (void)gate; }
+    static inline void dp_nh_lock(dp_nh_mutex *m) { (void)m; }
+    static inline void dp_nh_unlock(dp_nh_mutex *m) { (void)m; }
+    static inline void dp_nh_exclude(uint64_t *gate) { (void)gate; }
+    static inline void dp_nh_admit(uint64_t *gate) { (void)gate; }
+    static inline void dp_nh_inc(uint64_t *p) { *p += 1; }
+    static inline uint64_t dp_nh_load(uint64_t *p) { return *p; }
+    static inline int dp_nh_load_int(int *p) { return *p; }
+    static inline void dp_nh_add_double(double *p, double v) { *p += v; }
+    #endif
+    """
+    const bint DP_NH_FT
+    ctypedef char dp_nh_mutex
+    bint dp_nh_enter(uint64_t *gate) noexcept nogil
+    void dp_nh_leave(uint64_t *gate) noexcept nogil
+    void dp_nh_lock(dp_nh_mutex *m) noexcept
+    void dp_nh_unlock(dp_nh_mutex *m) noexcept nogil
+    void dp_nh_exclude(uint64_t *gate) noexcept nogil
+    void dp_nh_admit(uint64_t *gate) noexcept nogil
+    void dp_nh_inc(uint64_t *p) noexcept nogil
+    uint64_t dp_nh_load(uint64_t *p) noexcept nogil
+    int dp_nh_load_int(int *p) noexcept nogil
+    void dp_nh_add_double(double *p, double v) noexcept nogil
 
 __all__ = [
     "MAX_SCHEMA",
@@ -44,6 +132,7 @@ cdef enum:
     _NEG = 2
     _MARK = 3
     _UNMARKED = -100
+    _MIN_SCHEMA = -4  # MIN_SCHEMA, for C comparisons
 _KINDS = ("z", "p", "n", "m")
 cdef double _DBL_MAX = sys.float_info.max
 cdef double _INF = float("inf")
@@ -138,6 +227,17 @@ cdef struct _Side:
     Py_ssize_t cap
 
 
+cdef struct _Addrs:
+    # Multiprocess: where the file entry of each bucket (at the marked schema) is, in step with
+    # the side's keys while n == the side's n: 0 not looked up yet, 1 none (the files failed;
+    # the observation stays in process), else the address of the entry's value double.
+    size_t zero
+    size_t *pos
+    size_t *neg
+    Py_ssize_t npos
+    Py_ssize_t nneg
+
+
 cdef int _add(_Side *side, int32_t key) noexcept:
     # Count one at key: 1 if a bucket was created, 0 if it existed, -1 if out of memory
     # (the observation is then dropped: instrumentation never raises into the app).
@@ -155,8 +255,8 @@ cdef int _add(_Side *side, int32_t key) noexcept:
         side.counts[lo] += 1
         return 0
     if side.n == side.cap:
-        # Grow by a quarter (plus 4): a child's memory stays close to 12 bytes per bucket.
-        cap = side.cap + side.cap // 4 + 4
+        # Grow by an eighth (plus 4): a child's memory stays close to 12 bytes per bucket.
+        cap = side.cap + side.cap // 8 + 4
         nkeys = <int32_t *> PyMem_Realloc(side.keys, cap * sizeof(int32_t))
         if nkeys == NULL:
             return -1
@@ -190,28 +290,99 @@ cdef void _halve(_Side *side) noexcept:
     side.n = j
 
 
-cdef list _items(_Side *side):
+cdef int _copy(_Side *side, _Side *out) except -1:
+    # The side's buckets into out's own arrays (freed by _items_from), each count read once.
+    cdef Py_ssize_t i, n = side.n
+    out.n = 0
+    out.keys = <int32_t *> PyMem_Malloc((n + 1) * sizeof(int32_t))
+    out.counts = <uint64_t *> PyMem_Malloc((n + 1) * sizeof(uint64_t))
+    if out.keys == NULL or out.counts == NULL:
+        PyMem_Free(out.keys)
+        PyMem_Free(out.counts)
+        out.keys = NULL
+        out.counts = NULL
+        raise MemoryError()
+    for i in range(n):
+        out.keys[i] = side.keys[i]
+        out.counts[i] = dp_nh_load(&side.counts[i])
+    out.n = n
+    return 0
+
+
+cdef list _items_from(_Side *copy):
+    # Python objects are made after the mutex is released: a collection they trigger may
+    # run code that observes into this very part.
     cdef Py_ssize_t i
-    out = [None] * side.n
-    for i in range(side.n):
-        out[i] = (side.keys[i], side.counts[i])
+    out = [None] * copy.n
+    for i in range(copy.n):
+        out[i] = (copy.keys[i], copy.counts[i])
     return out
+
+
+cdef void _free(_Side *copy) noexcept:
+    PyMem_Free(copy.keys)
+    PyMem_Free(copy.counts)
+    copy.keys = NULL
+    copy.counts = NULL
+
+
+cdef size_t *_addr_slot(_Side *side, size_t **addrs, Py_ssize_t *n, int32_t key) except? NULL:
+    # The address slot of key's bucket. The slots are in step with the side's buckets, or
+    # there are none (n == 0: just marked, or a write failed): the side then holds one bucket
+    # more (the one this observation created, at key) or every slot is looked up again.
+    cdef Py_ssize_t lo = 0, hi = side.n, mid
+    cdef size_t *grown
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if side.keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == side.n or side.keys[lo] != key:
+        return NULL  # not counted (out of memory)
+    if n[0] != side.n:
+        grown = <size_t *> PyMem_Realloc(addrs[0], side.cap * sizeof(size_t))
+        if grown == NULL:
+            raise MemoryError()
+        addrs[0] = grown
+        if n[0] + 1 == side.n:
+            memmove(&grown[lo + 1], &grown[lo], (n[0] - lo) * sizeof(size_t))
+            grown[lo] = 0
+        else:
+            memset(grown, 0, side.n * sizeof(size_t))
+        n[0] = side.n
+    return &addrs[0][lo]
+
+
+cdef class _Mp:
+    """A part's multiprocess write-through: its files, its entries' key prefix, their addresses."""
+
+    cdef object files
+    cdef str prefix
+    cdef _Addrs a
+
+    def __dealloc__(self):
+        PyMem_Free(self.a.pos)
+        PyMem_Free(self.a.neg)
 
 
 cdef class NativeHistogram:
     """Zero count and sparse bucket counts by key, on both sides of zero."""
 
+    # Packed (``python -m benchmarks.bench_native --memory``): the free-threaded fields sit
+    # where padding was, and the multiprocess state is an object of its own, made by attach().
     cdef int _schema
+    cdef int _marked  # multiprocess: the schema this process' file was last marked at; _UNMARKED after a fork
+    cdef int32_t _max
+    # Free-threaded builds (the module docstring): the mutex of the rare paths and the readers,
+    # and the gate (observers inside it, and the EXCLUSIVE bit). Unused under the GIL.
+    cdef dp_nh_mutex _mutex
     cdef double _zt
-    cdef Py_ssize_t _max
     cdef uint64_t _zero
+    cdef uint64_t _gate
     cdef _Side _pos
     cdef _Side _neg
-    # Multiprocess mode (``attach``): this process' native file, and where each entry is.
-    cdef object _files
-    cdef str _prefix
-    cdef dict _slots  # (kind, schema, key) packed in an int -> address of its value double, or 0
-    cdef int _marked  # the schema this process' file was last marked at; _UNMARKED after a fork
+    cdef _Mp _mp  # None until attached (multiprocess write-through)
 
     def __cinit__(self, schema, zero_threshold, max_buckets):
         schema, zero_threshold, max_buckets = _check_config(schema, zero_threshold, max_buckets)
@@ -229,8 +400,75 @@ cdef class NativeHistogram:
     cdef void _observe(self, double v) noexcept:
         if v != v:  # NaN: in no bucket
             return
-        with cython.critical_section(self):
+        if not DP_NH_FT:  # the GIL makes the whole observation one step
             self._observe_locked(v)
+            return
+        if dp_nh_enter(&self._gate):
+            if self._observe_shared(v):
+                dp_nh_leave(&self._gate)
+                return
+            dp_nh_leave(&self._gate)
+        self._exclude()
+        self._observe_locked(v)
+        self._admit()
+
+    cdef inline bint _observe_shared(self, double v) noexcept:
+        # Free-threaded, inside the gate (the shape stays still): count v if its bucket
+        # exists and the part is not due to halve; False sends v to the rare path.
+        # Attached, the bucket's file entry must be known too (``_write`` looks it up).
+        cdef _Side *side
+        cdef int32_t key
+        cdef Py_ssize_t lo = 0, hi, mid
+        cdef _Addrs *a = NULL if self._mp is None else &self._mp.a
+        cdef size_t addr
+        if self._max and self._pos.n + self._neg.n > self._max and self._schema > _MIN_SCHEMA:
+            return False  # still too wide after the last halving: this observation halves again
+        if a != NULL and self._marked != self._schema:
+            return False
+        if v > self._zt:
+            side = &self._pos
+            key = _key(v, self._schema)
+        elif v < -self._zt:
+            side = &self._neg
+            key = _key(-v, self._schema)
+        else:
+            if a != NULL:
+                addr = a.zero
+                if addr == 0:
+                    return False
+                if addr != 1:
+                    dp_nh_add_double(<double *> addr, 1.0)
+            dp_nh_inc(&self._zero)
+            return True
+        hi = side.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if side.keys[mid] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < side.n and side.keys[lo] == key:
+            if a != NULL:
+                if side == &self._pos:
+                    addr = a.pos[lo] if a.npos == side.n else 0
+                else:
+                    addr = a.neg[lo] if a.nneg == side.n else 0
+                if addr == 0:
+                    return False
+                if addr != 1:
+                    dp_nh_add_double(<double *> addr, 1.0)
+            dp_nh_inc(&side.counts[lo])
+            return True
+        return False
+
+    cdef inline void _exclude(self) noexcept:
+        # The rare paths' entry (free-threaded: mutex, then no observer in the gate).
+        dp_nh_lock(&self._mutex)
+        dp_nh_exclude(&self._gate)
+
+    cdef inline void _admit(self) noexcept:
+        dp_nh_admit(&self._gate)
+        dp_nh_unlock(&self._mutex)
 
     cdef inline void _observe_locked(self, double v) noexcept:
         cdef int schema = self._schema
@@ -247,55 +485,59 @@ cdef class NativeHistogram:
         else:
             self._zero += 1
             kind = _ZERO
-        if self._files is not None:  # the one branch multiprocess mode costs when off
+        if self._mp is not None:  # the one branch multiprocess mode costs when off
             self._write(kind, schema, key)
         # After every observation, zero bucket included, and once: a histogram still too
         # wide after halving halves again on the next one (client_golang's limitBuckets).
-        if self._max and self._pos.n + self._neg.n > self._max and self._schema > MIN_SCHEMA:
+        if self._max and self._pos.n + self._neg.n > self._max and self._schema > _MIN_SCHEMA:
             self._schema -= 1
             _halve(&self._pos)
             _halve(&self._neg)
-            if self._files is not None:
+            if self._mp is not None:
                 self._mark_noexcept()
 
     # --- multiprocess mode (``_native_files``; the rules are the twin's) ------------
 
     def attach(self, files, str prefix):
         """Write every observation through to ``files`` (a ``NativeFiles``), under keys starting ``prefix``."""
-        with cython.critical_section(self):
-            self._files = files
-            self._prefix = prefix
-            self._slots = {}
+        self._exclude()
+        try:
+            mp = _Mp()
+            mp.files = files
+            mp.prefix = prefix
+            self._mp = mp
             files.track(self)
             self._mark()
+        finally:
+            self._admit()
 
     cdef size_t _entry(self, int kind, int a, int32_t b) except? 0:
         # The address of an entry's value double in this process' file; 0 if files fail.
-        cdef object packed = ((<int64_t> kind) << 40) | ((<int64_t> (a + 8)) << 32) | (<uint32_t> b)
+        # (Once per bucket and schema: the address is kept in the part's _Mp.)
         cdef unsigned char[::1] view
-        found = self._slots.get(packed)
-        if found is not None:
-            return <size_t> found
         if kind == _ZERO:
-            text = f'{self._prefix}"z", {_json_float(self._zt)}, 0]'
+            text = f'{self._mp.prefix}"z", {_json_float(self._zt)}, 0]'
         else:
-            text = f'{self._prefix}"{_KINDS[kind]}", {a}, {b}]'
-        slot = self._files.slot(text)
+            text = f'{self._mp.prefix}"{_KINDS[kind]}", {a}, {b}]'
+        slot = self._mp.files.slot(text)
         if slot is None:
-            addr = 0
-        else:
-            view = slot[0]  # a mapping the files never close
-            addr = <size_t> &view[0] + <size_t> slot[1]
-        self._slots[packed] = addr
-        return addr
+            return 0
+        view = slot[0]  # a mapping the files never close
+        return <size_t> &view[0] + <size_t> slot[1]
 
     cdef void _mark(self) except *:
         cdef size_t addr
+        cdef _Addrs *a = &self._mp.a
         self._marked = self._schema
+        # The buckets' entries at this schema are looked up as observations reach them.
+        a.npos = 0
+        a.nneg = 0
+        a.zero = 0
         addr = self._entry(_MARK, self._schema, 0)
         if addr:
             (<double *> addr)[0] = 1.0
-        self._entry(_ZERO, 0, 0)
+        addr = self._entry(_ZERO, 0, 0)
+        a.zero = addr if addr else 1
 
     cdef void _mark_noexcept(self) noexcept:
         try:
@@ -303,31 +545,57 @@ cdef class NativeHistogram:
         except BaseException:  # instrumentation never breaks the app
             pass
 
+    cdef size_t *_slot(self, int kind, int32_t key) except? NULL:
+        if kind == _ZERO:
+            return &self._mp.a.zero
+        if kind == _POS:
+            return _addr_slot(&self._pos, &self._mp.a.pos, &self._mp.a.npos, key)
+        return _addr_slot(&self._neg, &self._mp.a.neg, &self._mp.a.nneg, key)
+
     cdef void _write(self, int kind, int schema, int32_t key) noexcept:
+        # key has just been counted at schema (rare paths; under the GIL, every observation).
         cdef size_t addr
+        cdef size_t *slot
         try:
             if self._marked != schema:
                 self._mark()
-            addr = self._entry(kind, 0 if kind == _ZERO else schema, key)
-            if addr:
-                (<double *> addr)[0] += 1.0  # this child's entry: only this cell writes it
-        except BaseException:  # the observation stays in process
-            pass
+            slot = self._slot(kind, key)
+            addr = slot[0] if slot != NULL else 0
+            if addr == 0:
+                addr = self._entry(kind, 0 if kind == _ZERO else schema, key)
+                # _entry runs Python code: under the GIL another thread may have added a bucket
+                # (the slots moved) or halved the part (key is another bucket's now) meanwhile.
+                if self._marked == schema:
+                    slot = self._slot(kind, key)
+                    if slot != NULL:
+                        slot[0] = addr if addr else 1
+            if addr > 1:
+                (<double *> addr)[0] += 1.0  # this child's entry: no other writer meanwhile
+        except BaseException:  # the observation stays in process; every slot is looked up again
+            self._mp.a.npos = 0
+            self._mp.a.nneg = 0
 
     def _forked(self):
-        # A forked child: the parent's counts stay the parent's; ours start at 0, in files of our own.
+        # A forked child (one thread): the parent's counts stay the parent's; ours start at 0,
+        # in files of our own. A gate or mutex the fork caught mid-use belonged to threads the
+        # child does not have.
+        self._gate = 0
+        memset(&self._mutex, 0, sizeof(dp_nh_mutex))
         self._zero = 0
         self._pos.n = 0
         self._neg.n = 0
-        self._slots = {}
         self._marked = _UNMARKED
+        if self._mp is not None:  # the parent's file entries are the parent's
+            self._mp.a.zero = 0
+            self._mp.a.npos = 0
+            self._mp.a.nneg = 0
 
     def observe(self, double amount):
         self._observe(amount)
 
     @property
     def schema(self):
-        return self._schema
+        return dp_nh_load_int(&self._schema)
 
     @property
     def zero_threshold(self):
@@ -339,42 +607,75 @@ cdef class NativeHistogram:
 
     @property
     def zero_count(self):
-        return self._zero
+        return dp_nh_load(&self._zero)
 
     @property
     def count(self):
         """Observations counted (NaN is not)."""
         cdef uint64_t acc
-        cdef Py_ssize_t i
-        with cython.critical_section(self):
-            acc = self._zero
-            for i in range(self._pos.n):
-                acc += self._pos.counts[i]
-            for i in range(self._neg.n):
-                acc += self._neg.counts[i]
+        dp_nh_lock(&self._mutex)
+        acc = self._count_locked()
+        dp_nh_unlock(&self._mutex)
         return acc
+
+    cdef uint64_t _count_locked(self) noexcept:
+        cdef uint64_t acc = dp_nh_load(&self._zero)
+        cdef Py_ssize_t i
+        for i in range(self._pos.n):
+            acc += dp_nh_load(&self._pos.counts[i])
+        for i in range(self._neg.n):
+            acc += dp_nh_load(&self._neg.counts[i])
+        return acc
+
+    cdef int _snapshot(self, int *schema, uint64_t *zero, _Side *pos, _Side *neg) except -1:
+        # The shape and every count, read under the mutex (no shape change meanwhile).
+        pos.keys = NULL
+        pos.counts = NULL
+        neg.keys = NULL
+        neg.counts = NULL
+        dp_nh_lock(&self._mutex)
+        try:
+            schema[0] = self._schema
+            zero[0] = dp_nh_load(&self._zero)
+            _copy(&self._pos, pos)
+            _copy(&self._neg, neg)
+        except BaseException:
+            _free(pos)
+            raise
+        finally:
+            dp_nh_unlock(&self._mutex)
+        return 0
 
     def positive(self):
         """Populated positive buckets: ``(key, count)`` by increasing key."""
-        with cython.critical_section(self):
-            return _items(&self._pos)
+        return self.state()[3]
 
     def negative(self):
         """Populated negative buckets (key of ``abs(v)``): ``(key, count)`` by increasing key."""
-        with cython.critical_section(self):
-            return _items(&self._neg)
+        return self.state()[4]
 
     def state(self):
         """``(schema, zero_threshold, zero_count, positive, negative)``, read at one instant."""
-        with cython.critical_section(self):
-            return self._schema, self._zt, self._zero, _items(&self._pos), _items(&self._neg)
+        cdef int schema
+        cdef uint64_t zero
+        cdef _Side pos, neg
+        self._snapshot(&schema, &zero, &pos, &neg)
+        try:
+            return schema, self._zt, zero, _items_from(&pos), _items_from(&neg)
+        finally:
+            _free(&pos)
+            _free(&neg)
 
     def reset(self):
         """Forget every observation (a forked child starts from zero); the schema stays."""
-        with cython.critical_section(self):
-            self._zero = 0
-            self._pos.n = 0
-            self._neg.n = 0
+        self._exclude()
+        self._zero = 0
+        self._pos.n = 0
+        self._neg.n = 0
+        if self._mp is not None:  # the slots' buckets are gone (the entries stay)
+            self._mp.a.npos = 0
+            self._mp.a.nneg = 0
+        self._admit()
 
 
 cdef str _json_float(double v):
@@ -589,28 +890,43 @@ if not _little_endian():  # pragma: no cover
 
 
 cdef int _native_part(_Buf *b, NativeHistogram nh, uint64_t *count) except -1:
-    # The native fields, and the observations they hold (zero bucket included), read in
-    # one critical section: the message's sample_count (see encode_histogram).
+    # The native fields, and the observations they hold (zero bucket included): the message's
+    # sample_count (see encode_histogram), from the very counts written. Under the GIL the
+    # part's own arrays are read (nothing changes them meanwhile); free-threaded, a snapshot
+    # of them, so that each count is read once (observers keep counting while we write).
     cdef Py_ssize_t i
-    cdef uint64_t acc
-    with cython.critical_section(nh):
-        acc = nh._zero
-        for i in range(nh._pos.n):
-            acc += nh._pos.counts[i]
-        for i in range(nh._neg.n):
-            acc += nh._neg.counts[i]
+    cdef uint64_t acc, zero
+    cdef int schema
+    cdef _Side pos, neg
+    if DP_NH_FT:
+        nh._snapshot(&schema, &zero, &pos, &neg)
+    else:
+        schema = nh._schema
+        zero = nh._zero
+        pos = nh._pos
+        neg = nh._neg
+    try:
+        acc = zero
+        for i in range(pos.n):
+            acc += pos.counts[i]
+        for i in range(neg.n):
+            acc += neg.counts[i]
         count[0] = acc
         _varint(b, 5 << 3)
-        _varint(b, _zigzag(nh._schema))
+        _varint(b, _zigzag(schema))
         _double(b, 6, nh._zt)
         _varint(b, 7 << 3)
-        _varint(b, nh._zero)
-        if nh._pos.n == 0 and nh._neg.n == 0 and nh._zero == 0 and nh._zt == 0:
+        _varint(b, zero)
+        if pos.n == 0 and neg.n == 0 and zero == 0 and nh._zt == 0:
             # An empty native histogram with a zero threshold of 0: a no-op span says
             # "native" (see the twin).
             _raw(b, <const unsigned char *> b"\x62\x04\x08\x00\x10\x00", 6)
-        _side(b, 9, 10, nh._neg.keys, nh._neg.counts, nh._neg.n)
-        _side(b, 12, 13, nh._pos.keys, nh._pos.counts, nh._pos.n)
+        _side(b, 9, 10, neg.keys, neg.counts, neg.n)
+        _side(b, 12, 13, pos.keys, pos.counts, pos.n)
+    finally:
+        if DP_NH_FT:
+            _free(&pos)
+            _free(&neg)
     return 0
 
 

@@ -5,16 +5,23 @@ while another thread scrapes the registry in protobuf over and over: in every
 scrape each histogram's ``sample_count`` is the observations its native buckets
 hold (zero bucket included), which Prometheus checks when it ingests a native
 histogram (a count below its buckets is refused), and nothing is lost at the end.
-Meaningful without a GIL (``scripts/freethreaded.sh``): there the threads run at
-once on every core.
+The core's own reads (``state()``, the encoder) race observing threads too, on both
+cores: every read is a histogram the observations could have made at some instant
+(buckets only grow until a halving merges them), and the end state is exactly a
+one-thread replay's. Meaningful without a GIL (``scripts/freethreaded.sh``): there
+the threads run at once on every core, and the compiled part's observers take no
+lock (``_native_c``'s gate) while a halving or a new bucket makes them wait.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import sysconfig
 import threading
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from django_prometheus import metrics, protobuf
@@ -26,6 +33,92 @@ OPS = int(os.environ.get("DP_THREAD_OPS") or (200_000 if FREE_THREADED else 20_0
 # Values over 2**-12..2**12 on both sides of zero and zero itself: at 40 buckets the parts
 # halve while the threads race (schema 3 -> 1).
 VALUES = [0.0] + [s * 2.0 ** (e / 4) for e in range(-48, 49, 3) for s in (1, -1)]
+
+
+@pytest.fixture(params=["_native_c", "_native_py"], ids=["compiled", "pure"])
+def native(request):
+    # make test always builds the extension: a missing one is a failure, not a skip.
+    return importlib.import_module(f"django_prometheus._core.{request.param}")
+
+
+@pytest.fixture
+def switch_often():
+    # Under a GIL, threads take turns every few microseconds instead of every 5 ms.
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+def _at(native, state, schema):
+    """``state`` brought down to ``schema`` (neighbouring buckets merged)."""
+    return native.merge_states([state, (schema, state[1], 0, [], [])])
+
+
+def _check_read(native, pb, part, previous):  # noqa: F811
+    """One read of ``part`` racing the observers: well formed, and no bucket below the previous read's."""
+    state = part.state()
+    schema, zt, zero, pos, neg = state
+    for side in (pos, neg):
+        keys = [k for k, _ in side]
+        assert keys == sorted(set(keys)), "bucket keys out of order or repeated"
+        assert all(c > 0 for _, c in side), "an unpopulated bucket was read"
+    if previous is not None:
+        assert schema <= previous[0], "the schema went up"
+        before = _at(native, previous, schema)
+        assert zero >= before[2]
+        for was, side in ((before[3], pos), (before[4], neg)):
+            counts = dict(side)
+            shrunk = [(k, c, counts.get(k, 0)) for k, c in was if counts.get(k, 0) < c]
+            assert not shrunk, f"buckets (key, was, now) shrank between two reads: {shrunk[:3]}"
+    # The encoder's own read: its sample_count is its native buckets' total.
+    h = pb.Histogram()
+    h.ParseFromString(native.encode_histogram(0, None, [], [], None, part, None))
+    assert h.sample_count == _native_count(h)
+    return state
+
+
+def test_reads_racing_observing_threads_are_consistent_and_the_end_state_exact(native, pb, switch_often):  # noqa: F811
+    ops = OPS // 4
+    part = native.NativeHistogram(3, 2.0**-128, 40)
+    start = threading.Barrier(THREADS + 1)
+    done = threading.Event()
+    reads: list[int] = []
+
+    def observe(n: int) -> None:
+        start.wait()
+        for i in range(ops):
+            part.observe(VALUES[(i * 7 + n) % len(VALUES)])
+
+    def read() -> None:
+        start.wait()
+        previous = None
+        while True:
+            last = done.is_set()
+            previous = _check_read(native, pb, part, previous)
+            reads.append(previous[2] + sum(c for _, c in previous[3]) + sum(c for _, c in previous[4]))
+            if last:
+                return
+
+    threads = [threading.Thread(target=observe, args=(n,)) for n in range(THREADS)]
+    reader = threading.Thread(target=read)
+    for t in [*threads, reader]:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    reader.join()
+    assert len(reads) > 3, "the reader never ran while the threads observed"
+    assert reads == sorted(reads)
+    assert reads[-1] == part.count == THREADS * ops
+    # Halving commutes with counting: one thread observing the same values at schema 3 with
+    # no bucket limit, brought down to the racing part's final schema, is the same histogram.
+    replay = native.NativeHistogram(3, 2.0**-128, 0)
+    for n in range(THREADS):
+        for i in range(ops):
+            replay.observe(VALUES[(i * 7 + n) % len(VALUES)])
+    assert part.schema < 3
+    assert part.state() == _at(native, replay.state(), part.schema)
 
 
 def _native_count(h) -> int:
