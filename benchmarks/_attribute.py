@@ -13,8 +13,10 @@ whose nested calls into our code are counted where they land.
 
 A whole probe's count moves by up to ~1,500 instructions a request with the
 memory layout (see ``_probe``): CPython's attribute cache and dict lookups
-collide differently. This count does not: it is the way to compare what our
-code does in two processes, e.g. ``http_wsgi`` against ``mp_http_wsgi``. It needs
+collide differently. This count moves only where our own code's lookups miss
+that cache (measured: 6,161 to 6,526 a ``http_wsgi`` request over three layouts,
+against 6,087 to 10,329 for the whole probe minus bare): the way to compare what
+our code does in two processes, e.g. ``http_wsgi`` against ``mp_http_wsgi``. It needs
 the compiled core built with its symbols (``DJANGO_PROMETHEUS_KEEP_SYMBOLS=1``).
 """
 
