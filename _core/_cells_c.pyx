@@ -24,6 +24,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
+cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyTypeObject
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
@@ -319,6 +320,14 @@ cdef object _time = time.time
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
+# The cells' and families' methods are method descriptors (binding=False), not Cython's
+# function objects: on a free-threaded 3.13 a descriptor is immortal once a second thread has
+# started, and ``child.inc`` is a builtin method that calls the C function with its cell, while
+# a Cython function object in the type's dict has a reference count that every call from every
+# thread writes (``child.inc()`` takes a new reference to it, a bound ``child.inc`` takes one to
+# it and to the child): two threads counting into two distinct children then trade that line,
+# 0.61x one thread's throughput (issue 28, docs/free-threaded.md).
+@cython.binding(False)
 cdef class Counter:
     """A monotonically increasing float.
 
@@ -395,6 +404,7 @@ cdef inline void _add(Counter c, double amount) noexcept:
     dp_counter_add(&c._p, &c._v, c, amount)
 
 
+@cython.binding(False)
 cdef class Gauge:
     """A float that can go up and down."""
 
@@ -463,6 +473,7 @@ cdef _Bounds _shared_bounds(bounds):
     return <_Bounds> b
 
 
+@cython.binding(False)
 cdef class Histogram:
     """Fixed upper bounds, one count per bucket and a running sum.
 
@@ -728,6 +739,7 @@ def _clean_values(tuple values):
     )
 
 
+@cython.binding(False)
 cdef class Family:
     """Label-value tuple -> cell. Creating a child takes a lock; reading one never does.
 

@@ -9,14 +9,19 @@ for S seconds; the table gives ops/s per thread and in total, and the total
 relative to N=1 (the speed-up; ~N when the operation scales, ~1 when the
 threads serialise on a lock or the GIL).
 
-Workloads: ``counter`` (one shared labelled child's ``inc()``), ``histogram``
-(its ``observe()``): each thread calls the shared child through its own bound
-method, as code that looks the child up does (on a free-threaded build, one
-bound-method object called from every thread makes each call write that
-object's shared reference count: that measures the benchmark, not the cell);
-``http_wsgi`` (one request through Django's WSGI handler and both
-middlewares, the ``bench_http`` case). Impls: ``compiled`` and
-``pure`` (ours), ``prometheus_client`` (its own Counter/Histogram, a lock per
+Workloads, one shared labelled child, two ways of calling it:
+``counter`` (``inc()``) and ``histogram`` (``observe(v)``) call it through a
+bound method each thread takes once (``inc = child.inc``), as code that hoists
+the lookup does (and as the compiled middlewares do from C): a call then
+writes nothing but the cell. ``counter_attr`` and ``histogram_attr`` call
+``child.inc()`` / ``child.observe(v)`` on the child, the plainest user code:
+on a free-threaded 3.13 each such call takes (and drops) a reference to the
+shared child, an atomic write to the child's object header from every thread,
+so these rows measure CPython's reference counting of one shared object as
+much as the cell (3.14 borrows a local's reference instead).
+``http_wsgi`` is one request through Django's WSGI handler and both
+middlewares (the ``bench_http`` case). Impls: ``compiled`` and ``pure``
+(ours), ``prometheus_client`` (its own Counter/Histogram, a lock per
 increment) for the cells; ``bare`` (no middleware), ``compiled``, ``pure`` and
 ``upstream`` (django-prometheus 2.5.0, given ``--upstream-python``: a venv of
 this same interpreter with it installed) for requests.
@@ -45,14 +50,17 @@ from ._harness import Case
 CASES: list[Case] = []
 
 ROOT = Path(__file__).resolve().parent.parent
+CELLS = ("compiled", "pure", "prometheus_client")
 WORKLOADS = {
-    "counter": ("compiled", "pure", "prometheus_client"),
-    "histogram": ("compiled", "pure", "prometheus_client"),
+    "counter": CELLS,
+    "counter_attr": CELLS,
+    "histogram": CELLS,
+    "histogram_attr": CELLS,
     "http_wsgi": ("bare", "compiled", "pure", "upstream"),
 }
 # Calls between two looks at the clock, and warm-up calls (children, caches, specialised bytecode).
-CHUNK = {"counter": 500, "histogram": 500, "http_wsgi": 5}
-WARMUP = {"counter": 5000, "histogram": 5000, "http_wsgi": 100}
+CHUNK = {"counter": 500, "counter_attr": 500, "histogram": 500, "histogram_attr": 500, "http_wsgi": 5}
+WARMUP = {"counter": 5000, "counter_attr": 5000, "histogram": 5000, "histogram_attr": 5000, "http_wsgi": 100}
 
 
 def _cell_op(workload: str, impl: str) -> Any:
@@ -64,26 +72,43 @@ def _cell_op(workload: str, impl: str) -> Any:
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
+    if workload.startswith("counter"):
+        child = pc.Counter("bench", "Bench.", ["view"], registry=registry).labels("v")
+    else:
+        child = pc.Histogram("bench_seconds", "Bench.", ["view"], registry=registry).labels("v")
+
+    # make() runs in each thread: the thread's own function, bound method and value (a float
+    # the thread made, as a measured duration is; a literal's constant, loaded from a .pyc, is
+    # one shared object on a free-threaded 3.13, whose reference count every call writes).
     if workload == "counter":
-        counter = pc.Counter("bench", "Bench.", ["view"], registry=registry).labels("v")
 
-        def make_inc() -> Any:
-            return counter.inc
+        def make() -> Any:
+            return child.inc
 
-        make_inc.child = counter  # type: ignore[attr-defined]
-        return make_inc
-    hist = pc.Histogram("bench_seconds", "Bench.", ["view"], registry=registry).labels("v")
+    elif workload == "counter_attr":
 
-    def make() -> Any:
-        observe = hist.observe
-        return lambda: observe(0.3)
+        def make() -> Any:
+            c = child
+            return lambda: c.inc()
 
-    make.child = hist  # type: ignore[attr-defined]
+    elif workload == "histogram":
+
+        def make() -> Any:
+            observe, value = child.observe, float("0.3")
+            return lambda: observe(value)
+
+    else:
+
+        def make() -> Any:
+            h, value = child, float("0.3")
+            return lambda: h.observe(value)
+
+    make.child = child  # type: ignore[attr-defined]
     return make
 
 
 def _op(workload: str, impl: str) -> Any:
-    if workload in ("counter", "histogram"):
+    if WORKLOADS[workload] is CELLS:
         return _cell_op(workload, impl)
     from ._harness import find_case, prepare
 

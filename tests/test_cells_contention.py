@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import types
 
 import pytest
 from django_prometheus._core import _cells
@@ -80,8 +81,13 @@ def test_every_scrape_is_consistent_while_threads_count_into_one_child(switchy, 
     barrier = threading.Barrier(WRITERS + 1)
 
     def write(k: int) -> None:
-        inc, observe = counter.inc, histogram.observe  # each thread's own bound methods
         barrier.wait()
+        if k % 2:  # half the writers call the child's methods, half their own bound methods
+            for i in range(OPS):
+                counter.inc()
+                histogram.observe(VALUES[(i + k) % len(VALUES)])
+            return
+        inc, observe = counter.inc, histogram.observe
         for i in range(OPS):
             inc()
             observe(VALUES[(i + k) % len(VALUES)])
@@ -135,3 +141,40 @@ def test_cells_stripe_only_where_the_build_has_no_gil():
     assert histogram.buckets()[-1] == 2.0
     if striped:
         assert _cells._impl.STRIPES >= 4 and _cells._impl.STRIPES & (_cells._impl.STRIPES - 1) == 0
+
+
+# The methods a hot path calls on a shared child or family.
+HOT_METHODS = {
+    "Counter": ("inc", "get"),
+    "Gauge": ("inc", "dec", "set", "get"),
+    "Histogram": ("observe",),
+    "Family": ("get",),
+}
+
+INSTANCES = {
+    "Counter": lambda: _cells.Counter(),
+    "Gauge": lambda: _cells.Gauge(),
+    "Histogram": lambda: _cells.Histogram((1.0, float("inf"))),
+    "Family": lambda: _cells.Family(lambda values: _cells.Counter()),
+}
+
+
+@pytest.mark.parametrize("cls", sorted(HOT_METHODS))
+def test_hot_methods_are_plain_descriptors(cls):
+    """No per-call write to a function object that every thread shares.
+
+    The compiled cells' methods are method descriptors, as CPython's own types' are
+    (immortal on a free-threaded 3.13 once a second thread has started), not Cython function
+    objects: calling one of those from two threads wrote its reference count on every call
+    (``child.inc()`` takes a reference to the function found on the type; a bound
+    ``child.inc`` is a method object whose call takes one to the function and one to the
+    child), so two threads counting into two distinct children did 0.61x one thread's work.
+    The pure twin's are plain functions of a module-level class (immortal there too).
+    """
+    for name in HOT_METHODS[cls]:
+        attr = vars(getattr(_cells, cls))[name]
+        if _cells.USE_EXTENSIONS:
+            assert type(attr) is types.MethodDescriptorType, f"{cls}.{name} is a {type(attr).__name__}"
+            assert type(getattr(INSTANCES[cls](), name)) is types.BuiltinMethodType
+        else:
+            assert type(attr) is types.FunctionType
