@@ -22,7 +22,7 @@ from cpython.exc cimport PyErr_Clear
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_XDECREF
-from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
+from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set, get_value
 
 from ._cells_c import C_API, MISSING
 from ._cells_c import Counter as _Counter
@@ -47,6 +47,7 @@ __all__ = [
     "observe",
 ]
 
+include "dp_plain.pxi"
 include "dp_api.pxi"  # dp_cells_api
 
 cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(C_API, "django_prometheus._core._cells_c.C_API")
@@ -66,6 +67,8 @@ cdef class Call:
 
 
 cdef inline Call _current():
+    if DP_PLAIN_CONTEXTVAR:
+        return <Call>get_value(_CURRENT)
     cdef PyObject *value = NULL
     PyContextVar_Get(_CURRENT, NULL, &value)
     if value is NULL:

@@ -34,6 +34,7 @@ cdef extern from *:
     double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) except? -1.0
 
 # The cells' and the seam's C entry points (dp_cells_api, dp_extras_api).
+include "dp_plain.pxi"
 include "dp_api.pxi"
 
 cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
@@ -177,7 +178,8 @@ cdef int _own(request, state) except -1:
     if type(state) is _State and _keyable(request) and len(_owned) < _OWNED_MAX:
         PyDict_SetItem(_owned, request, state)
         (<_State> state).keyed = True
-        _last_set(<PyObject *> request, <PyObject *> state)
+        if not DP_PLAIN_EXTRAS_TLS:
+            _last_set(<PyObject *> request, <PyObject *> state)
     else:
         _on_attributes = True
         # getattr/setattr, not request.__dict__: that would turn the request's inline

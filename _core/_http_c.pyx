@@ -36,6 +36,7 @@ cdef extern from "dp_clock.h":
 # _begin on the thread replaces it. Anything else (an interleaved request under ASGI, a nested
 # one, a hook called without _begin) does not match and is worked out from the request again.
 # (dp_tls.h; the CPython-internal C, one header per concern, is declared in dp_cpython.pxi.)
+include "dp_plain.pxi"
 include "dp_cpython.pxi"
 
 # The cells' and the features' C entry points (dp_cells_api, dp_extras_api).
@@ -133,6 +134,12 @@ cdef str _FAILURE = "django_prometheus: could not record the HTTP metrics of %s"
 include "dp_helpers.pxi"
 
 
+cdef inline bint _exact_str_eq(a, b) noexcept:
+    if DP_PLAIN_STR:
+        return (<str>a) == (<str>b)
+    return dp_str_eq(a, b)
+
+
 cdef inline bint _same(a, b) except -1:
     return a is b or a == b
 
@@ -141,7 +148,7 @@ cdef inline bint _same(a, b) except -1:
 # type): compared by length and bytes, never hashed.
 cdef inline bint _same_str(a, b) noexcept:
     # Both exact str and equal (a str subclass never matches, as it never is a key here).
-    return a is b or (type(a) is str and type(b) is str and dp_str_eq(a, b))
+    return a is b or (type(a) is str and type(b) is str and _exact_str_eq(a, b))
 
 
 cdef inline bint _same_key(a, b) except -1:
@@ -149,7 +156,7 @@ cdef inline bint _same_key(a, b) except -1:
     if a is b:
         return True
     if type(a) is str and type(b) is str:
-        return dp_str_eq(a, b)
+        return _exact_str_eq(a, b)
     return a == b
 
 
@@ -158,7 +165,7 @@ cdef inline bint _eq_str(a, str b) except -1:
     if a is b:
         return True
     if type(a) is str:
-        return dp_str_eq(a, b)
+        return _exact_str_eq(a, b)
     return a == b
 
 
@@ -350,7 +357,7 @@ cdef object _st_value(double app, db, cache):
         else:
             counted = False
     cdef PyObject *written
-    if counted:
+    if counted and not DP_PLAIN_TIMING:
         written = dp_timing_value(app, db is not None, db_seconds, queries, cache is not None, cache_seconds, ops)
         if written is not NULL:
             value = <object>written
@@ -632,6 +639,7 @@ cdef class _Kind:
     # threads see one entry or another.
     cdef PyObject *last
     cdef PyObject *last_view
+    cdef object last_o, last_view_o  # DP_PLAIN_BORROWED
 
     def __init__(self, cells, str method, str transport):
         self.method = method
@@ -679,6 +687,7 @@ cdef class AfterRecorder(_Recorder):
     # method string is compared with its method, bytes only, before it is hashed for a lookup.
     cdef PyObject *_last_http
     cdef PyObject *_last_https
+    cdef object _last_scheme_o, _last_type_o, _last_http_o, _last_https_o  # DP_PLAIN_BORROWED
     cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
     cdef tuple _rules  # (record, family) of the specs with a ``record`` rule (``Spec.record``)
     cdef object _ignored  # PROMETHEUS_IGNORED_EXCEPTIONS: a tuple of classes, None when empty
@@ -716,7 +725,7 @@ cdef class AfterRecorder(_Recorder):
     # -- request ---------------------------------------------------------------------------------
 
     cdef object _scheme_source(self, cls):
-        cdef PyObject *last = self._last_scheme
+        cdef PyObject *last = ((<PyObject *>self._last_scheme_o if self._last_scheme_o is not None else NULL) if DP_PLAIN_BORROWED else self._last_scheme)
         if last is not NULL and (<tuple>last)[0] is cls:
             return (<tuple>last)[1]
         record = self._schemes.get(cls)
@@ -729,7 +738,10 @@ cdef class AfterRecorder(_Recorder):
                         source = (attr, key, attr == _META)
                         break
             record = self._schemes.setdefault(cls, (cls, source))
-        self._last_scheme = <PyObject *>record
+        if DP_PLAIN_BORROWED:
+            self._last_scheme_o = record
+        else:
+            self._last_scheme = <PyObject *>record
         return (<tuple>record)[1]
 
     cdef object _default_charset(self):
@@ -769,7 +781,7 @@ cdef class AfterRecorder(_Recorder):
         # cannot grow the dict.
         method = request.method
         cdef bint secure = self._is_secure(request, meta)
-        cdef PyObject *last = self._last_https if secure else self._last_http
+        cdef PyObject *last = ((<PyObject *>self._last_https_o if self._last_https_o is not None else NULL) if DP_PLAIN_BORROWED else self._last_https) if secure else ((<PyObject *>self._last_http_o if self._last_http_o is not None else NULL) if DP_PLAIN_BORROWED else self._last_http)
         if last is not NULL and _same_str(method, (<_Kind>last).method):
             return <_Kind>last
         cdef dict kinds = self._https if secure else self._http
@@ -779,7 +791,12 @@ cdef class AfterRecorder(_Recorder):
             kind = _dict_get(kinds, label)
             if kind is None:
                 kind = kinds.setdefault(label, _Kind(self._cells, label, "https" if secure else "http"))
-        if secure:
+        if DP_PLAIN_BORROWED:
+            if secure:
+                self._last_https_o = kind
+            else:
+                self._last_http_o = kind
+        elif secure:
             self._last_https = <PyObject *>kind
         else:
             self._last_http = <PyObject *>kind
@@ -792,7 +809,8 @@ cdef class AfterRecorder(_Recorder):
             kind = self._kind(request, meta)
             # For on_view and a later _end on this thread (the middlewares' call hands _end
             # the kind it returns; on_response does not).
-            _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
+            if not DP_PLAIN_TLS:
+                _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
             self._count_request(kind, meta)
         except Exception:
             _log_failure("a request")
@@ -823,7 +841,8 @@ cdef class AfterRecorder(_Recorder):
         try:
             meta = request.META
             kind = self._kind(request, meta)
-            _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
+            if not DP_PLAIN_TLS:
+                _slot_set(dp_http_slot_get(), <void *>self, <PyObject *>request, <PyObject *>kind, NULL, NULL)
             return (kind, meta)
         except Exception:
             _log_failure("a request")
@@ -881,12 +900,12 @@ cdef class AfterRecorder(_Recorder):
             slot = dp_http_slot_get()
             if slot.recorder is <void *>self and slot.request is <PyObject *>request:
                 kind = <_Kind>slot.kind
-                if slot.match is not <PyObject *>match:  # what _end reads again, if unchanged
+                if slot.match is not <PyObject *>match and not DP_PLAIN_TLS:  # what _end reads again, if unchanged
                     _slot_set(slot, <void *>self, <PyObject *>request, <PyObject *>kind,
                               <PyObject *>match, <PyObject *>name)
             else:
                 kind = self._kind(request, None)
-            last = kind.last_view
+            last = ((<PyObject *>kind.last_view_o if kind.last_view_o is not None else NULL) if DP_PLAIN_BORROWED else kind.last_view)
             if last is not NULL and _same_str(view, (<tuple>last)[0]):
                 entry = <tuple>last
             else:
@@ -894,7 +913,10 @@ cdef class AfterRecorder(_Recorder):
                 if entry is None:
                     cell = self._cells.requests_by_view_transport_method(view, kind.transport, kind.method)
                     entry = kind.views.setdefault(view, (view, cell))
-                kind.last_view = <PyObject *>entry
+                if DP_PLAIN_BORROWED:
+                    kind.last_view_o = entry
+                else:
+                    kind.last_view = <PyObject *>entry
             _inc((<tuple>entry)[1])
         except Exception:
             _log_failure("a view")
@@ -903,7 +925,7 @@ cdef class AfterRecorder(_Recorder):
     # -- response --------------------------------------------------------------------------------
 
     cdef tuple _type_info(self, cls):
-        cdef PyObject *last = self._last_type
+        cdef PyObject *last = ((<PyObject *>self._last_type_o if self._last_type_o is not None else NULL) if DP_PLAIN_BORROWED else self._last_type)
         if last is not NULL and (<tuple>last)[0] is cls:
             return <tuple>last
         info = self._types.get(cls)
@@ -921,7 +943,10 @@ cdef class AfterRecorder(_Recorder):
             else:
                 content = _CONTENT_GENERIC
             info = self._types.setdefault(cls, (cls, fast_charset, content, streaming))
-        self._last_type = <PyObject *>info
+        if DP_PLAIN_BORROWED:
+            self._last_type_o = info
+        else:
+            self._last_type = <PyObject *>info
         return <tuple>info
 
     cdef object _charset_of(self, response, bint fast):
@@ -1017,7 +1042,7 @@ cdef class AfterRecorder(_Recorder):
 
     cdef inline _Outcome _outcome(self, _Kind kind, status, view, label):
         # The cells of (status, view, charset) under the kind: the last one, else looked up once.
-        cdef PyObject *last = kind.last
+        cdef PyObject *last = ((<PyObject *>kind.last_o if kind.last_o is not None else NULL) if DP_PLAIN_BORROWED else kind.last)
         if last is not NULL and _same((<_Outcome>last).status, status) and _same_key(
             view, (<_Outcome>last).view
         ) and _same((<_Outcome>last).charset, label):
@@ -1026,7 +1051,10 @@ cdef class AfterRecorder(_Recorder):
         found = kind.responses.get(key)
         if found is None:
             found = kind.responses.setdefault(key, _Outcome(self._cells, kind.method, status, view, label))
-        kind.last = <PyObject *>found
+        if DP_PLAIN_BORROWED:
+            kind.last_o = found
+        else:
+            kind.last = <PyObject *>found
         return <_Outcome>found
 
     cdef inline int _observe_body(self, response, int content) except -1:
@@ -1186,6 +1214,14 @@ cdef class Middleware:
             return self._call_extras(request, recorder, _extras)
         recorded = recorder._begin(request)
         cdef double started = dp_clock()
+        if DP_PLAIN_CALL1:
+            try:
+                result = self.get_response(request)
+            except BaseException:
+                recorder._abort(request)
+                raise
+            recorder._end(request, result, recorded, started)
+            return result
         # Called through C so that the normal path saves no exception state (a Cython try).
         response = dp_call1(<PyObject *>self.get_response, <PyObject *>request)
         if response is NULL:
@@ -1281,6 +1317,13 @@ from ._http_await import record_around as _record_around
 cdef object _acall_default(Middleware mw, _Recorder recorder, request):
     recorded = recorder._begin(request)
     cdef double started = dp_clock()
+    if DP_PLAIN_CALL1:
+        try:
+            awaitable = mw.get_response(request)
+        except BaseException:
+            recorder._abort(request)
+            raise
+        return _record_around(recorder, request, awaitable, recorded, started)
     # Called through C so that the normal path saves no exception state (a Cython try).
     cdef PyObject *inner = dp_call1(<PyObject *>mw.get_response, <PyObject *>request)
     if inner is NULL:
@@ -1301,12 +1344,16 @@ cdef class _Done:
     def __iter__(self):
         return self
 
+    def __next__(self):
+        raise StopIteration
+
 
 cdef PyObject *_done_next(PyObject *op) noexcept:
     return NULL  # exhausted, no exception: the await's result is None
 
 
-dp_set_iternext(_Done, _done_next)
+if not DP_PLAIN_ITERNEXT:
+    dp_set_iternext(_Done, _done_next)
 cdef _Done _DONE = _Done()
 
 
@@ -1358,26 +1405,8 @@ cdef int _enable_vectorcall() except -1:
     return 0
 
 
-_enable_vectorcall()
-
-
-def _cpython_facts():
-    """What dp_typeslots.h and dp_tls.h assume and did, for tests/test_core_cpython.py to check."""
-    return {
-        "Middleware": dp_typeslots_facts(Middleware),
-        "_AsyncView": dp_typeslots_facts(_AsyncView),
-        "_Done": dp_typeslots_facts(_Done),
-        "done_next": <size_t><void *>_done_next,
-        "done": _DONE,
-        "slot": <size_t><void *>dp_http_slot_get(),
-    }
-
-
-def _str_eq(a, b):
-    """dp_str_eq on two exact str (tests/test_core_cpython.py compares it with ``==``)."""
-    if type(a) is not str or type(b) is not str:
-        raise TypeError("two exact str")
-    return dp_str_eq(a, b)
+if not DP_PLAIN_VECTORCALL:
+    _enable_vectorcall()
 
 
 def _cpython_facts():

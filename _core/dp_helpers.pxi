@@ -14,6 +14,8 @@ from cpython.dict cimport PyDict_GetItemWithError
 
 cdef inline object _dict_get(dict d, key):
     # ``d.get(key)`` without the call machinery; None when absent.
+    if DP_PLAIN_DICTGET:
+        return d.get(key)
     cdef PyObject *found = PyDict_GetItemWithError(d, key)
     return None if found is NULL else <object>found
 
