@@ -47,7 +47,6 @@ __all__ = [
     "observe",
 ]
 
-include "dp_plain.pxi"
 include "dp_api.pxi"  # dp_cells_api
 
 cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(C_API, "django_prometheus._core._cells_c.C_API")
@@ -67,15 +66,7 @@ cdef class Call:
 
 
 cdef inline Call _current():
-    if DP_PLAIN_CONTEXTVAR:
-        return <Call>get_value(_CURRENT)
-    cdef PyObject *value = NULL
-    PyContextVar_Get(_CURRENT, NULL, &value)
-    if value is NULL:
-        return None
-    current = <Call> value
-    Py_XDECREF(value)  # PyContextVar_Get returned a new reference
-    return current
+    return <Call>get_value(_CURRENT)
 
 
 def clock():
