@@ -22,7 +22,7 @@ from cpython.exc cimport PyErr_Clear
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_XDECREF
-from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set
+from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set, get_value
 
 from ._cells_c import C_API
 from ._cells_c import Counter as _Counter
@@ -72,13 +72,7 @@ cdef class Call:
 
 
 cdef inline Call _current():
-    cdef PyObject *value = NULL
-    PyContextVar_Get(_CURRENT, NULL, &value)
-    if value is NULL:
-        return None
-    current = <Call> value
-    Py_XDECREF(value)  # PyContextVar_Get returned a new reference
-    return current
+    return <Call>get_value(_CURRENT)
 
 
 def clock():

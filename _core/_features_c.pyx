@@ -18,7 +18,7 @@ from time import time as _time_time
 cimport cython
 from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_GetItemWithError, PyDict_SetItem
 from cpython.object cimport Py_TYPE, PyObject
-from cpython.ref cimport Py_DECREF, Py_XDECREF, Py_XINCREF
+from cpython.ref cimport Py_DECREF
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from cpython.contextvars cimport PyContextVar_Get
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
@@ -126,28 +126,6 @@ cdef bint _on_attributes = False
 cdef void *_object_hash = <void *> Py_TYPE(_MISSING).tp_hash  # object's own
 
 
-# The state this thread's outer middleware owns now (strong references, while it is in the
-# table): the inner middleware, the view hook and the inner end find it without hashing the
-# request. Anything else (another thread's request, ASGI interleaving) misses it and looks in
-# the table.
-# (dp_tls.h, declared in dp_cpython.pxi.)
-include "dp_cpython.pxi"
-
-
-cdef inline int _last_set(PyObject *request, PyObject *state) except -1:
-    # New references to what it is given (NULL allowed); the old ones dropped once it is set.
-    cdef dp_features_last *last = dp_features_last_get()
-    cdef PyObject *old_request = last.request
-    cdef PyObject *old_state = last.state
-    Py_XINCREF(request)
-    Py_XINCREF(state)
-    last.request = request
-    last.state = state
-    Py_XDECREF(old_request)
-    Py_XDECREF(old_state)
-    return 0
-
-
 def owned():
     """How many requests the features' table holds now (tests: it empties as requests end)."""
     return len(_owned)
@@ -160,9 +138,6 @@ cdef inline bint _keyable(request) noexcept:
 cdef inline object _find(request):
     # The state the outer middleware left: a _State, True (an excluded path) or None.
     cdef PyObject *found
-    cdef dp_features_last *last = dp_features_last_get()
-    if last.request is <PyObject *> request and (<_State> last.state).keyed:
-        return <object> last.state
     if _keyable(request):
         found = PyDict_GetItem(_owned, request)
         if found is not NULL:
@@ -177,7 +152,6 @@ cdef int _own(request, state) except -1:
     if type(state) is _State and _keyable(request) and len(_owned) < _OWNED_MAX:
         PyDict_SetItem(_owned, request, state)
         (<_State> state).keyed = True
-        _last_set(<PyObject *> request, <PyObject *> state)
     else:
         _on_attributes = True
         # getattr/setattr, not request.__dict__: that would turn the request's inline
@@ -205,8 +179,6 @@ cdef inline int _disown(request, _State state) except -1:
     # is INNER), so the entry under ``request`` is this state.
     if state.keyed:
         state.keyed = False
-        if dp_features_last_get().request is <PyObject *> request:
-            _last_set(NULL, NULL)
         try:
             PyDict_DelItem(_owned, request)
         except KeyError:
@@ -640,9 +612,9 @@ cdef class Features:
             if self._queue is not None:
                 meta = request.META
                 if type(meta) is dict:
-                    header = _dict_get(<dict> meta, "HTTP_X_REQUEST_START")
+                    header = (<dict> meta).get("HTTP_X_REQUEST_START")
                     if header is None:
-                        header = _dict_get(<dict> meta, "HTTP_X_QUEUE_START")
+                        header = (<dict> meta).get("HTTP_X_QUEUE_START")
                 else:
                     header = meta.get("HTTP_X_REQUEST_START")
                     if header is None:

@@ -11,11 +11,12 @@ its own failures (instrumentation never breaks a request).
 
 from __future__ import annotations
 
-import logging
+from functools import partial
 from time import perf_counter, time
 from typing import Any
 
-from ._http_py import SKIP
+from ._http_py import _FAILURE, SKIP
+from ._http_py import _log_failure as _log_http_failure
 
 __all__ = [
     "DO_NOT_TRACK",
@@ -32,8 +33,6 @@ __all__ = [
     "route",
     "status_label",
 ]
-
-logger = logging.getLogger("django_prometheus.middleware")
 
 #: The ``route`` label when no URL pattern matched (a 404 from the resolver).
 UNMATCHED = "<unmatched>"
@@ -117,8 +116,8 @@ def _disown(request: Any, state: Any) -> None:
             _owned.pop(request, None)
 
 
-def _log_failure(where: str) -> None:
-    logger.exception("django_prometheus: could not record the HTTP metrics of %s (opt-in features)", where)
+# The pure HTTP core's failure log, the opt-in features named in its message.
+_log_failure = partial(_log_http_failure, failure=f"{_FAILURE} (opt-in features)")
 
 
 def route(request: Any) -> str:

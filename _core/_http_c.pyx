@@ -128,7 +128,7 @@ cdef class _NoCell:
 NO_CELL = _NoCell()
 cdef object _NO_CELL = NO_CELL
 cdef str _FAILURE = "django_prometheus: could not record the HTTP metrics of %s"
-# _dict_get, _inc, _observe, _gauge_add, _log_failure: shared with _features_c.
+# _inc, _observe, _gauge_add, _log_failure: shared with _features_c.
 include "dp_helpers.pxi"
 
 
@@ -137,27 +137,27 @@ cdef inline bint _same(a, b) except -1:
 
 
 # For the fresh strings Django builds per request (the method, the view name, the content
-# type): compared by length and bytes, never hashed.
-cdef inline bint _same_str(a, b) noexcept:
+# type): two exact str are compared as str (length, kind, bytes), not by rich comparison.
+cdef inline bint _same_str(a, b) except -1:
     # Both exact str and equal (a str subclass never matches, as it never is a key here).
-    return a is b or (type(a) is str and type(b) is str and dp_str_eq(a, b))
+    return a is b or (type(a) is str and type(b) is str and (<str>a) == (<str>b))
 
 
 cdef inline bint _same_key(a, b) except -1:
-    # ``a is b or a == b`` (dict key equality), the bytes compared directly for two exact str.
+    # ``a is b or a == b`` (dict key equality), two exact str compared as str.
     if a is b:
         return True
     if type(a) is str and type(b) is str:
-        return dp_str_eq(a, b)
+        return (<str>a) == (<str>b)
     return a == b
 
 
 cdef inline bint _eq_str(a, str b) except -1:
-    # ``a == b``, the bytes compared directly when ``a`` is an exact str.
+    # ``a == b``, compared as str when ``a`` is an exact str.
     if a is b:
         return True
     if type(a) is str:
-        return dp_str_eq(a, b)
+        return (<str>a) == b
     return a == b
 
 
@@ -412,17 +412,17 @@ cdef class ServerTiming:
     cdef bint _allows(self, request) except -1:
         meta = request.META
         if type(meta) is dict:
-            remote = _dict_get(<dict>meta, _ST_REMOTE)
+            remote = (<dict>meta).get(_ST_REMOTE)
         else:
             remote = meta.get(_ST_REMOTE)
         if self._proxies:
-            forwarded = _dict_get(<dict>meta, _ST_FORWARDED) if type(meta) is dict else meta.get(_ST_FORWARDED)
+            forwarded = (<dict>meta).get(_ST_FORWARDED) if type(meta) is dict else meta.get(_ST_FORWARDED)
             key = (remote, forwarded)
         else:
             forwarded = None
             key = remote
         try:
-            found = _dict_get(self._decided, key)
+            found = self._decided.get(key)
         except TypeError:  # an unhashable META value
             found, key = None, None
         if found is None:
@@ -440,7 +440,7 @@ cdef int _st_write(response, str ours) except -1:
     if type(store) is dict:
         # Django's ResponseHeaders, as its __setitem__ writes (our value is ASCII; a view's own
         # value was checked when the view set it).
-        present = _dict_get(<dict>store, _ST_KEY)
+        present = (<dict>store).get(_ST_KEY)
         (<dict>store)[_ST_KEY] = (_ST_NAME, ours if present is None else f"{(<tuple>present)[1]}, {ours}")
     else:
         present = headers.get(_ST_NAME)
@@ -617,11 +617,9 @@ cdef class _Kind:
     cdef readonly str method, transport
     cdef object by_method, by_transport
     cdef dict views, responses
-    # The last outcome and (view, cell) entry looked up, borrowed: ``responses`` and ``views``
-    # keep every one alive and never drop one, and a pointer is read and written whole, so
-    # threads see one entry or another.
-    cdef PyObject *last
-    cdef PyObject *last_view
+    # The last outcome and (view, cell) entry looked up (None before the first); a reference
+    # is read and written whole, so threads see one entry or another.
+    cdef object last, last_view
 
     def __init__(self, cells, str method, str transport):
         self.method = method
@@ -630,8 +628,8 @@ cdef class _Kind:
         self.by_transport = cells.requests_by_transport(transport)
         self.views = {}  # view -> (view, requests_by_view_transport_method cell)
         self.responses = {}  # (status, view, charset) -> _Outcome
-        self.last = NULL
-        self.last_view = NULL
+        self.last = None
+        self.last_view = None
 
 
 cdef class _Outcome:
@@ -661,14 +659,10 @@ cdef class AfterRecorder(_Recorder):
     cdef object _settings, _response, _streaming_response, _base_charset, _response_content
     cdef object _streaming_content, _response_base, _scheme_sources, _secure_methods
     cdef Settings _fast_settings
-    # The last request and response type seen: borrowed (cls, ...) records of _schemes and
-    # _types, which keep them alive and never drop one; one pointer, read and written whole.
-    cdef PyObject *_last_scheme
-    cdef PyObject *_last_type
-    # The last _Kind of each transport, borrowed (_http and _https keep them): a request's fresh
-    # method string is compared with its method, bytes only, before it is hashed for a lookup.
-    cdef PyObject *_last_http
-    cdef PyObject *_last_https
+    # The last request and response type seen: (cls, ...) records of _schemes and _types; the
+    # last _Kind of each transport: a request's fresh method string is compared with its
+    # method before it is hashed for a lookup. None before the first.
+    cdef object _last_scheme, _last_type, _last_http, _last_https
     cdef dict _http, _https, _types, _schemes, _content_types, _templates, _exc_types, _exc_views
     cdef tuple _rules  # (record, family) of the specs with a ``record`` rule (``Spec.record``)
     cdef object _ignored  # PROMETHEUS_IGNORED_EXCEPTIONS: a tuple of classes, None when empty
@@ -688,10 +682,10 @@ cdef class AfterRecorder(_Recorder):
         self._streaming_content = self._streaming_response.content
         self._scheme_sources = cells.scheme_sources
         self._secure_methods = cells.secure_methods
-        self._last_scheme = NULL
-        self._last_type = NULL
-        self._last_http = NULL
-        self._last_https = NULL
+        self._last_scheme = None
+        self._last_type = None
+        self._last_http = None
+        self._last_https = None
         self._schemes = {}  # request type -> (type, (attribute, key, is META) of its scheme, or None)
         self._http = {}  # method -> _Kind, one dict per transport (only the nine methods are keys)
         self._https = {}
@@ -706,8 +700,8 @@ cdef class AfterRecorder(_Recorder):
     # -- request ---------------------------------------------------------------------------------
 
     cdef object _scheme_source(self, cls):
-        cdef PyObject *last = self._last_scheme
-        if last is not NULL and (<tuple>last)[0] is cls:
+        last = self._last_scheme
+        if last is not None and (<tuple>last)[0] is cls:
             return (<tuple>last)[1]
         record = self._schemes.get(cls)
         if record is None:
@@ -719,7 +713,7 @@ cdef class AfterRecorder(_Recorder):
                         source = (attr, key, attr == _META)
                         break
             record = self._schemes.setdefault(cls, (cls, source))
-        self._last_scheme = <PyObject *>record
+        self._last_scheme = record
         return (<tuple>record)[1]
 
     cdef object _default_charset(self):
@@ -745,7 +739,7 @@ cdef class AfterRecorder(_Recorder):
         else:
             values = getattr(request, (<tuple>source)[0])
         if type(values) is dict:
-            scheme = _dict_get(<dict>values, (<tuple>source)[1])
+            scheme = (<dict>values).get((<tuple>source)[1])
         else:
             scheme = values.get((<tuple>source)[1])
         if scheme is None:
@@ -759,20 +753,20 @@ cdef class AfterRecorder(_Recorder):
         # cannot grow the dict.
         method = request.method
         cdef bint secure = self._is_secure(request, meta)
-        cdef PyObject *last = self._last_https if secure else self._last_http
-        if last is not NULL and _same_str(method, (<_Kind>last).method):
+        last = self._last_https if secure else self._last_http
+        if last is not None and _same_str(method, (<_Kind>last).method):
             return <_Kind>last
         cdef dict kinds = self._https if secure else self._http
-        kind = _dict_get(kinds, method) if type(method) is str else None
+        kind = kinds.get(method) if type(method) is str else None
         if kind is None:
             label = sanitize_method(method)
-            kind = _dict_get(kinds, label)
+            kind = kinds.get(label)
             if kind is None:
                 kind = kinds.setdefault(label, _Kind(self._cells, label, "https" if secure else "http"))
         if secure:
-            self._last_https = <PyObject *>kind
+            self._last_https = kind
         else:
-            self._last_http = <PyObject *>kind
+            self._last_http = kind
         return <_Kind>kind
 
     cdef object _begin(self, request):
@@ -794,8 +788,8 @@ cdef class AfterRecorder(_Recorder):
         _inc(kind.by_method)
         _inc(kind.by_transport)
         if type(meta) is dict:
-            ajax = _dict_get(<dict>meta, "HTTP_X_REQUESTED_WITH")
-            length = _dict_get(<dict>meta, "CONTENT_LENGTH")
+            ajax = (<dict>meta).get("HTTP_X_REQUESTED_WITH")
+            length = (<dict>meta).get("CONTENT_LENGTH")
         else:
             ajax = meta.get("HTTP_X_REQUESTED_WITH")
             length = meta.get("CONTENT_LENGTH")
@@ -859,7 +853,6 @@ cdef class AfterRecorder(_Recorder):
     cdef int _view(self, request) except -1:
         cdef _Kind kind
         cdef dp_http_slot *slot
-        cdef PyObject *last
         try:
             match = getattr(request, "resolver_match", None)
             if match is None:
@@ -877,14 +870,14 @@ cdef class AfterRecorder(_Recorder):
             else:
                 kind = self._kind(request, None)
             last = kind.last_view
-            if last is not NULL and _same_str(view, (<tuple>last)[0]):
+            if last is not None and _same_str(view, (<tuple>last)[0]):
                 entry = <tuple>last
             else:
-                entry = _dict_get(kind.views, view)
+                entry = kind.views.get(view)
                 if entry is None:
                     cell = self._cells.requests_by_view_transport_method(view, kind.transport, kind.method)
                     entry = kind.views.setdefault(view, (view, cell))
-                kind.last_view = <PyObject *>entry
+                kind.last_view = entry
             _inc((<tuple>entry)[1])
         except Exception:
             _log_failure("a view")
@@ -893,8 +886,8 @@ cdef class AfterRecorder(_Recorder):
     # -- response --------------------------------------------------------------------------------
 
     cdef tuple _type_info(self, cls):
-        cdef PyObject *last = self._last_type
-        if last is not NULL and (<tuple>last)[0] is cls:
+        last = self._last_type
+        if last is not None and (<tuple>last)[0] is cls:
             return <tuple>last
         info = self._types.get(cls)
         if info is None:
@@ -911,7 +904,7 @@ cdef class AfterRecorder(_Recorder):
             else:
                 content = _CONTENT_GENERIC
             info = self._types.setdefault(cls, (cls, fast_charset, content, streaming))
-        self._last_type = <PyObject *>info
+        self._last_type = info
         return <tuple>info
 
     cdef object _charset_of(self, response, bint fast):
@@ -923,7 +916,7 @@ cdef class AfterRecorder(_Recorder):
                 return value
             store = getattr(response.headers, "_store", None)
             if type(store) is dict:
-                entry = _dict_get(<dict>store, "content-type")
+                entry = (<dict>store).get("content-type")
                 if entry is None:
                     content_type = None
                 elif type(entry) is tuple and len(<tuple>entry) == 2:
@@ -1007,8 +1000,8 @@ cdef class AfterRecorder(_Recorder):
 
     cdef inline _Outcome _outcome(self, _Kind kind, status, view, label):
         # The cells of (status, view, charset) under the kind: the last one, else looked up once.
-        cdef PyObject *last = kind.last
-        if last is not NULL and _same((<_Outcome>last).status, status) and _same_key(
+        last = kind.last
+        if last is not None and _same((<_Outcome>last).status, status) and _same_key(
             view, (<_Outcome>last).view
         ) and _same((<_Outcome>last).charset, label):
             return <_Outcome>last
@@ -1016,7 +1009,7 @@ cdef class AfterRecorder(_Recorder):
         found = kind.responses.get(key)
         if found is None:
             found = kind.responses.setdefault(key, _Outcome(self._cells, kind.method, status, view, label))
-        kind.last = <PyObject *>found
+        kind.last = found
         return <_Outcome>found
 
     cdef inline int _observe_body(self, response, int content) except -1:
@@ -1165,7 +1158,6 @@ cdef class Middleware:
 
     cdef object _call(self, request):
         cdef _Recorder recorder = self._recorder
-        cdef PyObject *response
         if self.async_mode:
             if recorder is None or _features is not None:
                 return self.__acall__(request)
@@ -1176,15 +1168,13 @@ cdef class Middleware:
             return self._call_features(request, recorder, _features)
         recorded = recorder._begin(request)
         cdef double started = dp_clock()
-        # Called through C so that the normal path saves no exception state (a Cython try).
-        response = dp_call1(<PyObject *>self.get_response, <PyObject *>request)
-        if response is NULL:
+        try:
+            response = self.get_response(request)
+        except BaseException:
             recorder._abort(request)
-            dp_reraise()
-        result = <object>response
-        Py_DECREF(<object>response)
-        recorder._end(request, result, recorded, started)
-        return result
+            raise
+        recorder._end(request, response, recorded, started)
+        return response
 
     async def __acall__(self, request):
         cdef _Recorder recorder = self._recorder
@@ -1271,13 +1261,11 @@ from ._http_await import record_around as _record_around
 cdef object _acall_default(Middleware mw, _Recorder recorder, request):
     recorded = recorder._begin(request)
     cdef double started = dp_clock()
-    # Called through C so that the normal path saves no exception state (a Cython try).
-    cdef PyObject *inner = dp_call1(<PyObject *>mw.get_response, <PyObject *>request)
-    if inner is NULL:
+    try:
+        awaitable = mw.get_response(request)
+    except BaseException:
         recorder._abort(request)
-        dp_reraise()
-    awaitable = <object>inner
-    Py_DECREF(awaitable)
+        raise
     return _record_around(recorder, request, awaitable, recorded, started)
 
 
@@ -1291,12 +1279,12 @@ cdef class _Done:
     def __iter__(self):
         return self
 
+    def __next__(self):
+        # Exhausted at once: Cython returns NULL with no StopIteration made, so the await's
+        # result is None for the same count as a hand-set tp_iternext (measured).
+        raise StopIteration
 
-cdef PyObject *_done_next(PyObject *op) noexcept:
-    return NULL  # exhausted, no exception: the await's result is None
 
-
-dp_set_iternext(_Done, _done_next)
 cdef _Done _DONE = _Done()
 
 
@@ -1356,34 +1344,6 @@ def _cpython_facts():
     return {
         "Middleware": dp_typeslots_facts(Middleware),
         "_AsyncView": dp_typeslots_facts(_AsyncView),
-        "_Done": dp_typeslots_facts(_Done),
-        "done_next": <size_t><void *>_done_next,
-        "done": _DONE,
         "slot": <size_t><void *>dp_http_slot_get(),
     }
 
-
-def _str_eq(a, b):
-    """dp_str_eq on two exact str (tests/test_core_cpython.py compares it with ``==``)."""
-    if type(a) is not str or type(b) is not str:
-        raise TypeError("two exact str")
-    return dp_str_eq(a, b)
-
-
-def _cpython_facts():
-    """What dp_typeslots.h and dp_tls.h assume and did, for tests/test_core_cpython.py to check."""
-    return {
-        "Middleware": dp_typeslots_facts(Middleware),
-        "_AsyncView": dp_typeslots_facts(_AsyncView),
-        "_Done": dp_typeslots_facts(_Done),
-        "done_next": <size_t><void *>_done_next,
-        "done": _DONE,
-        "slot": <size_t><void *>dp_http_slot_get(),
-    }
-
-
-def _str_eq(a, b):
-    """dp_str_eq on two exact str (tests/test_core_cpython.py compares it with ``==``)."""
-    if type(a) is not str or type(b) is not str:
-        raise TypeError("two exact str")
-    return dp_str_eq(a, b)

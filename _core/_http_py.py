@@ -69,8 +69,12 @@ _STREAMING_YES = 1
 _STREAMING_ASK = 2
 
 
-def _log_failure(where: str) -> None:
-    logger.exception("django_prometheus: could not record the HTTP metrics of %s", where)
+_FAILURE = "django_prometheus: could not record the HTTP metrics of %s"
+
+
+def _log_failure(where: str, failure: str = _FAILURE) -> None:
+    # Both pure HTTP modules log through this (the compiled ones share dp_helpers.pxi).
+    logger.exception(failure, where)
 
 
 class _NoCell:

@@ -9,15 +9,6 @@
 # ``PyErr_Occurred()`` (a thread-state lookup), about fifty times a request. A disabled family's
 # cell is skipped after the cell-type test, so an enabled family pays nothing for it.
 
-from cpython.dict cimport PyDict_GetItemWithError
-
-
-cdef inline object _dict_get(dict d, key):
-    # ``d.get(key)`` without the call machinery; None when absent.
-    cdef PyObject *found = PyDict_GetItemWithError(d, key)
-    return None if found is NULL else <object>found
-
-
 cdef inline int _inc(object cell) except -1:
     if type(cell) is _Counter or type(cell) is _MpCounter:
         _api.counter_inc(cell, 1.0)

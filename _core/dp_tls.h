@@ -1,5 +1,5 @@
-/* Thread-local slots of the compiled core: what one request left for the next call on the
- * same thread (the After recorder's request, kind and view; the features' owned state).
+/* The thread-local slot of the compiled HTTP core: what the After recorder's _begin left for
+ * on_view and _end on the same thread (the request, its kind and view).
  *
  * A slot holds owned references (the modules take and drop them) and is matched by identity,
  * so threads and free-threaded builds never share one. The storage class is the compiler's:
@@ -28,15 +28,7 @@ typedef struct {
     PyObject *view;
 } dp_http_slot;
 
-/* _features_c: the state this thread's outer middleware owns now. */
-typedef struct {
-    PyObject *request;
-    PyObject *state;
-} dp_features_last;
-
-/* Each module that includes this header has its own slots (static): one per thread. */
+/* One per thread. */
 static DP_THREAD_LOCAL dp_http_slot dp_http_slot_tls;
-static DP_THREAD_LOCAL dp_features_last dp_features_last_tls;
 static inline dp_http_slot *dp_http_slot_get(void) { return &dp_http_slot_tls; }
-static inline dp_features_last *dp_features_last_get(void) { return &dp_features_last_tls; }
 #endif

@@ -8,9 +8,6 @@
  *   to the cdef _call; any other (keywords, another count) goes to tp_call, so its errors are
  *   Cython's. Python subclasses that keep __call__ inherit the entry from 3.12 on; before
  *   that (or when a subclass defines __call__) tp_call serves.
- * - _Done's tp_iternext: an awaitable already done, whose iterator is exhausted at once with
- *   no StopIteration raised (NULL without an exception: the await's result is None).
- * - dp_call1: one call through the C API, so a Cython caller saves no exception state.
  *
  * Public C API only, on full PyTypeObject definitions (not the limited API): the fields are
  * the compiler's, from the Python.h the module is built with. What a new version can break
@@ -22,12 +19,6 @@
 #define DP_TYPESLOTS_H
 #include <Python.h>
 #include <stddef.h>
-
-static inline PyObject *dp_call1(PyObject *func, PyObject *arg) {
-    return PyObject_CallOneArg(func, arg);
-}
-
-static inline int dp_reraise(void) { return -1; }  /* the pending exception propagates */
 
 typedef PyObject *(*dp_call_impl)(PyObject *, PyObject *);
 static dp_call_impl dp_middleware_impl, dp_view_impl;  /* set by dp_vectorcall_enable */
@@ -79,25 +70,18 @@ static inline void dp_vectorcall_enable(PyObject *type, int view, void *impl, Py
     PyType_Modified(t);
 }
 
-static inline void dp_set_iternext(PyObject *type, iternextfunc next) {
-    ((PyTypeObject *)type)->tp_iternext = next;
-    PyType_Modified((PyTypeObject *)type);
-}
-
 /* What this header assumes, for the test to compare with what the interpreter reports. */
 static inline PyObject *dp_typeslots_facts(PyObject *type) {
     PyTypeObject *t = (PyTypeObject *)type;
     return Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:k,s:n,s:K,s:K,s:K}",
+        "{s:n,s:n,s:n,s:n,s:k,s:n,s:K,s:K}",
         "object_size", (Py_ssize_t)sizeof(PyObject),
         "offset_tp_vectorcall_offset", (Py_ssize_t)offsetof(PyTypeObject, tp_vectorcall_offset),
         "offset_tp_flags", (Py_ssize_t)offsetof(PyTypeObject, tp_flags),
-        "offset_tp_iternext", (Py_ssize_t)offsetof(PyTypeObject, tp_iternext),
         "tp_vectorcall_offset", t->tp_vectorcall_offset,
         "have_vectorcall", (unsigned long)Py_TPFLAGS_HAVE_VECTORCALL,
         "basicsize", t->tp_basicsize,
         "middleware_entry", (unsigned long long)(size_t)dp_middleware_vectorcall,
-        "view_entry", (unsigned long long)(size_t)dp_view_vectorcall,
-        "iternext", (unsigned long long)(size_t)t->tp_iternext);
+        "view_entry", (unsigned long long)(size_t)dp_view_vectorcall);
 }
 #endif

@@ -1,6 +1,6 @@
 """The CPython-internal C of the compiled core, checked on the running interpreter.
 
-Each header under ``_core/`` (``dp_typeslots.h``, ``dp_str.h``, ``dp_tls.h``) states what it
+Each header under ``_core/`` (``dp_typeslots.h``, ``dp_tls.h``) states what it
 assumes of CPython and the versions it was checked against; these tests prove the assumption
 here, so a new Python that breaks one fails a test rather than a user's request. The layout
 is read the interpreter's way (``ctypes`` over the type object, ``type.__flags__``,
@@ -9,7 +9,6 @@ is read the interpreter's way (``ctypes`` over the type object, ``type.__flags__
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import sys
 import threading
@@ -47,7 +46,7 @@ def facts(compiled_twin):
 def test_the_header_sees_the_type_object_the_interpreter_sees(facts):
     # PyTypeObject's fields as dp_typeslots.h was compiled to find them: the interpreter agrees
     # on the header size, on tp_basicsize and on tp_flags at those offsets.
-    for name in ("Middleware", "_AsyncView", "_Done"):
+    for name in ("Middleware", "_AsyncView"):
         cls = getattr(_c(), name)
         seen = facts[name]
         assert seen["object_size"] == object.__basicsize__
@@ -87,42 +86,6 @@ def test_a_middleware_call_goes_through_the_entry_with_any_arguments():
         middleware("request", extra=1)
 
 
-def test_done_is_exhausted_at_once(facts):
-    # _Done's tp_iternext, rewritten at import: the interpreter's await finishes with None.
-    seen = facts["_Done"]
-    assert _pointer(id(_c()._Done) + seen["offset_tp_iternext"]) == facts["done_next"] == seen["iternext"]
-
-    async def wait():
-        return await facts["done"]
-
-    assert asyncio.run(wait()) is None
-    assert list(iter(facts["done"])) == []
-
-
-@pytest.mark.parametrize(
-    ("a", "b"),
-    [
-        ("GET", "GET"),
-        ("GET", "GEt"),
-        ("GET", "GETS"),
-        ("", ""),
-        ("é", "é"),  # 1-byte kind, non-ASCII
-        ("é", "e"),
-        ("€uro", "€uro"),  # 2-byte kind
-        ("€uro", "€urp"),
-        ("\U0001f600", "\U0001f600"),  # 4-byte kind
-        ("a\U0001f600", "a\U0001f601"),
-        ("a€", "a€"[:1]),  # a slice narrows to the canonical kind
-        ("ab", "a€b".replace("€", "")),
-    ],
-)
-def test_str_compare_agrees_with_equality(a, b):
-    # dp_str.h assumes canonical PEP 393 storage: equal text has equal length, kind and bytes.
-    fresh = "".join(list(b))  # a new object, built at run time
-    assert _c()._str_eq(a, fresh) is (a == b)
-    assert _c()._str_eq(a, b) is (a == b)
-
-
 def test_each_thread_has_its_own_slot(facts):
     # dp_tls.h: the slot is thread-local (free-threaded builds too).
     seen = []
@@ -136,7 +99,7 @@ def test_each_thread_has_its_own_slot(facts):
 def test_the_headers_name_the_versions_they_were_checked_against():
     core = Path(__file__).resolve().parent.parent / "_core"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for header in ("dp_typeslots.h", "dp_str.h", "dp_tls.h"):
+    for header in ("dp_typeslots.h", "dp_tls.h"):
         text = (core / header).read_text()
         assert "Checked against CPython" in text, header
         assert version in text, f"{header} was never checked against CPython {version}"
