@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 cimport cython
+from cpython.dict cimport PyDict_Keys, PyDict_Values
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyTypeObject
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
@@ -754,8 +755,8 @@ cdef class Family:
     cdef dict _aliases
     cdef object _lock
     # Bumped whenever the set of children changes; the exposition writer keeps what it
-    # prepared for these children (escaped labels, created text) in ``render_cache``
-    # and uses it while the version is the same.
+    # prepared for these children (their created values' text) in ``render_cache`` and
+    # uses it while the version is the same.
     cdef readonly Py_ssize_t version
     cdef public object render_cache
 
@@ -793,6 +794,11 @@ cdef class Family:
 
     def children(self):
         return list(self._children.items())
+
+    def snapshot(self):
+        """``(version, label-value tuples, cells)``, consistent: what a scrape reads (no pair per child)."""
+        with self._lock:
+            return self.version, PyDict_Keys(self._children), PyDict_Values(self._children)
 
     def remove(self, tuple values):
         with self._lock:

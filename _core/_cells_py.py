@@ -319,6 +319,11 @@ class Family:
     def children(self) -> list[tuple[tuple[str, ...], Any]]:
         return list(self._children.items())
 
+    def snapshot(self) -> tuple[int, list[tuple[str, ...]], list[Any]]:
+        """``(version, label-value tuples, cells)``, consistent: what a scrape reads (no pair per child)."""
+        with self._lock:
+            return self.version, list(self._children), list(self._children.values())
+
     def remove(self, values: tuple[str, ...]) -> None:
         with self._lock:
             cell = self._children.pop(_clean_values(values), None)

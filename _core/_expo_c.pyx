@@ -13,10 +13,12 @@ import os
 import sys
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_Clear
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport INFINITY, floor, rint
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
@@ -35,6 +37,9 @@ cdef type _Family = _cells_c.Family
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    # The same call, NULL with the error left set (the caller decides).
+    const char *_utf8_or_null "PyUnicode_AsUTF8AndSize"(object s, Py_ssize_t *size)
+
 
 # Floats in the text prometheus_client writes, without CPython's dtoa (see dp_float.h).
 cdef extern from "dp_float.h":
@@ -43,6 +48,34 @@ cdef extern from "dp_float.h":
     int64_t dp_float_check(int64_t n, uint64_t seed, int mode, double *bad) except -1
     uint64_t dp_float_fallbacks
     int dp_float_force_fallback
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+
+    /* The index of the first backslash, double quote or newline in p[0:n], or n: a label value
+       needs escaping only there. Eight bytes at a time (a zero byte of x ^ c marks c). */
+    static inline Py_ssize_t dp_escape_at(const char *p, Py_ssize_t n) {
+        /* backslash 0x5C, double quote 0x22, newline 0x0A */
+        const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+        Py_ssize_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t x, a, b, c;
+            memcpy(&x, p + i, 8);
+            a = x ^ (ones * 0x5C);
+            b = x ^ (ones * 0x22);
+            c = x ^ (ones * 0x0A);
+            if ((((a - ones) & ~a) | ((b - ones) & ~b) | ((c - ones) & ~c)) & highs) break;
+        }
+        for (; i < n; i++) {
+            unsigned char ch = (unsigned char) p[i];
+            if (ch == 0x5C || ch == 0x22 || ch == 0x0A) return i;
+        }
+        return n;
+    }
+    """
+    Py_ssize_t dp_escape_at(const char *p, Py_ssize_t n) noexcept
 
 
 __all__ = [
@@ -129,17 +162,25 @@ cdef inline int _putf(Buf *b, double d, int exp2) except -1:
 
 cdef int _put_escaped(Buf *b, str s) except -1:
     """A label value: backslash, double quote and newline escaped."""
-    cdef Py_ssize_t n, i, start = 0
+    cdef Py_ssize_t n
     cdef const char *p = PyUnicode_AsUTF8AndSize(s, &n)
+    return _put_escaped_utf8(b, p, n)
+
+
+cdef int _put_escaped_utf8(Buf *b, const char *p, Py_ssize_t n) except -1:
+    cdef Py_ssize_t i = dp_escape_at(p, n), start = 0
     cdef char c
-    _reserve(b, n)
-    for i in range(n):
+    if i == n:  # (almost every value: one copy)
+        return _put(b, p, n)
+    _reserve(b, 2 * n)
+    while i < n:
         c = p[i]
         if c == b'\\' or c == b'"' or c == b'\n':
             _put(b, p + start, i - start)
             _putc(b, b'\\')
             _putc(b, b'n' if c == b'\n' else c)
             start = i + 1
+        i += 1
     return _put(b, p + start, n - start)
 
 
@@ -164,110 +205,96 @@ def format_float(double d, bint exp2=True):
     return out[:n].decode("ascii")
 
 
-cdef class _Plan:
-    """What one family's children need at every scrape and never change: prepared once.
-
-    Per child: its cell (a reference), its labels escaped and sorted (``a="x",b="y"``,
-    ``pre`` bytes of them before where ``le`` goes) and its ``_created`` value's text,
-    all in one arena. Kept in the core Family's ``render_cache`` while the family's
-    ``version`` (bumped when a child is added or removed) is the one it was made for.
-    """
-
-    cdef Py_ssize_t version
-    cdef tuple labelnames
-    cdef int kind
-    cdef int exp2
-    cdef Py_ssize_t n
-    cdef PyObject **cells
-    cdef Py_ssize_t *offs  # per child: labels start, labels end, pre length, created end
-    cdef Buf arena
-    cdef Py_ssize_t lab_total
-    cdef list values  # the label-value tuples (exemplars and fallbacks need nothing else)
-
-    def __cinit__(self):
-        self.cells = NULL
-        self.offs = NULL
-        self.n = 0
-        self.arena.data = NULL
-        self.arena.len = 0
-        self.arena.cap = 0
-
-    def __dealloc__(self):
-        cdef Py_ssize_t i
-        if self.cells != NULL:
-            for i in range(self.n):
-                Py_XDECREF(self.cells[i])
-        PyMem_Free(self.cells)
-        PyMem_Free(self.offs)
-        PyMem_Free(self.arena.data)
+cdef struct Heads:
+    # A family's labels in sorted order: where each one's value sits in a child's tuple, and
+    # its encoded ``name="``.
+    Py_ssize_t n
+    Py_ssize_t le_pos  # how many sort before `le`
+    Py_ssize_t *order
+    const char **head
+    Py_ssize_t *head_len
 
 
-cdef int _put_labels(Buf *lab, list heads, list order, tuple values, Py_ssize_t le_pos,
-                     Py_ssize_t *pre_len) except -1:
+cdef int _put_labels(Buf *lab, Heads *h, object values, Py_ssize_t *pre_len) except -1:
     """The child's labels, sorted, escaped: `a="x",b="y"`; pre_len marks where `le` goes."""
-    cdef Py_ssize_t j, nlabels = len(heads), start = lab.len
-    cdef bytes head
+    cdef Py_ssize_t j, n, start = lab.len
+    cdef const char *p
+    cdef object v
+    if type(values) is not tuple or PyTuple_GET_SIZE(values) != h.n:
+        raise ValueError("a child's label values do not match its family's label names")
     pre_len[0] = 0
-    for j in range(nlabels):
+    for j in range(h.n):
+        v = <object> PyTuple_GET_ITEM(values, h.order[j])
+        if type(v) is not str:
+            v = str(v)
+        p = PyUnicode_AsUTF8AndSize(v, &n)
+        if lab.len + h.head_len[j] + n + 2 > lab.cap:
+            _reserve(lab, h.head_len[j] + n + 2)
         if j:
-            _putc(lab, b',')
-        if j == le_pos:
+            lab.data[lab.len] = b','
+            lab.len += 1
+        if j == h.le_pos:
             pre_len[0] = lab.len - start
-        head = heads[j]
-        _put(lab, head, len(head))
-        value = values[<Py_ssize_t> order[j]]
-        _put_escaped(lab, value if type(value) is str else str(value))
+        memcpy(lab.data + lab.len, h.head[j], h.head_len[j])
+        lab.len += h.head_len[j]
+        _put_escaped_utf8(lab, p, n)
         _putc(lab, b'"')
-    if le_pos == nlabels:
+    if h.le_pos == h.n:
         pre_len[0] = lab.len - start
     return 0
 
 
-cdef _Plan _make_plan(int kind, tuple labelnames, list children, Py_ssize_t version, int exp2,
-                      list heads, list order, Py_ssize_t le_pos):
-    cdef _Plan plan = _Plan()
-    cdef Py_ssize_t i, n = len(children), pre, start
+# What a scrape reads of a family's children: a snapshot (version, label-value tuples,
+# cells), taken under the family's lock, and dropped when the scrape ends. Between scrapes
+# the writer keeps one thing per child, for counters and histograms: the text of its
+# `_created` value (a shortest repr, the dearest thing to format), all of a family's in one
+# bytes object (a length byte, then the text, per child, in the snapshot's order), in the
+# core Family's ``render_cache`` while its ``version`` is the one they were made for. The
+# labels are escaped as they are written, and the protobuf writer keeps nothing.
+
+cdef tuple _snapshot(object children):
+    """(version or -1, label-value tuples, cells) of a core Family or of (values, cell) pairs."""
+    cdef list pairs, keys, cells
+    if type(children) is _Family:
+        return children.snapshot()
+    pairs = list(children)
+    keys = [None] * len(pairs)
+    cells = [None] * len(pairs)
+    for i in range(len(pairs)):
+        keys[i], cells[i] = pairs[i]
+    return -1, keys, cells
+
+
+cdef bytes _created_texts(list cells, int exp2):
+    """Each cell's ``created`` as text, a length byte before each (see above)."""
+    cdef Buf b
+    cdef Py_ssize_t i, n = len(cells), k
     cdef double created
-    cdef tuple values
-    plan.version = version
-    plan.labelnames = labelnames
-    plan.kind = kind
-    plan.exp2 = exp2
-    plan.values = []
-    plan.cells = <PyObject **> PyMem_Malloc((n if n else 1) * sizeof(PyObject *))
-    plan.offs = <Py_ssize_t *> PyMem_Malloc((n if n else 1) * 4 * sizeof(Py_ssize_t))
-    if plan.cells == NULL or plan.offs == NULL:
-        raise MemoryError()
-    _reserve(&plan.arena, n * 48 + 64)
-    for i in range(n):
-        values, cell = children[i]
-        plan.values.append(values)
-        start = plan.arena.len
-        _put_labels(&plan.arena, heads, order, values, le_pos, &pre)
-        plan.offs[4 * i] = start
-        plan.offs[4 * i + 1] = plan.arena.len
-        plan.offs[4 * i + 2] = pre
-        plan.lab_total += plan.arena.len - start
-        if kind != _GAUGE:
-            created = cell.created
-            _reserve(&plan.arena, 64)
-            plan.arena.len += dp_gofloat(created, plan.arena.data + plan.arena.len, exp2)
-        plan.offs[4 * i + 3] = plan.arena.len
-        Py_INCREF(cell)
-        plan.cells[i] = <PyObject *> cell
-        plan.n = i + 1
-    _shrink(&plan.arena)
-    return plan
+    b.data = NULL; b.len = 0; b.cap = 0
+    try:
+        _reserve(&b, n * 24 + 64)
+        for i in range(n):
+            created = cells[i].created
+            _reserve(&b, 65)
+            k = dp_gofloat(created, b.data + b.len + 1, exp2)
+            b.data[b.len] = <char> <unsigned char> k
+            b.len += 1 + k
+        return PyBytes_FromStringAndSize(b.data, b.len)
+    finally:
+        PyMem_Free(b.data)
 
 
-cdef void _shrink(Buf *b) noexcept:
-    """Give back what the doubling left unused (a plan lives as long as its family's children)."""
-    cdef char *p
-    if b.len and b.cap > b.len:
-        p = <char *> PyMem_Realloc(b.data, b.len)
-        if p != NULL:
-            b.data = p
-            b.cap = b.len
+cdef bytes _cached_created(object children, Py_ssize_t version, list cells, int exp2):
+    """The family's created texts for this snapshot, made again when its children changed."""
+    cdef object cache
+    if version < 0:
+        return _created_texts(cells, exp2)
+    cache = children.render_cache
+    if type(cache) is tuple and len(<tuple> cache) == 3 and cache[0] == version and cache[1] == exp2:
+        return <bytes> cache[2]
+    texts = _created_texts(cells, exp2)
+    children.render_cache = (version, exp2, texts)
+    return texts
 
 
 cdef inline bint _is(object cell, type t):
@@ -277,20 +304,20 @@ cdef inline bint _is(object cell, type t):
 def render_family(int kind, str name, str doc, str unit, labelnames, children, les,
                   int mask, bint openmetrics, bint filtered, bint exp2=True):
     """The exposition of one family (see ``_expo_py.render_family`` for the arguments)."""
-    cdef Buf out
-    cdef Py_ssize_t nlabels = len(labelnames), i, j, c, le_pos = 0, nsamples = 0
-    cdef Py_ssize_t nles = len(les), lab_off, lab_len, pre_len, cr_off, cr_len, est, nb
+    cdef Buf out, lab, crb
+    cdef Py_ssize_t nlabels = len(labelnames), i, j, c, le_pos = 0, nsamples = 0, n
+    cdef Py_ssize_t nles = len(les), lab_len, pre_len, cr_len, est, nb
     cdef list order = sorted(range(nlabels), key=lambda k: labelnames[k])
     cdef list heads = []  # b'name="' per sorted label
-    cdef tuple names_t = tuple(labelnames)
-    cdef _Plan plan
-    cdef object family = None
+    cdef list keys, cells
     cdef object cell
     cdef bytes head
+    cdef bytes texts = None
+    cdef const unsigned char *cr = NULL
     cdef double v, total
     cdef double cum[64]
     cdef int flags
-    cdef bint fast, any_created
+    cdef bint fast, want_created
     cdef list buckets
     cdef object exemplars
     cdef bytes name_b = name.encode("utf-8")
@@ -302,27 +329,46 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
     cdef bytes value_b = total_b if kind == _COUNTER else name_b
     cdef list le_b = [f'le="{le}"'.encode("utf-8") for le in les]
     cdef char *a
+    cdef Heads h
     for j in range(nlabels):
         heads.append(f'{labelnames[order[j]]}="'.encode("utf-8"))
         if labelnames[order[j]] < "le":
             le_pos += 1
-    # The children's prepared part: kept in a core Family between scrapes, made afresh otherwise.
-    if type(children) is _Family:
-        plan = _cached_plan(children, 0, kind, names_t, exp2, heads, order, le_pos)
-    else:
-        plan = _make_plan(kind, names_t, list(children), 0, exp2, heads, order, le_pos)
+    version, keys, cells = _snapshot(children)
+    n = len(cells)
+    want_created = mask & _CREATED and kind != _GAUGE
+    if want_created:
+        texts = _cached_created(children, version, cells, exp2)
+        if len(texts) < n:  # (never: one text per cell)
+            raise RuntimeError("created texts do not match the family's children")
+        cr = <const unsigned char *> (<char *> texts)
     out.data = NULL; out.len = 0; out.cap = 0
+    lab.data = NULL; lab.len = 0; lab.cap = 0
+    crb.data = NULL; crb.len = 0; crb.cap = 0
+    h.n = nlabels
+    h.le_pos = le_pos
+    h.order = <Py_ssize_t *> PyMem_Malloc((nlabels + 1) * sizeof(Py_ssize_t))
+    h.head = <const char **> PyMem_Malloc((nlabels + 1) * sizeof(const char *))
+    h.head_len = <Py_ssize_t *> PyMem_Malloc((nlabels + 1) * sizeof(Py_ssize_t))
     try:
-        # One allocation for the whole answer (an upper bound; _put still checks).
+        if h.order == NULL or h.head == NULL or h.head_len == NULL:
+            raise MemoryError()
+        for j in range(nlabels):
+            h.order[j] = order[j]
+            h.head[j] = <bytes> heads[j]
+            h.head_len[j] = len(<bytes> heads[j])
+        # One allocation for the whole answer (an estimate with labels of 48 bytes; _put checks).
         if kind == _HISTOGRAM:
-            est = plan.n * (nles * (len(bucket_b) + 16 + 34) + len(count_b) + len(sum_b) + 2 * 34)
-            est += plan.lab_total * (nles + 3)
+            est = n * (nles * (len(bucket_b) + 16 + 34 + 48) + len(count_b) + len(sum_b) + 2 * (34 + 48))
             for i in range(nles):
-                est += plan.n * len(<bytes> le_b[i])
+                est += n * len(<bytes> le_b[i])
         else:
-            est = plan.n * (len(value_b) + 36) + plan.lab_total
-        est += plan.arena.len + plan.n * (len(created_b) + 8) + 1024 + 2 * len(doc) + 4 * len(name)
+            est = n * (len(value_b) + 36 + 48)
+        if want_created:
+            est += len(texts) + n * (len(created_b) + 8 + 48)
+        est += 1024 + 2 * len(doc) + 4 * len(name)
         _reserve(&out, est)
+        _reserve(&lab, 256)
         typ = ("counter", "gauge", "histogram")[kind]
         if openmetrics:
             _put_head(&out, name, b"", doc, True, typ)
@@ -335,12 +381,12 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
         else:
             _put_head(&out, name, b"_total" if kind == _COUNTER else b"", doc, False, typ)
         nb = nles if nles < 64 else 64
-        a = plan.arena.data
-        for c in range(plan.n):
-            cell = <object> plan.cells[c]
-            lab_off = plan.offs[4 * c]
-            lab_len = plan.offs[4 * c + 1] - lab_off
-            pre_len = plan.offs[4 * c + 2]
+        for c in range(n):
+            cell = cells[c]
+            lab.len = 0
+            _put_labels(&lab, &h, keys[c], &pre_len)
+            lab_len = lab.len
+            a = lab.data
             if kind == _HISTOGRAM:
                 fast = _is(cell, _Histogram)
                 flags = 0
@@ -359,15 +405,15 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
                         _put(&out, bucket_b, len(bucket_b))
                         if le_pos == nlabels:
                             if nlabels:
-                                _put(&out, a + lab_off, lab_len)
+                                _put(&out, a, lab_len)
                                 _putc(&out, b',')
                         else:  # the labels sorted before `le`, with their trailing comma
-                            _put(&out, a + lab_off, pre_len)
+                            _put(&out, a, pre_len)
                         head = le_b[i]
                         _put(&out, head, len(head))
                         if le_pos < nlabels:
                             _putc(&out, b',')
-                            _put(&out, a + lab_off + pre_len, lab_len - pre_len)
+                            _put(&out, a + pre_len, lab_len - pre_len)
                         _put(&out, b'} ', 2)
                         _putf(&out, cum[i] if fast else <double> buckets[i], exp2)
                         if exemplars is not None and exemplars[i] is not None:
@@ -378,10 +424,10 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
                     v = 0.0
                     if nles:
                         v = cum[nles - 1] if fast else <double> buckets[nles - 1]
-                    _put_sample(&out, count_b, a + lab_off, lab_len, v, exp2)
+                    _put_sample(&out, count_b, a, lab_len, v, exp2)
                     nsamples += 1
                 if mask & _SUM:
-                    _put_sample(&out, sum_b, a + lab_off, lab_len, total, exp2)
+                    _put_sample(&out, sum_b, a, lab_len, total, exp2)
                     nsamples += 1
             elif mask & _VALUE:
                 if kind == _COUNTER and _is(cell, _Counter):
@@ -390,26 +436,28 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
                     v = _cells_api.gauge_get(cell)
                 else:
                     v = cell.get()
-                _put_sample(&out, value_b, a + lab_off, lab_len, v, exp2)
+                _put_sample(&out, value_b, a, lab_len, v, exp2)
                 nsamples += 1
-            if mask & _CREATED and kind != _GAUGE:
+            if want_created:
                 nsamples += 1
-                if openmetrics:
-                    cr_off = plan.offs[4 * c + 1]
-                    _put_text(&out, created_b, a + lab_off, lab_len, a + cr_off, plan.offs[4 * c + 3] - cr_off)
+                cr_len = cr[0]
+                # The text format writes `_created` samples as a gauge family of their own,
+                # after the others: gathered in crb meanwhile.
+                _put_text(&out if openmetrics else &crb, created_b, a, lab_len, <const char *> cr + 1, cr_len)
+                cr += 1 + cr_len
         if filtered and not nsamples:
             return b""
-        if mask & _CREATED and kind != _GAUGE and not openmetrics and plan.n:
-            # The text format: `_created` samples as a gauge family of their own, after the others.
+        if crb.len:
             _put_head(&out, name, b"_created", doc, False, "gauge")
-            for c in range(plan.n):
-                lab_off = plan.offs[4 * c]
-                cr_off = plan.offs[4 * c + 1]
-                _put_text(&out, created_b, a + lab_off, cr_off - lab_off, a + cr_off,
-                          plan.offs[4 * c + 3] - cr_off)
+            _put(&out, crb.data, crb.len)
         return PyBytes_FromStringAndSize(out.data, out.len)
     finally:
         PyMem_Free(out.data)
+        PyMem_Free(lab.data)
+        PyMem_Free(crb.data)
+        PyMem_Free(h.order)
+        PyMem_Free(h.head)
+        PyMem_Free(h.head_len)
 
 
 cdef int _put_text(Buf *b, bytes sample, const char *lab, Py_ssize_t lab_len, const char *text,
@@ -553,8 +601,8 @@ def render_metric(str name, str doc, str typ, str unit, samples, bint openmetric
 # --- The protobuf exposition of one family ---------------------------------------
 #
 # io.prometheus.client.MetricFamily, varint-delimited, as ``protobuf.py`` writes it (read it
-# for the mapping): the same bytes, from the same plan idea. Per child the plan keeps the
-# encoded LabelPair fields and the created Timestamp body; a scrape adds the values.
+# for the mapping): the same bytes, from a snapshot of the children as the text writer
+# takes it; each child's LabelPair fields and created Timestamp are encoded as it is written.
 
 cdef bint _LITTLE = sys.byteorder == "little"
 
@@ -606,82 +654,44 @@ cdef int _pb_timestamp(Buf *b, double seconds) except -1:
     return 0
 
 
-cdef _Plan _make_pb_plan(int kind, tuple labelnames, list children, Py_ssize_t version):
-    cdef _Plan plan = _Plan()
-    cdef Py_ssize_t i, j, n = len(children), start, pair
-    cdef Py_ssize_t nlabels = len(labelnames)
-    cdef Buf one
-    cdef tuple values
-    one.data = NULL; one.len = 0; one.cap = 0
-    plan.version = version
-    plan.labelnames = labelnames
-    plan.kind = kind
-    plan.exp2 = -1
-    plan.values = []
-    plan.cells = <PyObject **> PyMem_Malloc((n if n else 1) * sizeof(PyObject *))
-    plan.offs = <Py_ssize_t *> PyMem_Malloc((n if n else 1) * 4 * sizeof(Py_ssize_t))
-    if plan.cells == NULL or plan.offs == NULL:
-        raise MemoryError()
-    try:
-        _reserve(&plan.arena, n * 48 + 64)
-        for i in range(n):
-            values, cell = children[i]
-            plan.values.append(values)
-            start = plan.arena.len
-            for j in range(nlabels):  # LabelPair{name, value}, in declared order
-                one.len = 0
-                _pb_string(&one, 1, labelnames[j])
-                v = values[j]
-                _pb_string(&one, 2, v if type(v) is str else str(v))
-                _reserve(&plan.arena, 20 + one.len)
-                _varint_at(&plan.arena, (1 << 3) | 2)
-                _varint_at(&plan.arena, one.len)
-                _put(&plan.arena, one.data, one.len)
-            plan.offs[4 * i] = start
-            plan.offs[4 * i + 1] = plan.arena.len
-            plan.offs[4 * i + 2] = 0
-            plan.lab_total += plan.arena.len - start
-            if kind != _GAUGE:
-                _pb_timestamp(&plan.arena, cell.created)
-            plan.offs[4 * i + 3] = plan.arena.len
-            Py_INCREF(cell)
-            plan.cells[i] = <PyObject *> cell
-            plan.n = i + 1
-    finally:
-        PyMem_Free(one.data)
-    _shrink(&plan.arena)
-    return plan
-
-
-cdef _Plan _cached_plan(object family, int slot, int kind, tuple names_t, int exp2, list heads,
-                        list order, Py_ssize_t le_pos):
-    """The family's plan for the text formats (slot 0) or protobuf (slot 1), made if stale."""
-    cdef list cache = (<object> family).render_cache
-    cdef _Plan plan = None
-    if type(cache) is list and len(cache) == 2:
-        plan = cache[slot]
-    else:
-        cache = [None, None]
-    if (plan is None or plan.version != family.version or plan.exp2 != exp2
-            or plan.kind != kind or plan.labelnames != names_t):
-        version = family.version  # (read first: a child added meanwhile makes the next scrape redo it)
-        if slot:
-            plan = _make_pb_plan(kind, names_t, family.children(), version)
-        else:
-            plan = _make_plan(kind, names_t, family.children(), version, exp2, heads, order, le_pos)
-        cache = list(cache)
-        cache[slot] = plan
-        family.render_cache = cache
-    return plan
+cdef int _pb_labels(Buf *lab, list names, object values) except -1:
+    """A child's LabelPair fields (``names``: each label's encoded name field), declared order."""
+    cdef Py_ssize_t j, n, pair
+    cdef const char *p
+    cdef bytes field, raw
+    cdef object v
+    if type(values) is not tuple or PyTuple_GET_SIZE(values) != len(names):
+        raise ValueError("a child's label values do not match its family's label names")
+    for j in range(len(names)):
+        field = <bytes> names[j]
+        v = <object> PyTuple_GET_ITEM(values, j)
+        if type(v) is not str:
+            v = str(v)
+        p = _utf8_or_null(v, &n)
+        if p == NULL:  # a lone surrogate: written as protobuf.py writes it
+            PyErr_Clear()
+            raw = (<str> v).encode("utf-8", "surrogatepass")
+            p = raw
+            n = len(raw)
+        pair = len(field) + 1 + _varint_len(n) + n
+        _reserve(lab, 11 + pair)
+        _varint_at(lab, (1 << 3) | 2)
+        _varint_at(lab, pair)
+        memcpy(lab.data + lab.len, <char *> field, len(field))
+        lab.len += len(field)
+        _varint_at(lab, (2 << 3) | 2)
+        _varint_at(lab, n)
+        memcpy(lab.data + lab.len, p, n)
+        lab.len += n
+    return 0
 
 
 def render_protobuf(int kind, str name, str doc, str unit, labelnames, children, bounds,
                     bint with_sum, bint use_created, slow):
     """One family as a delimited MetricFamily message (see ``_expo_py.render_protobuf``)."""
-    cdef Buf out
-    cdef _Plan plan
-    cdef tuple names_t = tuple(labelnames)
-    cdef Py_ssize_t c, i, nb = len(bounds), nfinite = 0, lab_off, lab_len, cr_off, cr_len
+    cdef Buf out, lab, one, ts
+    cdef list keys, cells, names = []
+    cdef Py_ssize_t c, i, n, nb = len(bounds), nfinite = 0, lab_len, cr_len
     cdef Py_ssize_t body, metric, head_len, start, est
     cdef double cum[64]
     cdef double bnd[64]
@@ -690,7 +700,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
     cdef int flags, field
     cdef bint fast
     cdef object cell
-    cdef bytes one
+    cdef bytes one_b
     cdef Buf head
     cdef char *a
     if not _LITTLE or nb > 64:
@@ -699,18 +709,24 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
         bnd[i] = bounds[i]
         if bnd[i] != INFINITY:
             nfinite += 1
-    if type(children) is _Family:
-        plan = _cached_plan(children, 1, kind, names_t, -1, None, None, 0)
-    else:
-        plan = _make_pb_plan(kind, names_t, list(children), 0)
+    version, keys, cells = _snapshot(children)
+    n = len(cells)
     out.data = NULL; out.len = 0; out.cap = 0
     head.data = NULL; head.len = 0; head.cap = 0
+    lab.data = NULL; lab.len = 0; lab.cap = 0
+    one.data = NULL; one.len = 0; one.cap = 0
+    ts.data = NULL; ts.len = 0; ts.cap = 0
     try:
+        _reserve(&lab, 256)
+        for label in labelnames:  # LabelPair.name, the same for every child
+            one.len = 0
+            _pb_string(&one, 1, label)
+            names.append(PyBytes_FromStringAndSize(one.data, one.len))
         if kind == _HISTOGRAM:
-            est = plan.n * (nfinite * 32 + 64)
+            est = n * (nfinite * 32 + 64 + 48)
         else:
-            est = plan.n * 40
-        est += plan.arena.len + plan.n * 24 + 64 + 4 * len(name) + 4 * len(doc) + 4 * len(unit)
+            est = n * (40 + 48)
+        est += n * 24 + 64 + 4 * len(name) + 4 * len(doc) + 4 * len(unit)
         # The family's head goes in front once its length is known: room for it first.
         head.len = 0
         _pb_string(&head, 1, name + "_total" if kind == _COUNTER else name)
@@ -721,24 +737,28 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
         start = 10 + head.len
         _reserve(&out, start + est)
         out.len = start
-        a = plan.arena.data
-        for c in range(plan.n):
-            cell = <object> plan.cells[c]
-            lab_off = plan.offs[4 * c]
-            lab_len = plan.offs[4 * c + 1] - lab_off
-            cr_off = plan.offs[4 * c + 1]
-            cr_len = plan.offs[4 * c + 3] - cr_off
+        for c in range(n):
+            cell = cells[c]
+            lab.len = 0
+            _pb_labels(&lab, names, keys[c])
+            lab_len = lab.len
+            a = lab.data
+            cr_len = 0
+            if use_created and kind != _GAUGE:
+                ts.len = 0
+                _pb_timestamp(&ts, cell.created)
+                cr_len = ts.len
             if kind == _HISTOGRAM:
                 fast = _is(cell, _Histogram)
                 flags = 0
                 if fast:
                     fast = _cells_api.histogram_get(cell, cum, nb, &total, &flags) == nb and flags == 0
                 if not fast:
-                    one = slow(plan.values[c], cell)
-                    _reserve(&out, 10 + len(one))
+                    one_b = slow(keys[c], cell)
+                    _reserve(&out, 10 + len(one_b))
                     _varint_at(&out, (4 << 3) | 2)
-                    _varint_at(&out, len(one))
-                    _put(&out, one, len(one))
+                    _varint_at(&out, len(one_b))
+                    _put(&out, one_b, len(one_b))
                     continue
                 count = <uint64_t> <int64_t> (cum[nb - 1] if nb else 0.0)
                 body = 1 + _varint_len(count) + (9 if with_sum else 0)
@@ -751,7 +771,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
                 _reserve(&out, 20 + metric)
                 _varint_at(&out, (4 << 3) | 2)
                 _varint_at(&out, metric)
-                memcpy(out.data + out.len, a + lab_off, lab_len)
+                memcpy(out.data + out.len, a, lab_len)
                 out.len += lab_len
                 _varint_at(&out, (7 << 3) | 2)
                 _varint_at(&out, body)
@@ -770,7 +790,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
                 if use_created:
                     _varint_at(&out, (15 << 3) | 2)
                     _varint_at(&out, cr_len)
-                    memcpy(out.data + out.len, a + cr_off, cr_len)
+                    memcpy(out.data + out.len, ts.data, cr_len)
                     out.len += cr_len
                 continue
             if kind == _COUNTER:
@@ -785,7 +805,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
             _reserve(&out, 20 + metric)
             _varint_at(&out, (4 << 3) | 2)
             _varint_at(&out, metric)
-            memcpy(out.data + out.len, a + lab_off, lab_len)
+            memcpy(out.data + out.len, a, lab_len)
             out.len += lab_len
             _varint_at(&out, (field << 3) | 2)
             _varint_at(&out, body)
@@ -793,7 +813,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
             if kind == _COUNTER and use_created:
                 _varint_at(&out, (3 << 3) | 2)
                 _varint_at(&out, cr_len)
-                memcpy(out.data + out.len, a + cr_off, cr_len)
+                memcpy(out.data + out.len, ts.data, cr_len)
                 out.len += cr_len
         if unit:
             _pb_string(&out, 5, unit)
@@ -810,6 +830,9 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
     finally:
         PyMem_Free(out.data)
         PyMem_Free(head.data)
+        PyMem_Free(lab.data)
+        PyMem_Free(one.data)
+        PyMem_Free(ts.data)
 
 
 # --- Reading multiprocess files ---------------------------------------------------

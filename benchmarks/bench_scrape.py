@@ -16,8 +16,10 @@ format) plus one live worker; ours: ``aggregate_registry`` + ``render``
 upstream: ``MultiProcessCollector`` + ``generate_latest``.
 ``mp_scrape_compacted_<n>``: the same history after ``compact()``.
 
-Memory per child: ``python -m benchmarks.bench_scrape --memory`` (tracemalloc,
-label strings excluded), and asv's ``track_*`` below.
+Memory per child: ``python -m benchmarks.bench_scrape --memory`` (tracemalloc, 100,000
+children of a labelled counter and of a 15-bucket histogram, after a text and a protobuf
+scrape, label strings excluded; ``--prometheus-client`` for prometheus_client's own
+classes), by where the bytes go; and asv's ``track_*`` below.
 
 Speed-ups, issue 28's measurement: ``python -m benchmarks.bench_scrape --ratios``
 (one process, interleaved, median of 7; ``DJANGO_PROMETHEUS_NO_EXTENSIONS=1``
@@ -35,6 +37,7 @@ left out of both sides).
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import random
 import shutil
@@ -325,34 +328,93 @@ CASES = [
 # --- Memory per child -------------------------------------------------------------
 
 
-def bytes_per_child(impl: str, kind: str, n: int = 5_000) -> float:
-    """tracemalloc bytes per labelled child, label strings excluded (they exist before the child)."""
+def _traced() -> int:
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+def memory_per_child(impl: str, kind: str, n: int = 100_000) -> dict[str, float]:
+    """tracemalloc bytes per labelled child, by where they go; label strings excluded.
+
+    Everything the process keeps for ``n`` children of one labelled family made through
+    ``labels()`` (``children``), and what the writer keeps after one text scrape
+    (``text``) and one protobuf scrape (``protobuf``; ours only). ``cell`` and
+    ``tuple``: ``n`` bare cells and label-value tuples of the same kind, made apart;
+    ``family``: the rest of ``children`` (the family's dict entry). ``total``: all of it.
+    The label strings exist before the child (the caller's) and are not counted.
+    """
     counter, histogram = _classes(impl)
     from prometheus_client import CollectorRegistry
 
-    values = [(f"view_{i}", "GET") for i in range(n)]
+    values = [(f"app.views.view_{i}", "GET") for i in range(n)]
     registry = CollectorRegistry()
     if kind == "counter":
         m = counter("django_mem_total", "m", ["view", "method"], registry=registry)
     else:
         m = histogram("django_mem_seconds", "m", ["view", "method"], registry=registry, buckets=BUCKETS)
     m.labels("warm", "GET")
+    text, proto = _renderer(impl), None
+    if impl in ("compiled", "pure"):
+        from django_prometheus import protobuf
+
+        proto = protobuf.render
+    text(registry)  # first-scrape caches of the registry itself
+    if proto is not None:
+        proto(registry)
     tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    children = [m.labels(*v) for v in values]
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    del children
-    return (after - before - 8 * n) / n  # minus our own list's slots
+    try:
+        b0 = _traced()
+        for v in values:
+            m.labels(*v)
+        b1 = _traced()
+        text(registry)
+        b2 = _traced()
+        if proto is not None:
+            proto(registry)
+        b3 = _traced()
+        one = m.labels("warm", "GET")
+        cells = [type(one)() if kind == "counter" else type(one)(BUCKETS) for _ in range(n)] if impl in (
+            "compiled", "pure") else []  # fmt: skip
+        b4 = _traced()
+        tuples = [tuple(str(x) for x in v) for v in values]
+        b5 = _traced()
+    finally:
+        tracemalloc.stop()
+    del cells, tuples
+    out = {
+        "children": (b1 - b0) / n,
+        "text": (b2 - b1) / n,
+        "protobuf": (b3 - b2) / n,
+        "total": (b3 - b0) / n,
+        "tuple": (b5 - b4 - 8 * n) / n,  # (minus the list's slots)
+    }
+    if impl in ("compiled", "pure"):
+        out["cell"] = (b4 - b3 - 8 * n) / n
+        out["family"] = out["children"] - out["cell"] - out["tuple"]
+    return out
+
+
+def bytes_per_child(impl: str, kind: str, n: int = 100_000) -> float:
+    """Everything kept per labelled child after a text and a protobuf scrape (``memory_per_child``)."""
+    return memory_per_child(impl, kind, n)["total"]
 
 
 def _memory_main() -> None:
     impl = "pure" if os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS") else "compiled"
     if "--prometheus-client" in sys.argv:
         impl = "bare"
+    n = 100_000
     prepare(Case("memory", _settings, lambda i: lambda: None), impl)
+    print(f"bytes per labelled child, {n:,} children, tracemalloc, label strings excluded; core: {impl}")
     for kind in ("counter", "histogram"):
-        print(f"{impl:9} {kind:9} {bytes_per_child(impl, kind):7.0f} B per labelled child")
+        m = memory_per_child(impl, kind, n)
+        if impl == "bare":
+            print(f"{kind:9} {m['total']:6.0f} B (the child {m['children']:.0f}, of it the label tuple "
+                  f"{m['tuple']:.0f}; the text scrape keeps {m['text']:.0f})")  # fmt: skip
+            continue
+        print(f"{kind:9} {m['total']:6.0f} B: cell {m['cell']:.0f}, label tuple {m['tuple']:.0f}, "
+              f"family dict {m['family']:.0f}, writer after a text scrape {m['text']:.0f}, "
+              f"after a protobuf scrape {m['protobuf']:.0f}")  # fmt: skip
 
 
 # --- Speed-ups in one process (issue 28) ------------------------------------------
@@ -495,7 +557,7 @@ class MemoryPerChild:
         prepare(Case("memory", _settings, lambda i: lambda: None), impl)
 
     def track_bytes_per_child(self, impl: str, kind: str) -> float:
-        return bytes_per_child(impl, kind)
+        return bytes_per_child(impl, kind, 10_000)
 
 
 if __name__ == "__main__":

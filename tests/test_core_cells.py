@@ -109,6 +109,21 @@ def test_family_returns_one_cell_per_label_tuple(core):
     assert f.children() == []
 
 
+def test_family_snapshot_is_its_children_in_order_with_the_version(core):
+    # What a scrape reads: the writer keeps one `_created` text per child in this order, and
+    # trusts it while the version is the same.
+    f = core.Family(lambda values: core.Counter())
+    assert f.snapshot() == (0, [], [])
+    cells = [f.get((str(i), "GET")) for i in range(5)]
+    f.get(("1", "GET"))  # an existing child: no new version
+    version, keys, got = f.snapshot()
+    assert (version, keys) == (5, [(str(i), "GET") for i in range(5)])
+    assert all(a is b for a, b in zip(got, cells, strict=True))
+    f.remove(("2", "GET"))
+    version, keys, got = f.snapshot()
+    assert version == 6 and list(zip(keys, got, strict=True)) == f.children()
+
+
 def test_family_creates_exactly_one_cell_under_contention(core):
     f = core.Family(lambda values: core.Counter())
     barrier = threading.Barrier(8)
