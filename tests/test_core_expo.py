@@ -304,7 +304,7 @@ def test_memory_per_child_stays_bounded_across_scrapes(kind):
             "django_mem_seconds", "m", ["view", "method"], registry=r, buckets=[0.1 * i for i in range(1, 15)]
         )
     m.labels("warm", "GET")
-    exposition.render(r)
+    text_format.render(r)
     protobuf.render(r)
 
     def traced() -> int:
@@ -318,7 +318,7 @@ def test_memory_per_child_stays_bounded_across_scrapes(kind):
             m.labels(*v).inc() if kind == "counter" else m.labels(*v).observe(0.3)
         made = traced()
         for _ in range(3):  # later scrapes reuse what the first kept, and keep nothing more
-            exposition.render(r)
+            text_format.render(r)
             protobuf.render(r)
         end = traced()
     finally:
