@@ -20,6 +20,7 @@ import os
 import sys
 import sysconfig
 import threading
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -87,8 +88,18 @@ def test_reads_racing_observing_threads_are_consistent_and_the_end_state_exact(n
 
     def observe(n: int) -> None:
         start.wait()
+        seen = 0
         for i in range(ops):
             part.observe(VALUES[(i * 7 + n) % len(VALUES)])
+            if i % 500 == 499:
+                # A few thousand compiled observations take a millisecond: without a turn for
+                # the reader now and then, a busy machine can let them all finish between two
+                # of its reads. Each thread waits here for one more read (the others observe
+                # meanwhile), so reads race observations wherever the scheduler puts them.
+                deadline = time.monotonic() + 10
+                while len(reads) <= seen and time.monotonic() < deadline:
+                    time.sleep(0.0002)
+                seen = len(reads)
 
     def read() -> None:
         start.wait()
