@@ -238,20 +238,25 @@ cdef struct _Addrs:
     Py_ssize_t nneg
 
 
-cdef int _add(_Side *side, int32_t key) noexcept:
-    # Count one at key: 1 if a bucket was created, 0 if it existed, -1 if out of memory
-    # (the observation is then dropped: instrumentation never raises into the app).
-    cdef Py_ssize_t lo = 0, hi = side.n, mid, cap
-    cdef int32_t *keys = side.keys
-    cdef int32_t *nkeys
-    cdef uint64_t *ncounts
+cdef inline Py_ssize_t _lower(_Side *side, int32_t key) noexcept nogil:
+    # The index of the first bucket whose key is not below key (side.n if none).
+    cdef Py_ssize_t lo = 0, hi = side.n, mid
     while lo < hi:
         mid = (lo + hi) >> 1
-        if keys[mid] < key:
+        if side.keys[mid] < key:
             lo = mid + 1
         else:
             hi = mid
-    if lo < side.n and keys[lo] == key:
+    return lo
+
+
+cdef int _add(_Side *side, int32_t key) noexcept:
+    # Count one at key: 1 if a bucket was created, 0 if it existed, -1 if out of memory
+    # (the observation is then dropped: instrumentation never raises into the app).
+    cdef Py_ssize_t lo = _lower(side, key), cap
+    cdef int32_t *nkeys
+    cdef uint64_t *ncounts
+    if lo < side.n and side.keys[lo] == key:
         side.counts[lo] += 1
         return 0
     if side.n == side.cap:
@@ -330,14 +335,8 @@ cdef size_t *_addr_slot(_Side *side, size_t **addrs, Py_ssize_t *n, int32_t key)
     # The address slot of key's bucket. The slots are in step with the side's buckets, or
     # there are none (n == 0: just marked, or a write failed): the side then holds one bucket
     # more (the one this observation created, at key) or every slot is looked up again.
-    cdef Py_ssize_t lo = 0, hi = side.n, mid
+    cdef Py_ssize_t lo = _lower(side, key)
     cdef size_t *grown
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if side.keys[mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
     if lo == side.n or side.keys[lo] != key:
         return NULL  # not counted (out of memory)
     if n[0] != side.n:
@@ -418,7 +417,7 @@ cdef class NativeHistogram:
         # Attached, the bucket's file entry must be known too (``_write`` looks it up).
         cdef _Side *side
         cdef int32_t key
-        cdef Py_ssize_t lo = 0, hi, mid
+        cdef Py_ssize_t lo
         cdef _Addrs *a = NULL if self._mp is None else &self._mp.a
         cdef size_t addr
         if self._max and self._pos.n + self._neg.n > self._max and self._schema > _MIN_SCHEMA:
@@ -440,13 +439,7 @@ cdef class NativeHistogram:
                     dp_nh_add_double(<double *> addr, 1.0)
             dp_nh_inc(&self._zero)
             return True
-        hi = side.n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if side.keys[mid] < key:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = _lower(side, key)
         if lo < side.n and side.keys[lo] == key:
             if a != NULL:
                 if side == &self._pos:
