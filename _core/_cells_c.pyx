@@ -857,6 +857,12 @@ cdef double _api_gauge_get(object cell) noexcept:
     return (<Gauge> cell)._v
 
 
+cdef double _api_created_get(object cell) noexcept:
+    if type(cell) is Counter or isinstance(cell, Counter):
+        return (<Counter> cell).created
+    return (<Histogram> cell).created
+
+
 cdef Py_ssize_t _api_histogram_get(object cell, double *cumulative, Py_ssize_t n, double *total,
                                    int *flags) noexcept:
     cdef Histogram h = <Histogram> cell
@@ -886,6 +892,7 @@ _api.gauge_add = _api_gauge_add
 _api.counter_get = _api_counter_get
 _api.gauge_get = _api_gauge_get
 _api.histogram_get = _api_histogram_get
+_api.created_get = _api_created_get
 C_API = PyCapsule_New(<void *> &_api, "django_prometheus._core._cells_c.C_API", NULL)
 
 # --- Multiprocess mode ------------------------------------------------------
