@@ -492,110 +492,11 @@ cdef class _Rare:
         PyMem_Free(self.slots)
 
 
-cdef extern from *:
-    """
-    /* A histogram's bucket counts live inside its object, after the last field of its type
-       (3.12+: PyUnstable_Object_GC_NewWithExtraData; before, a separate allocation). The
-       types' tp_new (dp_hist_new) finds the bounds first, then asks their tp_alloc
-       (dp_hist_alloc) for that many counts more, through this thread's dp_hist_extra. */
-    #if defined(_MSC_VER)
-    #define DP_HIST_TLS __declspec(thread)
-    #else
-    #define DP_HIST_TLS __thread
-    #endif
-    static DP_HIST_TLS Py_ssize_t dp_hist_extra = 0;  /* counts the next allocation adds */
-    static DP_HIST_TLS void *dp_hist_inline = NULL;   /* the object that got them */
-    static PyObject *dp_hist_alloc(PyTypeObject *t, Py_ssize_t nitems) {
-    #if PY_VERSION_HEX >= 0x030C0000
-        Py_ssize_t extra = dp_hist_extra;
-        PyObject *op;
-        dp_hist_extra = 0;
-        if (extra < 0 || nitems != 0) extra = 0;
-        /* Without bounds (arguments the type's __cinit__ refuses), no counts: and no cell. */
-        op = PyUnstable_Object_GC_NewWithExtraData(t, (size_t)extra * sizeof(double));
-        if (op == NULL) return NULL;
-        if (extra) dp_hist_inline = op;
-        PyObject_GC_Track(op);
-        return op;
-    #else
-        return PyType_GenericAlloc(t, nitems);
-    #endif
-    }
-    /* Whether o's counts are inside it: our types on 3.12+ (subclasses made in Python
-       allocate the usual way). */
-    static inline int dp_hist_counts_inline(PyObject *o) {
-        return PY_VERSION_HEX >= 0x030C0000 && Py_TYPE(o)->tp_alloc == dp_hist_alloc;
-    }
-    static inline double *dp_hist_own_counts(PyObject *o) {
-        return (double *)((char *)o + Py_TYPE(o)->tp_basicsize);
-    }
-    static inline int dp_hist_take_inline(PyObject *o) {
-        if (dp_hist_inline != (void *)o) return 0;
-        dp_hist_inline = NULL;
-        return 1;
-    }
-    /* The module's _shared_bounds: a new reference to the _Bounds in *out, their number. */
-    static Py_ssize_t (*dp_hist_bounds_fn)(PyObject *, PyObject **) = NULL;
-    static newfunc dp_hist_base_new[2];
-    static PyObject *dp_hist_new_impl(newfunc base, PyTypeObject *t, PyObject *args, PyObject *kw) {
-        PyObject *bounds = NULL, *b = NULL, *a, *o;
-        Py_ssize_t n;
-        if (PyTuple_GET_SIZE(args) == 1 && (kw == NULL || PyDict_GET_SIZE(kw) == 0))
-            bounds = PyTuple_GET_ITEM(args, 0);
-        else if (PyTuple_GET_SIZE(args) == 0 && kw != NULL && PyDict_GET_SIZE(kw) == 1)
-            bounds = PyDict_GetItemString(kw, "bounds");  /* borrowed, or NULL */
-        if (bounds == NULL)  /* the type's own argument error */
-            return base(t, args, kw);
-        n = dp_hist_bounds_fn(bounds, &b);
-        if (n < 0) return NULL;
-        a = PyTuple_Pack(1, b);
-        Py_DECREF(b);
-        if (a == NULL) return NULL;
-        dp_hist_extra = n;
-        dp_hist_inline = NULL;
-        o = base(t, a, NULL);
-        dp_hist_extra = 0;
-        dp_hist_inline = NULL;
-        Py_DECREF(a);
-        return o;
-    }
-    static PyObject *dp_hist_new0(PyTypeObject *t, PyObject *a, PyObject *k) {
-        return dp_hist_new_impl(dp_hist_base_new[0], t, a, k);
-    }
-    static PyObject *dp_hist_new1(PyTypeObject *t, PyObject *a, PyObject *k) {
-        return dp_hist_new_impl(dp_hist_base_new[1], t, a, k);
-    }
-    static void dp_hist_install(PyObject *hist, PyObject *mp,
-                                Py_ssize_t (*bounds_fn)(PyObject *, PyObject **)) {
-        PyTypeObject *h = (PyTypeObject *)hist, *m = (PyTypeObject *)mp;
-        dp_hist_bounds_fn = bounds_fn;
-        dp_hist_base_new[0] = h->tp_new;
-        dp_hist_base_new[1] = m->tp_new;
-        h->tp_new = dp_hist_new0;
-        m->tp_new = dp_hist_new1;
-        /* Calls go through tp_new (Cython's own vectorcall constructor would skip it). */
-        h->tp_vectorcall = NULL;
-        m->tp_vectorcall = NULL;
-    #if PY_VERSION_HEX >= 0x030C0000
-        h->tp_alloc = dp_hist_alloc;
-        m->tp_alloc = dp_hist_alloc;
-    #endif
-        PyType_Modified(h);
-        PyType_Modified(m);
-    }
-    """
-    ctypedef Py_ssize_t (*dp_bounds_fn)(PyObject *, PyObject **) except -1
-    bint dp_hist_counts_inline(object o) noexcept
-    double *dp_hist_own_counts(object o) noexcept
-    bint dp_hist_take_inline(object o) noexcept
-    void dp_hist_install(object hist, object mp, dp_bounds_fn fn) noexcept
-
-
 @cython.binding(False)
 cdef class Histogram:
     """Fixed upper bounds, one count per bucket and a running sum.
 
-    Single-process: the counts are ``_counts`` (inside the object on 3.12+).
+    Single-process: the counts are ``_counts``.
     Multiprocess: each bucket's count lives in a file slot, ``_rare.slots[i]``,
     and the sum at ``_sum_p``; a NULL ``_sum_p`` is a cell this process has not
     written yet (see Counter). On a free-threaded build a contended
@@ -617,23 +518,17 @@ cdef class Histogram:
         cdef Py_ssize_t i, n
         self._b = _shared_bounds(bounds)
         n = self._b.n
-        if dp_hist_counts_inline(self):
-            if not dp_hist_take_inline(self):  # (never: see dp_hist_new)
-                raise SystemError("a histogram cell allocated without its counts")
-            self._counts = dp_hist_own_counts(self)  # (zeroed with the object)
-        else:
-            self._counts = <double *> PyMem_Malloc(n * sizeof(double))
-            if self._counts == NULL:
-                raise MemoryError()
-            for i in range(n):
-                self._counts[i] = 0.0
+        self._counts = <double *> PyMem_Malloc(n * sizeof(double))
+        if self._counts == NULL:
+            raise MemoryError()
+        for i in range(n):
+            self._counts[i] = 0.0
         self._sum = 0.0
         self._sum_p = &self._sum
         self.created = time.time()
 
     def __dealloc__(self):
-        if not dp_hist_counts_inline(self):
-            PyMem_Free(self._counts)
+        PyMem_Free(self._counts)
         dp_stripes_free(self._sum_p)
 
     cdef _Rare _rare_part(self):
@@ -1338,16 +1233,6 @@ cdef class _MpHistogram(Histogram):
             pass
         if self._sum_p == NULL:
             self._sum_p = &self._sum
-
-
-cdef Py_ssize_t _bounds_for_new(PyObject *bounds, PyObject **out) except -1:
-    b = _shared_bounds(<object> bounds)
-    Py_INCREF(b)
-    out[0] = <PyObject *> b
-    return (<_Bounds> b).n
-
-
-dp_hist_install(Histogram, _MpHistogram, _bounds_for_new)
 
 
 cdef class MultiProcessStore:
