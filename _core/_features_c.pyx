@@ -16,7 +16,7 @@ import logging
 from time import time as _time_time
 
 cimport cython
-from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_GetItemWithError, PyDict_SetItem
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport Py_TYPE, PyObject
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.contextvars cimport get_value
@@ -54,7 +54,7 @@ __all__ = [
 
 logger = logging.getLogger("django_prometheus.middleware")
 cdef str _FAILURE = "django_prometheus: could not record the HTTP metrics of %s (opt-in features)"
-# _dict_get, _inc, _observe, _gauge_add, _log_failure: shared with _http_c.
+# _inc, _observe, _gauge_add, _log_failure: shared with _http_c.
 include "dp_helpers.pxi"
 
 #: The ``route`` label when no URL pattern matched (a 404 from the resolver).
