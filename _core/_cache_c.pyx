@@ -18,11 +18,8 @@ one is there record nothing of their own but the failures they see.
 from contextvars import ContextVar
 
 cimport cython
-from cpython.exc cimport PyErr_Clear
-from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from cpython.ref cimport Py_XDECREF
-from cpython.contextvars cimport PyContextVar_Get, PyContextVar_Reset, PyContextVar_Set, get_value
+from cpython.contextvars cimport PyContextVar_Reset, PyContextVar_Set, get_value
 
 from ._cells_c import C_API
 from ._cells_c import Counter as _Counter
@@ -118,18 +115,13 @@ def end_request(RequestOps state not None):
 
 
 cdef void _account(double dt) noexcept:
-    cdef PyObject *value = NULL
-    if PyContextVar_Get(_request, NULL, &value) < 0:
-        PyErr_Clear()
-        return
-    if value is NULL:
-        return
-    if <object>value is not None:
+    # ``_request`` has a default (None): reading it cannot fail.
+    value = get_value(_request)
+    if value is not None:
         state = <RequestOps>value
         if state._token is not None:
             state.operations += 1
             state.seconds += dt
-    Py_XDECREF(value)
 
 
 cdef inline void _timed(object duration, double t0) noexcept:
@@ -173,14 +165,26 @@ cdef class _GetCounter:
     cdef object gets, hits, misses, fails
 
     cdef object call(self, key, default, version, dict kwargs):
+        return self.count(None, key, default, version, kwargs)
+
+    @cython.final
+    cdef inline object _real(self, key, version, dict kwargs):
+        # The backend's get, asked for MISSING as its default (no keyword dict unless given one).
+        if kwargs:
+            return self.real_get(key, _MISSING, version, **kwargs)
+        return self.real_get(key, _MISSING, version)
+
+    @cython.final
+    cdef inline object count(self, Call current, key, default, version, dict kwargs):
+        # Upstream's four families; ``current``, the operation this get runs inside (if any),
+        # learns of its failures.
         try:
-            if kwargs:
-                value = self.real_get(key, _MISSING, version, **kwargs)
-            else:
-                value = self.real_get(key, _MISSING, version)
+            value = self._real(key, version, kwargs)
         except Exception:
             _add(self.gets, 1.0)
             _add(self.fails, 1.0)
+            if current is not None:
+                current.failed = True
             raise
         _add(self.gets, 1.0)
         if value is _MISSING:
@@ -188,9 +192,33 @@ cdef class _GetCounter:
             return default
         if value is self.interrupted:
             _add(self.fails, 1.0)
+            if current is not None:
+                current.failed = True
             return default
         _add(self.hits, 1.0)
         return value
+
+
+cdef object _get_counter_init(_GetCounter rec, real_get, gets, hits, misses, fails, interrupted):
+    rec.real_get = real_get
+    rec.interrupted = interrupted
+    rec.gets, rec.hits, rec.misses, rec.fails = _counter(gets), _counter(hits), _counter(misses), _counter(fails)
+    return rec
+
+
+cdef object _get_wrapper(_GetCounter rec, bint takes_kwargs):
+    # The backend's new ``get``: with ``takes_kwargs`` its extra keywords pass through, else the
+    # get takes ``(key, default=None, version=None)`` only and builds no keyword dict per call.
+    if takes_kwargs:
+        def get_kw(key, default=None, version=None, **kwargs):
+            return rec.call(key, default, version, kwargs)
+
+        return get_kw
+
+    def get(key, default=None, version=None):
+        return rec.call(key, default, version, None)
+
+    return get
 
 
 def count_get(real_get, gets, hits, misses, fails, interrupted=MISSING, bint takes_kwargs=True):
@@ -203,21 +231,8 @@ def count_get(real_get, gets, hits, misses, fails, interrupted=MISSING, bint tak
     Without ``takes_kwargs`` the get takes ``(key, default=None, version=None)``
     only, as Django's own backends' do, and builds no keyword dict per call.
     """
-    cdef _GetCounter rec = _GetCounter()
-    rec.real_get = real_get
-    rec.interrupted = interrupted
-    rec.gets, rec.hits, rec.misses, rec.fails = _counter(gets), _counter(hits), _counter(misses), _counter(fails)
-
-    if takes_kwargs:
-        def get_kw(key, default=None, version=None, **kwargs):
-            return rec.call(key, default, version, kwargs)
-
-        return get_kw
-
-    def get(key, default=None, version=None):
-        return rec.call(key, default, version, None)
-
-    return get
+    rec = _get_counter_init(_GetCounter(), real_get, gets, hits, misses, fails, interrupted)
+    return _get_wrapper(rec, takes_kwargs)
 
 
 def count_get_many(requested, Py_ssize_t found, gets, hits, misses):
@@ -231,23 +246,21 @@ def count_get_many(requested, Py_ssize_t found, gets, hits, misses):
 # --- upstream's four families and the get operation's (PROMETHEUS_CACHE_OPERATION_METRICS on) -----
 
 
-cdef class _GetRecorder:
+cdef class _GetRecorder(_GetCounter):
     """The cells of one instrumented get: upstream's four and the operation's hit/miss/error/duration."""
 
-    cdef object real_get, interrupted
-    cdef object gets, hits, misses, fails, hit, miss, error, duration
+    cdef object hit, miss, error, duration
 
     cdef object call(self, key, default, version, dict kwargs):
         cdef double t0
         cdef Call current = _current()
         if current is not None:
-            return self.nested(current, key, default, version, kwargs)
+            # Inside another operation: upstream's families only (they count every get, as
+            # upstream does).
+            return self.count(current, key, default, version, kwargs)
         t0 = dp_clock()
         try:
-            if kwargs:
-                value = self.real_get(key, _MISSING, version, **kwargs)
-            else:
-                value = self.real_get(key, _MISSING, version)
+            value = self._real(key, version, kwargs)
         except Exception:
             _timed(self.duration, t0)
             _add(self.gets, 1.0)
@@ -268,29 +281,6 @@ cdef class _GetRecorder:
         _add(self.hit, 1.0)
         return value
 
-    cdef object nested(self, Call current, key, default, version, dict kwargs):
-        # Inside another operation: upstream's families only (they count every get, as upstream does).
-        try:
-            if kwargs:
-                value = self.real_get(key, _MISSING, version, **kwargs)
-            else:
-                value = self.real_get(key, _MISSING, version)
-        except Exception:
-            _add(self.gets, 1.0)
-            _add(self.fails, 1.0)
-            current.failed = True
-            raise
-        _add(self.gets, 1.0)
-        if value is _MISSING:
-            _add(self.misses, 1.0)
-            return default
-        if value is self.interrupted:
-            _add(self.fails, 1.0)
-            current.failed = True
-            return default
-        _add(self.hits, 1.0)
-        return value
-
 
 def instrument_get(real_get, gets, hits, misses, fails, interrupted, hit, miss, error, duration,
                    bint takes_kwargs=False):
@@ -302,23 +292,10 @@ def instrument_get(real_get, gets, hits, misses, fails, interrupted, hit, miss, 
     get takes ``(key, default=None, version=None)`` only, as Django's backends'
     do, and no keyword dict is built per call.
     """
-    cdef _GetRecorder rec = _GetRecorder()
-    rec.real_get = real_get
-    rec.interrupted = interrupted
-    rec.gets, rec.hits, rec.misses, rec.fails = _counter(gets), _counter(hits), _counter(misses), _counter(fails)
+    cdef _GetRecorder rec = _get_counter_init(_GetRecorder(), real_get, gets, hits, misses, fails, interrupted)
     rec.hit, rec.miss, rec.error = _counter(hit), _counter(miss), _counter(error)
     rec.duration = _histogram(duration)
-
-    if takes_kwargs:
-        def get_kw(key, default=None, version=None, **kwargs):
-            return rec.call(key, default, version, kwargs)
-
-        return get_kw
-
-    def get(key, default=None, version=None):
-        return rec.call(key, default, version, None)
-
-    return get
+    return _get_wrapper(rec, takes_kwargs)
 
 
 cdef enum:

@@ -16,14 +16,12 @@ import logging
 from time import time as _time_time
 
 cimport cython
-from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_GetItemWithError, PyDict_SetItem
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport Py_TYPE, PyObject
-from cpython.ref cimport Py_DECREF
-from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
-from cpython.contextvars cimport PyContextVar_Get
+from cpython.pycapsule cimport PyCapsule_New
+from cpython.contextvars cimport get_value
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
-from . import _cells_c
 from ._http_c import NO_CELL, SKIP
 
 cdef extern from "dp_clock.h":
@@ -33,17 +31,9 @@ cdef extern from "dp_clock.h":
 cdef extern from *:
     double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) except? -1.0
 
-# The cells' and the seam's C entry points (dp_cells_api, dp_features_api).
-include "dp_api.pxi"
-
-cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
-    _cells_c.C_API, "django_prometheus._core._cells_c.C_API")
-cdef type _Counter = _cells_c.Counter
-cdef type _Histogram = _cells_c.Histogram
-# Multiprocess cells: the same C entry points write them (through their file slots).
-cdef type _MpCounter = _cells_c._MpCounter
-cdef type _MpHistogram = _cells_c._MpHistogram
-cdef type _Gauge = _cells_c.Gauge
+# The cells' C entry points and types (_api, _Counter, ..., _Gauge), as _http_c has them; the
+# seam's entry points (dp_features_api).
+include "dp_cells_client.pxi"
 cdef object _NO_CELL = NO_CELL
 
 __all__ = [
@@ -64,7 +54,7 @@ __all__ = [
 
 logger = logging.getLogger("django_prometheus.middleware")
 cdef str _FAILURE = "django_prometheus: could not record the HTTP metrics of %s (opt-in features)"
-# _dict_get, _inc, _observe, _gauge_add, _log_failure: shared with _http_c.
+# _inc, _observe, _gauge_add, _log_failure: shared with _http_c.
 include "dp_helpers.pxi"
 
 #: The ``route`` label when no URL pattern matched (a 404 from the resolver).
@@ -571,56 +561,12 @@ cdef class Features:
         # NULL (the Python protocol, which has no such call): on the request's attribute.
         cdef _State state = None
         try:
-            found = _find(request)
-            if found is not None:  # the outer middleware began the request: it owns it
-                return _SKIP if found is True else _INNER
-            if self._paths_search is not None and self._path_excluded(request.path_info):
-                if skipped is not NULL and _own_skip(request):
-                    skipped[0] = 1
-                else:
-                    _own(request, True)
-                return _SKIP
-            # The last request's method and in-flight cell, when its method string is the same
-            # (a compare: the request's string is new each time, hashing it is dearer).
-            method = request.method
-            seen = self._last_method
-            if seen is not None and type(method) is str and <str> method == <str> (<tuple> seen)[1]:
-                method = (<tuple> seen)[0]
-                cell = (<tuple> seen)[2]
-            else:
-                raw = method
-                if type(method) is str:
-                    method = _METHODS.get(method, _INVALID)
-                else:
-                    method = _INVALID
-                cell = None
-                if self._inflight is not None:
-                    cell = self._inflight_cells.get(method)
-                    if cell is None:
-                        cell = self._inflight_cells.setdefault(method, self._inflight(method))
-                if method is not _INVALID:
-                    self._last_method = (method, raw, cell)
-            state = _State.__new__(_State)
-            state.method = method
-            state.started = dp_clock()
-            state.db = _MISSING
-            state.queued = -1.0
-            state.view_excluded = -1
-            if cell is not None:
-                _gauge_add(cell, 1.0)
-                state.inflight = cell
+            decided = self._not_ours(request, skipped)
+            if decided is not None:
+                return decided
+            state = self._new_state(request)
             if self._queue is not None:
-                meta = request.META
-                if type(meta) is dict:
-                    header = (<dict> meta).get("HTTP_X_REQUEST_START")
-                    if header is None:
-                        header = (<dict> meta).get("HTTP_X_QUEUE_START")
-                else:
-                    header = meta.get("HTTP_X_REQUEST_START")
-                    if header is None:
-                        header = meta.get("HTTP_X_QUEUE_START")
-                if header is not None:
-                    state.queued = _queue_seconds(header, dp_wall())
+                state.queued = self._queued(request.META)
             if self._db_begin is not None:
                 state.db = self._db_begin()
             if self._cache_begin is not None:
@@ -632,6 +578,67 @@ cdef class Features:
             if state is not None:
                 state.release()
             return _INNER  # record the upstream families as if no feature were on
+
+    cdef object _not_ours(self, request, int *skipped):
+        # ``_INNER`` or ``_SKIP`` when the outer middleware began the request (it owns it),
+        # ``_SKIP`` for an excluded path (owned here, as ``skipped`` says); None: ours to begin.
+        found = _find(request)
+        if found is not None:
+            return _SKIP if found is True else _INNER
+        if self._paths_search is not None and self._path_excluded(request.path_info):
+            if skipped is not NULL and _own_skip(request):
+                skipped[0] = 1
+            else:
+                _own(request, True)
+            return _SKIP
+        return None
+
+    cdef _State _new_state(self, request):
+        # The request's label method and its in-flight cell (counted up here). The last request's
+        # method and cell are reused when its method string is the same (a compare: the request's
+        # string is new each time, hashing it is dearer).
+        method = request.method
+        seen = self._last_method
+        if seen is not None and type(method) is str and <str> method == <str> (<tuple> seen)[1]:
+            method = (<tuple> seen)[0]
+            cell = (<tuple> seen)[2]
+        else:
+            raw = method
+            if type(method) is str:
+                method = _METHODS.get(method, _INVALID)
+            else:
+                method = _INVALID
+            cell = None
+            if self._inflight is not None:
+                cell = self._inflight_cells.get(method)
+                if cell is None:
+                    cell = self._inflight_cells.setdefault(method, self._inflight(method))
+            if method is not _INVALID:
+                self._last_method = (method, raw, cell)
+        cdef _State state = _State.__new__(_State)
+        state.method = method
+        state.started = dp_clock()
+        state.db = _MISSING
+        state.queued = -1.0
+        state.view_excluded = -1
+        if cell is not None:
+            _gauge_add(cell, 1.0)
+            state.inflight = cell
+        return state
+
+    cdef double _queued(self, meta) except? -2.0:
+        # Seconds the request waited before Django (X-Request-Start or X-Queue-Start); -1: unknown.
+        if type(meta) is dict:
+            header = (<dict> meta).get("HTTP_X_REQUEST_START")
+            if header is None:
+                header = (<dict> meta).get("HTTP_X_QUEUE_START")
+        else:
+            header = meta.get("HTTP_X_REQUEST_START")
+            if header is None:
+                header = meta.get("HTTP_X_QUEUE_START")
+        if header is None:
+            return -1.0
+        return _queue_seconds(header, dp_wall())
 
     def end(self, request, response, state, bint outer):
         """Record the route; ``SKIP`` for a view-excluded request (the core drops its deferred counts)."""
@@ -803,12 +810,9 @@ cdef class SpanIds:
         return self._ids()
 
     cdef object _ids(self):
-        cdef PyObject *found = NULL
-        PyContextVar_Get(self.var, NULL, &found)
-        if found is NULL:
+        context = get_value(self.var)
+        if context is None:
             return self.slow()
-        context = <object> found
-        Py_DECREF(context)  # PyContextVar_Get gave a new reference; ``context`` holds its own
         if context is self.spanless:
             return None
         if type(context) is not dict and not isinstance(context, dict):

@@ -26,6 +26,7 @@ body_length = _impl.body_length
 charset = _impl.charset
 get_features = _impl.get_features
 hook_view_name = _impl.hook_view_name
+log_failure = _impl.log_failure
 response_body_size = _impl.response_body_size
 sanitize_method = _impl.sanitize_method
 server_timing_value = _impl.server_timing_value
@@ -47,6 +48,7 @@ __all__ = [
     "charset",
     "get_features",
     "hook_view_name",
+    "log_failure",
     "response_body_size",
     "sanitize_method",
     "server_timing_value",

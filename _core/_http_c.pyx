@@ -19,11 +19,9 @@ import re
 cimport cython
 
 from cpython.object cimport PyObject
-from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
+from cpython.pycapsule cimport PyCapsule_IsValid
 from cpython.exc cimport PyErr_Fetch, PyErr_Occurred, PyErr_Restore
 from cpython.ref cimport Py_DECREF, Py_XDECREF, Py_XINCREF
-
-from . import _cells_c
 
 cdef extern from "dp_clock.h":
     double dp_clock() nogil
@@ -38,17 +36,8 @@ cdef extern from "dp_clock.h":
 # (dp_tls.h; the CPython-internal C, one header per concern, is declared in dp_cpython.pxi.)
 include "dp_cpython.pxi"
 
-# The cells' and the features' C entry points (dp_cells_api, dp_features_api).
-include "dp_api.pxi"
-
-cdef dp_cells_api *_api = <dp_cells_api *> PyCapsule_GetPointer(
-    _cells_c.C_API, "django_prometheus._core._cells_c.C_API")
-cdef type _Counter = _cells_c.Counter
-cdef type _Histogram = _cells_c.Histogram
-# Multiprocess cells: the same C entry points write them (through their file slots).
-cdef type _MpCounter = _cells_c._MpCounter
-cdef type _MpHistogram = _cells_c._MpHistogram
-cdef type _Gauge = _cells_c.Gauge
+# The cells' C entry points and types (_api, _Counter, ..., _Gauge), as _features_c has them.
+include "dp_cells_client.pxi"
 
 __all__ = [
     "INVALID_METHOD",
@@ -65,6 +54,7 @@ __all__ = [
     "charset",
     "get_features",
     "hook_view_name",
+    "log_failure",
     "response_body_size",
     "sanitize_method",
     "server_timing_value",
@@ -130,6 +120,11 @@ cdef object _NO_CELL = NO_CELL
 cdef str _FAILURE = "django_prometheus: could not record the HTTP metrics of %s"
 # _inc, _observe, _gauge_add, _log_failure: shared with _features_c.
 include "dp_helpers.pxi"
+
+
+def log_failure(str where):
+    """Log the exception being handled: the HTTP metrics of ``where`` were not recorded."""
+    _log_failure(where)
 
 
 cdef inline bint _same(a, b) except -1:
@@ -578,14 +573,13 @@ cdef class _Recorder:
 cdef class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
 
-    cdef object _requests, _responses, _latency, _unknown
+    cdef object _requests, _responses, _latency
     cdef ServerTiming _timing  # PROMETHEUS_SERVER_TIMING's app entry, or None
 
     def __init__(self, cells):
         self._requests = cells.requests_total
         self._responses = cells.responses_total
         self._latency = cells.requests_latency_before
-        self._unknown = cells.requests_unknown_latency_before
         timing = getattr(cells, "server_timing", None)
         self._timing = timing if type(timing) is ServerTiming else None
 
@@ -600,12 +594,9 @@ cdef class BeforeRecorder(_Recorder):
         cdef double end = dp_clock()
         try:
             _inc(self._responses)
-            if started != started:
-                _inc(self._unknown)
-            else:
-                _observe(self._latency, end - started)
-                if self._timing is not None:
-                    self._timing.write(request, response, end - started)
+            _observe(self._latency, end - started)
+            if self._timing is not None:
+                self._timing.write(request, response, end - started)
         except Exception:
             _log_failure("a response")
         return 0
@@ -655,7 +646,7 @@ cdef class AfterRecorder(_Recorder):
     """What ``PrometheusAfterMiddleware`` records, with every label combination resolved once."""
 
     cdef object _cells
-    cdef object _ajax, _request_body, _response_body, _streaming, _unknown
+    cdef object _ajax, _request_body, _response_body, _streaming
     cdef object _settings, _response, _streaming_response, _base_charset, _response_content
     cdef object _streaming_content, _response_base, _scheme_sources, _secure_methods
     cdef Settings _fast_settings
@@ -673,7 +664,6 @@ cdef class AfterRecorder(_Recorder):
         self._request_body = cells.requests_body_bytes
         self._response_body = cells.responses_body_bytes
         self._streaming = cells.responses_streaming
-        self._unknown = cells.requests_unknown_latency
         self._settings = cells.settings
         self._fast_settings = self._settings if isinstance(self._settings, Settings) else None
         self._response_base, self._response, self._streaming_response = cells.response_types
@@ -970,10 +960,7 @@ cdef class AfterRecorder(_Recorder):
             if streaming == _STREAMING_YES or (streaming == _STREAMING_ASK and getattr(response, "streaming", False)):
                 _inc(self._streaming)
             self._observe_body(response, info[2])
-            if started != started:
-                _inc(self._unknown)
-            else:
-                _observe(outcome.latency, end - started)
+            _observe(outcome.latency, end - started)
         except Exception:
             _log_failure("a response")
         if self._rules:

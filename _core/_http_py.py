@@ -35,6 +35,7 @@ __all__ = [
     "charset",
     "get_features",
     "hook_view_name",
+    "log_failure",
     "response_body_size",
     "sanitize_method",
     "server_timing_value",
@@ -75,6 +76,11 @@ _FAILURE = "django_prometheus: could not record the HTTP metrics of %s"
 def _log_failure(where: str, failure: str = _FAILURE) -> None:
     # Both pure HTTP modules log through this (the compiled ones share dp_helpers.pxi).
     logger.exception(failure, where)
+
+
+def log_failure(where: str) -> None:
+    """Log the exception being handled: the HTTP metrics of ``where`` were not recorded."""
+    _log_failure(where)
 
 
 class _NoCell:
@@ -423,20 +429,19 @@ class _Recorder:
     def _drop(self, request: Any) -> None:
         pass
 
-    def _end(self, request: Any, response: Any, state: Any, started: float | None) -> None:
+    def _end(self, request: Any, response: Any, state: Any, started: float) -> None:
         pass
 
 
 class BeforeRecorder(_Recorder):
     """What ``PrometheusBeforeMiddleware`` records: requests, responses, latency including middlewares."""
 
-    __slots__ = ("_latency", "_requests", "_responses", "_timing", "_unknown")
+    __slots__ = ("_latency", "_requests", "_responses", "_timing")
 
     def __init__(self, cells: HttpCells) -> None:
         self._requests = cells.requests_total
         self._responses = cells.responses_total
         self._latency = cells.requests_latency_before
-        self._unknown = cells.requests_unknown_latency_before
         timing = getattr(cells, "server_timing", None)
         self._timing = timing if type(timing) is ServerTiming else None  # PROMETHEUS_SERVER_TIMING
 
@@ -447,16 +452,13 @@ class BeforeRecorder(_Recorder):
             _log_failure("a request")
         return None
 
-    def _end(self, request: Any, response: Any, state: Any, started: float | None) -> None:
+    def _end(self, request: Any, response: Any, state: Any, started: float) -> None:
         end = perf_counter()
         try:
             self._responses.inc()
-            if started is None:
-                self._unknown.inc()
-            else:
-                self._latency.observe(end - started)
-                if self._timing is not None:
-                    self._timing.write(request, response, end - started)
+            self._latency.observe(end - started)
+            if self._timing is not None:
+                self._timing.write(request, response, end - started)
         except Exception:
             _log_failure("a response")
 
@@ -517,7 +519,6 @@ class AfterRecorder(_Recorder):
         "_streaming_response",
         "_templates",
         "_types",
-        "_unknown",
     )
 
     def __init__(self, cells: HttpCells) -> None:
@@ -526,7 +527,6 @@ class AfterRecorder(_Recorder):
         self._request_body = cells.requests_body_bytes
         self._response_body = cells.responses_body_bytes
         self._streaming = cells.responses_streaming
-        self._unknown = cells.requests_unknown_latency
         self._settings = cells.settings
         self._fast_settings = self._settings if isinstance(self._settings, Settings) else None
         self._response_base, self._response, self._streaming_response = cells.response_types
@@ -705,7 +705,7 @@ class AfterRecorder(_Recorder):
                 return (known or self._settings).DEFAULT_CHARSET if value is None else value
         return charset(response)
 
-    def _end(self, request: Any, response: Any, state: Any, started: float | None) -> None:
+    def _end(self, request: Any, response: Any, state: Any, started: float) -> None:
         end = perf_counter()
         try:
             kind = state if type(state) is _Kind else self._kind_of(request)
@@ -733,10 +733,7 @@ class AfterRecorder(_Recorder):
                 size = response_body_size(response)
                 if size is not None:
                     self._response_body.observe(size)
-            if started is None:
-                self._unknown.inc()
-            else:
-                outcome.latency.observe(end - started)
+            outcome.latency.observe(end - started)
         except Exception:
             _log_failure("a response")
         for record, family in self._rules:

@@ -1,9 +1,8 @@
 # The inline helpers both HTTP modules (_http_c, _features_c) count and log with, written once.
 #
-# Included (``include "dp_helpers.pxi"``) after the including module has defined: ``_api``
-# (dp_cells_api), ``_Counter``, ``_Histogram``, ``_MpCounter``, ``_MpHistogram`` (multiprocess
-# cells, written through the same C entry points) and ``_Gauge`` (the cells' types), ``_NO_CELL``
-# (a disabled family's cell), ``logger`` and ``_FAILURE`` (its failure message, with one %s).
+# Included (``include "dp_helpers.pxi"``) after ``dp_cells_client.pxi`` (``_api`` and the cells'
+# types) and after the including module has defined ``_NO_CELL`` (a disabled family's cell),
+# ``logger`` and ``_FAILURE`` (its failure message, with one %s).
 #
 # ``except -1`` rather than ``void``: a void C function that may raise makes every call site ask
 # ``PyErr_Occurred()`` (a thread-state lookup), about fifty times a request. A disabled family's

@@ -87,7 +87,7 @@ class Twin:
     """One core, compiled or pure: ``twin.cells`` is ``_core._cells_c`` or ``_core._cells_py``.
 
     Every core module by its short name (``cells``, ``http``, ``features``, ``db``,
-    ``cache``, ``expo``), imported on first use; ``module_name("cells")`` names it
+    ``cache``, ``expo``, ``native``), imported on first use; ``module_name("cells")`` names it
     for a subprocess.
     """
 

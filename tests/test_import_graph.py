@@ -163,3 +163,41 @@ def test_every_name_a_core_dispatcher_exports_is_read_by_the_package():
             ):
                 unread.append(f"{module}.{name}")
     assert unread == [], unread
+
+
+def _run_at_import(node: ast.AST):
+    # What runs when the module is imported: module and class bodies, not function bodies.
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) or _type_checking(child):
+            continue
+        yield child
+        yield from _run_at_import(child)
+
+
+def _connects_at_import(tree: ast.Module) -> list[int]:
+    return [
+        node.lineno
+        for node in _run_at_import(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect"
+    ]
+
+
+def test_no_module_connects_a_signal_when_imported():
+    # Receivers are connected in ``AppConfig.ready()`` (or by the code that first needs them),
+    # never by importing a module: issue 24, item 5.
+    found = [
+        f"{name}:{line}"
+        for name, path in _modules().items()
+        for line in _connects_at_import(ast.parse(path.read_text()))
+    ]
+    assert found == [], found
+
+
+def test_the_signal_check_sees_a_connect_at_import_but_not_in_a_function():
+    tree = ast.parse(
+        "from django.core.signals import setting_changed\n"
+        "def ready():\n    setting_changed.connect(f)\n"
+        "class A:\n    def m(self):\n        setting_changed.connect(f)\n"
+        "if True:\n    setting_changed.connect(f)\n"
+    )
+    assert _connects_at_import(tree) == [8]

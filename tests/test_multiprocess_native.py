@@ -4,7 +4,7 @@ Workers write their native parts to files of their own kind
 (``native_django_<pid>.native``, ``_core/_native_files.py``); a scrape brings
 every process' entries of a child to the lowest schema among them and adds.
 Checked against client_golang 1.14's buckets (the fixtures of
-``test_native_core.py``) for three forked workers, across ``kill -9`` of
+``test_core_native.py``) for three forked workers, across ``kill -9`` of
 compacting processes, and (``test_multiprocess_native_servers.py``) through
 gunicorn's workers.
 """
@@ -23,7 +23,7 @@ import pytest
 from django_prometheus._core import _native_py
 
 from django_prometheus import multiprocess
-from tests.test_native_core import FIXTURES, SETS, _expected, _replay
+from tests.test_core_native import FIXTURES, SETS, _expected, _replay
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = "django_prometheus._core._cells_py"

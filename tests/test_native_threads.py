@@ -15,7 +15,6 @@ lock (``_native_c``'s gate) while a halving or a new bucket makes them wait.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import sysconfig
@@ -36,10 +35,10 @@ OPS = int(os.environ.get("DP_THREAD_OPS") or (200_000 if FREE_THREADED else 20_0
 VALUES = [0.0] + [s * 2.0 ** (e / 4) for e in range(-48, 49, 3) for s in (1, -1)]
 
 
-@pytest.fixture(params=["_native_c", "_native_py"], ids=["compiled", "pure"])
-def native(request):
-    # make test always builds the extension: a missing one is a failure, not a skip.
-    return importlib.import_module(f"django_prometheus._core.{request.param}")
+@pytest.fixture
+def native(twin):
+    """One core's native module (conftest's ``twin``: compiled and pure)."""
+    return twin.native
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ class DjangoPrometheusConfig(AppConfig):
         refuse to start with the same message.
         """
         from django_prometheus import checks as our_checks
+        from django_prometheus.db import per_request
         from django_prometheus.exports import SetupPrometheusExportsFromConfig
         from django_prometheus.http import cells, features
 
@@ -49,6 +50,7 @@ class DjangoPrometheusConfig(AppConfig):
 
         cells.connect_signals()
         features.connect_signals()
+        per_request.connect_signals()
 
         self._step(features.install)  # the opt-in HTTP features, if any is on
         self._step(SetupPrometheusExportsFromConfig)

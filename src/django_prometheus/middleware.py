@@ -12,7 +12,6 @@ the database), with the same label rules and the deliberate fixes (docs/install.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +28,8 @@ from django_prometheus.utils import Time, TimeSince
 
 __all__ = ["Metrics", "PrometheusAfterMiddleware", "PrometheusBeforeMiddleware"]
 
-logger = logging.getLogger(__name__)
-
-
-def _log_failure(what: str) -> None:
-    logger.exception("django_prometheus: could not record the HTTP metrics of %s", what)
+# The core's own failure log (the logger and message its recorders use).
+_log_failure = _http.log_failure
 
 
 def _features_call(method: Any, *args: Any) -> Any:

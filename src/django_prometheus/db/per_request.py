@@ -42,6 +42,7 @@ __all__ = [
     "REPEAT_THRESHOLD",
     "SETTING",
     "begin",
+    "connect_signals",
     "discard",
     "enabled",
     "end",
@@ -71,6 +72,7 @@ def enabled() -> bool:
         # A settings read costs ~11,000 instructions (LazySettings.__getattribute__): once, then cached.
         value = get_or_default(SETTING)
         if settings.configured:
+            connect_signals()  # before caching, also when the app is not in INSTALLED_APPS
             _enabled = value
     return value
 
@@ -81,7 +83,9 @@ def _on_setting_changed(setting: str, **kwargs: Any) -> None:
         _enabled = None
 
 
-setting_changed.connect(_on_setting_changed, dispatch_uid="django_prometheus.db.per_request")
+def connect_signals() -> None:
+    """Forget the cached setting when a test changes it (the app's ``ready()``; idempotent)."""
+    setting_changed.connect(_on_setting_changed, dispatch_uid="django_prometheus.db.per_request")
 
 
 def families(registry: Any = REGISTRY) -> tuple[Any, Any, Any]:

@@ -13,7 +13,6 @@ observations from 1.14's bucket to the right one and then asks for equality.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -24,18 +23,13 @@ import pytest
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "native_histograms_golang.json").read_text())
 SETS = {name: [float(v) for v in values] for name, values in FIXTURES["sets"].items()}
-PAIRS = {
-    "compiled": ("django_prometheus._core._native_c", "django_prometheus._core._cells_c"),
-    "pure": ("django_prometheus._core._native_py", "django_prometheus._core._cells_py"),
-}
 _DBL_MAX = 1.7976931348623157e308
 
 
-@pytest.fixture(params=list(PAIRS), ids=list(PAIRS))
-def core(request):
-    # make test always builds the extension: a missing one is a failure, not a skip.
-    native_name, cells_name = PAIRS[request.param]
-    return importlib.import_module(native_name), importlib.import_module(cells_name)
+@pytest.fixture
+def core(twin):
+    """The native and cells modules of one core (conftest's ``twin``: compiled and pure)."""
+    return twin.native, twin.cells
 
 
 def _key_golang_1_14(v: float, schema: int) -> int:
@@ -322,6 +316,7 @@ def _forked_state(native_mod, case, values) -> tuple:
     return schema, zt, zero, [tuple(b) for b in pos], [tuple(b) for b in neg]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (the wheel check runs on Windows too)")
 @pytest.mark.parametrize("case", [c for c in CASES if c.values[0]["name"] != "labelled"])
 def test_three_forked_workers_merge_at_the_lowest_schema(core, case):
     native_mod, cells_mod = core
@@ -344,10 +339,9 @@ def test_three_forked_workers_merge_at_the_lowest_schema(core, case):
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.values[0]["name"] in ("wide", "extremes", "zeros")])
-def test_compiled_and_pure_write_the_same_histogram_bytes(case):
+def test_compiled_and_pure_write_the_same_histogram_bytes(case, compiled_twin, pure_twin):
     # The compiled writer encodes straight from the cell's arrays; the twin from its state.
-    from django_prometheus._core import _native_c, _native_py
-
+    _native_c, _native_py = compiled_twin.native, pure_twin.native
     for child in case["children"]:
         config = (_native_py.pick_schema(case["factor"]), float(case["zero_threshold"]), case["max_buckets"])
         c, p = _native_c.NativeHistogram(*config), _native_py.NativeHistogram(*config)
