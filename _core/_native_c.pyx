@@ -737,10 +737,9 @@ def spans_and_deltas(buckets):
 #
 # One growing C buffer per message: no Python object per varint or per bucket.
 
-cdef struct _Buf:
-    unsigned char *p
-    Py_ssize_t n
-    Py_ssize_t cap
+include "dp_api.pxi"
+
+ctypedef dp_buf _Buf  # the protobuf writer (``_expo_c``) hands its own scratch buffer in
 
 
 cdef int _reserve(_Buf *b, Py_ssize_t extra) except -1:
@@ -986,15 +985,22 @@ def encode_histogram(count, total, bounds, cumulative, exemplars, native, create
         PyMem_Free(nb.p)
 
 
-# --- C entry point for the cells ------------------------------------------------
-
-include "dp_api.pxi"
+# --- C entry points for the cells and the protobuf writer --------------------------
 
 
 cdef void _api_observe(object cell, double amount) noexcept:
     (<NativeHistogram> cell)._observe(amount)
 
 
+cdef int _api_encode(object native, dp_buf *b, unsigned long long *count) except -1:
+    # The caller checked the type (``type(native) is NativeHistogram``).
+    cdef uint64_t acc
+    _native_part(b, <NativeHistogram> native, &acc)
+    count[0] = acc
+    return 0
+
+
 cdef dp_native_api _api
 _api.observe = _api_observe
+_api.encode = _api_encode
 C_API = PyCapsule_New(<void *> &_api, "django_prometheus._core._native_c.C_API", NULL)
