@@ -563,6 +563,20 @@ def render_metric(str name, str doc, str typ, str unit, samples, bint openmetric
 
 cdef bint _LITTLE = sys.byteorder == "little"
 
+# A histogram cell's native part (``_native_c``) encodes its own fields into the writer's
+# scratch buffer with one C call; loaded with the first native part met.
+cdef dp_native_api *_native_api = NULL
+cdef type _NativeType = None
+
+
+cdef int _load_native() except -1:
+    global _native_api, _NativeType
+    from . import _native_c
+    _NativeType = _native_c.NativeHistogram
+    _native_api = <dp_native_api *> PyCapsule_GetPointer(
+        _native_c.C_API, "django_prometheus._core._native_c.C_API")
+    return 0
+
 
 cdef inline Py_ssize_t _varint_len(uint64_t n) noexcept:
     cdef Py_ssize_t k = 1
@@ -647,16 +661,18 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
                     bint with_sum, bint use_created, slow):
     """One family as a delimited MetricFamily message (see ``_expo_py.render_protobuf``)."""
     cdef Buf out, lab, one, ts
+    cdef dp_buf nat  # a child's native fields, reused from child to child
     cdef list keys, cells, names = []
     cdef Py_ssize_t c, i, n, nb = len(bounds), nfinite = 0, lab_len, cr_len
     cdef Py_ssize_t body, metric, head_len, start, est
     cdef double cum[64]
     cdef double bnd[64]
     cdef double v, total
-    cdef uint64_t count
+    cdef uint64_t count, cap
+    cdef unsigned long long native_count
     cdef int flags, field
-    cdef bint fast
-    cdef object cell
+    cdef bint fast, has_native
+    cdef object cell, native
     cdef bytes one_b
     cdef Buf head
     cdef char *a
@@ -673,6 +689,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
     lab.data = NULL; lab.len = 0; lab.cap = 0
     one.data = NULL; one.len = 0; one.cap = 0
     ts.data = NULL; ts.len = 0; ts.cap = 0
+    nat.p = NULL; nat.n = 0; nat.cap = 0
     try:
         _reserve(&lab, 256)
         for label in labelnames:  # LabelPair.name, the same for every child
@@ -708,8 +725,21 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
             if kind == _HISTOGRAM:
                 fast = _is(cell, _Histogram)
                 flags = 0
+                has_native = False
                 if fast:
-                    fast = _cells_api.histogram_get(cell, cum, nb, &total, &flags) == nb and flags == 0
+                    fast = _cells_api.histogram_get(cell, cum, nb, &total, &flags) == nb and (flags & ~1) == 0
+                if fast and flags & 1:
+                    # The native part, read after the classic buckets as ``slow`` reads it: its
+                    # count is the message's, and no classic bucket may exceed it.
+                    native = cell.native
+                    if _native_api == NULL:
+                        _load_native()
+                    if type(native) is _NativeType:
+                        nat.n = 0
+                        _native_api.encode(native, &nat, &native_count)
+                        has_native = True
+                    else:
+                        fast = False
                 if not fast:
                     one_b = slow(keys[c], cell)
                     _reserve(&out, 10 + len(one_b))
@@ -717,8 +747,16 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
                     _varint_at(&out, len(one_b))
                     _put(&out, one_b, len(one_b))
                     continue
-                count = <uint64_t> <int64_t> (cum[nb - 1] if nb else 0.0)
-                body = 1 + _varint_len(count) + (9 if with_sum else 0)
+                if has_native:
+                    count = native_count
+                    for i in range(nb):  # read a moment before the native part (see above)
+                        if cum[i] > <double> count:
+                            cum[i] = <double> count
+                    body = nat.n
+                else:
+                    count = <uint64_t> <int64_t> (cum[nb - 1] if nb else 0.0)
+                    body = 0
+                body += 1 + _varint_len(count) + (9 if with_sum else 0)
                 for i in range(nb):
                     if bnd[i] != INFINITY:
                         body += 2 + 1 + _varint_len(<uint64_t> <int64_t> cum[i]) + 9
@@ -744,6 +782,9 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
                         _varint_at(&out, 1 << 3)
                         _varint_at(&out, count)
                         _double_at(&out, (2 << 3) | 1, bnd[i])
+                if has_native:
+                    memcpy(out.data + out.len, nat.p, nat.n)
+                    out.len += nat.n
                 if use_created:
                     _varint_at(&out, (15 << 3) | 2)
                     _varint_at(&out, cr_len)
@@ -790,6 +831,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
         PyMem_Free(lab.data)
         PyMem_Free(one.data)
         PyMem_Free(ts.data)
+        PyMem_Free(nat.p)
 
 
 # --- Reading multiprocess files ---------------------------------------------------

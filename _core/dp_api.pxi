@@ -40,6 +40,17 @@ cdef struct dp_features_api:
     dp_seam_excluded excluded
     dp_seam_view view  # excluded, from the view hook: (features, request, match, match.view_name)
 
-# ``_native_c.C_API``: a classic histogram cell's native part counts with one C call.
+# A growing byte buffer one module fills for another (PyMem_Realloc'd; the owner frees ``p``).
+cdef struct dp_buf:
+    unsigned char *p
+    Py_ssize_t n
+    Py_ssize_t cap
+
+# (native part, buffer appended to, its observations out: zero bucket + buckets) -> 0.
+ctypedef int (*dp_native_encode)(object, dp_buf *, unsigned long long *) except -1
+
+# ``_native_c.C_API``: a classic histogram cell's native part counts with one C call, and the
+# protobuf writer (``_expo_c``) appends its Histogram fields with another.
 cdef struct dp_native_api:
     dp_cell_add observe
+    dp_native_encode encode

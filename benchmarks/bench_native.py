@@ -17,6 +17,11 @@ labelled native+classic children (20 lognormal observations each), rendered as t
 exporters render it: the text format (``text_format.render``, classic only) and the
 protobuf one (``protobuf.render``, classic and native). Ours only.
 
+The scrape in one process: ``python -m benchmarks.bench_native --ratios [--cpu]`` builds that
+family once and times the text and the protobuf scrape of it interleaved (one of each per
+round, median of 7), in wall time or, with ``--cpu``, this process's CPU time (the steadier
+clock on a shared machine), and prints their ratio.
+
 Memory and sizes: ``python -m benchmarks.bench_native --memory`` prints the bytes per
 native child (tracemalloc) for a lognormal latency distribution at schema 3, and the
 bytes and series of one scrape of the 10,000-child family, text vs protobuf.
@@ -188,5 +193,29 @@ def _memory_main() -> None:
           f"protobuf {len(proto):,} B, {CHILDREN:,} native series (+ the classic buckets)")  # fmt: skip
 
 
+def _ratios_main() -> None:
+    import time
+
+    from django_prometheus import protobuf, text_format
+
+    from .bench_scrape import _median_seconds
+
+    impl = "pure" if os.environ.get("DJANGO_PROMETHEUS_NO_EXTENSIONS") else "compiled"
+    prepare(Case("ratios", _settings, lambda i: lambda: None), impl)
+    cpu = "--cpu" in sys.argv
+    registry = family(impl)
+    times = _median_seconds(
+        {"text": lambda: text_format.render(registry), "protobuf": lambda: protobuf.render(registry)},
+        7,
+        time.process_time if cpu else time.perf_counter,
+    )
+    text, proto = times["text"], times["protobuf"]
+    print(f"{impl:9} {CHILDREN:,} native+classic children, median of 7 interleaved, "
+          f"{'CPU' if cpu else 'wall'} time: text {text * 1e3:.2f} ms, "
+          f"protobuf {proto * 1e3:.2f} ms ({proto / text:.2f}x)")  # fmt: skip
+
+
 if __name__ == "__main__" and "--memory" in sys.argv:
     _memory_main()
+elif __name__ == "__main__" and "--ratios" in sys.argv:
+    _ratios_main()

@@ -358,3 +358,21 @@ def test_compiled_and_pure_write_the_same_histogram_bytes(case, compiled_twin, p
     assert _native_c.encode_histogram(0, None, (), (), None, empty, None) == _native_py.encode_histogram(
         0, None, (), (), None, empty, None
     )
+
+
+def test_long_runs_of_buckets_encode_as_the_twin_writes_them():
+    # Packed deltas of 128 bytes and more (a length of two varint bytes), counts of several
+    # bytes, gaps of one and two buckets inside a span and longer ones between spans, both sides.
+    from django_prometheus._core import _native_c, _native_py
+
+    c, p = _native_c.NativeHistogram(3, 2.0**-128, 0), _native_py.NativeHistogram(3, 2.0**-128, 0)
+    values = [2.0 ** (i / 8) * 1e-6 for i in range(300)]
+    values += [0.5] * 200 + [2.0**10, 2.0**10.25, 2.0**10.625, 2.0**20, -3.0, -3.0 * 2.0**0.375]
+    for v in values:
+        c.observe(v)
+        p.observe(v)
+    assert c.state() == p.state()
+    args = (float(len(values)), sum(values), (1.0, float("inf")), (0.0, float(len(values))), None)
+    written = _native_c.encode_histogram(*args, c, None)
+    assert written == _native_py.encode_histogram(*args, p, None)
+    assert len(written) > 300

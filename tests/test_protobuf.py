@@ -419,6 +419,30 @@ def _every_shape(registry):
     )
     n.labels("a").observe(0.3)
     n.labels("b")
+    # Native parts the writer encodes in C: several spans, gaps inside a span, both sides,
+    # the zero bucket, counts and offsets of several varint bytes, classic counts above the
+    # native count's single byte; with exemplars (the Python path) and with no zero threshold.
+    wide = n.labels("wide")
+    for i in range(300):
+        wide.observe(1.07**i * 1e-6)
+    for v in (0.0, -0.0, -1e-300, -3.0, -3.1, -2e5, 1e300, 1e-300, 2.0**-20, 2.0**10, 2.0**10):
+        wide.observe(v)
+    for _ in range(200):
+        wide.observe(0.05)
+    z = metrics.Histogram(
+        "dp_native_zt", "No zero threshold.", ["view"], buckets=(1.0,), registry=registry, native=True,
+        native_zero_threshold=0, native_max_buckets=20,
+    )  # fmt: skip
+    z.labels("empty")
+    for i in range(100):
+        z.labels("halved").observe(1.5**i)
+    z.labels("halved").observe(0.0)
+    ne = metrics.Histogram(
+        "dp_native_exemplars", "Native and exemplars.", ["view"], buckets=(0.1, 1.0), registry=registry,
+        native=True,
+    )  # fmt: skip
+    ne.labels("a").observe(0.5, {"trace_id": "abc"})
+    ne.labels("b").observe(0.05)
     neg = metrics.Histogram("dp_negative", "No sum.", buckets=(-1.0, 0.0, 1.0), registry=registry)
     neg.observe(-0.5)
     e = metrics.Histogram("dp_exemplars", "Exemplars.", ["view"], buckets=(0.1, 1.0), registry=registry)
