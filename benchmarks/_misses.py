@@ -112,9 +112,18 @@ def main(argv: list[str]) -> int:
     by_entry: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for entry, lookup in found:
         by_entry[entry][lookup] += 1
+    once: collections.Counter[str] = collections.Counter()
     for entry, lookups in sorted(by_entry.items(), key=lambda kv: -sum(kv[1].values())):
+        if sum(lookups.values()) == 1:
+            once.update(lookups)  # a name made afresh each time misses wherever it lands
+            continue
         for i, (lookup, n) in enumerate(lookups.most_common()):
             print(f"{entry if i == 0 else '':>6} {n:4}  {lookup}")
+    if once:
+        print(
+            f"{'once':>6} {sum(once.values()):4}  in an entry of their own: "
+            + ", ".join(f"{k} {n}" for k, n in once.most_common())
+        )
     return 0
 
 
