@@ -27,7 +27,8 @@ except ImportError:  # pragma: no cover - Windows
 cimport cython
 from cpython.dict cimport PyDict_Keys, PyDict_Values
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.object cimport PyTypeObject
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from libc.string cimport memcpy
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
@@ -467,6 +468,8 @@ _SHARED_BOUNDS = {}
 
 
 cdef _Bounds _shared_bounds(bounds):
+    if type(bounds) is _Bounds:
+        return <_Bounds> bounds
     checked = _check_bounds(bounds)
     b = _SHARED_BOUNDS.get(checked)
     if b is None:
@@ -474,49 +477,173 @@ cdef _Bounds _shared_bounds(bounds):
     return <_Bounds> b
 
 
+_RARE_LOCK = threading.Lock()
+
+
+cdef class _Rare:
+    """A histogram's rarely used parts, made on first use (most cells never need one)."""
+
+    cdef object capture  # None, or exemplar labels (a dict or None) for the current observation
+    cdef list ex  # None until the first exemplar: one (labels, value, timestamp) or None per bucket
+    cdef object native  # None, or a _native_c.NativeHistogram counting the same observations
+    cdef double **slots  # NULL, or where each bucket's count lives in the multiprocess file
+
+    def __dealloc__(self):
+        PyMem_Free(self.slots)
+
+
+cdef extern from *:
+    """
+    /* A histogram's bucket counts live inside its object, after the last field of its type
+       (3.12+: PyUnstable_Object_GC_NewWithExtraData; before, a separate allocation). The
+       types' tp_new (dp_hist_new) finds the bounds first, then asks their tp_alloc
+       (dp_hist_alloc) for that many counts more, through this thread's dp_hist_extra. */
+    #if defined(_MSC_VER)
+    #define DP_HIST_TLS __declspec(thread)
+    #else
+    #define DP_HIST_TLS __thread
+    #endif
+    static DP_HIST_TLS Py_ssize_t dp_hist_extra = 0;  /* counts the next allocation adds */
+    static DP_HIST_TLS void *dp_hist_inline = NULL;   /* the object that got them */
+    static PyObject *dp_hist_alloc(PyTypeObject *t, Py_ssize_t nitems) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        Py_ssize_t extra = dp_hist_extra;
+        PyObject *op;
+        dp_hist_extra = 0;
+        if (extra < 0 || nitems != 0) extra = 0;
+        /* Without bounds (arguments the type's __cinit__ refuses), no counts: and no cell. */
+        op = PyUnstable_Object_GC_NewWithExtraData(t, (size_t)extra * sizeof(double));
+        if (op == NULL) return NULL;
+        if (extra) dp_hist_inline = op;
+        PyObject_GC_Track(op);
+        return op;
+    #else
+        return PyType_GenericAlloc(t, nitems);
+    #endif
+    }
+    /* Whether o's counts are inside it: our types on 3.12+ (subclasses made in Python
+       allocate the usual way). */
+    static inline int dp_hist_counts_inline(PyObject *o) {
+        return PY_VERSION_HEX >= 0x030C0000 && Py_TYPE(o)->tp_alloc == dp_hist_alloc;
+    }
+    static inline double *dp_hist_own_counts(PyObject *o) {
+        return (double *)((char *)o + Py_TYPE(o)->tp_basicsize);
+    }
+    static inline int dp_hist_take_inline(PyObject *o) {
+        if (dp_hist_inline != (void *)o) return 0;
+        dp_hist_inline = NULL;
+        return 1;
+    }
+    /* The module's _shared_bounds: a new reference to the _Bounds in *out, their number. */
+    static Py_ssize_t (*dp_hist_bounds_fn)(PyObject *, PyObject **) = NULL;
+    static newfunc dp_hist_base_new[2];
+    static PyObject *dp_hist_new_impl(newfunc base, PyTypeObject *t, PyObject *args, PyObject *kw) {
+        PyObject *bounds = NULL, *b = NULL, *a, *o;
+        Py_ssize_t n;
+        if (PyTuple_GET_SIZE(args) == 1 && (kw == NULL || PyDict_GET_SIZE(kw) == 0))
+            bounds = PyTuple_GET_ITEM(args, 0);
+        else if (PyTuple_GET_SIZE(args) == 0 && kw != NULL && PyDict_GET_SIZE(kw) == 1)
+            bounds = PyDict_GetItemString(kw, "bounds");  /* borrowed, or NULL */
+        if (bounds == NULL)  /* the type's own argument error */
+            return base(t, args, kw);
+        n = dp_hist_bounds_fn(bounds, &b);
+        if (n < 0) return NULL;
+        a = PyTuple_Pack(1, b);
+        Py_DECREF(b);
+        if (a == NULL) return NULL;
+        dp_hist_extra = n;
+        dp_hist_inline = NULL;
+        o = base(t, a, NULL);
+        dp_hist_extra = 0;
+        dp_hist_inline = NULL;
+        Py_DECREF(a);
+        return o;
+    }
+    static PyObject *dp_hist_new0(PyTypeObject *t, PyObject *a, PyObject *k) {
+        return dp_hist_new_impl(dp_hist_base_new[0], t, a, k);
+    }
+    static PyObject *dp_hist_new1(PyTypeObject *t, PyObject *a, PyObject *k) {
+        return dp_hist_new_impl(dp_hist_base_new[1], t, a, k);
+    }
+    static void dp_hist_install(PyObject *hist, PyObject *mp,
+                                Py_ssize_t (*bounds_fn)(PyObject *, PyObject **)) {
+        PyTypeObject *h = (PyTypeObject *)hist, *m = (PyTypeObject *)mp;
+        dp_hist_bounds_fn = bounds_fn;
+        dp_hist_base_new[0] = h->tp_new;
+        dp_hist_base_new[1] = m->tp_new;
+        h->tp_new = dp_hist_new0;
+        m->tp_new = dp_hist_new1;
+        /* Calls go through tp_new (Cython's own vectorcall constructor would skip it). */
+        h->tp_vectorcall = NULL;
+        m->tp_vectorcall = NULL;
+    #if PY_VERSION_HEX >= 0x030C0000
+        h->tp_alloc = dp_hist_alloc;
+        m->tp_alloc = dp_hist_alloc;
+    #endif
+        PyType_Modified(h);
+        PyType_Modified(m);
+    }
+    """
+    ctypedef Py_ssize_t (*dp_bounds_fn)(PyObject *, PyObject **) except -1
+    bint dp_hist_counts_inline(object o) noexcept
+    double *dp_hist_own_counts(object o) noexcept
+    bint dp_hist_take_inline(object o) noexcept
+    void dp_hist_install(object hist, object mp, dp_bounds_fn fn) noexcept
+
+
 @cython.binding(False)
 cdef class Histogram:
     """Fixed upper bounds, one count per bucket and a running sum.
 
-    Single-process: the counts are ``_counts``. Multiprocess: each bucket's
-    count lives in a file slot, ``_slots[i]``, and the sum at ``_sum_p``; a
-    NULL ``_sum_p`` is a cell this process has not written yet (see Counter).
-    On a free-threaded build a contended single-process cell stripes as a
-    Counter does: ``_sum_p`` then holds stripes of (sum, one count per bucket),
-    added to ``_sum`` and ``_counts`` when read.
+    Single-process: the counts are ``_counts`` (inside the object on 3.12+).
+    Multiprocess: each bucket's count lives in a file slot, ``_rare.slots[i]``,
+    and the sum at ``_sum_p``; a NULL ``_sum_p`` is a cell this process has not
+    written yet (see Counter). On a free-threaded build a contended
+    single-process cell stripes as a Counter does: ``_sum_p`` then holds
+    stripes of (sum, one count per bucket), added to ``_sum`` and ``_counts``
+    when read. What a plain observe never touches (exemplar capture and
+    exemplars, the native part, the multiprocess slots) sits in ``_rare``,
+    None until first needed: 88 bytes and the counts a child.
     """
 
-    cdef _Bounds _b
-    cdef double *_bounds
+    cdef _Bounds _b  # the bounds (``values``) and their number (``n``), shared
     cdef double *_counts
-    cdef double **_slots  # NULL, or where each bucket's count lives in the multiprocess file
-    cdef Py_ssize_t _n
     cdef double _sum
     cdef double *_sum_p
     cdef readonly double created
-    cdef object _capture  # None, or exemplar labels (a dict or None) for the current observation
-    cdef list _ex  # None until the first exemplar: one (labels, value, timestamp) or None per bucket
-    cdef object _native  # None, or a _native_c.NativeHistogram counting the same observations
+    cdef _Rare _rare
 
     def __cinit__(self, bounds):
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, n
         self._b = _shared_bounds(bounds)
-        self._bounds = self._b.values
-        self._n = self._b.n
-        self._counts = <double *> PyMem_Malloc(self._n * sizeof(double))
-        if self._counts == NULL:
-            raise MemoryError()
-        for i in range(self._n):
-            self._counts[i] = 0.0
-        self._slots = NULL
+        n = self._b.n
+        if dp_hist_counts_inline(self):
+            if not dp_hist_take_inline(self):  # (never: see dp_hist_new)
+                raise SystemError("a histogram cell allocated without its counts")
+            self._counts = dp_hist_own_counts(self)  # (zeroed with the object)
+        else:
+            self._counts = <double *> PyMem_Malloc(n * sizeof(double))
+            if self._counts == NULL:
+                raise MemoryError()
+            for i in range(n):
+                self._counts[i] = 0.0
         self._sum = 0.0
         self._sum_p = &self._sum
         self.created = time.time()
 
     def __dealloc__(self):
-        PyMem_Free(self._counts)
-        PyMem_Free(self._slots)
+        if not dp_hist_counts_inline(self):
+            PyMem_Free(self._counts)
         dp_stripes_free(self._sum_p)
+
+    cdef _Rare _rare_part(self):
+        # Made once (under a lock: two threads may ask at once) and never replaced, so a
+        # lock-free observe never meets a freed one.
+        if self._rare is None:
+            with _RARE_LOCK:
+                if self._rare is None:
+                    self._rare = _Rare()
+        return self._rare
 
     def _striped(self):
         """True once contention made this cell stripe (free-threaded builds only)."""
@@ -524,7 +651,7 @@ cdef class Histogram:
 
     def _stripe(self):
         """Stripe now, as contention would (tests); True if the cell is striped."""
-        return dp_hist_stripe(&self._sum_p, &self._sum, self._n, self)
+        return dp_hist_stripe(&self._sum_p, &self._sum, self._b.n, self)
 
     @property
     def bounds(self):
@@ -535,11 +662,11 @@ cdef class Histogram:
 
     cdef void _detach(self) noexcept:
         cdef Py_ssize_t i
-        cdef double **slots = self._slots
+        cdef double **slots = NULL if self._rare is None else self._rare.slots
         if slots != NULL:
-            for i in range(self._n):
+            for i in range(self._b.n):
                 self._counts[i] = slots[i][0]
-            self._slots = NULL
+            self._rare.slots = NULL
             PyMem_Free(slots)
         if self._sum_p != NULL:
             self._sum = self._sum_p[0]
@@ -548,10 +675,10 @@ cdef class Histogram:
     cdef void _reset(self) noexcept:
         # A forked child: the parent's counts stay the parent's; ours start at 0, unwritten.
         cdef Py_ssize_t i
-        cdef double **slots = self._slots
-        self._slots = NULL
-        PyMem_Free(slots)
-        for i in range(self._n):
+        if self._rare is not None:
+            PyMem_Free(self._rare.slots)
+            self._rare.slots = NULL
+        for i in range(self._b.n):
             self._counts[i] = 0.0
         self._sum = 0.0
         self._sum_p = NULL
@@ -560,37 +687,45 @@ cdef class Histogram:
         # First bound >= amount, by bisection. The last bound is +Inf, so every
         # number finds a bucket; NaN (all comparisons false) finds none, as in
         # prometheus_client.
-        cdef Py_ssize_t lo = 0, hi = self._n - 1, mid
+        cdef _Bounds b = self._b
+        cdef Py_ssize_t lo = 0, hi = b.n - 1, mid
         if dp_forked:
             _forked()
         if self._sum_p == NULL:
             self._attach()
         if amount != amount:
-            if self._slots == NULL:
-                dp_hist_add(&self._sum_p, &self._sum, self._counts, self._n, self, -1, amount)
+            if self._rare is None or self._rare.slots == NULL:
+                dp_hist_add(&self._sum_p, &self._sum, self._counts, b.n, self, -1, amount)
             else:
                 dp_add(self._sum_p, amount)
             return
         while lo < hi:
             mid = (lo + hi) >> 1
-            if self._bounds[mid] < amount:
+            if b.values[mid] < amount:
                 lo = mid + 1
             else:
                 hi = mid
-        if self._slots == NULL:
-            dp_hist_add(&self._sum_p, &self._sum, self._counts, self._n, self, lo, amount)
+        if self._rare is None:  # the one branch exemplars, native parts and multiprocess cost when off
+            dp_hist_add(&self._sum_p, &self._sum, self._counts, b.n, self, lo, amount)
+        else:
+            self._observe_rare(lo, amount)
+
+    cdef void _observe_rare(self, Py_ssize_t lo, double amount) noexcept:
+        cdef _Rare rare = self._rare
+        if rare.slots == NULL:
+            dp_hist_add(&self._sum_p, &self._sum, self._counts, self._b.n, self, lo, amount)
         else:
             dp_add(self._sum_p, amount)
-            dp_add(self._slots[lo], 1.0)
-        if self._native is not None:  # the one branch native histograms cost when off
-            _native_observe(self._native, amount)
-        if self._capture is not None:  # the one branch exemplars cost when off
+            dp_add(rare.slots[lo], 1.0)
+        if rare.native is not None:
+            _native_observe(rare.native, amount)
+        if rare.capture is not None:
             self._captured(lo, amount)
 
     cdef void _captured(self, Py_ssize_t i, double amount) noexcept:
         # Instrumentation never breaks the app: a failing capture records nothing.
         try:
-            labels = self._capture()
+            labels = self._rare.capture()
             if labels is not None:
                 self._keep(i, labels, amount)
         except BaseException:
@@ -598,9 +733,10 @@ cdef class Histogram:
 
     cdef void _keep(self, Py_ssize_t i, dict labels, double amount) except *:
         # One exemplar per bucket, the latest wins (OpenMetrics; prometheus_client does the same).
-        ex = self._ex
+        rare = self._rare_part()
+        ex = rare.ex
         if ex is None:
-            ex = self._ex = [None] * self._n
+            ex = rare.ex = [None] * self._b.n
         ex[i] = (labels, amount, _time())
 
     def observe(self, double amount, exemplar=None):
@@ -612,14 +748,14 @@ cdef class Histogram:
             self._observe_with(amount, exemplar)
 
     cdef void _observe_with(self, double amount, exemplar) except *:
-        cdef Py_ssize_t lo = 0, hi = self._n - 1, mid
+        cdef Py_ssize_t lo = 0, hi = self._b.n - 1, mid
         labels = _check_exemplar(exemplar)
         self._observe(amount)
         if amount != amount:
             return
         while lo < hi:
             mid = (lo + hi) >> 1
-            if self._bounds[mid] < amount:
+            if self._b.values[mid] < amount:
                 lo = mid + 1
             else:
                 hi = mid
@@ -631,23 +767,25 @@ cdef class Histogram:
         Stopping also forgets the exemplars kept so far.
         """
         if capture is None:
-            self._capture = None
-            self._ex = None
+            if self._rare is not None:
+                self._rare.capture = None
+                self._rare.ex = None
         elif not callable(capture):
             raise TypeError("capture must be callable or None")
         else:
-            self._capture = capture
+            self._rare_part().capture = capture
 
     def exemplars(self):
         """None, or per bucket: None or the latest ``(labels, value, timestamp)`` observed into it."""
-        ex = self._ex
+        ex = None if self._rare is None else self._rare.ex
         return None if ex is None else list(ex)
 
     def set_native(self, native):
         """Count every observation in ``native`` too (a ``_native.NativeHistogram``), or stop (None)."""
         global _native_observe, _NativeType
         if native is None:
-            self._native = None
+            if self._rare is not None:
+                self._rare.native = None
             return
         if _native_observe == NULL:
             from . import _native_c
@@ -656,12 +794,12 @@ cdef class Histogram:
                 _native_c.C_API, "django_prometheus._core._native_c.C_API")).observe
         if type(native) is not _NativeType:  # the C call below trusts the type
             raise TypeError("native must be a compiled NativeHistogram or None")
-        self._native = native
+        self._rare_part().native = native
 
     @property
     def native(self):
         """None, or the native histogram counting the same observations."""
-        return self._native
+        return None if self._rare is None else self._rare.native
 
     def time(self):
         return Timer(self, "observe")
@@ -672,20 +810,20 @@ cdef class Histogram:
             _forked()
         if self._sum_p == NULL:
             return self._sum
-        return dp_hist_sum(self._sum_p, &self._sum, self._n)
+        return dp_hist_sum(self._sum_p, &self._sum, self._b.n)
 
     cdef inline double _count_at(self, Py_ssize_t i) noexcept:
         if dp_forked:
             _forked()
-        if self._slots == NULL:
-            return dp_hist_count(self._sum_p, self._counts, self._n, i)
-        return self._slots[i][0]
+        if self._rare is None or self._rare.slots == NULL:
+            return dp_hist_count(self._sum_p, self._counts, self._b.n, i)
+        return self._rare.slots[i][0]
 
     @property
     def count(self):
         cdef double acc = 0.0
         cdef Py_ssize_t i
-        for i in range(self._n):
+        for i in range(self._b.n):
             acc += self._count_at(i)
         return acc
 
@@ -693,8 +831,8 @@ cdef class Histogram:
         """Cumulative bucket counts, one per bound (what ``_bucket`` samples show)."""
         cdef double acc = 0.0
         cdef Py_ssize_t i
-        out = [None] * self._n
-        for i in range(self._n):
+        out = [None] * self._b.n
+        for i in range(self._b.n):
             acc += self._count_at(i)
             out[i] = acc
         return out
@@ -857,19 +995,26 @@ cdef double _api_gauge_get(object cell) noexcept:
     return (<Gauge> cell)._v
 
 
+cdef double _api_created_get(object cell) noexcept:
+    if type(cell) is Counter or isinstance(cell, Counter):
+        return (<Counter> cell).created
+    return (<Histogram> cell).created
+
+
 cdef Py_ssize_t _api_histogram_get(object cell, double *cumulative, Py_ssize_t n, double *total,
                                    int *flags) noexcept:
     cdef Histogram h = <Histogram> cell
     cdef double acc = 0.0
     cdef Py_ssize_t i
-    if n > h._n:
-        n = h._n
+    if n > h._b.n:
+        n = h._b.n
     for i in range(n):
         acc += h._count_at(i)
         cumulative[i] = acc
-    total[0] = h._sum if h._sum_p == NULL else dp_hist_sum(h._sum_p, &h._sum, h._n)
-    flags[0] = (1 if h._native is not None else 0) | (2 if h._ex is not None else 0)
-    return h._n
+    total[0] = h._sum if h._sum_p == NULL else dp_hist_sum(h._sum_p, &h._sum, h._b.n)
+    flags[0] = 0 if h._rare is None else (
+        (1 if h._rare.native is not None else 0) | (2 if h._rare.ex is not None else 0))
+    return h._b.n
 
 
 # Only these exact types stripe (multiprocess subclasses keep their values in their files).
@@ -886,6 +1031,7 @@ _api.gauge_add = _api_gauge_add
 _api.counter_get = _api_counter_get
 _api.gauge_get = _api_gauge_get
 _api.histogram_get = _api_histogram_get
+_api.created_get = _api_created_get
 C_API = PyCapsule_New(<void *> &_api, "django_prometheus._core._cells_c.C_API", NULL)
 
 # --- Multiprocess mode ------------------------------------------------------
@@ -1194,6 +1340,16 @@ cdef class _MpHistogram(Histogram):
             self._sum_p = &self._sum
 
 
+cdef Py_ssize_t _bounds_for_new(PyObject *bounds, PyObject **out) except -1:
+    b = _shared_bounds(<object> bounds)
+    Py_INCREF(b)
+    out[0] = <PyObject *> b
+    return (<_Bounds> b).n
+
+
+dp_hist_install(Histogram, _MpHistogram, _bounds_for_new)
+
+
 cdef class MultiProcessStore:
     """This process' metrics files in ``directory``, and every cell that points into them.
 
@@ -1276,7 +1432,7 @@ cdef class MultiProcessStore:
         """A Histogram whose buckets and sum are entries of this process' histogram file."""
         cdef _MpHistogram cell = _MpHistogram(bounds)
         keys = tuple(bucket_keys)
-        if len(keys) != cell._n:
+        if len(keys) != cell._b.n:
             raise ValueError("one key per bucket is needed")
         cell._store = self
         cell._keys = keys
@@ -1343,13 +1499,13 @@ cdef class MultiProcessStore:
             if self._closed or self._failed is not None:
                 hist._sum_p = &hist._sum
                 return
-            slots = <double **> PyMem_Malloc(hist._n * sizeof(double *))
+            slots = <double **> PyMem_Malloc(hist._b.n * sizeof(double *))
             if slots == NULL:
                 raise MemoryError()
             try:
                 f = self._file_for("histogram")
                 f.make_room((*hist._keys, hist._sum_key))  # all of the cell's entries, or none
-                for i in range(hist._n):
+                for i in range(hist._b.n):
                     slots[i] = f.slot(hist._keys[i])
                 p = f.slot(hist._sum_key)
             except OSError as exc:
@@ -1357,10 +1513,10 @@ cdef class MultiProcessStore:
                 self._fail(exc)
                 hist._sum_p = &hist._sum
                 return
-            for i in range(hist._n):
+            for i in range(hist._b.n):
                 slots[i][0] += hist._counts[i]
             p[0] += hist._sum
-            hist._slots = slots
+            hist._rare_part().slots = slots
             hist._sum_p = p
 
     def _fail(self, exc):

@@ -245,12 +245,10 @@ cdef int _put_labels(Buf *lab, Heads *h, object values, Py_ssize_t *pre_len) exc
 
 
 # What a scrape reads of a family's children: a snapshot (version, label-value tuples,
-# cells), taken under the family's lock, and dropped when the scrape ends. Between scrapes
-# the writer keeps one thing per child, for counters and histograms: the text of its
-# `_created` value (a shortest repr, the dearest thing to format), all of a family's in one
-# bytes object (a length byte, then the text, per child, in the snapshot's order), in the
-# core Family's ``render_cache`` while its ``version`` is the one they were made for. The
-# labels are escaped as they are written, and the protobuf writer keeps nothing.
+# cells), taken under the family's lock, and dropped when the scrape ends. The writer keeps
+# nothing between scrapes: the labels are escaped as they are written, and each child's
+# `_created` value is formatted then too (dp_float.h's shortest repr, cheap enough that
+# keeping its text, 23 bytes a child, is not worth it).
 
 cdef tuple _snapshot(object children):
     """(version or -1, label-value tuples, cells) of a core Family or of (values, cell) pairs."""
@@ -265,36 +263,11 @@ cdef tuple _snapshot(object children):
     return -1, keys, cells
 
 
-cdef bytes _created_texts(list cells, int exp2):
-    """Each cell's ``created`` as text, a length byte before each (see above)."""
-    cdef Buf b
-    cdef Py_ssize_t i, n = len(cells), k
-    cdef double created
-    b.data = NULL; b.len = 0; b.cap = 0
-    try:
-        _reserve(&b, n * 24 + 64)
-        for i in range(n):
-            created = cells[i].created
-            _reserve(&b, 65)
-            k = dp_gofloat(created, b.data + b.len + 1, exp2)
-            b.data[b.len] = <char> <unsigned char> k
-            b.len += 1 + k
-        return PyBytes_FromStringAndSize(b.data, b.len)
-    finally:
-        PyMem_Free(b.data)
-
-
-cdef bytes _cached_created(object children, Py_ssize_t version, list cells, int exp2):
-    """The family's created texts for this snapshot, made again when its children changed."""
-    cdef object cache
-    if version < 0:
-        return _created_texts(cells, exp2)
-    cache = children.render_cache
-    if type(cache) is tuple and len(<tuple> cache) == 3 and cache[0] == version and cache[1] == exp2:
-        return <bytes> cache[2]
-    texts = _created_texts(cells, exp2)
-    children.render_cache = (version, exp2, texts)
-    return texts
+cdef inline double _created(object cell):
+    """A cell's ``created``: one C read for the core's Counter and Histogram (and subtypes)."""
+    if _is(cell, _Counter) or _is(cell, _Histogram):
+        return _cells_api.created_get(cell)
+    return cell.created
 
 
 cdef inline bint _is(object cell, type t):
@@ -306,14 +279,12 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
     """The exposition of one family (see ``_expo_py.render_family`` for the arguments)."""
     cdef Buf out, lab, crb
     cdef Py_ssize_t nlabels = len(labelnames), i, j, c, le_pos = 0, nsamples = 0, n
-    cdef Py_ssize_t nles = len(les), lab_len, pre_len, cr_len, est, nb
+    cdef Py_ssize_t nles = len(les), lab_len, pre_len, est, nb
     cdef list order = sorted(range(nlabels), key=lambda k: labelnames[k])
     cdef list heads = []  # b'name="' per sorted label
     cdef list keys, cells
     cdef object cell
     cdef bytes head
-    cdef bytes texts = None
-    cdef const unsigned char *cr = NULL
     cdef double v, total
     cdef double cum[64]
     cdef int flags
@@ -337,11 +308,6 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
     version, keys, cells = _snapshot(children)
     n = len(cells)
     want_created = mask & _CREATED and kind != _GAUGE
-    if want_created:
-        texts = _cached_created(children, version, cells, exp2)
-        if len(texts) < n:  # (never: one text per cell)
-            raise RuntimeError("created texts do not match the family's children")
-        cr = <const unsigned char *> (<char *> texts)
     out.data = NULL; out.len = 0; out.cap = 0
     lab.data = NULL; lab.len = 0; lab.cap = 0
     crb.data = NULL; crb.len = 0; crb.cap = 0
@@ -365,7 +331,7 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
         else:
             est = n * (len(value_b) + 36 + 48)
         if want_created:
-            est += len(texts) + n * (len(created_b) + 8 + 48)
+            est += n * (len(created_b) + 8 + 48 + 20)
         est += 1024 + 2 * len(doc) + 4 * len(name)
         _reserve(&out, est)
         _reserve(&lab, 256)
@@ -440,11 +406,9 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
                 nsamples += 1
             if want_created:
                 nsamples += 1
-                cr_len = cr[0]
                 # The text format writes `_created` samples as a gauge family of their own,
                 # after the others: gathered in crb meanwhile.
-                _put_text(&out if openmetrics else &crb, created_b, a, lab_len, <const char *> cr + 1, cr_len)
-                cr += 1 + cr_len
+                _put_sample(&out if openmetrics else &crb, created_b, a, lab_len, _created(cell), exp2)
         if filtered and not nsamples:
             return b""
         if crb.len:
@@ -458,13 +422,6 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
         PyMem_Free(h.order)
         PyMem_Free(h.head)
         PyMem_Free(h.head_len)
-
-
-cdef int _put_text(Buf *b, bytes sample, const char *lab, Py_ssize_t lab_len, const char *text,
-                   Py_ssize_t n) except -1:
-    _put_series(b, sample, lab, lab_len)
-    _put(b, text, n)
-    return _putc(b, b'\n')
 
 
 cdef int _put_series(Buf *b, bytes sample, const char *lab, Py_ssize_t lab_len) except -1:
@@ -746,7 +703,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
             cr_len = 0
             if use_created and kind != _GAUGE:
                 ts.len = 0
-                _pb_timestamp(&ts, cell.created)
+                _pb_timestamp(&ts, _created(cell))
                 cr_len = ts.len
             if kind == _HISTOGRAM:
                 fast = _is(cell, _Histogram)

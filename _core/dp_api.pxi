@@ -22,6 +22,8 @@ cdef struct dp_cells_api:
     dp_cell_get counter_get
     dp_cell_get gauge_get
     dp_histogram_get histogram_get
+    # A Counter's or Histogram's (or subtype's) ``created``, formatted by the writer at each scrape.
+    dp_cell_get created_get
 
 # ``_features_c.SEAM``: the middlewares' calls into the compiled opt-in features (``_http_c``
 # calls them for an ``_features_c.Features``, the Python protocol for anything else).

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -99,6 +100,49 @@ def test_off_nothing_is_connected_or_registered():
 def test_host_of_takes_the_host_part_of_a_node_name():
     assert celery_metrics.host_of("worker1@web-3") == "web-3"
     assert celery_metrics.host_of("web-4") == "web-4"
+
+
+def test_overlapping_runs_of_one_task_id_in_two_threads_each_observe_their_runtime(app):
+    """A retried task keeps its id; under the threads pool its next run can start in another thread
+    before this run ends. Celery's own tracer (``apply``), two threads, one task id: run 2 starts
+    while run 1 is still running, run 1 ends (its postrun) before run 2 succeeds. Both runtimes
+    are observed; keyed by task id alone, run 1's postrun dropped run 2's start."""
+    celery_app, _ = app
+    second_running, release_second = threading.Event(), threading.Event()
+
+    @celery_app.task(name="bg.overlap", bind=True, shared=False)
+    def overlap(self, run):
+        if run == 1:
+            assert second_running.wait(10)
+        else:
+            second_running.set()
+            assert release_second.wait(10)
+        return run
+
+    def runtime_count() -> float:
+        samples = parse_samples(generate_latest(REGISTRY).decode())
+        return sum(
+            value for (family, labels), value in samples.items()
+            if family == "celery_task_runtime_count" and ("name", "bg.overlap") in labels
+        )  # fmt: skip
+
+    before = runtime_count()
+    results: dict[int, object] = {}
+    task_id = uuid.uuid4().hex
+    threads = [
+        threading.Thread(
+            target=lambda run=run: results.update({run: overlap.apply((run,), task_id=task_id).get()})
+        )
+        for run in (1, 2)
+    ]
+    for thread in threads:
+        thread.start()
+    threads[0].join(10)
+    assert results == {1: 1}  # run 1 ended (success, then postrun) while run 2 still runs
+    release_second.set()
+    threads[1].join(10)
+    assert results == {1: 1, 2: 2}
+    assert runtime_count() - before == 2
 
 
 def sample_value(samples: Samples, family: str, /, **labels: str) -> float:

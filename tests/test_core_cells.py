@@ -95,6 +95,41 @@ def test_histogram_rejects_unsorted_bounds_and_appends_inf(core):
     assert core.Histogram([1, 2]).bounds == (1.0, 2.0, math.inf)
 
 
+def test_histogram_made_any_way_keeps_its_own_counts(core):
+    # The compiled cell's counts live inside it, sized by its bounds when it is allocated:
+    # every way of making one (keyword, a subclass made in Python, threads making cells of
+    # different sizes at once) must give each cell its own counts of its own length.
+    class Sub(core.Histogram):
+        pass
+
+    made = [core.Histogram(bounds=[1.0]), Sub([1.0, 2.0]), Sub(bounds=[5.0])]
+    with pytest.raises(TypeError):
+        core.Histogram()
+    lock = threading.Lock()
+
+    def make(k: int) -> None:
+        for i in range(200):
+            h = core.Histogram([float(b) for b in range(1, 2 + (k + i) % 20)])
+            with lock:
+                made.append(h)
+
+    threads = [threading.Thread(target=make, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for h in made:
+        for b in h.bounds:
+            h.observe(b)
+        n = len(h.bounds)
+        assert h.buckets() == [float(i + 1) for i in range(n)]
+        assert h.count == n
+        h.set_exemplar_capture(lambda: {"trace_id": "t"})
+        h.observe(0.5)
+        assert h.buckets()[0] == 2.0 and h.exemplars()[0][0] == {"trace_id": "t"}
+        assert h.buckets()[-1] == n + 1
+
+
 def test_family_returns_one_cell_per_label_tuple(core):
     f = core.Family(lambda values: core.Counter())
     a = f.get(("x", "y"))

@@ -171,7 +171,10 @@ def on_rejected(sender: Any = None, message: Any = None, **kwargs: Any) -> None:
 
 # --- the pool (prefork children, threads, solo) -------------------------------------------
 
-_started: dict[Any, float] = {}  # task id -> perf_counter at start, for the runtime
+#: (task id, thread) -> perf_counter at the start, for the runtime. Keyed by the thread too: a
+#: retried task keeps its id, and under the threads pool its next run can start in another thread
+#: before this run's postrun, which would otherwise drop the next run's start.
+_started: dict[tuple[Any, int], float] = {}
 
 
 def _published_at(request: Any) -> float | None:
@@ -189,7 +192,7 @@ def _published_at(request: Any) -> float | None:
 def on_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **kwargs: Any) -> None:
     try:
         now = time.time()
-        _started[task_id] = time.perf_counter()
+        _started[(task_id, threading.get_ident())] = time.perf_counter()
         request = task.request
         name, host, queue = _request_labels(request, task.name)
         _cell(celery_task_started_total, name, host, queue).inc()
@@ -205,7 +208,7 @@ def on_postrun(
     sender: Any = None, task_id: Any = None, task: Any = None, state: Any = None, **kwargs: Any
 ) -> None:
     try:
-        _started.pop(task_id, None)
+        _started.pop((task_id, threading.get_ident()), None)
         request = task.request
         _cell(celery_worker_tasks_active, host_of(getattr(request, "hostname", None))).dec()
         if state == "REJECTED":  # the task raised Reject: celery-exporter's task-rejected event
@@ -218,10 +221,10 @@ def on_success(sender: Any = None, **kwargs: Any) -> None:
     try:
         request = sender.request
         labels = _request_labels(request, sender.name)
-        _cell(celery_task_succeeded_total, *labels).inc()
-        t0 = _started.get(request.id)
-        if t0 is not None:
+        t0 = _started.get((request.id, threading.get_ident()))
+        if t0 is not None:  # first, so that a scrape that sees the success sees its runtime too
             _cell(celery_task_runtime, *labels).observe(time.perf_counter() - t0)
+        _cell(celery_task_succeeded_total, *labels).inc()
     except Exception:
         log_failure("a Celery task success")
 
