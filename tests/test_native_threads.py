@@ -90,7 +90,9 @@ def test_reads_racing_observing_threads_are_consistent_and_the_end_state_exact(
     ops = OPS // 4
     part = native.NativeHistogram(3, 2.0**-128, 40)
     if stripe:  # as contention would (compiled, free-threaded): reads merge the stripes
-        assert part._stripe() == part._striped() == bool(native.STRIPES)
+        if not native.STRIPES:
+            pytest.skip("parts never stripe here (a GIL build, or the pure twin): the other case runs")
+        assert part._stripe() and part._striped()
     start = threading.Barrier(THREADS + 1)
     done = threading.Event()
     reads: list[int] = []
@@ -193,8 +195,10 @@ def test_every_scrape_while_threads_observe_has_count_equal_to_its_native_bucket
         "nt_many", "Labelled.", ["t"], registry=registry, native=True, native_max_buckets=40
     )
     if stripe:
+        if not _native._impl.STRIPES:
+            pytest.skip("parts never stripe here (a GIL build, or the pure twin): the other case runs")
         for child in (one._cell, many.labels("0"), many.labels("1")):
-            assert child.native._stripe() == bool(_native._impl.STRIPES)
+            assert child.native._stripe()
     start = threading.Barrier(THREADS + 1)
     done = threading.Event()
     scrapes: list[tuple[int, int, int]] = []  # (family index, sample_count, native buckets' count)
