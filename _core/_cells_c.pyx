@@ -127,9 +127,28 @@ cdef extern from *:
         return dp_tagged(p) ? dp_untag(p) : NULL;
     }
 
+    /* A contended child's reference count is contended too: `child.inc()` from two threads
+       writes the child's header (an atomic add to its shared count, from every thread but the
+       one that made it) on each call, and that line then moves between cores as the cell's
+       own would. CPython 3.13t gives objects that threads share for the rest of the run
+       (functions, code, types, modules: the ones 3.14 counts by deferred reference counting)
+       immortality once a second thread starts; a striped child gets the same. Only its local
+       count is written, with one atomic store: a racing Py_INCREF/Py_DECREF by the owning
+       thread may overwrite it with its own new count, which leaves the object exactly as
+       counted as before (and mortal); the shared count is left to its writers. The child is
+       then never freed (a family's remove() of a hot child leaks its cell and stripes). 3.14's
+       deferred counting needs a GC type, which a counter is not: left alone there. */
+    #if PY_VERSION_HEX < 0x030E0000
+    static inline void dp_share(PyObject *cell) {
+        _Py_atomic_store_uint32_relaxed(&cell->ob_ref_local, UINT32_MAX);
+    }
+    #else
+    static inline void dp_share(PyObject *cell) { (void)cell; }
+    #endif
     static void dp_counter_contended(double **pp, double *p, double *own, PyObject *cell, double v) {
         double *s;
         if (p == own && Py_TYPE(cell) == dp_counter_type && (s = dp_stripes_install(pp, own, 8)) != NULL) {
+            dp_share(cell);
             dp_add(dp_stripe(s, 8), v);
             return;
         }
@@ -163,6 +182,7 @@ cdef extern from *:
         double *s;
         Py_ssize_t stride = dp_hist_stride(n);
         if (p == own && Py_TYPE(cell) == dp_histogram_type && (s = dp_stripes_install(pp, own, stride)) != NULL) {
+            dp_share(cell);
             dp_stripe_observe(dp_stripe(s, stride), lo, v);
             return;
         }
@@ -201,11 +221,19 @@ cdef extern from *:
     /* Stripe now, contention or not (tests use it to exercise the striped paths). */
     static int dp_counter_stripe(double **pp, double *own, PyObject *cell) {
         if (dp_tagged(*pp)) return 1;
-        return *pp == own && Py_TYPE(cell) == dp_counter_type && dp_stripes_install(pp, own, 8) != NULL;
+        if (*pp == own && Py_TYPE(cell) == dp_counter_type && dp_stripes_install(pp, own, 8) != NULL) {
+            dp_share(cell);
+            return 1;
+        }
+        return 0;
     }
     static int dp_hist_stripe(double **pp, double *own, Py_ssize_t n, PyObject *cell) {
         if (dp_tagged(*pp)) return 1;
-        return *pp == own && Py_TYPE(cell) == dp_histogram_type && dp_stripes_install(pp, own, dp_hist_stride(n)) != NULL;
+        if (*pp == own && Py_TYPE(cell) == dp_histogram_type && dp_stripes_install(pp, own, dp_hist_stride(n)) != NULL) {
+            dp_share(cell);
+            return 1;
+        }
+        return 0;
     }
     static void dp_set_stripes(Py_ssize_t cpus) {
         Py_ssize_t n = 4;

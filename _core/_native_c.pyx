@@ -31,12 +31,15 @@ A halving (counts move between buckets) or a reset never overlaps a read.
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.math cimport floor, frexp, log
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove, memset
 
 import json
+import os
 import struct
 import sys
 
@@ -57,12 +60,49 @@ cdef extern from *:
     #define DP_NH_FT 1
     #define DP_NH_EXCLUSIVE ((uint64_t)1 << 62)
     typedef PyMutex dp_nh_mutex;
+    /* 0: a rare-path writer holds the cell (leave); 1: in; 2: in, and another observer was
+       inside too (contention: the cell stripes, see _observe). */
     static inline int dp_nh_enter(uint64_t *gate) {
-        if (_Py_atomic_add_uint64(gate, 1) & DP_NH_EXCLUSIVE) {
+        uint64_t old = _Py_atomic_add_uint64(gate, 1);
+        if (old & DP_NH_EXCLUSIVE) {
             _Py_atomic_add_uint64(gate, (uint64_t)-1);
             return 0;
         }
-        return 1;
+        return old ? 2 : 1;
+    }
+    /* Stripes of a hot part: a thread takes the next one in turn the first time it observes
+       into a striped part (round robin, as the classic cells' stripes). */
+    #if defined(_MSC_VER)
+    #define DP_NH_TLS __declspec(thread)
+    #else
+    #define DP_NH_TLS __thread
+    #endif
+    static Py_ssize_t dp_nh_nstripes = 4;
+    static int dp_nh_threads;
+    static DP_NH_TLS int dp_nh_my_slot;
+    static inline Py_ssize_t dp_nh_slot(void) {
+        int s = dp_nh_my_slot;
+        if (s == 0) s = dp_nh_my_slot = _Py_atomic_add_int(&dp_nh_threads, 1) + 1;
+        return (Py_ssize_t)((s - 1) & (dp_nh_nstripes - 1));
+    }
+    static inline void dp_nh_set_stripes(Py_ssize_t cpus) {
+        Py_ssize_t n = 4;
+        while (n < 2 * cpus && n < 32) n <<= 1;
+        dp_nh_nstripes = n;
+    }
+    static inline Py_ssize_t dp_nh_stripe_count(void) { return dp_nh_nstripes; }
+    static inline void *dp_nh_load_ptr(void **pp) { return _Py_atomic_load_ptr_acquire(pp); }
+    /* A striped part is immortal on 3.13t, as a striped classic cell is (_cells_c.pyx,
+       dp_share, which says why): the classic cell passes its part to the observe call with a
+       reference taken and dropped, an atomic write to the part's header from every thread. */
+    #if PY_VERSION_HEX < 0x030E0000
+    static inline void dp_nh_share(PyObject *op) { _Py_atomic_store_uint32_relaxed(&op->ob_ref_local, UINT32_MAX); }
+    #else
+    static inline void dp_nh_share(PyObject *op) { (void)op; }
+    #endif
+    static inline int dp_nh_publish(void **pp, void *p) {
+        void *expected = NULL;
+        return _Py_atomic_compare_exchange_ptr(pp, &expected, p);
     }
     static inline void dp_nh_leave(uint64_t *gate) { _Py_atomic_add_uint64(gate, (uint64_t)-1); }
     static inline void dp_nh_lock(dp_nh_mutex *m) { PyMutex_Lock(m); }
@@ -89,6 +129,12 @@ cdef extern from *:
     #define DP_NH_FT 0
     typedef char dp_nh_mutex;
     static inline int dp_nh_enter(uint64_t *gate) { (void)gate; return 1; }
+    static inline Py_ssize_t dp_nh_slot(void) { return 0; }
+    static inline void dp_nh_set_stripes(Py_ssize_t cpus) { (void)cpus; }
+    static inline Py_ssize_t dp_nh_stripe_count(void) { return 0; }
+    static inline void *dp_nh_load_ptr(void **pp) { return *pp; }
+    static inline int dp_nh_publish(void **pp, void *p) { (void)pp; (void)p; return 0; }
+    static inline void dp_nh_share(PyObject *op) { (void)op; }
     static inline void dp_nh_leave(uint64_t *gate) { (void)gate; }
     static inline void dp_nh_lock(dp_nh_mutex *m) { (void)m; }
     static inline void dp_nh_unlock(dp_nh_mutex *m) { (void)m; }
@@ -102,7 +148,13 @@ cdef extern from *:
     """
     const bint DP_NH_FT
     ctypedef char dp_nh_mutex
-    bint dp_nh_enter(uint64_t *gate) noexcept nogil
+    int dp_nh_enter(uint64_t *gate) noexcept nogil
+    Py_ssize_t dp_nh_slot() noexcept nogil
+    void dp_nh_set_stripes(Py_ssize_t cpus) noexcept nogil
+    Py_ssize_t dp_nh_stripe_count() noexcept nogil
+    void *dp_nh_load_ptr(void **pp) noexcept nogil
+    bint dp_nh_publish(void **pp, void *p) noexcept nogil
+    void dp_nh_share(object op) noexcept
     void dp_nh_leave(uint64_t *gate) noexcept nogil
     void dp_nh_lock(dp_nh_mutex *m) noexcept
     void dp_nh_unlock(dp_nh_mutex *m) noexcept nogil
@@ -155,6 +207,9 @@ def _load_table():
 
 
 _load_table()
+dp_nh_set_stripes(os.cpu_count() or 1)
+#: Stripes a contended part spreads over on this build (0: a GIL build, parts never stripe).
+STRIPES = dp_nh_stripe_count()
 
 
 cdef double _go_log2(double x) noexcept:
@@ -223,8 +278,10 @@ cdef inline int32_t _key(double v, int schema) noexcept:
 cdef struct _Side:
     int32_t *keys
     uint64_t *counts
-    Py_ssize_t n
-    Py_ssize_t cap
+    # Populated buckets and room: at most the keys' range (about 540,000 a side at schema 8),
+    # so 32 bits each; the 8 bytes this saves hold the part's stripes pointer.
+    int32_t n
+    int32_t cap
 
 
 cdef struct _Addrs:
@@ -316,6 +373,42 @@ cdef int _copy(_Side *side, _Side *out) except -1:
     return 0
 
 
+cdef int _merge(_Side *into, _Side *other) except -1:
+    # Add other's buckets (a copy, same schema) to into's (a copy): one sorted run of both.
+    cdef Py_ssize_t i = 0, j = 0, k = 0, n = into.n + other.n
+    cdef int32_t *keys
+    cdef uint64_t *counts
+    if other.n == 0:
+        return 0
+    keys = <int32_t *> PyMem_Malloc((n + 1) * sizeof(int32_t))
+    counts = <uint64_t *> PyMem_Malloc((n + 1) * sizeof(uint64_t))
+    if keys == NULL or counts == NULL:
+        PyMem_Free(keys)
+        PyMem_Free(counts)
+        raise MemoryError()
+    while i < into.n or j < other.n:
+        if j == other.n or (i < into.n and into.keys[i] < other.keys[j]):
+            keys[k] = into.keys[i]
+            counts[k] = into.counts[i]
+            i += 1
+        elif i == into.n or other.keys[j] < into.keys[i]:
+            keys[k] = other.keys[j]
+            counts[k] = other.counts[j]
+            j += 1
+        else:
+            keys[k] = into.keys[i]
+            counts[k] = into.counts[i] + other.counts[j]
+            i += 1
+            j += 1
+        k += 1
+    _free(into)
+    into.keys = keys
+    into.counts = counts
+    into.n = k
+    into.cap = n + 1
+    return 0
+
+
 cdef list _items_from(_Side *copy):
     # Python objects are made after the mutex is released: a collection they trigger may
     # run code that observes into this very part.
@@ -384,6 +477,9 @@ cdef class NativeHistogram:
     cdef _Side _pos
     cdef _Side _neg
     cdef _Mp _mp  # None until attached (multiprocess write-through)
+    # Free-threaded builds: NULL, or (once observers met in the gate) STRIPES owned references
+    # to parts of the same configuration that threads observe into instead; reads merge them.
+    cdef void *_stripes
 
     def __cinit__(self, schema, zero_threshold, max_buckets):
         schema, zero_threshold, max_buckets = _check_config(schema, zero_threshold, max_buckets)
@@ -393,25 +489,88 @@ cdef class NativeHistogram:
         self._marked = _UNMARKED
 
     def __dealloc__(self):
+        cdef PyObject **st = <PyObject **> self._stripes
+        cdef Py_ssize_t i
+        if st != NULL:
+            self._stripes = NULL
+            for i in range(dp_nh_stripe_count()):
+                Py_DECREF(<object> st[i])
+            PyMem_Free(st)
         PyMem_Free(self._pos.keys)
         PyMem_Free(self._pos.counts)
         PyMem_Free(self._neg.keys)
         PyMem_Free(self._neg.counts)
 
     cdef void _observe(self, double v) noexcept:
+        cdef PyObject **st
         if v != v:  # NaN: in no bucket
             return
         if not DP_NH_FT:  # the GIL makes the whole observation one step
             self._observe_locked(v)
             return
-        if dp_nh_enter(&self._gate):
+        st = <PyObject **> dp_nh_load_ptr(&self._stripes)
+        if st != NULL:  # a hot part: this thread's stripe (its gate and counts are its own)
+            (<NativeHistogram> st[dp_nh_slot()])._observe_here(v)
+            return
+        if self._observe_here(v) and self._mp is None:
+            self._stripe_now()
+
+    cdef inline bint _observe_here(self, double v) noexcept:
+        # Free-threaded: count v in this very part; True if another observer was inside the
+        # gate at the same time (contention).
+        cdef int entered = dp_nh_enter(&self._gate)
+        if entered:
             if self._observe_shared(v):
                 dp_nh_leave(&self._gate)
-                return
+                return entered == 2
             dp_nh_leave(&self._gate)
         self._exclude()
         self._observe_locked(v)
         self._admit()
+        return entered == 2
+
+    cdef void _stripe_now(self) noexcept:
+        # Contention seen (free-threaded, single-process): spread later observations over
+        # stripes, parts of this part's configuration at its schema now. Memory, or any
+        # failure, leaves the part as it is (it still counts every observation).
+        cdef Py_ssize_t i, n = dp_nh_stripe_count()
+        cdef PyObject **st
+        if n == 0 or dp_nh_load_ptr(&self._stripes) != NULL:
+            return
+        try:
+            parts = [NativeHistogram(dp_nh_load_int(&self._schema), self._zt, self._max) for i in range(n)]
+        except BaseException:  # instrumentation never breaks the app
+            return
+        st = <PyObject **> PyMem_Malloc(n * sizeof(PyObject *))
+        if st == NULL:
+            return
+        for i in range(n):
+            Py_INCREF(parts[i])
+            st[i] = <PyObject *> parts[i]
+        if not dp_nh_publish(&self._stripes, st):  # another thread's stripes won
+            for i in range(n):
+                Py_DECREF(<object> st[i])
+            PyMem_Free(st)
+            return
+        dp_nh_share(self)
+
+    cdef list _parts(self):
+        # This part's stripes (empty unless it striped).
+        cdef PyObject **st = <PyObject **> dp_nh_load_ptr(&self._stripes)
+        cdef Py_ssize_t i
+        if st == NULL:
+            return []
+        return [<object> st[i] for i in range(dp_nh_stripe_count())]
+
+    def _stripe(self):
+        """Stripe now, as contention would (tests); True if the part is striped."""
+        if self._mp is None:
+            self._stripe_now()
+        return self._striped()
+
+    def _striped(self):
+        """True once contention made this part stripe (free-threaded builds only)."""
+        return dp_nh_load_ptr(&self._stripes) != NULL
 
     cdef inline bint _observe_shared(self, double v) noexcept:
         # Free-threaded, inside the gate (the shape stays still): count v if its bucket
@@ -574,6 +733,8 @@ cdef class NativeHistogram:
         # A forked child (one thread): the parent's counts stay the parent's; ours start at 0,
         # in files of our own. A gate or mutex the fork caught mid-use belonged to threads the
         # child does not have.
+        for part in self._parts():
+            part._forked()
         self._gate = 0
         memset(&self._mutex, 0, sizeof(dp_nh_mutex))
         self._zero = 0
@@ -590,6 +751,8 @@ cdef class NativeHistogram:
 
     @property
     def schema(self):
+        if dp_nh_load_ptr(&self._stripes) != NULL:
+            return self.state()[0]  # the stripes' merge
         return dp_nh_load_int(&self._schema)
 
     @property
@@ -602,7 +765,10 @@ cdef class NativeHistogram:
 
     @property
     def zero_count(self):
-        return dp_nh_load(&self._zero)
+        cdef uint64_t acc = dp_nh_load(&self._zero)
+        for part in self._parts():
+            acc += (<NativeHistogram> part).zero_count
+        return acc
 
     @property
     def count(self):
@@ -611,6 +777,8 @@ cdef class NativeHistogram:
         dp_nh_lock(&self._mutex)
         acc = self._count_locked()
         dp_nh_unlock(&self._mutex)
+        for part in self._parts():
+            acc += (<NativeHistogram> part).count
         return acc
 
     cdef uint64_t _count_locked(self) noexcept:
@@ -623,7 +791,45 @@ cdef class NativeHistogram:
         return acc
 
     cdef int _snapshot(self, int *schema, uint64_t *zero, _Side *pos, _Side *neg) except -1:
-        # The shape and every count, read under the mutex (no shape change meanwhile).
+        # The shape and every count (read under the mutex: no shape change meanwhile), and a
+        # striped part's stripes merged in (each read under its own mutex, at the lowest
+        # schema among them, and halved as one part would be past its bucket limit).
+        cdef int s2
+        cdef uint64_t z2
+        cdef _Side p2, n2
+        self._snapshot_here(schema, zero, pos, neg)
+        parts = self._parts()
+        if not parts:
+            return 0
+        try:
+            for part in parts:
+                (<NativeHistogram> part)._snapshot_here(&s2, &z2, &p2, &n2)
+                try:
+                    while schema[0] > s2:
+                        schema[0] -= 1
+                        _halve(pos)
+                        _halve(neg)
+                    while s2 > schema[0]:
+                        s2 -= 1
+                        _halve(&p2)
+                        _halve(&n2)
+                    zero[0] += z2
+                    _merge(pos, &p2)
+                    _merge(neg, &n2)
+                finally:
+                    _free(&p2)
+                    _free(&n2)
+            while self._max and pos.n + neg.n > self._max and schema[0] > _MIN_SCHEMA:
+                schema[0] -= 1
+                _halve(pos)
+                _halve(neg)
+        except BaseException:
+            _free(pos)
+            _free(neg)
+            raise
+        return 0
+
+    cdef int _snapshot_here(self, int *schema, uint64_t *zero, _Side *pos, _Side *neg) except -1:
         pos.keys = NULL
         pos.counts = NULL
         neg.keys = NULL
@@ -663,6 +869,8 @@ cdef class NativeHistogram:
 
     def reset(self):
         """Forget every observation (a forked child starts from zero); the schema stays."""
+        for part in self._parts():
+            part.reset()
         self._exclude()
         self._zero = 0
         self._pos.n = 0

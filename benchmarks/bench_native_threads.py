@@ -8,6 +8,8 @@ these workloads, ours only (prometheus_client has no native histograms):
 
 - ``histogram``: ``bench_threads``' classic-only child, ``observe(0.3)``: the reference.
 - ``native``: the same child with a native part (``native=True``), ``observe(0.3)``.
+  On a free-threaded build the compiled native part stripes once threads meet in it
+  (``_core/_native_c.pyx``), as the classic part does.
 - ``native_spread``: the native child, each thread cycling through 64 lognormal
   latencies (schema 3, every bucket populated in the warm-up): the common path
   over many buckets, as a view's latencies are.
@@ -49,14 +51,20 @@ def _native_op(workload: str, impl: str) -> Any:
     for v in SPREAD:  # every bucket the workloads use exists before the threads start
         child.observe(v)
 
+    # make() runs in each thread: its own bound method and values (floats the thread made, as
+    # measured durations are: a literal's constant or a module-level list's floats are objects
+    # every thread would share, and each call would write their reference counts).
     def make() -> Any:
         observe = child.observe
         if workload == "native":
-            return lambda: observe(0.3)
-        values = itertools.cycle(SPREAD)
+            value = float("0.3")
+            return lambda: observe(value)
+        values = itertools.cycle([float(repr(v)) for v in SPREAD])
         return lambda: observe(next(values))
 
     make.child = getattr(child, "_cell", child)  # type: ignore[attr-defined]  # the classic part: striped?
+    make.native = getattr(make.child, "native", None)  # type: ignore[attr-defined]  # the native part
+    bench_threads._last_make = make  # type: ignore[attr-defined]
     return make
 
 
@@ -72,6 +80,8 @@ def probe(workload: str, impl: str, n: int, seconds: float) -> dict[str, Any]:
         bench_threads.CHUNK[w] = bench_threads.CHUNK["histogram"]
         bench_threads.WARMUP[w] = bench_threads.WARMUP["histogram"]
     result = bench_threads.probe(workload, impl, n, seconds)
+    native = getattr(bench_threads, "_last_make", None)
+    result["native_striped"] = bool(getattr(getattr(native, "native", None), "_striped", lambda: False)())
     if workload.startswith("native"):
         from django_prometheus._core import _native
 
@@ -118,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                 r = _run_probe(workload, impl, n, args.seconds)
                 total = r["ops"] / r["elapsed"]
                 base = base or total
-                note = "GIL enabled" if r["gil"] else ("classic part striped" if r.get("striped") else "")
+                note = (
+                    "GIL enabled"
+                    if r["gil"]
+                    else ", ".join(k for k in ("striped", "native striped") if r.get(k.replace(" ", "_")))
+                )
                 figures = (f"{total / n:,.0f}", f"{total:,.0f}", f"{total / base:.2f}")
                 rows.append((workload, impl, str(n), *figures, note))
                 print(".", end="", file=sys.stderr, flush=True)

@@ -14,11 +14,13 @@ Workloads, one shared labelled child, two ways of calling it:
 bound method each thread takes once (``inc = child.inc``), as code that hoists
 the lookup does (and as the compiled middlewares do from C): a call then
 writes nothing but the cell. ``counter_attr`` and ``histogram_attr`` call
-``child.inc()`` / ``child.observe(v)`` on the child, the plainest user code:
-on a free-threaded 3.13 each such call takes (and drops) a reference to the
-shared child, an atomic write to the child's object header from every thread,
-so these rows measure CPython's reference counting of one shared object as
-much as the cell (3.14 borrows a local's reference instead).
+``child.inc()`` / ``child.observe(v)`` on a child the code keeps: on a
+free-threaded 3.13 each such call takes (and drops) a reference to the shared
+child, an atomic write to the child's object header from every thread unless
+the child is immortal (a striped child is made so: ``_core/_cells_c.pyx``,
+``dp_share``). ``counter_labels`` and ``histogram_labels`` call
+``family.labels("v").inc()`` / ``.observe(v)``, the plainest user code: the
+label lookup on every call, then the child.
 ``http_wsgi`` is one request through Django's WSGI handler and both
 middlewares (the ``bench_http`` case). Impls: ``compiled`` and ``pure``
 (ours), ``prometheus_client`` (its own Counter/Histogram, a lock per
@@ -54,13 +56,15 @@ CELLS = ("compiled", "pure", "prometheus_client")
 WORKLOADS = {
     "counter": CELLS,
     "counter_attr": CELLS,
+    "counter_labels": CELLS,
     "histogram": CELLS,
     "histogram_attr": CELLS,
+    "histogram_labels": CELLS,
     "http_wsgi": ("bare", "compiled", "pure", "upstream"),
 }
 # Calls between two looks at the clock, and warm-up calls (children, caches, specialised bytecode).
-CHUNK = {"counter": 500, "counter_attr": 500, "histogram": 500, "histogram_attr": 500, "http_wsgi": 5}
-WARMUP = {"counter": 5000, "counter_attr": 5000, "histogram": 5000, "histogram_attr": 5000, "http_wsgi": 100}
+CHUNK = {w: 500 for w in WORKLOADS if w != "http_wsgi"} | {"http_wsgi": 5}
+WARMUP = {w: 5000 for w in WORKLOADS if w != "http_wsgi"} | {"http_wsgi": 100}
 
 
 def _cell_op(workload: str, impl: str) -> Any:
@@ -73,9 +77,10 @@ def _cell_op(workload: str, impl: str) -> Any:
 
     registry = CollectorRegistry()
     if workload.startswith("counter"):
-        child = pc.Counter("bench", "Bench.", ["view"], registry=registry).labels("v")
+        family = pc.Counter("bench", "Bench.", ["view"], registry=registry)
     else:
-        child = pc.Histogram("bench_seconds", "Bench.", ["view"], registry=registry).labels("v")
+        family = pc.Histogram("bench_seconds", "Bench.", ["view"], registry=registry)
+    child = family.labels("v")
 
     # make() runs in each thread: the thread's own function, bound method and value (a float
     # the thread made, as a measured duration is; a literal's constant, loaded from a .pyc, is
@@ -90,6 +95,18 @@ def _cell_op(workload: str, impl: str) -> Any:
         def make() -> Any:
             c = child
             return lambda: c.inc()
+
+    elif workload == "counter_labels":
+
+        def make() -> Any:
+            f = family
+            return lambda: f.labels("v").inc()
+
+    elif workload == "histogram_labels":
+
+        def make() -> Any:
+            f, value = family, float("0.3")
+            return lambda: f.labels("v").observe(value)
 
     elif workload == "histogram":
 

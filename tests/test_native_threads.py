@@ -22,6 +22,7 @@ import threading
 import time
 
 import pytest
+from django_prometheus._core import _native
 from prometheus_client import CollectorRegistry
 
 from django_prometheus import metrics, protobuf
@@ -78,9 +79,19 @@ def _check_read(native, pb, part, previous):  # noqa: F811
     return state
 
 
-def test_reads_racing_observing_threads_are_consistent_and_the_end_state_exact(native, pb, switch_often):  # noqa: F811
+@pytest.mark.parametrize("stripe", [False, True], ids=["contention", "striped"])
+def test_reads_racing_observing_threads_are_consistent_and_the_end_state_exact(
+    native,
+    pb,  # noqa: F811
+    switch_often,
+    stripe,
+):
     ops = OPS // 4
     part = native.NativeHistogram(3, 2.0**-128, 40)
+    if stripe:  # as contention would (compiled, free-threaded): reads merge the stripes
+        if not native.STRIPES:
+            pytest.skip("parts never stripe here (a GIL build, or the pure twin): the other case runs")
+        assert part._stripe() and part._striped()
     start = threading.Barrier(THREADS + 1)
     done = threading.Event()
     reads: list[int] = []
@@ -131,18 +142,62 @@ def test_reads_racing_observing_threads_are_consistent_and_the_end_state_exact(n
     assert part.state() == _at(native, replay.state(), part.schema)
 
 
+def test_a_striped_part_reads_as_one_part_observing_everything(native):
+    """Stripes hold the observations; every read merges them (lowest schema, bucket limit kept).
+
+    A part striped up front (compiled, free-threaded; elsewhere the part just counts)
+    observes from several threads; its state, count, zero count and schema are those of one
+    part that observed the same values, brought to the same schema, and its schema is the
+    one the bucket limit leaves.
+    """
+    part = native.NativeHistogram(3, 2.0**-128, 20)
+    striped = part._stripe()
+    assert striped == part._striped() == bool(native.STRIPES)
+    values = VALUES[::2]  # 0.0 and 2**-12 .. 2**12, both sides: more than 20 buckets at schema 3
+
+    def observe(n: int) -> None:
+        for i in range(400):
+            part.observe(values[(i * 5 + n) % len(values)])
+
+    threads = [threading.Thread(target=observe, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    replay = native.NativeHistogram(3, 2.0**-128, 0)
+    for n in range(THREADS):
+        for i in range(400):
+            replay.observe(values[(i * 5 + n) % len(values)])
+    state = part.state()
+    assert state == _at(native, replay.state(), state[0])
+    assert len(state[3]) + len(state[4]) <= 20 and state[0] < 3
+    assert part.schema == state[0]
+    assert part.count == THREADS * 400 == replay.count
+    assert part.zero_count == replay.zero_count > 0
+    h = native.encode_histogram(0, None, [], [], None, part, None)
+    assert h == native.encode_histogram(0, None, [], [], None, state, None)
+    part.reset()
+    assert part.count == part.zero_count == 0 and part.state()[3:] == ([], [])
+
+
 def _native_count(h) -> int:
     pos = populated(h.positive_span, h.positive_delta)
     neg = populated(h.negative_span, h.negative_delta)
     return h.zero_count + sum(c for _, c in pos) + sum(c for _, c in neg)
 
 
-def test_every_scrape_while_threads_observe_has_count_equal_to_its_native_buckets(pb):  # noqa: F811
+@pytest.mark.parametrize("stripe", [False, True], ids=["contention", "striped"])
+def test_every_scrape_while_threads_observe_has_count_equal_to_its_native_buckets(pb, stripe):  # noqa: F811
     registry = CollectorRegistry()
     one = metrics.Histogram("nt_one", "One child.", registry=registry, native=True, native_max_buckets=40)
     many = metrics.Histogram(
         "nt_many", "Labelled.", ["t"], registry=registry, native=True, native_max_buckets=40
     )
+    if stripe:
+        if not _native._impl.STRIPES:
+            pytest.skip("parts never stripe here (a GIL build, or the pure twin): the other case runs")
+        for child in (one._cell, many.labels("0"), many.labels("1")):
+            assert child.native._stripe()
     start = threading.Barrier(THREADS + 1)
     done = threading.Event()
     scrapes: list[tuple[int, int, int]] = []  # (family index, sample_count, native buckets' count)
