@@ -282,9 +282,10 @@ def test_a_family_rendered_with_both_exponent_styles(writer):
 # interpreter, and these bounds leave room for other CPython versions' object sizes. Measured
 # on 3.12 with 2,000 children: compiled counter 141, histogram 301 (the writer keeps nothing
 # between scrapes);
-# pure 285 and 907 (its protobuf writer caches a histogram child's encoded labels: 222).
+# pure 285 and 907 (its protobuf writer caches a histogram child's encoded labels: 222); on
+# free-threaded 3.13t, whose object headers are larger, the pure histogram 963.
 # `python -m benchmarks.bench_scrape --memory` says where they go.
-CHILD_BYTES = {True: {"counter": 150, "histogram": 310}, False: {"counter": 300, "histogram": 950}}
+CHILD_BYTES = {True: {"counter": 150, "histogram": 310}, False: {"counter": 300, "histogram": 1000}}
 WRITER_BYTES = {True: {"counter": 2, "histogram": 2}, False: {"counter": 8, "histogram": 300}}
 
 
