@@ -33,6 +33,10 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from libc.string cimport memcpy
 from prometheus_client.context_managers import ExceptionCounter, InprogressTracker, Timer
 
+cdef extern from "dp_immortal.h":
+    pass
+
+
 cdef extern from *:
     """
     #include <stdint.h>
@@ -127,24 +131,8 @@ cdef extern from *:
         return dp_tagged(p) ? dp_untag(p) : NULL;
     }
 
-    /* A contended child's reference count is contended too: `child.inc()` from two threads
-       writes the child's header (an atomic add to its shared count, from every thread but the
-       one that made it) on each call, and that line then moves between cores as the cell's
-       own would. CPython 3.13t gives objects that threads share for the rest of the run
-       (functions, code, types, modules: the ones 3.14 counts by deferred reference counting)
-       immortality once a second thread starts; a striped child gets the same. Only its local
-       count is written, with one atomic store: a racing Py_INCREF/Py_DECREF by the owning
-       thread may overwrite it with its own new count, which leaves the object exactly as
-       counted as before (and mortal); the shared count is left to its writers. The child is
-       then never freed (a family's remove() of a hot child leaks its cell and stripes). 3.14's
-       deferred counting needs a GC type, which a counter is not: left alone there. */
-    #if PY_VERSION_HEX < 0x030E0000
-    static inline void dp_share(PyObject *cell) {
-        _Py_atomic_store_uint32_relaxed(&cell->ob_ref_local, UINT32_MAX);
-    }
-    #else
-    static inline void dp_share(PyObject *cell) { (void)cell; }
-    #endif
+    /* A striped child is made immortal on 3.13t (dp_immortal.h says why). */
+    #define dp_share dp_make_shared
     static void dp_counter_contended(double **pp, double *p, double *own, PyObject *cell, double v) {
         double *s;
         if (p == own && Py_TYPE(cell) == dp_counter_type && (s = dp_stripes_install(pp, own, 8)) != NULL) {

@@ -45,6 +45,10 @@ import sys
 
 from ._native_bounds import BOUNDS
 
+cdef extern from "dp_immortal.h":
+    pass
+
+
 cdef extern from *:
     """
     #include <stdint.h>
@@ -92,14 +96,10 @@ cdef extern from *:
     }
     static inline Py_ssize_t dp_nh_stripe_count(void) { return dp_nh_nstripes; }
     static inline void *dp_nh_load_ptr(void **pp) { return _Py_atomic_load_ptr_acquire(pp); }
-    /* A striped part is immortal on 3.13t, as a striped classic cell is (_cells_c.pyx,
-       dp_share, which says why): the classic cell passes its part to the observe call with a
-       reference taken and dropped, an atomic write to the part's header from every thread. */
-    #if PY_VERSION_HEX < 0x030E0000
-    static inline void dp_nh_share(PyObject *op) { _Py_atomic_store_uint32_relaxed(&op->ob_ref_local, UINT32_MAX); }
-    #else
-    static inline void dp_nh_share(PyObject *op) { (void)op; }
-    #endif
+    /* A striped part is immortal on 3.13t, as a striped classic cell is (dp_immortal.h says
+       why): the classic cell passes its part to the observe call with a reference taken and
+       dropped, an atomic write to the part's header from every thread. */
+    #define dp_nh_share dp_make_shared
     static inline int dp_nh_publish(void **pp, void *p) {
         void *expected = NULL;
         return _Py_atomic_compare_exchange_ptr(pp, &expected, p);

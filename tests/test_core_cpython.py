@@ -99,7 +99,7 @@ def test_each_thread_has_its_own_slot(facts):
 def test_the_headers_name_the_versions_they_were_checked_against():
     core = Path(__file__).resolve().parent.parent / "_core"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for header in ("dp_typeslots.h", "dp_tls.h"):
+    for header in ("dp_typeslots.h", "dp_tls.h", "dp_immortal.h"):
         text = (core / header).read_text()
         assert "Checked against CPython" in text, header
         assert version in text, f"{header} was never checked against CPython {version}"
