@@ -966,14 +966,19 @@ cdef int _reserve(_Buf *b, Py_ssize_t extra) except -1:
     return 0
 
 
-cdef inline int _varint(_Buf *b, uint64_t n) except -1:
-    _reserve(b, 10)
+cdef inline void _put_varint(_Buf *b, uint64_t n) noexcept:
+    # A varint into room the caller reserved.
     while n > 0x7F:
         b.p[b.n] = <unsigned char> ((n & 0x7F) | 0x80)
         b.n += 1
         n >>= 7
     b.p[b.n] = <unsigned char> n
     b.n += 1
+
+
+cdef inline int _varint(_Buf *b, uint64_t n) except -1:
+    _reserve(b, 10)
+    _put_varint(b, n)
     return 0
 
 
@@ -1010,16 +1015,6 @@ cdef inline Py_ssize_t _varint_len(uint64_t n) noexcept:
         n >>= 7
         k += 1
     return k
-
-
-cdef inline void _put_varint(_Buf *b, uint64_t n) noexcept:
-    # A varint into room the caller reserved.
-    while n > 0x7F:
-        b.p[b.n] = <unsigned char> ((n & 0x7F) | 0x80)
-        b.n += 1
-        n >>= 7
-    b.p[b.n] = <unsigned char> n
-    b.n += 1
 
 
 cdef int _side(_Buf *b, int span_field, int delta_field, const int32_t *keys, const uint64_t *counts,
