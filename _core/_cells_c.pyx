@@ -622,6 +622,10 @@ cdef class Histogram:
                 hi = mid
         if self._rare is None:  # the one branch exemplars, native parts and multiprocess cost when off
             dp_hist_add(&self._sum_p, &self._sum, self._counts, n, self, lo, amount)
+        elif self._rare.slots != NULL and self._rare.native is None and self._rare.capture is None:
+            # A multiprocess cell, the common case there: its file slots, without a call.
+            dp_add(self._sum_p, amount)
+            dp_add(self._rare.slots[lo], 1.0)
         else:
             self._observe_rare(lo, amount)
 
