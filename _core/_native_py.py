@@ -91,13 +91,39 @@ def _key(v: float, schema: int) -> int:
     return key + 1 if inf else key
 
 
-def _halve(buckets: dict[int, int]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for key, count in buckets.items():
-        # ceil(key / 2): bucket key at schema s lies inside bucket ceil(key/2) at s - 1.
+# A side's populated buckets, as the compiled part keeps them: keys ascending in one list, each
+# key's count at the same index in another, and the keys list ends with _END (above every key),
+# so the key at bisect_left's index can be read without a length check. Not a dict keyed by
+# bucket: on 3.13t a dict read whose stored key another thread made falls back to the dict's
+# lock on every observation (48 us an observation off the creating thread, 270 us with two
+# threads, against 3 us on it); a list read does not.
+_END = 1 << 62  # above any key (|key| < 2**20)
+
+
+def _side() -> tuple[list[int], list[int]]:
+    """An empty side: (keys ending with _END, counts)."""
+    return [_END], []
+
+
+def _items(keys: list[int], counts: list[int]) -> list[tuple[int, int]]:
+    """A side's populated buckets as ``(key, count)``, by increasing key."""
+    return list(zip(keys, counts, strict=False))  # counts is one shorter: _END is left out
+
+
+def _halve(keys: list[int], counts: list[int]) -> tuple[list[int], list[int]]:
+    out_keys: list[int] = []
+    out_counts: list[int] = []
+    for key, count in zip(keys, counts, strict=False):  # counts is one shorter: _END is left out
+        # ceil(key / 2): bucket key at schema s lies inside bucket ceil(key/2) at s - 1;
+        # ascending keys stay ascending, and neighbours that meet are added.
         k = -((-key) // 2)
-        out[k] = out.get(k, 0) + count
-    return out
+        if out_keys and out_keys[-1] == k:
+            out_counts[-1] += count
+        else:
+            out_keys.append(k)
+            out_counts.append(count)
+    out_keys.append(_END)
+    return out_keys, out_counts
 
 
 def _check_config(schema: int, zero_threshold: float, max_buckets: int) -> tuple[int, float, int]:
@@ -115,14 +141,16 @@ class NativeHistogram:
     """Zero count and sparse bucket counts by key, on both sides of zero."""
 
     __slots__ = (
-        "_files", "_lock", "_marked", "_max", "_neg", "_pos", "_prefix", "_schema", "_slots", "_zero", "_zt",
+        "_files", "_lock", "_marked", "_max", "_nc", "_nk", "_pc", "_pk", "_prefix", "_schema", "_slots",
+        "_zero", "_zt",
     )  # fmt: skip
 
     def __init__(self, schema: int, zero_threshold: float, max_buckets: int) -> None:
         self._schema, self._zt, self._max = _check_config(schema, zero_threshold, max_buckets)
         self._zero = 0
-        self._pos: dict[int, int] = {}
-        self._neg: dict[int, int] = {}
+        # Positive and negative buckets: keys ascending (_pk, _nk), their counts (_pc, _nc).
+        self._pk, self._pc = _side()
+        self._nk, self._nc = _side()
         self._lock = threading.Lock()
         # Multiprocess mode (``attach``): this process' native file, and where each entry is.
         self._files: Any = None
@@ -137,12 +165,33 @@ class NativeHistogram:
         with self._lock:
             schema = self._schema
             if v > self._zt:
-                key = _key(v, schema)
-                self._pos[key] = self._pos.get(key, 0) + 1
+                # _key(v, schema), inlined: positive values (latencies, sizes) are the hot path
+                if v == _INF:
+                    key = _key(v, schema)
+                else:
+                    frac, exp = math.frexp(v)
+                    if schema > 0:
+                        key = bisect_left(BOUNDS[schema], frac) + (exp - 1) * (1 << schema)
+                    else:
+                        key = exp - 1 if frac == 0.5 else exp
+                        key = (key + (1 << -schema) - 1) >> -schema
+                keys = self._pk
+                i = bisect_left(keys, key)
+                if keys[i] == key:
+                    self._pc[i] += 1
+                else:
+                    keys.insert(i, key)
+                    self._pc.insert(i, 1)
                 kind = "p"
             elif v < -self._zt:
                 key = _key(-v, schema)
-                self._neg[key] = self._neg.get(key, 0) + 1
+                keys = self._nk
+                i = bisect_left(keys, key)
+                if keys[i] == key:
+                    self._nc[i] += 1
+                else:
+                    keys.insert(i, key)
+                    self._nc.insert(i, 1)
                 kind = "n"
             else:
                 self._zero += 1
@@ -151,10 +200,10 @@ class NativeHistogram:
                 self._write(kind, schema, key)
             # After every observation, zero bucket included, and once: a histogram still too
             # wide after halving halves again on the next one (client_golang's limitBuckets).
-            if self._max and len(self._pos) + len(self._neg) > self._max and self._schema > MIN_SCHEMA:
+            if self._max and len(self._pc) + len(self._nc) > self._max and self._schema > MIN_SCHEMA:
                 self._schema -= 1
-                self._pos = _halve(self._pos)
-                self._neg = _halve(self._neg)
+                self._pk, self._pc = _halve(self._pk, self._pc)
+                self._nk, self._nc = _halve(self._nk, self._nc)
                 if self._files is not None:
                     self._mark()
 
@@ -201,8 +250,8 @@ class NativeHistogram:
         # A forked child: the parent's counts stay the parent's; ours start at 0, in files of our own.
         self._lock = threading.Lock()
         self._zero = 0
-        self._pos = {}
-        self._neg = {}
+        self._pk, self._pc = _side()
+        self._nk, self._nc = _side()
         self._slots = {}
         self._marked = None
 
@@ -226,22 +275,23 @@ class NativeHistogram:
     def count(self) -> int:
         """Observations counted (NaN is not)."""
         with self._lock:
-            return self._zero + sum(self._pos.values()) + sum(self._neg.values())
+            return self._zero + sum(self._pc) + sum(self._nc)
 
     def positive(self) -> list[tuple[int, int]]:
         """Populated positive buckets: ``(key, count)`` by increasing key."""
         with self._lock:
-            return sorted(self._pos.items())
+            return _items(self._pk, self._pc)
 
     def negative(self) -> list[tuple[int, int]]:
         """Populated negative buckets (key of ``abs(v)``): ``(key, count)`` by increasing key."""
         with self._lock:
-            return sorted(self._neg.items())
+            return _items(self._nk, self._nc)
 
     def state(self) -> tuple[int, float, int, list[tuple[int, int]], list[tuple[int, int]]]:
         """``(schema, zero_threshold, zero_count, positive, negative)``, read at one instant."""
         with self._lock:
-            return self._schema, self._zt, self._zero, sorted(self._pos.items()), sorted(self._neg.items())
+            pos = _items(self._pk, self._pc)
+            return self._schema, self._zt, self._zero, pos, _items(self._nk, self._nc)
 
     def _stripe(self) -> bool:
         """Stripe now, as contention would (tests): this twin never stripes."""
@@ -254,8 +304,8 @@ class NativeHistogram:
         """Forget every observation (a forked child starts from zero); the schema stays."""
         with self._lock:
             self._zero = 0
-            self._pos = {}
-            self._neg = {}
+            self._pk, self._pc = _side()
+            self._nk, self._nc = _side()
 
 
 def merge_states(states: Iterable[Sequence[Any]]) -> tuple[int, float, int, list, list]:

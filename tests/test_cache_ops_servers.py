@@ -8,6 +8,7 @@ operations, scrapes /metrics from the same process and checks every count exactl
 
 from __future__ import annotations
 
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,10 +32,29 @@ def _serve(args: list[str], port: int, log: Path):
 
 
 def _hit(base: str, paths: list[str]) -> Samples:
-    with httpx.Client(base_url=base, timeout=30) as client:
+    """GET every path from 8 threads at once, then scrape.
+
+    A client per thread: httpcore's connection pool is not safe to share between threads
+    without the GIL (on 3.13t ``has_expired()`` reads ``_expire_at`` twice while another
+    thread sets it to None: ``TypeError``, encode/httpcore#1090).
+    """
+    mine = threading.local()
+    clients: list[httpx.Client] = []
+
+    def get(path: str) -> int:
+        if not hasattr(mine, "client"):
+            mine.client = httpx.Client(base_url=base, timeout=30)
+            clients.append(mine.client)
+        return mine.client.get(path).status_code
+
+    try:
         with ThreadPoolExecutor(8) as pool:
-            statuses = list(pool.map(lambda p: client.get(p).status_code, paths))
-        assert statuses == [200] * len(paths)
+            statuses = list(pool.map(get, paths))
+    finally:
+        for client in clients:
+            client.close()
+    assert statuses == [200] * len(paths)
+    with httpx.Client(base_url=base, timeout=30) as client:
         return parse_samples(client.get("/metrics").text)
 
 

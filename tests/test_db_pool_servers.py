@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import sys
+import sysconfig
 import time
 import uuid
 from collections import Counter
@@ -34,6 +35,13 @@ WORKERS = 2
 #: The pools' timeout. Above psycopg_pool's 1 s retry delay: a checkout that meets both of a
 #: pool's connections broken retries after ~1 s, and must still have time left then.
 TIMEOUT = 3.0
+#: psycopg_pool (3.3) adds to its statistics outside its lock (``self._stats[key] += n`` on a
+#: Counter, in ``getconn``): without the GIL two threads' additions race and one can be lost, so
+#: there the pool's counters are at most what happened (docs/free-threaded.md), and exact only
+#: with a GIL. Ours copy them: what they read is the pool's own figure.
+POOL_STATS_EXACT = not (
+    sysconfig.get_config_var("Py_GIL_DISABLED") and not getattr(sys, "_is_gil_enabled", lambda: True)()
+)
 pytestmark = pytest.mark.skipif(
     shutil.which("gunicorn", path=os.path.dirname(sys.executable)) is None, reason="no gunicorn"
 )
@@ -202,13 +210,20 @@ def test_every_workers_pool_is_in_the_aggregate_and_a_dead_one_drops_out(
                 ) == {0}
                 assert set(pool_series(after, "django_db_pool_size", alias, bound="max").values()) == {2}
                 assert set(pool_series(after, "django_db_pool_size", alias, bound="min").values()) == {1}
-                assert counter(after, "django_db_pool_requests_total", alias) == sent[alias]
-                assert counter(after, "django_db_pool_timeouts_total", alias) == failed[alias]
-                # Each timed-out request waited its whole timeout (counted in whole ms).
-                assert (
-                    counter(after, "django_db_pool_wait_seconds_total", alias)
-                    >= 0.99 * TIMEOUT * failed[alias]
-                )
+                requests = counter(after, "django_db_pool_requests_total", alias)
+                timeouts = counter(after, "django_db_pool_timeouts_total", alias)
+                waited_s = counter(after, "django_db_pool_wait_seconds_total", alias)
+                if POOL_STATS_EXACT:
+                    assert requests == sent[alias]
+                    assert timeouts == failed[alias]
+                    # Each timed-out request waited its whole timeout (counted in whole ms).
+                    assert waited_s >= 0.99 * TIMEOUT * failed[alias]
+                else:
+                    # A lost addition loses counts, never adds any; the last addition to each
+                    # stays (a timed-out request's: it waited its whole timeout).
+                    assert 1 <= requests <= sent[alias], (requests, sent[alias])
+                    assert 1 <= timeouts <= failed[alias], (timeouts, failed[alias])
+                    assert waited_s >= 0.99 * TIMEOUT, waited_s
                 assert (
                     1 <= counter(after, "django_db_pool_connections_lost_total", alias) <= terminated[alias]
                 )
