@@ -306,6 +306,12 @@ class Family:
         with self._lock:
             cell = self._children.get(values)
             if cell is None:
+                for key in self._children:  # the compiled table's children all have one length
+                    if len(key) != len(values):
+                        raise ValueError(
+                            f"this family's children have {len(key)} label values, not {len(values)}"
+                        )
+                    break
                 clean = _clean_values(values)
                 cell = self._children.get(clean)
                 if cell is None:
@@ -323,6 +329,16 @@ class Family:
         """``(version, label-value tuples, cells)``, consistent: what a scrape reads (no pair per child)."""
         with self._lock:
             return self.version, list(self._children), list(self._children.values())
+
+    def snapshot_flat(self) -> tuple[int, int, list[str], list[Any]]:
+        """``(version, label count, label values, cells)``: the compiled core's scrape shape.
+
+        The values of child ``i`` are ``values[i * count:(i + 1) * count]``.
+        """
+        with self._lock:
+            keys = list(self._children)
+            count = len(keys[0]) if keys else 0
+            return self.version, count, [v for key in keys for v in key], list(self._children.values())
 
     def remove(self, values: tuple[str, ...]) -> None:
         with self._lock:
