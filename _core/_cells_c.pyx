@@ -1055,14 +1055,9 @@ cdef extern from *:
         return 0;
     }
 
-    /* A ValueError unless a child with `n` label values fits the family. */
-    static int dp_fam_check(dp_fam *f, Py_ssize_t n) {
-        if (f->tab != NULL && f->tab->width != n + 1) {
-            PyErr_Format(PyExc_ValueError, "this family's children have %zd label values, not %zd",
-                         f->tab->width - 1, n);
-            return -1;
-        }
-        return 0;
+    /* Whether a child with `n` label values goes in the table (its first child's count). */
+    static int dp_fam_fits(dp_fam *f, Py_ssize_t n) {
+        return f->tab == NULL || f->tab->width == n + 1;
     }
 
     /* Add `cell` for `values`, which the family has no child for (under the lock). */
@@ -1072,7 +1067,11 @@ cdef extern from *:
         PyObject **e;
         dp_ctab *t;
         size_t h;
-        if (dp_fam_check(f, n) < 0 || dp_vals_hash(vals, n, &h) < 0) return -1;
+        if (!dp_fam_fits(f, n)) {
+            PyErr_SetString(PyExc_ValueError, "a child's label count is not the family table's");
+            return -1;
+        }
+        if (dp_vals_hash(vals, n, &h) < 0) return -1;
         t = f->tab;
         if ((t == NULL || t->used == t->cap) && dp_fam_rebuild(f, n + 1) < 0) return -1;
         t = f->tab;
@@ -1258,7 +1257,7 @@ cdef extern from *:
         void *tab
         void *retired
     object dp_fam_get(dp_fam *f, Py_ssize_t *version, tuple values)
-    int dp_fam_check(dp_fam *f, Py_ssize_t n) except -1
+    bint dp_fam_fits(dp_fam *f, Py_ssize_t n)
     int dp_fam_insert(dp_fam *f, tuple values, object cell) except -1
     int dp_fam_remove(dp_fam *f, Py_ssize_t *version, tuple values, list graveyard) except -1
     void dp_fam_clear(dp_fam *f, list graveyard)
@@ -1296,11 +1295,15 @@ cdef class Family:
     its cell and label values, in insertion order, and its share of an index; no
     tuple and no dict entry. ``children()`` and ``snapshot()`` build the tuples
     when asked; the exposition writer reads ``snapshot_flat()`` and builds none.
+    The table takes one label count, its first child's; children with another
+    count (never from ``labels()``, which checks it) live in the ``_others`` dict,
+    and come after the table's in ``children()`` and scrapes.
     """
 
     cdef dp_fam _f
     cdef object _factory
     cdef dict _aliases
+    cdef dict _others  # children whose label count is not the table's
     cdef object _lock
     # Free-threaded builds: removed children's cells and label values, kept until the family
     # dies (a lock-free reader may still hold one). Empty on builds with the GIL.
@@ -1318,6 +1321,7 @@ cdef class Family:
         self._f.retired = NULL
         self._factory = factory
         self._aliases = {}
+        self._others = {}
         self._lock = threading.Lock()
         self._graveyard = []
         self.version = 0
@@ -1330,21 +1334,32 @@ cdef class Family:
         cell = dp_fam_get(&self._f, &self.version, values)
         if cell is None:
             cell = dp_dict_get(self._aliases, values)
+            if cell is None and self._others:
+                cell = dp_dict_get(self._others, values)
             if cell is None:
                 cell = self._create(values)
         return cell
 
+    cdef object _find(self, tuple values):
+        """The child of ``values`` (None: none), under the lock."""
+        cell = dp_fam_get(&self._f, &self.version, values)
+        if cell is None and self._others:
+            cell = self._others.get(values)
+        return cell
+
     cdef object _create(self, tuple values):
         with self._lock:
-            cell = dp_fam_get(&self._f, &self.version, values)
+            cell = self._find(values)
             if cell is None:
-                dp_fam_check(&self._f, len(values))  # before the factory makes a cell
                 clean = _clean_values(values)
                 if clean is not values:
-                    cell = dp_fam_get(&self._f, &self.version, clean)
+                    cell = self._find(clean)
                 if cell is None:
                     cell = self._factory(clean)
-                    dp_fam_insert(&self._f, clean, cell)
+                    if dp_fam_fits(&self._f, len(clean)):
+                        dp_fam_insert(&self._f, clean, cell)
+                    else:
+                        self._others[clean] = cell
                     self.version += 1
                 if clean is not values:
                     self._aliases[values] = cell
@@ -1353,27 +1368,41 @@ cdef class Family:
     def children(self):
         """``[(label-value tuple, cell)]`` in insertion order (the tuples are built here)."""
         with self._lock:
-            return dp_fam_items(&self._f, 1)
+            pairs = dp_fam_items(&self._f, 1)
+            if self._others:
+                pairs.extend(self._others.items())
+            return pairs
 
     def snapshot(self):
         """``(version, label-value tuples, cells)``, consistent, in insertion order."""
         with self._lock:
-            return (self.version, *dp_fam_items(&self._f, 0))
+            keys, cells = dp_fam_items(&self._f, 0)
+            if self._others:
+                keys.extend(self._others)
+                cells.extend(self._others.values())
+            return self.version, keys, cells
 
     def snapshot_flat(self):
         """``(version, label count, label values, cells)``: what a scrape reads, no tuple per child.
 
-        The values of child ``i`` are ``values[i * count:(i + 1) * count]``.
+        The values of child ``i`` are ``values[i * count:(i + 1) * count]``; a family whose
+        children have different label counts gives count -1 and one tuple per child.
         """
         cdef Py_ssize_t n
         with self._lock:
+            if self._others:
+                keys, cells = dp_fam_items(&self._f, 0)
+                keys.extend(self._others)
+                cells.extend(self._others.values())
+                return self.version, -1, keys, cells
             flat, cells = dp_fam_flat(&self._f, &n)
             return self.version, n, flat, cells
 
     def remove(self, tuple values):
         with self._lock:
             clean = _clean_values(values)
-            if dp_fam_remove(&self._f, &self.version, clean, self._graveyard):
+            if dp_fam_remove(&self._f, &self.version, clean, self._graveyard) or (
+                    self._others and self._others.pop(clean, None) is not None):
                 self.version += 1
                 if self._aliases:
                     self._aliases = {k: c for k, c in self._aliases.items() if _clean_values(k) != clean}
@@ -1381,11 +1410,12 @@ cdef class Family:
     def clear(self):
         with self._lock:
             dp_fam_clear(&self._f, self._graveyard)
+            self._others.clear()
             self._aliases.clear()
             self.version += 1
 
     def __len__(self):
-        return dp_fam_len(&self._f)
+        return dp_fam_len(&self._f) + len(self._others)
 
 
 # --- C entry points for the other compiled modules ----------------------------

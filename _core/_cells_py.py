@@ -306,12 +306,6 @@ class Family:
         with self._lock:
             cell = self._children.get(values)
             if cell is None:
-                for key in self._children:  # the compiled table's children all have one length
-                    if len(key) != len(values):
-                        raise ValueError(
-                            f"this family's children have {len(key)} label values, not {len(values)}"
-                        )
-                    break
                 clean = _clean_values(values)
                 cell = self._children.get(clean)
                 if cell is None:
@@ -333,12 +327,16 @@ class Family:
     def snapshot_flat(self) -> tuple[int, int, list[str], list[Any]]:
         """``(version, label count, label values, cells)``: the compiled core's scrape shape.
 
-        The values of child ``i`` are ``values[i * count:(i + 1) * count]``.
+        The values of child ``i`` are ``values[i * count:(i + 1) * count]``; a family whose
+        children have different label counts gives count -1 and one tuple per child.
         """
         with self._lock:
             keys = list(self._children)
+            cells = list(self._children.values())
             count = len(keys[0]) if keys else 0
-            return self.version, count, [v for key in keys for v in key], list(self._children.values())
+            if any(len(key) != count for key in keys):
+                return self.version, -1, keys, cells
+            return self.version, count, [v for key in keys for v in key], cells
 
     def remove(self, values: tuple[str, ...]) -> None:
         with self._lock:
