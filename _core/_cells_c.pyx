@@ -843,7 +843,7 @@ cdef extern from *:
     #define DP_CELL_STORE(p, v) (*(p) = (v))
     #define DP_LIVE_LOAD(p) (*(p))
     #define DP_LIVE_STORE(p, v) (*(p) = (v))
-    #define DP_VERSION_LOAD(p) (*(volatile Py_ssize_t *)(p))
+    #define DP_VERSION_LOAD(p) (*(const volatile Py_ssize_t *)(p))
     #endif
 
     static inline PyObject **dp_tab_entry(dp_ctab *t, Py_ssize_t k) {
