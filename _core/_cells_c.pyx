@@ -1410,8 +1410,10 @@ cdef class Family:
             if dp_fam_remove(&self._f, &self.version, clean, self._graveyard) or (
                     self._others and self._others.pop(clean, None) is not None):
                 self.version += 1
-                if self._aliases:
-                    self._aliases = {k: c for k, c in self._aliases.items() if _clean_values(k) != clean}
+                # In place: a lock-free get() may be reading this very dict (free-threaded
+                # builds), which a replacement could free under it.
+                for k in [k for k in self._aliases if _clean_values(k) == clean]:
+                    del self._aliases[k]
 
     def clear(self):
         with self._lock:
