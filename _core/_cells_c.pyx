@@ -25,7 +25,6 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 cimport cython
-from cpython.dict cimport PyDict_Keys, PyDict_Values
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
@@ -785,6 +784,499 @@ def _check_bounds(bounds):
     return tuple(b)
 
 
+cdef extern from *:
+    """
+    /* A compiled Family's children: its own open-addressed table, not a dict keyed by tuples.
+
+       Entries (the cell, then the label values: `width` words) sit in insertion order in
+       chunks that never move while the table lives: one chunk of `cap` entries in a small
+       table, chunks of DP_FAM_CHUNK entries (allocated as they fill) in a big one. The index
+       (`mask + 1` ints, a power of two, at most 2/3 full) holds entry numbers, -1 where empty,
+       found by linear probing from the values' hash (each value's own hash, mixed: strings
+       cache theirs). A removed entry keeps its index slot and has a NULL cell until the next
+       rebuild, which drops it and keeps the others' order; a table whose entries are full is
+       rebuilt at twice the size (a big table without removed entries hands its chunks over:
+       nothing is copied but the chunk pointers), so a child costs its `width` words, its share
+       of the index and, in the last chunk, what is not used yet.
+
+       Readers take no lock: the table pointer is published with a release store and read with
+       an acquire load, and a new entry is written before the release store of its index slot.
+       Writers (create, remove, clear) hold the family's lock. With the GIL, a replaced table is
+       freed at once and a removed child's references dropped at once (a reader never runs
+       Python code in between, but for a label value that is not a str, whose == may: it then
+       looks again if the table changed meanwhile). On free-threaded builds a reader may still
+       hold any table, and any cell it read: replaced tables are kept until the family dies
+       (growth by doubling: together smaller than the live one), and removed children's cells
+       and label values go to the family's graveyard list, also kept until the family dies. */
+    #include <stddef.h>
+    #include <string.h>
+    #include <stdint.h>
+    #define DP_FAM_CHUNK_SHIFT 6
+    #define DP_FAM_CHUNK (1 << DP_FAM_CHUNK_SHIFT)
+    #define DP_FAM_ONE_CHUNK 30  /* the shift of a small table's single chunk */
+    #define DP_FAM_MAX ((Py_ssize_t)1 << 30)  /* index slots (entry numbers are ints) */
+
+    typedef struct dp_ctab {
+        struct dp_ctab *older;  /* the next retired table (free-threaded builds) */
+        Py_ssize_t mask;        /* index slots - 1 */
+        Py_ssize_t cap;         /* entries the table takes before it is rebuilt */
+        Py_ssize_t used;        /* entries appended, removed ones included */
+        Py_ssize_t live;        /* entries not removed */
+        Py_ssize_t width;       /* words per entry: the cell, then the label values */
+        int shift;              /* entry k is in chunk k >> shift */
+        int owns_chunks;        /* 0: a retired table whose chunks its successor took over */
+        PyObject ***chunks;     /* in the same block, after the index */
+        int index[1];           /* mask + 1 slots: -1 empty, else an entry's number */
+    } dp_ctab;
+
+    typedef struct {
+        dp_ctab *tab;      /* NULL: no child yet */
+        dp_ctab *retired;  /* free-threaded builds: tables replaced, freed with the family */
+    } dp_fam;
+
+    #if defined(Py_GIL_DISABLED)
+    #define DP_TAB_LOAD(pp) ((dp_ctab *)_Py_atomic_load_ptr_acquire((const void *)(pp)))
+    #define DP_TAB_STORE(pp, t) _Py_atomic_store_ptr_release((void *)(pp), (void *)(t))
+    #define DP_IDX_LOAD(p) _Py_atomic_load_int_acquire(p)
+    #define DP_IDX_STORE(p, v) _Py_atomic_store_int_release((p), (v))
+    #define DP_CELL_LOAD(p) ((PyObject *)_Py_atomic_load_ptr_relaxed((const void *)(p)))
+    #define DP_CELL_STORE(p, v) _Py_atomic_store_ptr_relaxed((void *)(p), (void *)(v))
+    #define DP_LIVE_LOAD(p) _Py_atomic_load_ssize_relaxed(p)
+    #define DP_LIVE_STORE(p, v) _Py_atomic_store_ssize_relaxed((p), (v))
+    #define DP_VERSION_LOAD(p) _Py_atomic_load_ssize_relaxed(p)
+    #else
+    #define DP_TAB_LOAD(pp) (*(pp))
+    #define DP_TAB_STORE(pp, t) (*(pp) = (t))
+    #define DP_IDX_LOAD(p) (*(p))
+    #define DP_IDX_STORE(p, v) (*(p) = (v))
+    #define DP_CELL_LOAD(p) (*(p))
+    #define DP_CELL_STORE(p, v) (*(p) = (v))
+    #define DP_LIVE_LOAD(p) (*(p))
+    #define DP_LIVE_STORE(p, v) (*(p) = (v))
+    #define DP_VERSION_LOAD(p) (*(const volatile Py_ssize_t *)(p))
+    #endif
+
+    static inline PyObject **dp_tab_entry(dp_ctab *t, Py_ssize_t k) {
+        return t->chunks[k >> t->shift] + (k & (((Py_ssize_t)1 << t->shift) - 1)) * t->width;
+    }
+    static inline Py_ssize_t dp_tab_nchunks(dp_ctab *t) {
+        return t->shift == DP_FAM_ONE_CHUNK ? 1 : (t->cap + DP_FAM_CHUNK - 1) >> DP_FAM_CHUNK_SHIFT;
+    }
+
+    /* The values' hash (not the tuple's: a table is rebuilt from the stored values alone). */
+    static inline int dp_vals_hash(PyObject *const *v, Py_ssize_t n, size_t *out) {
+        uint64_t acc = 0x27D4EB2F165667C5ULL;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            Py_hash_t x = PyObject_Hash(v[i]);
+            if (x == -1) return -1;
+            acc += (uint64_t)x * 0xC2B2AE3D27D4EB4FULL;
+            acc = (acc << 31) | (acc >> 33);
+            acc *= 0x9E3779B185EBCA87ULL;
+        }
+        acc ^= acc >> 32;
+        *out = (size_t)acc;
+        return 0;
+    }
+
+    /* 1 equal, 0 not, 2 Python's == must say (not two exact str). */
+    static inline int dp_val_eq(PyObject *a, PyObject *b) {
+        Py_ssize_t n;
+        int kind;
+        if (a == b) return 1;
+        if (!PyUnicode_CheckExact(a) || !PyUnicode_CheckExact(b)) return 2;
+    #if PY_VERSION_HEX < 0x030C0000
+        if (!PyUnicode_IS_READY(a) || !PyUnicode_IS_READY(b)) return 2;
+    #endif
+        n = PyUnicode_GET_LENGTH(a);
+        kind = PyUnicode_KIND(a);
+        return n == PyUnicode_GET_LENGTH(b) && kind == (int)PyUnicode_KIND(b)
+            && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * (size_t)kind) == 0;
+    }
+
+    /* Where `vals` is: *found its entry's number, -1 if absent; *slot its index slot. 0, or -1: an
+       error; 1: Python code ran and the table changed (look again). */
+    static int dp_tab_lookup(dp_fam *f, dp_ctab *t, const Py_ssize_t *version, PyObject *const *vals,
+                             Py_ssize_t n, size_t h, Py_ssize_t *found, PyObject **cell_out) {
+        Py_ssize_t i = (Py_ssize_t)(h & (size_t)t->mask), j, v0;
+        for (;;) {
+            int k = DP_IDX_LOAD(&t->index[i]);
+            PyObject **e, *cell, *a;
+            int r;
+            if (k < 0) {
+                *found = -1;
+                return 0;
+            }
+            e = dp_tab_entry(t, k);
+            cell = DP_CELL_LOAD(e);
+            if (cell != NULL) {
+                for (j = 0; j < n; j++) {
+                    r = dp_val_eq(e[1 + j], vals[j]);
+                    if (r == 2) {
+                        /* May run Python code, which may let another thread change the table. */
+                        v0 = DP_VERSION_LOAD(version);
+                        a = e[1 + j];
+                        Py_INCREF(a);
+                        r = PyObject_RichCompareBool(a, vals[j], Py_EQ);
+                        Py_DECREF(a);
+                        if (r < 0) return -1;
+                        if (DP_TAB_LOAD(&f->tab) != t || DP_VERSION_LOAD(version) != v0) return 1;
+                    }
+                    if (!r) break;
+                }
+                if (j == n) {
+                    *found = k;
+                    *cell_out = cell;
+                    return 0;
+                }
+            }
+            i = (i + 1) & t->mask;
+        }
+    }
+
+    /* The cell of `values` (a new reference), None if the family has none; NULL: an error. */
+    static PyObject *dp_fam_get(dp_fam *f, const Py_ssize_t *version, PyObject *values) {
+        Py_ssize_t n = PyTuple_GET_SIZE(values), k;
+        PyObject *const *vals = &PyTuple_GET_ITEM(values, 0), *cell = NULL;
+        dp_ctab *t;
+        size_t h;
+        int r;
+        if (dp_vals_hash(vals, n, &h) < 0) return NULL;
+        do {
+            t = DP_TAB_LOAD(&f->tab);
+            if (t == NULL || t->width != n + 1) Py_RETURN_NONE;
+            r = dp_tab_lookup(f, t, version, vals, n, h, &k, &cell);
+            if (r < 0) return NULL;
+        } while (r);
+        if (k < 0) Py_RETURN_NONE;
+        Py_INCREF(cell);
+        return cell;
+    }
+
+    static void dp_tab_free(dp_ctab *t) {
+        Py_ssize_t c, nc = dp_tab_nchunks(t);
+        if (t->owns_chunks)
+            for (c = 0; c < nc; c++) PyMem_Free(t->chunks[c]);
+        PyMem_Free(t);
+    }
+
+    static dp_ctab *dp_tab_new(Py_ssize_t nidx, Py_ssize_t width) {
+        Py_ssize_t cap = nidx * 2 / 3, nc;
+        int shift = cap <= DP_FAM_CHUNK ? DP_FAM_ONE_CHUNK : DP_FAM_CHUNK_SHIFT;
+        size_t head = (offsetof(dp_ctab, index) + (size_t)nidx * sizeof(int) + 7) & ~(size_t)7;
+        dp_ctab *t;
+        nc = shift == DP_FAM_ONE_CHUNK ? 1 : (cap + DP_FAM_CHUNK - 1) >> DP_FAM_CHUNK_SHIFT;
+        t = (dp_ctab *)PyMem_Malloc(head + (size_t)nc * sizeof(PyObject **));
+        if (t == NULL) return (dp_ctab *)PyErr_NoMemory();
+        t->older = NULL;
+        t->mask = nidx - 1;
+        t->cap = cap;
+        t->used = 0;
+        t->live = 0;
+        t->width = width;
+        t->shift = shift;
+        t->owns_chunks = 1;
+        t->chunks = (PyObject ***)((char *)t + head);
+        memset(t->index, 0xff, (size_t)nidx * sizeof(int));
+        memset(t->chunks, 0, (size_t)nc * sizeof(PyObject **));
+        if (shift == DP_FAM_ONE_CHUNK) {
+            t->chunks[0] = (PyObject **)PyMem_Malloc((size_t)cap * (size_t)width * sizeof(PyObject *));
+            if (t->chunks[0] == NULL) {
+                PyMem_Free(t);
+                return (dp_ctab *)PyErr_NoMemory();
+            }
+        }
+        return t;
+    }
+
+    /* Room for entry number t->used (its chunk allocated). */
+    static int dp_tab_room(dp_ctab *t) {
+        Py_ssize_t c = t->used >> t->shift;
+        if (t->chunks[c] == NULL) {
+            t->chunks[c] = (PyObject **)PyMem_Malloc((size_t)DP_FAM_CHUNK * (size_t)t->width * sizeof(PyObject *));
+            if (t->chunks[c] == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+        }
+        return 0;
+    }
+
+    static void dp_tab_place(dp_ctab *t, size_t h, int k) {
+        Py_ssize_t i = (Py_ssize_t)(h & (size_t)t->mask);
+        while (t->index[i] >= 0) i = (i + 1) & t->mask;
+        DP_IDX_STORE(&t->index[i], k);
+    }
+
+    static void dp_fam_retire(dp_fam *f, dp_ctab *old) {
+    #if defined(Py_GIL_DISABLED)
+        old->older = f->retired;
+        f->retired = old;
+    #else
+        dp_tab_free(old);
+    #endif
+    }
+
+    /* Replace the table by one with room for its live entries and more (under the lock). */
+    static int dp_fam_rebuild(dp_fam *f, Py_ssize_t width) {
+        dp_ctab *old = f->tab, *t;
+        Py_ssize_t live = old ? old->live : 0, nidx = 8, k, c;
+        PyObject **e;
+        size_t h;
+        while (nidx * 2 / 3 < live + live / 4 + 1) {
+            nidx <<= 1;
+            if (nidx > DP_FAM_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "too many children in one family");
+                return -1;
+            }
+        }
+        t = dp_tab_new(nidx, width);
+        if (t == NULL) return -1;
+        if (old != NULL && old->live == old->used && old->shift == DP_FAM_CHUNK_SHIFT && t->shift == DP_FAM_CHUNK_SHIFT) {
+            for (c = 0; c < dp_tab_nchunks(old); c++) t->chunks[c] = old->chunks[c];
+            t->used = old->used;
+        } else if (old != NULL) {
+            for (k = 0; k < old->used; k++) {
+                e = dp_tab_entry(old, k);
+                if (e[0] == NULL) continue;
+                if (dp_tab_room(t) < 0) {
+                    dp_tab_free(t);
+                    return -1;
+                }
+                memcpy(dp_tab_entry(t, t->used), e, (size_t)width * sizeof(PyObject *));
+                t->used++;
+            }
+        }
+        t->live = t->used;
+        for (k = 0; k < t->used; k++) {
+            e = dp_tab_entry(t, k);
+            if (dp_vals_hash(e + 1, width - 1, &h) < 0) {
+                /* Hashed before, when the child was made: only a pathological value fails now. */
+                PyErr_Clear();
+                h = 0;
+            }
+            dp_tab_place(t, h, (int)k);
+        }
+        DP_TAB_STORE(&f->tab, t);
+        if (old != NULL) {
+            if (t->chunks[0] == old->chunks[0]) old->owns_chunks = 0;
+            dp_fam_retire(f, old);
+        }
+        return 0;
+    }
+
+    /* Whether a child with `n` label values goes in the table (its first child's count). */
+    static int dp_fam_fits(dp_fam *f, Py_ssize_t n) {
+        return f->tab == NULL || f->tab->width == n + 1;
+    }
+
+    /* Add `cell` for `values`, which the family has no child for (under the lock). */
+    static int dp_fam_insert(dp_fam *f, PyObject *values, PyObject *cell) {
+        Py_ssize_t n = PyTuple_GET_SIZE(values), j, k;
+        PyObject *const *vals = &PyTuple_GET_ITEM(values, 0);
+        PyObject **e;
+        dp_ctab *t;
+        size_t h;
+        if (!dp_fam_fits(f, n)) {
+            PyErr_SetString(PyExc_ValueError, "a child's label count is not the family table's");
+            return -1;
+        }
+        if (dp_vals_hash(vals, n, &h) < 0) return -1;
+        t = f->tab;
+        if ((t == NULL || t->used == t->cap) && dp_fam_rebuild(f, n + 1) < 0) return -1;
+        t = f->tab;
+        if (dp_tab_room(t) < 0) return -1;
+        k = t->used;
+        e = dp_tab_entry(t, k);
+        Py_INCREF(cell);
+        e[0] = cell;
+        for (j = 0; j < n; j++) {
+            Py_INCREF(vals[j]);
+            e[1 + j] = vals[j];
+        }
+        t->used = k + 1;
+        DP_LIVE_STORE(&t->live, t->live + 1);
+        dp_tab_place(t, h, (int)k);  /* published: readers see the entry from here on */
+        return 0;
+    }
+
+    /* Let go of an entry's references: at once with the GIL, into the graveyard otherwise. */
+    static void dp_entry_drop(PyObject **e, Py_ssize_t width, PyObject *graveyard) {
+        Py_ssize_t j;
+    #if defined(Py_GIL_DISABLED)
+        for (j = 0; j < width; j++) {
+            if (PyList_Append(graveyard, e[j]) < 0) {
+                PyErr_Clear();  /* no memory: leave the rest referenced forever, never freed early */
+                return;
+            }
+            Py_DECREF(e[j]);
+        }
+    #else
+        (void)graveyard;
+        for (j = 0; j < width; j++) Py_DECREF(e[j]);
+    #endif
+    }
+
+    /* Remove the child of `values` (under the lock): 1 removed, 0 none, -1 an error. */
+    static int dp_fam_remove(dp_fam *f, const Py_ssize_t *version, PyObject *values, PyObject *graveyard) {
+        Py_ssize_t n = PyTuple_GET_SIZE(values), k;
+        PyObject *const *vals = &PyTuple_GET_ITEM(values, 0), *cell = NULL, **e;
+        PyObject *kept[16], **held = kept;
+        dp_ctab *t = f->tab;
+        size_t h;
+        int r;
+        if (t == NULL || t->width != n + 1) return 0;
+        if (dp_vals_hash(vals, n, &h) < 0) return -1;
+        do {
+            t = f->tab;
+            r = dp_tab_lookup(f, t, version, vals, n, h, &k, &cell);
+            if (r < 0) return -1;
+        } while (r);
+        if (k < 0) return 0;
+        e = dp_tab_entry(t, (int)k);
+        DP_CELL_STORE(e, NULL);
+        DP_LIVE_STORE(&t->live, t->live - 1);
+        /* The references go once the entry is out (a value's __del__ may run Python code). */
+        if (t->width > 16) {
+            held = (PyObject **)PyMem_Malloc((size_t)t->width * sizeof(PyObject *));
+            if (held == NULL) return 1;  /* no memory: keep them referenced forever */
+        }
+        held[0] = cell;
+        memcpy(held + 1, e + 1, (size_t)n * sizeof(PyObject *));
+        dp_entry_drop(held, t->width, graveyard);
+        if (held != kept) PyMem_Free(held);
+        return 1;
+    }
+
+    /* Empty the family (under the lock). */
+    static void dp_fam_clear(dp_fam *f, PyObject *graveyard) {
+        dp_ctab *t = f->tab;
+        Py_ssize_t k;
+        PyObject **e;
+        if (t == NULL) return;
+        DP_TAB_STORE(&f->tab, NULL);
+        for (k = 0; k < t->used; k++) {
+            e = dp_tab_entry(t, k);
+            if (e[0] != NULL) dp_entry_drop(e, t->width, graveyard);
+        }
+        dp_fam_retire(f, t);
+    }
+
+    /* The family is dying: nothing can read it any more. */
+    static void dp_fam_free(dp_fam *f) {
+        dp_ctab *t = f->tab, *next;
+        Py_ssize_t k, j;
+        PyObject **e;
+        f->tab = NULL;
+        if (t != NULL) {
+            for (k = 0; k < t->used; k++) {
+                e = dp_tab_entry(t, k);
+                if (e[0] != NULL)
+                    for (j = 0; j < t->width; j++) Py_DECREF(e[j]);
+            }
+            dp_tab_free(t);
+        }
+        for (t = f->retired; t != NULL; t = next) {
+            next = t->older;
+            dp_tab_free(t);
+        }
+        f->retired = NULL;
+    }
+
+    static inline Py_ssize_t dp_fam_len(dp_fam *f) {
+        dp_ctab *t = DP_TAB_LOAD(&f->tab);
+        return t == NULL ? 0 : DP_LIVE_LOAD(&t->live);
+    }
+
+    /* (label values one child after another, cells), in insertion order (under the lock). */
+    static PyObject *dp_fam_flat(dp_fam *f, Py_ssize_t *nlabels) {
+        dp_ctab *t = f->tab;
+        Py_ssize_t n = t == NULL ? 0 : t->width - 1, live = t == NULL ? 0 : t->live, k, j, c = 0;
+        PyObject *flat, *cells, **e;
+        *nlabels = n;
+        flat = PyList_New(live * n);
+        cells = PyList_New(live);
+        if (flat == NULL || cells == NULL) {
+            Py_XDECREF(flat);
+            Py_XDECREF(cells);
+            return NULL;
+        }
+        for (k = 0; t != NULL && k < t->used; k++) {
+            e = dp_tab_entry(t, k);
+            if (e[0] == NULL) continue;
+            Py_INCREF(e[0]);
+            PyList_SET_ITEM(cells, c, e[0]);
+            for (j = 0; j < n; j++) {
+                Py_INCREF(e[1 + j]);
+                PyList_SET_ITEM(flat, c * n + j, e[1 + j]);
+            }
+            c++;
+        }
+        return Py_BuildValue("(NN)", flat, cells);
+    }
+
+    /* [(label-value tuple, cell)] or (tuples, cells) (pairs == 0), in insertion order (under the lock). */
+    static PyObject *dp_fam_items(dp_fam *f, int pairs) {
+        dp_ctab *t = f->tab;
+        Py_ssize_t n = t == NULL ? 0 : t->width - 1, live = t == NULL ? 0 : t->live, k, j, c = 0;
+        PyObject *keys = NULL, *cells = NULL, *key, *out, **e;
+        out = PyList_New(live);
+        if (out == NULL) return NULL;
+        if (!pairs) {
+            keys = out;
+            cells = PyList_New(live);
+            if (cells == NULL) {
+                Py_DECREF(keys);
+                return NULL;
+            }
+        }
+        for (k = 0; t != NULL && k < t->used; k++) {
+            e = dp_tab_entry(t, k);
+            if (e[0] == NULL) continue;
+            key = PyTuple_New(n);
+            if (key == NULL) {
+                Py_DECREF(out);
+                Py_XDECREF(cells);
+                return NULL;
+            }
+            for (j = 0; j < n; j++) {
+                Py_INCREF(e[1 + j]);
+                PyTuple_SET_ITEM(key, j, e[1 + j]);
+            }
+            Py_INCREF(e[0]);
+            if (pairs) {
+                PyObject *pair = PyTuple_Pack(2, key, e[0]);
+                Py_DECREF(key);
+                Py_DECREF(e[0]);
+                if (pair == NULL) {
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                PyList_SET_ITEM(out, c, pair);
+            } else {
+                PyList_SET_ITEM(keys, c, key);
+                PyList_SET_ITEM(cells, c, e[0]);
+            }
+            c++;
+        }
+        if (pairs) return out;
+        return Py_BuildValue("(NN)", keys, cells);
+    }
+    """
+    ctypedef struct dp_fam:
+        void *tab
+        void *retired
+    object dp_fam_get(dp_fam *f, Py_ssize_t *version, tuple values)
+    bint dp_fam_fits(dp_fam *f, Py_ssize_t n)
+    int dp_fam_insert(dp_fam *f, tuple values, object cell) except -1
+    int dp_fam_remove(dp_fam *f, Py_ssize_t *version, tuple values, list graveyard) except -1
+    void dp_fam_clear(dp_fam *f, list graveyard)
+    void dp_fam_free(dp_fam *f)
+    Py_ssize_t dp_fam_len(dp_fam *f)
+    tuple dp_fam_flat(dp_fam *f, Py_ssize_t *nlabels)
+    object dp_fam_items(dp_fam *f, int pairs)
+
+
 def _clean_values(tuple values):
     """Label values with NUL and CR replaced by U+FFFD (see ``Family``)."""
     cdef bint dirty = False
@@ -806,13 +1298,26 @@ cdef class Family:
     NUL and CR in a label value become U+FFFD (the Unicode replacement
     character) when the child is created: the exposition formats have no
     escape for them, and some consumers choke on them raw. The raw tuple stays
-    an alias of the cleaned child, so lookups stay one dict probe.
+    an alias of the cleaned child (a dict, consulted only when the table has no
+    such child).
+
+    The children live in the family's own C table (``dp_fam``, above): per child
+    its cell and label values, in insertion order, and its share of an index; no
+    tuple and no dict entry. ``children()`` and ``snapshot()`` build the tuples
+    when asked; the exposition writer reads ``snapshot_flat()`` and builds none.
+    The table takes one label count, its first child's; children with another
+    count (never from ``labels()``, which checks it) live in the ``_others`` dict,
+    and come after the table's in ``children()`` and scrapes.
     """
 
+    cdef dp_fam _f
     cdef object _factory
-    cdef dict _children
     cdef dict _aliases
+    cdef dict _others  # children whose label count is not the table's
     cdef object _lock
+    # Free-threaded builds: removed children's cells and label values, kept until the family
+    # dies (a lock-free reader may still hold one). Empty on builds with the GIL.
+    cdef list _graveyard
     # Bumped whenever the set of children changes; the exposition writer keeps what it
     # prepared for these children (their created values' text) in ``render_cache`` and
     # uses it while the version is the same.
@@ -822,59 +1327,107 @@ cdef class Family:
     def __cinit__(self, factory):
         # ``factory(label_values)`` makes a child: cells may need their labels
         # (multiprocess files are keyed by them).
+        self._f.tab = NULL
+        self._f.retired = NULL
         self._factory = factory
-        self._children = {}
         self._aliases = {}
+        self._others = {}
         self._lock = threading.Lock()
+        self._graveyard = []
         self.version = 0
         self.render_cache = None
 
+    def __dealloc__(self):
+        dp_fam_free(&self._f)
+
     def get(self, tuple values):
-        cell = dp_dict_get(self._children, values)
+        cell = dp_fam_get(&self._f, &self.version, values)
         if cell is None:
-            cell = self._aliases.get(values)
+            cell = dp_dict_get(self._aliases, values)
+            if cell is None and self._others:
+                cell = dp_dict_get(self._others, values)
             if cell is None:
                 cell = self._create(values)
         return cell
 
+    cdef object _find(self, tuple values):
+        """The child of ``values`` (None: none), under the lock."""
+        cell = dp_fam_get(&self._f, &self.version, values)
+        if cell is None and self._others:
+            cell = self._others.get(values)
+        return cell
+
     cdef object _create(self, tuple values):
         with self._lock:
-            cell = self._children.get(values)
+            cell = self._find(values)
             if cell is None:
                 clean = _clean_values(values)
-                cell = self._children.get(clean)
+                if clean is not values:
+                    cell = self._find(clean)
                 if cell is None:
                     cell = self._factory(clean)
-                    self._children[clean] = cell
+                    if dp_fam_fits(&self._f, len(clean)):
+                        dp_fam_insert(&self._f, clean, cell)
+                    else:
+                        self._others[clean] = cell
                     self.version += 1
                 if clean is not values:
                     self._aliases[values] = cell
         return cell
 
     def children(self):
-        return list(self._children.items())
+        """``[(label-value tuple, cell)]`` in insertion order (the tuples are built here)."""
+        with self._lock:
+            pairs = dp_fam_items(&self._f, 1)
+            if self._others:
+                pairs.extend(self._others.items())
+            return pairs
 
     def snapshot(self):
-        """``(version, label-value tuples, cells)``, consistent: what a scrape reads (no pair per child)."""
+        """``(version, label-value tuples, cells)``, consistent, in insertion order."""
         with self._lock:
-            return self.version, PyDict_Keys(self._children), PyDict_Values(self._children)
+            keys, cells = dp_fam_items(&self._f, 0)
+            if self._others:
+                keys.extend(self._others)
+                cells.extend(self._others.values())
+            return self.version, keys, cells
+
+    def snapshot_flat(self):
+        """``(version, label count, label values, cells)``: what a scrape reads, no tuple per child.
+
+        The values of child ``i`` are ``values[i * count:(i + 1) * count]``; a family whose
+        children have different label counts gives count -1 and one tuple per child.
+        """
+        cdef Py_ssize_t n
+        with self._lock:
+            if self._others:
+                keys, cells = dp_fam_items(&self._f, 0)
+                keys.extend(self._others)
+                cells.extend(self._others.values())
+                return self.version, -1, keys, cells
+            flat, cells = dp_fam_flat(&self._f, &n)
+            return self.version, n, flat, cells
 
     def remove(self, tuple values):
         with self._lock:
-            cell = self._children.pop(_clean_values(values), None)
-            if cell is not None:
+            clean = _clean_values(values)
+            if dp_fam_remove(&self._f, &self.version, clean, self._graveyard) or (
+                    self._others and self._others.pop(clean, None) is not None):
                 self.version += 1
-                if self._aliases:
-                    self._aliases = {k: c for k, c in self._aliases.items() if c is not cell}
+                # In place: a lock-free get() may be reading this very dict (free-threaded
+                # builds), which a replacement could free under it.
+                for k in [k for k in self._aliases if _clean_values(k) == clean]:
+                    del self._aliases[k]
 
     def clear(self):
         with self._lock:
-            self._children.clear()
+            dp_fam_clear(&self._f, self._graveyard)
+            self._others.clear()
             self._aliases.clear()
             self.version += 1
 
     def __len__(self):
-        return len(self._children)
+        return dp_fam_len(&self._f) + len(self._others)
 
 
 # --- C entry points for the other compiled modules ----------------------------

@@ -324,6 +324,20 @@ class Family:
         with self._lock:
             return self.version, list(self._children), list(self._children.values())
 
+    def snapshot_flat(self) -> tuple[int, int, list[str], list[Any]]:
+        """``(version, label count, label values, cells)``: the compiled core's scrape shape.
+
+        The values of child ``i`` are ``values[i * count:(i + 1) * count]``; a family whose
+        children have different label counts gives count -1 and one tuple per child.
+        """
+        with self._lock:
+            keys = list(self._children)
+            cells = list(self._children.values())
+            count = len(keys[0]) if keys else 0
+            if any(len(key) != count for key in keys):
+                return self.version, -1, keys, cells
+            return self.version, count, [v for key in keys for v in key], cells
+
     def remove(self, values: tuple[str, ...]) -> None:
         with self._lock:
             cell = self._children.pop(_clean_values(values), None)

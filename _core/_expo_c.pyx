@@ -18,7 +18,8 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF, Py_XDECREF
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.sequence cimport PySequence_Fast_ITEMS
+from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.math cimport INFINITY, floor, rint
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
@@ -215,16 +216,33 @@ cdef struct Heads:
     Py_ssize_t *head_len
 
 
-cdef int _put_labels(Buf *lab, Heads *h, object values, Py_ssize_t *pre_len) except -1:
+cdef PyObject **_child_values(object keys, Py_ssize_t count, Py_ssize_t c, Py_ssize_t want) except? NULL:
+    """Child ``c``'s label values: ``count`` of them in the flat list ``keys`` (a ``Family``'s
+    ``snapshot_flat()``), or (``count`` < 0) the tuple ``keys[c]``; ``want`` of them."""
+    cdef object values
+    if count >= 0:
+        if count != want:
+            raise ValueError("a child's label values do not match its family's label names")
+        return PySequence_Fast_ITEMS(keys) + c * count
+    values = (<list> keys)[c]
+    if type(values) is not tuple or PyTuple_GET_SIZE(values) != want:
+        raise ValueError("a child's label values do not match its family's label names")
+    return PySequence_Fast_ITEMS(values)
+
+
+cdef tuple _values_tuple(PyObject **values, Py_ssize_t n):
+    cdef Py_ssize_t j
+    return tuple([<object> values[j] for j in range(n)])
+
+
+cdef int _put_labels(Buf *lab, Heads *h, PyObject **values, Py_ssize_t *pre_len) except -1:
     """The child's labels, sorted, escaped: `a="x",b="y"`; pre_len marks where `le` goes."""
     cdef Py_ssize_t j, n, start = lab.len
     cdef const char *p
     cdef object v
-    if type(values) is not tuple or PyTuple_GET_SIZE(values) != h.n:
-        raise ValueError("a child's label values do not match its family's label names")
     pre_len[0] = 0
     for j in range(h.n):
-        v = <object> PyTuple_GET_ITEM(values, h.order[j])
+        v = <object> values[h.order[j]]
         if type(v) is not str:
             v = str(v)
         p = PyUnicode_AsUTF8AndSize(v, &n)
@@ -244,23 +262,24 @@ cdef int _put_labels(Buf *lab, Heads *h, object values, Py_ssize_t *pre_len) exc
     return 0
 
 
-# What a scrape reads of a family's children: a snapshot (version, label-value tuples,
-# cells), taken under the family's lock, and dropped when the scrape ends. The writer keeps
+# What a scrape reads of a family's children: a snapshot (version, label count, every child's
+# label values one after another, cells: no tuple per child), taken under the family's lock, and dropped when the scrape ends. The writer keeps
 # nothing between scrapes: the labels are escaped as they are written, and each child's
 # `_created` value is formatted then too (dp_float.h's shortest repr, cheap enough that
 # keeping its text, 23 bytes a child, is not worth it).
 
 cdef tuple _snapshot(object children):
-    """(version or -1, label-value tuples, cells) of a core Family or of (values, cell) pairs."""
+    """(version or -1, label count, flat label values, cells) of a core Family; of (values,
+    cell) pairs: (-1, -1, label-value tuples, cells) (see ``_child_values``)."""
     cdef list pairs, keys, cells
     if type(children) is _Family:
-        return children.snapshot()
+        return children.snapshot_flat()
     pairs = list(children)
     keys = [None] * len(pairs)
     cells = [None] * len(pairs)
     for i in range(len(pairs)):
         keys[i], cells[i] = pairs[i]
-    return -1, keys, cells
+    return -1, -1, keys, cells
 
 
 cdef inline double _created(object cell):
@@ -278,7 +297,7 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
                   int mask, bint openmetrics, bint filtered, bint exp2=True):
     """The exposition of one family (see ``_expo_py.render_family`` for the arguments)."""
     cdef Buf out, lab, crb
-    cdef Py_ssize_t nlabels = len(labelnames), i, j, c, le_pos = 0, nsamples = 0, n
+    cdef Py_ssize_t nlabels = len(labelnames), i, j, c, le_pos = 0, nsamples = 0, n, count
     cdef Py_ssize_t nles = len(les), lab_len, pre_len, est, nb
     cdef list order = sorted(range(nlabels), key=lambda k: labelnames[k])
     cdef list heads = []  # b'name="' per sorted label
@@ -305,7 +324,7 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
         heads.append(f'{labelnames[order[j]]}="'.encode("utf-8"))
         if labelnames[order[j]] < "le":
             le_pos += 1
-    version, keys, cells = _snapshot(children)
+    version, count, keys, cells = _snapshot(children)
     n = len(cells)
     want_created = mask & _CREATED and kind != _GAUGE
     out.data = NULL; out.len = 0; out.cap = 0
@@ -350,7 +369,7 @@ def render_family(int kind, str name, str doc, str unit, labelnames, children, l
         for c in range(n):
             cell = cells[c]
             lab.len = 0
-            _put_labels(&lab, &h, keys[c], &pre_len)
+            _put_labels(&lab, &h, _child_values(keys, count, c, nlabels), &pre_len)
             lab_len = lab.len
             a = lab.data
             if kind == _HISTOGRAM:
@@ -625,17 +644,15 @@ cdef int _pb_timestamp(Buf *b, double seconds) except -1:
     return 0
 
 
-cdef int _pb_labels(Buf *lab, list names, object values) except -1:
+cdef int _pb_labels(Buf *lab, list names, PyObject **values) except -1:
     """A child's LabelPair fields (``names``: each label's encoded name field), declared order."""
     cdef Py_ssize_t j, n, pair
     cdef const char *p
     cdef bytes field, raw
     cdef object v
-    if type(values) is not tuple or PyTuple_GET_SIZE(values) != len(names):
-        raise ValueError("a child's label values do not match its family's label names")
     for j in range(len(names)):
         field = <bytes> names[j]
-        v = <object> PyTuple_GET_ITEM(values, j)
+        v = <object> values[j]
         if type(v) is not str:
             v = str(v)
         p = _utf8_or_null(v, &n)
@@ -663,7 +680,8 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
     cdef Buf out, lab, one, ts
     cdef dp_buf nat  # a child's native fields, reused from child to child
     cdef list keys, cells, names = []
-    cdef Py_ssize_t c, i, n, nb = len(bounds), nfinite = 0, lab_len, cr_len
+    cdef Py_ssize_t c, i, n, nb = len(bounds), nfinite = 0, lab_len, cr_len, per_child
+    cdef PyObject **values
     cdef Py_ssize_t body, metric, head_len, start, est
     cdef double cum[64]
     cdef double bnd[64]
@@ -682,7 +700,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
         bnd[i] = bounds[i]
         if bnd[i] != INFINITY:
             nfinite += 1
-    version, keys, cells = _snapshot(children)
+    version, per_child, keys, cells = _snapshot(children)
     n = len(cells)
     out.data = NULL; out.len = 0; out.cap = 0
     head.data = NULL; head.len = 0; head.cap = 0
@@ -714,7 +732,8 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
         for c in range(n):
             cell = cells[c]
             lab.len = 0
-            _pb_labels(&lab, names, keys[c])
+            values = _child_values(keys, per_child, c, len(names))
+            _pb_labels(&lab, names, values)
             lab_len = lab.len
             a = lab.data
             cr_len = 0
@@ -741,7 +760,7 @@ def render_protobuf(int kind, str name, str doc, str unit, labelnames, children,
                     else:
                         fast = False
                 if not fast:
-                    one_b = slow(keys[c], cell)
+                    one_b = slow(_values_tuple(values, len(names)), cell)
                     _reserve(&out, 10 + len(one_b))
                     _varint_at(&out, (4 << 3) | 2)
                     _varint_at(&out, len(one_b))

@@ -340,7 +340,8 @@ def memory_per_child(impl: str, kind: str, n: int = 100_000) -> dict[str, float]
     ``labels()`` (``children``), and what the writer keeps after one text scrape
     (``text``) and one protobuf scrape (``protobuf``; ours only). ``cell`` and
     ``tuple``: ``n`` bare cells and label-value tuples of the same kind, made apart;
-    ``family``: the rest of ``children`` (the family's dict entry). ``total``: all of it.
+    ``family``: the rest of ``children`` (the pure core's dict entry; the compiled core keeps
+    no tuple: ``children - cell`` is its family table's share). ``total``: all of it.
     The label strings exist before the child (the caller's) and are not counted.
     """
     counter, histogram = _classes(impl)
@@ -412,8 +413,12 @@ def _memory_main() -> None:
             print(f"{kind:9} {m['total']:6.0f} B (the child {m['children']:.0f}, of it the label tuple "
                   f"{m['tuple']:.0f}; the text scrape keeps {m['text']:.0f})")  # fmt: skip
             continue
-        print(f"{kind:9} {m['total']:6.0f} B: cell {m['cell']:.0f}, label tuple {m['tuple']:.0f}, "
-              f"family dict {m['family']:.0f}, writer after a text scrape {m['text']:.0f}, "
+        if impl == "compiled":  # the family's own table keeps no tuple: the rest is the table's
+            family = f"family table {m['children'] - m['cell']:.0f} (no label tuple)"
+        else:
+            family = f"label tuple {m['tuple']:.0f}, family dict {m['family']:.0f}"
+        print(f"{kind:9} {m['total']:6.0f} B: cell {m['cell']:.0f}, {family}, "
+              f"writer after a text scrape {m['text']:.0f}, "
               f"after a protobuf scrape {m['protobuf']:.0f}")  # fmt: skip
 
 
