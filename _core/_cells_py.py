@@ -317,7 +317,11 @@ class Family:
         return cell
 
     def children(self) -> list[tuple[tuple[str, ...], Any]]:
-        return list(self._children.items())
+        # Under the lock: copying the items can run the GC (and any finalizer's Python code),
+        # letting a creating or removing thread change the dict mid-copy (3.10 raised
+        # "dictionary changed size during iteration" in the family stress test).
+        with self._lock:
+            return list(self._children.items())
 
     def snapshot(self) -> tuple[int, list[tuple[str, ...]], list[Any]]:
         """``(version, label-value tuples, cells)``, consistent: what a scrape reads (no pair per child)."""
